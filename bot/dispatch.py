@@ -1,0 +1,596 @@
+"""Routing messages to feature handlers, exactly once, within the reply budget.
+
+A feature builds a Router and registers handlers with filters:
+
+    router = Router("membership")
+
+    @router.text("我的", bound=True, usage="我的", summary="查看我的党员信息")
+    async def show_me(member): ...
+
+The Dispatcher records every message before handling it (the inbound log's unique key makes exactly one
+copy the owner), runs the first matching handler inside one database transaction together with the
+dialog state and the stored reply, and answers within the reply budget: a handler that takes longer
+keeps running, the platform gets an empty answer, and the reply is pushed when it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.messages import Kind, Message
+from bot.text import normalize_input, split_text
+from storage import dialogs, identities, inbound
+from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
+
+log = logging.getLogger(__name__)
+
+SORRY = "抱歉，系统出了点问题，这条消息没有处理成功。请稍后再试，或联系支部书记。"
+NOT_UNDERSTOOD = "没有听懂“{text}”。回复 帮助 查看可以做什么。"
+UNSUPPORTED = "暂时不能处理这类消息。回复 帮助 查看可以做什么。"
+NEED_BINDING = "这项功能需要先绑定党员身份。回复 绑定 开始。"
+WRONG_ROLE = "这项功能只有{roles}可以使用。"
+CANCELLED = "已取消。"
+NOTHING_TO_CANCEL = "当前没有进行中的操作。"
+DIALOG_EXPIRED = "上一步操作因长时间未回复已结束，请重新开始。"
+CANCEL_WORDS = ("取消", "退出", "算了")
+
+Pusher = Callable[[str, str], Awaitable[None]]
+
+
+# ---------------------------------------------------------------- filters
+
+
+class Filter:
+    """A test on a message. Returns False/None (no match), True, or a dict of values for the handler."""
+
+    def __call__(self, message: Message, ctx: "Context") -> bool | dict | None:
+        raise NotImplementedError
+
+    def __and__(self, other: "Filter") -> "Filter":
+        return _All(self, other)
+
+    def __or__(self, other: "Filter") -> "Filter":
+        return _Any(self, other)
+
+    def __invert__(self) -> "Filter":
+        return _Not(self)
+
+
+@dataclass(frozen=True)
+class _All(Filter):
+    left: Filter
+    right: Filter
+
+    def __call__(self, message, ctx):
+        first = self.left(message, ctx)
+        if not first:
+            return None
+        second = self.right(message, ctx)
+        if not second:
+            return None
+        return {**(first if isinstance(first, dict) else {}), **(second if isinstance(second, dict) else {})}
+
+
+@dataclass(frozen=True)
+class _Any(Filter):
+    left: Filter
+    right: Filter
+
+    def __call__(self, message, ctx):
+        return self.left(message, ctx) or self.right(message, ctx)
+
+
+@dataclass(frozen=True)
+class _Not(Filter):
+    inner: Filter
+
+    def __call__(self, message, ctx):
+        return not self.inner(message, ctx)
+
+
+def typed_text(message: Message) -> str | None:
+    """What the user typed or said (voice recognition), normalized; None for other messages."""
+    if message.kind in (Kind.TEXT, Kind.VOICE) and message.text:
+        return normalize_input(message.text)
+    return None
+
+
+class Command(Filter):
+    """A command word with its Chinese aliases. With takes_args, the rest of the text is `args`:
+    "绑定 张三 123456" and "签到123456" both match (people often leave out the space)."""
+
+    def __init__(self, *words: str, takes_args: bool = False) -> None:
+        self.words = tuple(normalize_input(word) for word in words)
+        self.takes_args = takes_args
+
+    def __call__(self, message, ctx):
+        text = typed_text(message)
+        if text is None:
+            return None
+        for word in self.words:
+            if text == word:
+                return {"args": ""}
+            if self.takes_args and text.startswith(word):
+                return {"args": text[len(word):].strip()}
+        return None
+
+
+class Regex(Filter):
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    def __call__(self, message, ctx):
+        text = typed_text(message)
+        match = self.pattern.fullmatch(text) if text is not None else None
+        return {"match": match} if match else None
+
+
+class Choice(Filter):
+    """A numeric answer to a numbered question ("回复 1 确认，回复 2 取消")."""
+
+    def __init__(self, *choices: int) -> None:
+        self.choices = frozenset(choices)
+
+    def __call__(self, message, ctx):
+        text = typed_text(message)
+        if text and text.isdigit() and (not self.choices or int(text) in self.choices):
+            return {"choice": int(text)}
+        return None
+
+
+class AnyText(Filter):
+    """Any typed or spoken text."""
+
+    def __call__(self, message, ctx):
+        text = typed_text(message)
+        return {"text": text} if text else None
+
+
+class Click(Filter):
+    """A tap on a custom-menu button with one of these keys."""
+
+    def __init__(self, *keys: str) -> None:
+        self.keys = frozenset(keys)
+
+    def __call__(self, message, ctx):
+        return message.kind == Kind.EVENT and message.event == "click" and message.event_key in self.keys
+
+
+class EventType(Filter):
+    def __init__(self, *events: str) -> None:
+        self.events = frozenset(events)
+
+    def __call__(self, message, ctx):
+        return message.kind == Kind.EVENT and message.event in self.events
+
+
+class Scene(Filter):
+    """A parametric QR code whose scene starts with prefix (a SCAN, or a follow through the code)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, message, ctx):
+        if message.kind == Kind.EVENT and message.scene.startswith(self.prefix):
+            return {"scene": message.scene[len(self.prefix):]}
+        return None
+
+
+class MessageKind(Filter):
+    def __init__(self, *kinds: Kind) -> None:
+        self.kinds = frozenset(kinds)
+
+    def __call__(self, message, ctx):
+        return message.kind in self.kinds
+
+
+# ---------------------------------------------------------------- dialogs and context
+
+
+@dataclass
+class Dialog:
+    """The user's place in a multi-step dialog. Changes are saved with the handler's transaction."""
+
+    name: str | None = None
+    step: str | None = None
+    data: dict = field(default_factory=dict)
+    changed: bool = False
+    # A dialog that timed out before this message; the fallback tells the user.
+    expired: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.name is not None
+
+    def start(self, name: str, step: str, **data: Any) -> None:
+        self.name, self.step, self.data, self.changed = name, step, dict(data), True
+
+    def goto(self, step: str, **data: Any) -> None:
+        self.step = step
+        self.data.update(data)
+        self.changed = True
+
+    def finish(self) -> None:
+        self.name, self.step, self.data, self.changed = None, None, {}, True
+
+
+@dataclass(frozen=True)
+class CommandHelp:
+    usage: str
+    summary: str
+
+
+class Context:
+    """What a handler may use: the member, a database session, the clock, and ways to answer."""
+
+    def __init__(self, *, message: Message, session: AsyncSession, clock: Clock, identity: WeChatIdentity,
+                 member: Member | None, dialog: Dialog, catalog: list["Handler"], settings: Any) -> None:
+        self.message = message
+        self.session = session
+        self.clock = clock
+        self.identity = identity
+        self.member = member
+        self.dialog = dialog
+        self.settings = settings
+        self._catalog = catalog
+        self.replies: list[str] = []
+        self.pushes: list[tuple[str, str]] = []
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def reply(self, text: str) -> None:
+        self.replies.append(text)
+
+    def send(self, openid: str, text: str) -> None:
+        """Push a message to another follower once this message's changes are committed."""
+        self.pushes.append((openid, text))
+
+    def commands(self) -> list[CommandHelp]:
+        """The documented commands this user may run, in registration order."""
+        seen: list[CommandHelp] = []
+        for handler in self._catalog:
+            if handler.help and handler.permits(self.member) and handler.help not in seen:
+                seen.append(handler.help)
+        return seen
+
+
+# ---------------------------------------------------------------- routers and handlers
+
+
+# Names a handler may ask for; each maps to how the Context provides it.
+_INJECTABLE: dict[str, Callable[[Context], Any]] = {
+    "ctx": lambda ctx: ctx,
+    "message": lambda ctx: ctx.message,
+    "session": lambda ctx: ctx.session,
+    "clock": lambda ctx: ctx.clock,
+    "now": lambda ctx: ctx.now,
+    "member": lambda ctx: ctx.member,
+    "identity": lambda ctx: ctx.identity,
+    "dialog": lambda ctx: ctx.dialog,
+    "settings": lambda ctx: ctx.settings,
+}
+
+
+@dataclass
+class Handler:
+    callback: Callable[..., Awaitable[Any]]
+    filters: tuple[Filter, ...]
+    roles: frozenset[Role] | None
+    bound: bool
+    dialog: str | None
+    step: str | None
+    help: CommandHelp | None
+    wants: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.wants = tuple(inspect.signature(self.callback).parameters)
+
+    def match(self, message: Message, ctx: Context) -> dict | None:
+        if self.dialog is not None and (ctx.dialog.name != self.dialog or (self.step and ctx.dialog.step != self.step)):
+            return None
+        values: dict = {}
+        for check in self.filters:
+            result = check(message, ctx)
+            if not result:
+                return None
+            if isinstance(result, dict):
+                values.update(result)
+        return values
+
+    def permits(self, member: Member | None) -> bool:
+        if (self.bound or self.roles) and member is None:
+            return False
+        return self.roles is None or Role(member.role) in self.roles
+
+    async def run(self, ctx: Context, values: dict) -> Any:
+        arguments = {}
+        for name in self.wants:
+            if name in values:
+                arguments[name] = values[name]
+            elif name in _INJECTABLE:
+                arguments[name] = _INJECTABLE[name](ctx)
+            else:
+                raise TypeError(f"{self.callback.__qualname__} asks for {name!r}, which no filter or context gives")
+        return await self.callback(**arguments)
+
+
+class Router:
+    """One feature's handlers, tried in the order they were registered."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: list[Handler] = []
+
+    def on(self, *filters: Filter, roles: Iterable[Role] | None = None, bound: bool = False,
+           dialog: str | None = None, step: str | None = None, usage: str | None = None,
+           summary: str | None = None):
+        def register(callback):
+            self.handlers.append(Handler(
+                callback=callback, filters=filters, roles=frozenset(roles) if roles is not None else None,
+                bound=bound, dialog=dialog, step=step,
+                help=CommandHelp(usage, summary or "") if usage else None,
+            ))
+            return callback
+        return register
+
+    def text(self, *words: str, takes_args: bool = False, **options):
+        return self.on(Command(*words, takes_args=takes_args), **options)
+
+    def click(self, *keys: str, **options):
+        return self.on(Click(*keys), **options)
+
+    def event(self, *events: str, **options):
+        return self.on(EventType(*events), **options)
+
+
+# ---------------------------------------------------------------- the dispatcher
+
+
+@dataclass
+class _InFlight:
+    """A message this process is handling (or waiting on), shared by every copy that arrives."""
+
+    future: asyncio.Future
+    late: bool = False
+
+
+def _role_names(roles: frozenset[Role]) -> str:
+    return "、".join(role.value for role in Role if role in roles)
+
+
+class Dispatcher:
+    def __init__(self, routers: Iterable[Router], *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
+                 settings: Any, reply_max_bytes: int = 2048, max_parts: int = 5,
+                 pusher: Pusher | None = None) -> None:
+        self.routers = list(routers)
+        self.sessions = sessions
+        self.clock = clock
+        self.settings = settings
+        self.reply_max_bytes = reply_max_bytes
+        self.max_parts = max_parts
+        self.pusher = pusher
+        self.handlers = [handler for router in self.routers for handler in router.handlers]
+        self._in_flight: dict[str, _InFlight] = {}
+        self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._background: set[asyncio.Task] = set()
+
+    # -- entry point
+
+    async def feed(self, message: Message) -> str | None:
+        """Handle a message once, however many copies arrive; the passive reply, or None for none.
+
+        Copies that arrive together share one handling and get the same answer. A copy that arrives
+        after the message was handled gets the stored answer without running anything again.
+        """
+        key = message.dedup_key
+        entry = self._in_flight.get(key)
+        if entry is None:
+            entry = self._in_flight[key] = _InFlight(asyncio.get_running_loop().create_future())
+            self._spawn(self._process(message, entry))
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry.future), self.settings.reply_budget)
+        except TimeoutError:
+            # The handler keeps going; whoever finishes it pushes the reply instead.
+            entry.late = True
+            log.info("reply budget exceeded for %s; the reply will be pushed", key)
+            return None
+
+    async def drain(self) -> None:
+        """Wait for handlers still running in the background (shutdown and tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _process(self, message: Message, entry: _InFlight) -> None:
+        key = message.dedup_key
+        try:
+            now = self.clock.now()
+            async with self.sessions() as session, session.begin():
+                claim = await inbound.claim(session, dedup_key=key, openid=message.user_id, kind=message.kind.value,
+                                            payload=message.to_payload(), now=now)
+            if claim.claimed:
+                passive = await self._handle_and_deliver(claim.message_id, message, entry)
+            else:
+                passive = await self._answer_of(claim.existing)
+            entry.future.set_result(passive)
+        except Exception as error:  # a database outage: answer nothing rather than fail the request
+            log.exception("could not process %s", key)
+            entry.future.set_exception(error)
+            entry.future.exception()  # mark retrieved: feed() may have stopped waiting already
+        finally:
+            self._in_flight.pop(key, None)
+
+    async def _handle_and_deliver(self, message_id: int, message: Message, entry: _InFlight) -> str | None:
+        parts, pushes = await self._handle(message_id, message)
+        # Decided synchronously with feed()'s timeout, so exactly one of passive or push happens.
+        late = entry.late
+        if late:
+            async with self.sessions() as session, session.begin():
+                await inbound.set_reply_mode(session, message_id, "push")
+        to_push = [(message.user_id, part) for part in (parts if late else parts[1:])] + pushes
+        if to_push:
+            self._spawn(self._push_all(to_push))
+        return None if late or not parts else parts[0]
+
+    async def _answer_of(self, existing: InboundMessage) -> str | None:
+        """The answer for a copy of a message that another worker claimed."""
+        loop = asyncio.get_running_loop()
+        poll, deadline = 0.02, loop.time() + self.settings.claim_lease
+        while existing.status == InboundStatus.PROCESSING.value and loop.time() < deadline:
+            await asyncio.sleep(poll)
+            poll = min(poll * 2, 0.5)
+            async with self.sessions() as session:
+                existing = await inbound.get(session, existing.id)
+        if existing.status == InboundStatus.PROCESSING.value or existing.reply_mode == "push":
+            return None
+        parts = inbound.stored_replies(existing)
+        return parts[0] if parts else None
+
+    # -- handling
+
+    def _user_lock(self, openid: str) -> asyncio.Lock:
+        lock = self._user_locks.get(openid)
+        if lock is None:
+            lock = self._user_locks[openid] = asyncio.Lock()
+        return lock
+
+    async def _handle(self, message_id: int, message: Message) -> tuple[list[str], list[tuple[str, str]]]:
+        """Run the handler; its changes, the dialog state and the stored reply commit together."""
+        async with self._user_lock(message.user_id):
+            async with self.sessions() as session:
+                try:
+                    async with session.begin():
+                        ctx = await self._context(session, message)
+                        await self._route(ctx)
+                        await self._save_dialog(ctx)
+                        parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
+                        await inbound.finish(session, message_id, status=InboundStatus.DONE, replies=parts,
+                                             now=self.clock.now())
+                    return parts, ctx.pushes
+                except Exception as error:
+                    log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
+                    async with session.begin():
+                        await inbound.finish(session, message_id, status=InboundStatus.FAILED, replies=[SORRY],
+                                             now=self.clock.now(), error=f"{type(error).__name__}: {error}")
+                    return [SORRY], []
+
+    async def _context(self, session: AsyncSession, message: Message) -> Context:
+        now = self.clock.now()
+        identity, member = await identities.touch(
+            session, message.user_id, now=now, opens_window=message.opens_window,
+            subscribed=message.event != "unsubscribe")
+        dialog = Dialog()
+        state = await dialogs.load(session, message.user_id)
+        if state is not None:
+            if state.expires_at > now:
+                dialog = Dialog(name=state.name, step=state.step, data=json.loads(state.data))
+            else:
+                dialog = Dialog(expired=True, changed=True)
+        return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
+                       dialog=dialog, catalog=self.handlers, settings=self.settings)
+
+    async def _route(self, ctx: Context) -> None:
+        message = ctx.message
+        if ctx.dialog.active and typed_text(message) in CANCEL_WORDS:
+            ctx.dialog.finish()
+            ctx.reply(CANCELLED)
+            return
+        # A user in a dialog is answering it: that dialog's handlers come first.
+        ordered = self.handlers
+        if ctx.dialog.active:
+            ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + \
+                      [h for h in self.handlers if h.dialog != ctx.dialog.name]
+        for handler in ordered:
+            values = handler.match(message, ctx)
+            if values is None:
+                continue
+            if not handler.permits(ctx.member):
+                ctx.reply(NEED_BINDING if ctx.member is None else WRONG_ROLE.format(roles=_role_names(handler.roles)))
+                return
+            result = await handler.run(ctx, values)
+            if isinstance(result, str):
+                ctx.reply(result)
+            elif isinstance(result, list):
+                for text in result:
+                    ctx.reply(text)
+            return
+        self._fallback(ctx)
+
+    def _fallback(self, ctx: Context) -> None:
+        message = ctx.message
+        text = typed_text(message)
+        if text is not None:
+            if text in CANCEL_WORDS:
+                ctx.reply(NOTHING_TO_CANCEL)
+            elif ctx.dialog.expired:
+                ctx.reply(DIALOG_EXPIRED)
+            else:
+                ctx.reply(NOT_UNDERSTOOD.format(text=text[:20]))
+        elif message.kind != Kind.EVENT:
+            # Events the user did not type (menu views, reported locations, job reports) get no answer.
+            ctx.reply(UNSUPPORTED)
+
+    async def _save_dialog(self, ctx: Context) -> None:
+        dialog, openid = ctx.dialog, ctx.message.user_id
+        if not dialog.changed:
+            return
+        if dialog.active:
+            expires = self.clock.now() + timedelta(minutes=self.settings.dialog_timeout_minutes)
+            await dialogs.save(ctx.session, openid, name=dialog.name, step=dialog.step, data=dialog.data,
+                               expires_at=expires)
+        else:
+            await dialogs.clear(ctx.session, openid)
+
+    def _fit(self, text: str) -> list[str]:
+        return split_text(text, self.reply_max_bytes, self.max_parts)
+
+    # -- pushing
+
+    async def _push_all(self, pushes: list[tuple[str, str]]) -> None:
+        if self.pusher is None:
+            log.warning("no pusher configured; %d message(s) not sent", len(pushes))
+            return
+        for openid, text in pushes:
+            for part in self._fit(text):
+                try:
+                    await self.pusher(openid, part)
+                except Exception:
+                    log.exception("push to %s failed", openid)
+
+    # -- recovery
+
+    async def recover_orphans(self) -> int:
+        """Handle messages whose process died after claiming them; their replies are pushed."""
+        cutoff = self.clock.now() - timedelta(seconds=self.settings.claim_lease)
+        async with self.sessions() as session:
+            orphans = await inbound.orphaned(session, claimed_before=cutoff)
+        recovered = 0
+        for orphan in orphans:
+            async with self.sessions() as session, session.begin():
+                won = await inbound.take_over(session, orphan, self.clock.now())
+            if not won:
+                continue
+            message = Message.from_payload(json.loads(orphan.payload))
+            entry = _InFlight(asyncio.get_running_loop().create_future(), late=True)
+            await self._handle_and_deliver(orphan.id, message, entry)
+            recovered += 1
+            log.info("recovered orphaned message %s", orphan.dedup_key)
+        return recovered

@@ -1,0 +1,84 @@
+"""What a user sent, in a form no feature needs WeChat to understand."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    VOICE = "voice"
+    VIDEO = "video"
+    SHORTVIDEO = "shortvideo"
+    LOCATION = "location"
+    LINK = "link"
+    EVENT = "event"
+    UNKNOWN = "unknown"
+
+
+class Event(StrEnum):
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    SCAN = "scan"  # a follower scanned a parametric QR code; a first follow by QR is SUBSCRIBE with a scene
+    LOCATION = "location"  # the client reported its position (not a message the user typed)
+    CLICK = "click"
+    VIEW = "view"
+
+
+# Events after which WeChat opens the customer-service window even though the user typed nothing.
+WINDOW_OPENING_EVENTS = frozenset({Event.SUBSCRIBE, Event.SCAN, Event.CLICK})
+
+
+@dataclass(frozen=True)
+class Location:
+    latitude: float
+    longitude: float
+    scale: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    user_id: str
+    kind: Kind
+    created_at: int  # unix seconds, as the platform stamped it
+    msg_id: str = ""
+    account_id: str = ""  # the official account the user wrote to (ToUserName)
+    # Typed text, the speech recognition of a voice message, or a link's title.
+    text: str = ""
+    event: str = ""
+    event_key: str = ""
+    # The scene string of a parametric QR code (without WeChat's "qrscene_" prefix).
+    scene: str = ""
+    location: Location | None = None
+    media_id: str = ""
+    url: str = ""
+    # The platform's own type name, kept for messages and events we do not know.
+    raw_type: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def dedup_key(self) -> str:
+        """Messages are unique by id; events by sender, time and event (the platform gives them no id)."""
+        if self.msg_id:
+            return f"msg:{self.msg_id}"
+        return f"evt:{self.user_id}:{self.created_at}:{self.event or self.raw_type}:{self.event_key}"
+
+    @property
+    def opens_window(self) -> bool:
+        if self.kind == Kind.EVENT:
+            return self.event in WINDOW_OPENING_EVENTS
+        return True
+
+    def to_payload(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "Message":
+        data = dict(payload)
+        data["kind"] = Kind(data["kind"])
+        if data.get("location"):
+            data["location"] = Location(**data["location"])
+        return cls(**data)

@@ -1,0 +1,43 @@
+"""Fitting reply text into a channel's size limits, and reading what people type."""
+
+from __future__ import annotations
+
+import unicodedata
+
+TRIMMED_NOTE = "……（内容较长，已省略后面部分）"
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _cut(text: str, max_bytes: int) -> tuple[str, str]:
+    """Split text into a head of at most max_bytes (preferring a line break) and the rest."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text, ""
+    head = encoded[:max_bytes].decode("utf-8", errors="ignore")
+    newline = head.rfind("\n")
+    if newline > len(head) // 2:
+        head = head[: newline + 1]
+    return head.rstrip("\n"), text[len(head):].lstrip("\n")
+
+
+def split_text(text: str, max_bytes: int, max_parts: int) -> list[str]:
+    """Split text into at most max_parts pieces of at most max_bytes each, trimming what is left."""
+    parts: list[str] = []
+    rest = text
+    while rest and len(parts) < max_parts:
+        head, rest = _cut(rest, max_bytes)
+        parts.append(head)
+    if rest:
+        note_bytes = utf8_len(TRIMMED_NOTE)
+        head, _ = _cut(parts[-1], max_bytes - note_bytes)
+        parts[-1] = head + TRIMMED_NOTE
+    return parts
+
+
+def normalize_input(text: str) -> str:
+    """What a person typed, with full-width letters, digits and spaces folded and ends trimmed."""
+    folded = unicodedata.normalize("NFKC", text)
+    return " ".join(folded.split()).strip().rstrip("。.!！?？~～")

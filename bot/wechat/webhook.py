@@ -1,0 +1,169 @@
+"""The webhook WeChat calls: verify, decrypt, parse, hand the Message to the dispatcher, render the reply.
+
+Every request that is not a genuine message ends in a 4xx with one log line saying why; nothing a
+sender puts in a request can produce a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+
+from aiohttp import web
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.dispatch import Dispatcher
+from bot.wechat import xml
+from bot.wechat.signing import MessageCipher, new_nonce, signature_matches
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"  # tells WeChat "received, nothing to show, do not retry"
+BUSY_REPLY = "系统繁忙，这条消息没有收到，请过一会儿再发一次。"
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class NonceMemory:
+    """Signed requests seen within the timestamp window, each remembered with its body's hash.
+
+    A retry from WeChat repeats the same body and passes (the dispatcher answers it from the inbound
+    log). The same signature with a different body is a replayed query string carrying a forged
+    body — in plaintext mode the signature does not cover the body, so this is the only guard.
+    """
+
+    def __init__(self, window_seconds: int, max_entries: int = 200_000) -> None:
+        self.window = window_seconds
+        self.max_entries = max_entries
+        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def admit(self, key: str, body_digest: str, now: float) -> bool:
+        while self._seen:
+            oldest_key, (seen_at, _) = next(iter(self._seen.items()))
+            if now - seen_at <= 2 * self.window and len(self._seen) < self.max_entries:
+                break
+            del self._seen[oldest_key]
+        known = self._seen.get(key)
+        if known is not None:
+            return known[1] == body_digest
+        self._seen[key] = (now, body_digest)
+        return True
+
+
+class Webhook:
+    def __init__(self, settings: Settings, dispatcher: Dispatcher, clock: Clock) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.nonces = NonceMemory(settings.timestamp_window)
+        self.cipher = (MessageCipher(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+                       if settings.safe_mode else None)
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/wechat", self.verify)
+        app.router.add_post("/wechat", self.receive)
+
+    # -- checks shared by GET and POST
+
+    def _check_timestamp(self, query) -> str:
+        timestamp = query.get("timestamp", "")
+        if not timestamp.isdigit() or len(timestamp) > 12:
+            raise Rejected(400, "missing or malformed timestamp")
+        if abs(self.clock.timestamp() - int(timestamp)) > self.settings.timestamp_window:
+            raise Rejected(403, f"timestamp {timestamp} outside the {self.settings.timestamp_window}s window")
+        return timestamp
+
+    def _check_plain_signature(self, query, timestamp: str) -> None:
+        nonce = query.get("nonce", "")
+        if not signature_matches((self.settings.wechat_token, timestamp, nonce), query.get("signature", "")):
+            raise Rejected(403, "bad or missing signature")
+
+    # -- GET: the URL verification when the account's server settings are saved
+
+    async def verify(self, request: web.Request) -> web.Response:
+        try:
+            timestamp = self._check_timestamp(request.query)
+            self._check_plain_signature(request.query, timestamp)
+            echostr = request.query.get("echostr", "")
+            if not echostr or len(echostr) > 256:
+                raise Rejected(400, "missing or oversized echostr")
+        except Rejected as rejected:
+            log.warning("webhook verification rejected from %s: %s", request.remote, rejected.reason)
+            return web.Response(status=rejected.status, text=rejected.reason)
+        log.info("webhook URL verified")
+        return web.Response(text=echostr)
+
+    # -- POST: a message or event
+
+    async def receive(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._read_body(request)
+            timestamp = self._check_timestamp(request.query)
+            plaintext, encrypted = self._open(request.query, body, timestamp)
+            key = f"{timestamp}:{request.query.get('nonce', '')}:{request.query.get('msg_signature') or request.query.get('signature')}"
+            if not self.nonces.admit(key, hashlib.sha256(body.encode()).hexdigest(), self.clock.timestamp()):
+                raise Rejected(403, "replayed signature with a different body")
+            message = xml.parse(plaintext)
+        except Rejected as rejected:
+            log.warning("webhook rejected from %s: %s", request.remote, rejected.reason)
+            return web.Response(status=rejected.status, text=rejected.reason)
+        except xml.BadMessage as bad:
+            log.warning("webhook rejected from %s: %s", request.remote, bad)
+            return web.Response(status=400, text="bad message")
+
+        try:
+            reply = await self.dispatcher.feed(message)
+        except Exception:
+            log.exception("message %s could not be recorded", message.dedup_key)
+            reply = BUSY_REPLY
+        if reply is None:
+            return web.Response(text=SUCCESS)
+        rendered = xml.render_text_reply(to_user=message.user_id, from_account=message.account_id, text=reply,
+                                         timestamp=self.clock.timestamp())
+        if encrypted:
+            rendered = self.cipher.encrypt(rendered, timestamp=str(self.clock.timestamp()), nonce=new_nonce())
+        return web.Response(text=rendered, content_type="application/xml")
+
+    async def _read_body(self, request: web.Request) -> str:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise Rejected(413, f"body of {request.content_length} bytes over the {limit}-byte limit")
+        raw = await request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise Rejected(413, f"body over the {limit}-byte limit")
+        if not raw:
+            raise Rejected(400, "empty body")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise Rejected(400, f"body is not UTF-8 ({error.reason} at byte {error.start})") from error
+
+    def _open(self, query, body: str, timestamp: str) -> tuple[str, bool]:
+        """The plaintext XML and whether the reply must be encrypted; checks the right signature."""
+        if query.get("encrypt_type", "raw").lower() == "aes":
+            if self.cipher is None:
+                # Compatible mode with no key configured: the body carries the plaintext too.
+                self._check_plain_signature(query, timestamp)
+                return body, False
+            envelope = xml.read_xml(body)
+            ciphertext = envelope.get("Encrypt")
+            if not isinstance(ciphertext, str) or not ciphertext:
+                raise Rejected(400, "encrypted request without <Encrypt>")
+            parts = (self.settings.wechat_token, timestamp, query.get("nonce", ""), ciphertext)
+            if not signature_matches(parts, query.get("msg_signature", "")):
+                raise Rejected(403, "bad or missing msg_signature")
+            try:
+                return self.cipher.decrypt(ciphertext), True
+            except ValueError as error:
+                raise Rejected(400, str(error)) from error
+        if self.cipher is not None:
+            raise Rejected(403, "plaintext request while safe mode is configured")
+        self._check_plain_signature(query, timestamp)
+        return body, False

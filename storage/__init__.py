@@ -1,0 +1,1 @@
+"""Tables, the engine, and the queries every feature shares. Imports nothing from bot/ or handlers/."""

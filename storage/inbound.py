@@ -1,0 +1,85 @@
+"""The inbound log: claim a message before handling it, finish it with its reply, find orphans."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import InboundMessage, InboundStatus
+from storage.upsert import insert_for
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of recording a message: ours to handle (claimed) or seen before (existing)."""
+
+    message_id: int | None
+    existing: InboundMessage | None
+
+    @property
+    def claimed(self) -> bool:
+        return self.message_id is not None
+
+
+async def claim(session: AsyncSession, *, dedup_key: str, openid: str, kind: str, payload: dict,
+                now: datetime) -> Claim:
+    """Record the message; the unique dedup_key makes exactly one concurrent copy the owner."""
+    statement = (
+        insert_for(session, InboundMessage)
+        .values(dedup_key=dedup_key, openid=openid, kind=kind, payload=json.dumps(payload, ensure_ascii=False),
+                status=InboundStatus.PROCESSING.value, received_at=now, claimed_at=now)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(InboundMessage.id)
+    )
+    message_id = (await session.execute(statement)).scalar()
+    if message_id is not None:
+        return Claim(message_id, None)
+    existing = (await session.execute(select(InboundMessage).where(InboundMessage.dedup_key == dedup_key))).scalar_one()
+    return Claim(None, existing)
+
+
+async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:
+    return await session.get(InboundMessage, message_id, populate_existing=True)
+
+
+async def finish(session: AsyncSession, message_id: int, *, status: InboundStatus, replies: list[str],
+                 now: datetime, error: str | None = None) -> None:
+    await session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == message_id)
+        .values(status=status.value, reply=json.dumps(replies, ensure_ascii=False), finished_at=now, error=error)
+    )
+
+
+async def set_reply_mode(session: AsyncSession, message_id: int, mode: str) -> None:
+    await session.execute(update(InboundMessage).where(InboundMessage.id == message_id).values(reply_mode=mode))
+
+
+def stored_replies(message: InboundMessage) -> list[str]:
+    return json.loads(message.reply) if message.reply else []
+
+
+async def orphaned(session: AsyncSession, *, claimed_before: datetime, limit: int = 100) -> list[InboundMessage]:
+    """Messages whose owner died mid-way: still processing long after they were claimed."""
+    result = await session.execute(
+        select(InboundMessage)
+        .where(InboundMessage.status == InboundStatus.PROCESSING.value, InboundMessage.claimed_at < claimed_before)
+        .order_by(InboundMessage.id)
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
+async def take_over(session: AsyncSession, message: InboundMessage, now: datetime) -> bool:
+    """Re-claim an orphan; only one process wins, because the old claimed_at must still match."""
+    result = await session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == message.id, InboundMessage.status == InboundStatus.PROCESSING.value,
+               InboundMessage.claimed_at == message.claimed_at)
+        .values(claimed_at=now)
+    )
+    return result.rowcount == 1

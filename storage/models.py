@@ -1,0 +1,166 @@
+"""The tables. One class per concept; queries live beside them in the other storage modules.
+
+Times are stored as naive UTC (the same on SQLite and PostgreSQL) and come back as aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def utc_column(**kwargs) -> sa.Column:
+    return sa.Column(UTCDateTime(), **kwargs)
+
+
+class OrgType(StrEnum):
+    COMMITTEE = "党委"  # county committee or township committee
+    GENERAL_BRANCH = "党总支"
+    BRANCH = "党支部"
+    GROUP = "党小组"
+
+
+class Role(StrEnum):
+    MEMBER = "党员"
+    SECRETARY = "书记"
+    DEPUTY_SECRETARY = "副书记"
+    COMMITTEE_MEMBER = "委员"
+    STAFF = "组织员"
+    ADMIN = "管理员"
+
+
+# Roles that run a branch (call meetings, send notices to it).
+BRANCH_LEADERS = frozenset({Role.SECRETARY, Role.DEPUTY_SECRETARY})
+# Roles that sit on the branch committee (支委).
+COMMITTEE_ROLES = frozenset({Role.SECRETARY, Role.DEPUTY_SECRETARY, Role.COMMITTEE_MEMBER})
+# Organization staff: their scope is the whole subtree of their organization.
+STAFF_ROLES = frozenset({Role.STAFF, Role.ADMIN})
+
+
+class MemberCategory(StrEnum):
+    FULL = "正式党员"
+    PROBATIONARY = "预备党员"
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organization"
+
+    id: int | None = Field(default=None, primary_key=True)
+    parent_id: int | None = Field(default=None, foreign_key="organization.id", index=True)
+    name: str = Field(max_length=100)
+    org_type: str = Field(max_length=10)
+    # Names from the root, joined by "/": what staff type in import files and on the command line.
+    path: str = Field(max_length=500, unique=True)
+    # Ids from the root as "/1/5/12/": a subtree is every row whose tree_path starts with this one's.
+    tree_path: str = Field(default="", max_length=200, index=True)
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "member"
+    __table_args__ = (sa.UniqueConstraint("org_id", "name", "phone", name="uq_member_identity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The branch (or the township/county organization, for staff) the member belongs to.
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    group_id: int | None = Field(default=None, foreign_key="organization.id")
+    name: str = Field(max_length=50)
+    # "" when unknown: part of the identity key, so it must not be NULL.
+    phone: str = Field(default="", max_length=20)
+    role: str = Field(default=Role.MEMBER.value, max_length=10)
+    birth_date: date | None = None
+    join_date: date | None = None
+    category: str = Field(default=MemberCategory.FULL.value, max_length=10)
+    hardship: bool = False
+    away_from_home: bool = False
+    # One-time code handed out by staff; cleared once the member binds their WeChat.
+    binding_code: str | None = Field(default=None, max_length=12, unique=True)
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class WeChatIdentity(SQLModel, table=True):
+    """A follower of the official account, bound to a member or not."""
+
+    __tablename__ = "wechat_identity"
+
+    openid: str = Field(primary_key=True, max_length=64)
+    member_id: int | None = Field(default=None, foreign_key="member.id", unique=True)
+    subscribed: bool = True
+    first_seen_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # The start of the 48-hour customer-service window WeChat grants after a user's message.
+    last_message_at: datetime | None = Field(default=None, sa_column=utc_column())
+    bound_at: datetime | None = Field(default=None, sa_column=utc_column())
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    failed_bind_attempts: int = 0
+    bind_locked_until: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class InboundStatus(StrEnum):
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class InboundMessage(SQLModel, table=True):
+    """Every message and event, recorded before it is handled; dedup_key makes handling exactly-once."""
+
+    __tablename__ = "inbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(max_length=200, unique=True)
+    openid: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=30)
+    # The parsed message as JSON, so an orphaned claim can be handled again after a crash.
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(default=InboundStatus.PROCESSING.value, max_length=12, index=True)
+    received_at: datetime = Field(sa_column=utc_column(nullable=False))
+    claimed_at: datetime = Field(sa_column=utc_column(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # The handler's reply as a JSON list of texts; the first one is the passive reply.
+    reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # "passive" when the reply went back in the HTTP response, "push" when it was sent later.
+    reply_mode: str | None = Field(default=None, max_length=10)
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+
+
+class DialogState(SQLModel, table=True):
+    """Where a user is in a multi-step dialog."""
+
+    __tablename__ = "dialog_state"
+
+    openid: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=50)
+    step: str = Field(max_length=50)
+    data: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
+    expires_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class AccessToken(SQLModel, table=True):
+    """The API access token, shared by every process so that only one of them fetches it."""
+
+    __tablename__ = "access_token"
+
+    app_id: str = Field(primary_key=True, max_length=64)
+    token: str | None = Field(default=None, max_length=600)
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # A process refreshing the token holds this lease; the others wait for its result.
+    refresh_lease_until: datetime | None = Field(default=None, sa_column=utc_column())
