@@ -294,10 +294,12 @@ class Handler:
     dialog: str | None
     step: str | None
     help: CommandHelp | None
-    wants: tuple[str, ...] = ()
+    # The parameters the callback names, and whether each has a default.
+    wants: tuple[tuple[str, bool], ...] = ()
 
     def __post_init__(self) -> None:
-        self.wants = tuple(inspect.signature(self.callback).parameters)
+        parameters = inspect.signature(self.callback).parameters.values()
+        self.wants = tuple((p.name, p.default is not inspect.Parameter.empty) for p in parameters)
 
     def match(self, message: Message, ctx: Context) -> dict | None:
         if self.dialog is not None and (ctx.dialog.name != self.dialog or (self.step and ctx.dialog.step != self.step)):
@@ -318,12 +320,12 @@ class Handler:
 
     async def run(self, ctx: Context, values: dict) -> Any:
         arguments = {}
-        for name in self.wants:
+        for name, optional in self.wants:
             if name in values:
                 arguments[name] = values[name]
             elif name in _INJECTABLE:
                 arguments[name] = _INJECTABLE[name](ctx)
-            else:
+            elif not optional:
                 raise TypeError(f"{self.callback.__qualname__} asks for {name!r}, which no filter or context gives")
         return await self.callback(**arguments)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -69,3 +71,11 @@ def upgrade_schema(url: str) -> None:
 
 async def upgrade_schema_async(url: str) -> None:
     await asyncio.to_thread(upgrade_schema, url)
+
+
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    """Whether the database is at the newest migration (`zhibu init` brings it there)."""
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    async with engine.connect() as connection:
+        current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    return current == head

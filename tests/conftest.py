@@ -7,6 +7,10 @@ import os
 import pytest
 from sqlalchemy import text
 
+try:  # TEMPORARY while client/emulated_api are being written
+    from harness import make_service, service  # noqa: F401  (fixtures every test may use)
+except ImportError:
+    pass
 from storage.db import create_engine, session_factory, upgrade_schema_async
 
 POSTGRES_URL = os.environ.get("ZHIBU_TEST_POSTGRES_URL")
@@ -43,3 +47,4 @@ async def engine(database_url):
 @pytest.fixture
 def sessions(engine):
     return session_factory(engine)
+

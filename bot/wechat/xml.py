@@ -16,6 +16,7 @@ from wechatpy.replies import TextReply
 from bot.messages import Kind, Location, Message
 
 _FORBIDDEN_MARKUP = re.compile(r"<!(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+_DECLARED_ENCODING = re.compile(r"^\s*<\?xml[^>]*\bencoding\s*=\s*[\"']([^\"']*)[\"']", re.IGNORECASE)
 # Characters XML 1.0 forbids; a reply containing one would make WeChat reject the whole reply.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _MESSAGE_KINDS = {kind.value for kind in Kind} - {Kind.EVENT.value, Kind.UNKNOWN.value}
@@ -29,6 +30,10 @@ def read_xml(body: str) -> dict:
     """The <xml> element as a flat dict of strings, refusing anything a real WeChat body never has."""
     if _FORBIDDEN_MARKUP.search(body):
         raise BadMessage("DTD or entity declaration")
+    declared = _DECLARED_ENCODING.match(body)
+    if declared and declared.group(1).lower().replace("-", "") != "utf8":
+        # WeChat always sends UTF-8; a body declaring otherwise would be read wrongly.
+        raise BadMessage(f"declared encoding {declared.group(1)!r} is not UTF-8")
     try:
         document = xmltodict.parse(body, disable_entities=True)
     except Exception as error:

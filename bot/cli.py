@@ -1,0 +1,204 @@
+"""The `zhibu` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.clock import Clock
+from bot.config import DemoDefaults, Settings
+
+log = logging.getLogger("zhibu")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            click.echo(f"配置错误 ZHIBU_{str(problem['loc'][0]).upper()}: {problem['msg']}", err=True)
+        sys.exit(2)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SQL and access logs drown the lines that matter; --verbose brings them back.
+    if not verbose:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """支部助手 (zhibu): a WeChat bot for rural party branches."""
+    _logging(verbose)
+
+
+@main.command()
+def init() -> None:
+    """Create the database schema, or upgrade it to the newest version."""
+    from storage.db import upgrade_schema
+
+    settings = _settings()
+    upgrade_schema(settings.effective_database_url)
+    click.echo(f"数据库已就绪：{settings.effective_database_url}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default ZHIBU_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default ZHIBU_PORT or 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the webhook server (GET|POST /wechat, GET /healthz)."""
+    from bot.app import ENGINE, build_app
+    from storage.db import schema_is_current
+
+    settings = _settings()
+    missing = [name for name, value in (("ZHIBU_WECHAT_TOKEN", settings.wechat_token),
+                                        ("ZHIBU_WECHAT_APP_ID", settings.wechat_app_id),
+                                        ("ZHIBU_WECHAT_APP_SECRET", settings.wechat_app_secret)) if not value]
+    if missing:
+        raise click.ClickException("缺少配置：" + "、".join(missing) + "（见 README 的“接入公众号”）")
+    app = build_app(settings)
+
+    async def require_schema(app: web.Application) -> None:
+        if not await schema_is_current(app[ENGINE]):
+            raise click.ClickException("数据库结构不是最新的，请先运行 zhibu init")
+
+    app.on_startup.append(require_schema)
+    web.run_app(app, host=host or settings.host, port=port or settings.port, access_log=None,
+                print=lambda text: click.echo(text))
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, show_default=True, help="Port of the bot's webhook server.")
+@click.option("--emulator-port", type=int, default=8081, show_default=True, help="Port of the WeChat emulator.")
+@click.option("--no-chat", is_flag=True, help="Only serve; chat from another terminal with `zhibu chat`.")
+def demo(port: int, emulator_port: int, no_chat: bool) -> None:
+    """Run a demo: demo data, the emulator and the server together, and a terminal chat."""
+    from bot.demo import run_demo
+
+    try:
+        asyncio.run(run_demo(_settings(), port=port, emulator_port=emulator_port, chat=not no_chat))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--user", "openid", default="demo-member", show_default=True, help="The WeChat openid to chat as.")
+@click.option("--url", default="http://127.0.0.1:8081", show_default=True, help="The emulator's address.")
+def chat(openid: str, url: str) -> None:
+    """Chat in the terminal as a WeChat user, through the emulator."""
+    from bot.wechat.chat import run_chat
+
+    try:
+        asyncio.run(run_chat(url.rstrip("/"), openid))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--port", type=int, default=8081, show_default=True)
+@click.option("--webhook", default=None, help="Webhook to post users' messages to (default: this machine's serve).")
+def emulator(port: int, webhook: str | None) -> None:
+    """Run the local fake WeChat platform (API endpoints and the server that posts to the webhook)."""
+    from bot.wechat.emulator import Emulator
+
+    settings = _settings()
+    emulated = Emulator(
+        app_id=settings.wechat_app_id or DemoDefaults.app_id,
+        app_secret=settings.wechat_app_secret or DemoDefaults.app_secret,
+        token=settings.wechat_token or DemoDefaults.token, aes_key=settings.wechat_aes_key,
+        webhook_url=webhook or f"http://127.0.0.1:{settings.port}/wechat", clock=Clock())
+    web.run_app(emulated.web_app(), host="127.0.0.1", port=port, access_log=None,
+                print=lambda text: click.echo(text))
+
+
+@main.group("import")
+def import_group() -> None:
+    """Import data from files."""
+
+
+@import_group.command("members")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--allow-errors", is_flag=True, help="Import the valid rows even if some rows have errors.")
+def import_members_command(file: Path, allow_errors: bool) -> None:
+    """Import members from a CSV or XLSX file with Chinese headers (姓名, 所属组织, …)."""
+    from handlers.membership.roster import import_members
+
+    report = asyncio.run(_with_sessions(lambda sessions: import_members(
+        sessions, file, now=Clock().now(), allow_errors=allow_errors)))
+    click.echo(report.describe())
+    if report.errors and not report.imported:
+        sys.exit(1)
+
+
+@main.group()
+def members() -> None:
+    """Members and their binding codes."""
+
+
+@members.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for other tools.")
+def members_list(as_json: bool) -> None:
+    """List members with their organization, role, and binding code or binding state."""
+    from handlers.membership.roster import format_member_table, member_listing_json
+
+    rows = asyncio.run(_with_sessions(member_listing_json))
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_member_table(rows))
+
+
+@main.group()
+def menu() -> None:
+    """The official account's custom menu."""
+
+
+@menu.command("push")
+def menu_push() -> None:
+    """Send the menu from configuration (ZHIBU_MENU_FILE, or the built-in one) to WeChat."""
+    import aiohttp
+
+    from bot.wechat.client import WeChatClient, WeChatError
+    from storage.tokens import TokenStore
+
+    settings = _settings()
+
+    async def push(sessions) -> None:
+        async with aiohttp.ClientSession() as http:
+            client = WeChatClient(http=http, app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
+                                  api_base=settings.wechat_api_base, tokens=TokenStore(sessions, Clock()))
+            await client.create_menu(settings.menu())
+
+    try:
+        asyncio.run(_with_sessions(push))
+    except WeChatError as error:
+        raise click.ClickException(f"菜单推送失败：{error}") from error
+    click.echo("菜单已推送。")
+
+
+async def _with_sessions(work):
+    """Run work(sessions) against the configured database, which must be initialized."""
+    from storage.db import create_engine, schema_is_current, session_factory
+
+    engine = create_engine(_settings().effective_database_url)
+    try:
+        if not await schema_is_current(engine):
+            raise click.ClickException("数据库结构不是最新的，请先运行 zhibu init")
+        return await work(session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Membership: following, binding a WeChat account to a member record, 我的, 帮助, and the roster import.
+
+The chat side lives here; reading roster files is in roster.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.dispatch import AnyText, Context, Dialog, Router
+from storage import identities
+from storage.members import member_by_binding_code
+from storage.models import Member, Organization, WeChatIdentity
+
+router = Router("membership")
+
+WELCOME = ("欢迎关注支部助手！\n"
+           "党员请先绑定身份：回复 绑定，再按提示回复姓名和绑定码（绑定码向支部书记要）。\n"
+           "回复 帮助 查看可以做什么。")
+WELCOME_BACK = "{name}，欢迎回来！回复 帮助 查看可以做什么。"
+ASK_NAME = "请回复您的姓名（和党员名册上一致）。\n回复 取消 可退出。"
+ASK_CODE = "请回复 6 位绑定码（向支部书记要）。\n回复 取消 可退出。"
+BAD_CODE_FORMAT = "绑定码是 6 位数字，请重新回复。\n回复 取消 可退出。"
+ALREADY_BOUND = "您已绑定为 {name}（{org}）。如需更换，请联系支部书记。"
+LOCKED = "尝试次数太多，请 {minutes} 分钟后再试，或直接联系支部书记。"
+MISMATCH = "姓名或绑定码不对，还可以再试 {left} 次。绑定码由支部书记提供。"
+BOUND = "绑定成功！{name}，您好。\n您属于：{org}\n回复 帮助 查看可以做什么。"
+CODE = re.compile(r"\d{6}")
+BIND_DIALOG = "bind"
+
+
+def _parse_bind_args(args: str) -> tuple[str, str]:
+    """("张三", "123456") from "张三 123456" or "张三123456"; missing parts come back empty."""
+    code_match = CODE.search(args)
+    code = code_match.group() if code_match else ""
+    name = (args[: code_match.start()] + args[code_match.end():] if code_match else args).strip()
+    return name, code
+
+
+async def _org_path(session: AsyncSession, member: Member) -> str:
+    org = await session.get(Organization, member.org_id)
+    return org.path if org else "（未知组织）"
+
+
+def _lock_minutes_left(identity: WeChatIdentity, now: datetime) -> int | None:
+    if identity.bind_locked_until and identity.bind_locked_until > now:
+        return max(1, int((identity.bind_locked_until - now).total_seconds() // 60) + 1)
+    return None
+
+
+async def _try_bind(ctx: Context, name: str, code: str) -> str:
+    identity, now, settings = ctx.identity, ctx.now, ctx.settings
+    locked = _lock_minutes_left(identity, now)
+    if locked:
+        return LOCKED.format(minutes=locked)
+    member = await member_by_binding_code(ctx.session, code)
+    if member is None or member.name != name:
+        identity.failed_bind_attempts += 1
+        left = settings.bind_max_failures - identity.failed_bind_attempts
+        if left <= 0:
+            identity.failed_bind_attempts = 0
+            identity.bind_locked_until = now + timedelta(minutes=settings.bind_lockout_minutes)
+            return LOCKED.format(minutes=settings.bind_lockout_minutes)
+        return MISMATCH.format(left=left)
+    # A member who changed phones binds again with a reissued code; the old account lets go.
+    previous = await identities.by_member(ctx.session, member.id)
+    if previous is not None and previous.openid != identity.openid:
+        previous.member_id = None
+        await ctx.session.flush()
+    identity.member_id, identity.bound_at = member.id, now
+    identity.failed_bind_attempts, identity.bind_locked_until = 0, None
+    member.binding_code = None
+    ctx.member = member
+    return BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
+
+
+@router.text("绑定", "绑定身份", takes_args=True, usage="绑定 姓名 绑定码", summary="把微信和党员身份绑定")
+@router.click("BIND")
+async def bind(ctx: Context, dialog: Dialog, member: Member | None, args: str = "") -> str:
+    if member is not None:
+        return ALREADY_BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
+    locked = _lock_minutes_left(ctx.identity, ctx.now)
+    if locked:
+        return LOCKED.format(minutes=locked)
+    name, code = _parse_bind_args(args)
+    if name and code:
+        return await _try_bind(ctx, name, code)
+    if name:
+        dialog.start(BIND_DIALOG, "code", name=name)
+        return ASK_CODE
+    dialog.start(BIND_DIALOG, "name")
+    return ASK_NAME
+
+
+@router.on(AnyText(), dialog=BIND_DIALOG, step="name")
+async def bind_name(dialog: Dialog, text: str) -> str:
+    name, code = _parse_bind_args(text)
+    if not name:
+        return ASK_NAME
+    dialog.goto("code", name=name[:20])
+    return ASK_CODE
+
+
+@router.on(AnyText(), dialog=BIND_DIALOG, step="code")
+async def bind_code(ctx: Context, dialog: Dialog, text: str) -> str:
+    code = CODE.fullmatch(text.replace(" ", ""))
+    if not code:
+        return BAD_CODE_FORMAT
+    reply = await _try_bind(ctx, dialog.data["name"], code.group())
+    if ctx.member is not None or ctx.identity.bind_locked_until:
+        dialog.finish()
+    return reply
+
+
+def describe_member(member: Member, org_path: str) -> str:
+    lines = [f"姓名：{member.name}", f"组织：{org_path}", f"职务：{member.role}", f"类别：{member.category}"]
+    if member.join_date:
+        lines.append(f"入党日期：{member.join_date:%Y年%m月%d日}")
+    if member.away_from_home:
+        lines.append("流动党员：是")
+    return "\n".join(lines)
+
+
+@router.text("我的", "我的信息", "个人信息", bound=True, usage="我的", summary="查看我的党员信息")
+@router.click("ME", bound=True)
+async def show_me(session: AsyncSession, member: Member) -> str:
+    return describe_member(member, await _org_path(session, member)) + "\n信息有误请联系支部书记。"
+
+
+@router.text("帮助", "菜单", "help", "?", usage="帮助", summary="查看可以做什么")
+@router.click("HELP")
+async def show_help(ctx: Context, member: Member | None) -> str:
+    lines = [f"{member.name}，您可以回复：" if member else "您可以回复："]
+    for command in ctx.commands():
+        lines.append(f"· {command.usage}　{command.summary}")
+    if member is None:
+        lines.append("绑定党员身份后可以使用更多功能。")
+    lines.append("随时回复 取消 可退出正在进行的操作。")
+    return "\n".join(lines)
+
+
+@router.event("subscribe")
+async def welcome(member: Member | None) -> str:
+    return WELCOME_BACK.format(name=member.name) if member else WELCOME
+
+
+@router.event("unsubscribe")
+async def farewell(identity: WeChatIdentity, now: datetime) -> None:
+    # The record stays: a member who follows again is still bound and keeps their history.
+    identity.subscribed, identity.unsubscribed_at = False, now

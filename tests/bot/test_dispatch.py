@@ -1,0 +1,214 @@
+"""The dispatcher through the webhook: exactly-once handling, the reply budget, dialogs, filters and roles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from bot.app import build_app
+from bot.dispatch import SORRY, Choice, Command, Context, Dialog, Regex, Router
+from bot.messages import Kind, Message
+from bot.wechat.emulator import message_xml
+from handlers import membership
+from storage import inbound
+from storage.models import InboundMessage, InboundStatus, Organization, Role
+
+
+def counting_router(calls: list, *, delay: float = 0.0, fail: bool = False) -> Router:
+    """A handler with a visible side effect: it creates an organization row per call."""
+    router = Router("counting")
+
+    @router.on(Command("记一下"))
+    async def note(session, message) -> str:
+        calls.append(message.msg_id)
+        if delay:
+            await asyncio.sleep(delay)
+        if fail:
+            raise RuntimeError("boom")
+        session.add(Organization(name=f"第{len(calls)}党支部", org_type="党支部", path=f"x/{message.msg_id}/{len(calls)}"))
+        return f"已记下第 {len(calls)} 次"
+
+    return router
+
+
+async def organization_count(service) -> int:
+    async with service.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(Organization))).scalar()
+
+
+def fixed_text(user: str, content: str, msg_id: int) -> str:
+    return message_xml({"ToUserName": "gh", "FromUserName": user, "CreateTime": 1_764_000_000, "MsgType": "text",
+                        "Content": content, "MsgId": msg_id})
+
+
+# ---------------------------------------------------------------- exactly once
+
+
+async def test_three_copies_at_the_same_instant_run_the_handler_once_and_get_one_reply(make_service):
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls, delay=0.05)])
+    body = fixed_text("u1", "记一下", 5001)
+    deliveries = await asyncio.gather(*(service.emulator.post_xml(body) for _ in range(3)))
+    assert [d.reply for d in deliveries] == ["已记下第 1 次"] * 3
+    assert calls == ["5001"] and await organization_count(service) == 1
+    # A retry long after the first finished gets the stored reply and runs nothing.
+    again = await service.emulator.post_xml(body)
+    assert again.reply == "已记下第 1 次" and calls == ["5001"]
+
+
+async def test_two_processes_sharing_the_database_handle_a_message_once(make_service, aiohttp_server):
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls, delay=0.05)])
+    second_app = build_app(service.settings, clock=service.clock, routers=[counting_router(calls, delay=0.05)])
+    second = await aiohttp_server(second_app)
+    body = fixed_text("u1", "记一下", 6001)
+    urls = [service.emulator.webhook_url, str(second.make_url("/wechat"))] * 2
+    deliveries = await asyncio.gather(*(service.emulator.post_xml(body, url=url) for url in urls))
+    assert calls == ["6001"] and await organization_count(service) == 1
+    assert {d.reply for d in deliveries} == {"已记下第 1 次"}
+
+
+async def test_a_failing_handler_answers_sorry_once_and_is_not_run_again(make_service, caplog):
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls, fail=True)])
+    body = fixed_text("u1", "记一下", 7001)
+    assert (await service.emulator.post_xml(body)).reply == SORRY
+    assert (await service.emulator.post_xml(body)).reply == SORRY
+    assert calls == ["7001"] and await organization_count(service) == 0  # its writes were rolled back
+    assert any("handler failed" in record.getMessage() for record in caplog.records)
+    async with service.sessions() as session:
+        row = (await session.execute(select(InboundMessage))).scalar_one()
+    assert row.status == InboundStatus.FAILED and "boom" in row.error
+
+
+# ---------------------------------------------------------------- the reply budget
+
+
+async def test_a_slow_handler_answers_within_the_budget_and_pushes_its_reply_later(make_service):
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls, delay=0.6)], reply_budget=0.2)
+    body = fixed_text("u1", "记一下", 8001)
+    first, retry = await asyncio.gather(service.emulator.post_xml(body), service.emulator.post_xml(body))
+    # WeChat got "success" in time (no retry needed) and the user sees nothing yet.
+    assert first.reply is None and retry.reply is None and first.attempts == 1
+    await service.dispatcher.drain()
+    assert service.pushed("u1") == ["已记下第 1 次"]
+    # A later retry does not show the reply a second time.
+    assert (await service.emulator.post_xml(body)).reply is None
+    assert calls == ["8001"] and service.pushed("u1") == ["已记下第 1 次"]
+    async with service.sessions() as session:
+        row = (await session.execute(select(InboundMessage))).scalar_one()
+    assert row.reply_mode == "push" and row.status == InboundStatus.DONE
+
+
+async def test_an_orphaned_message_is_handled_after_its_process_died(make_service):
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls)])
+    await service.say("u1", "帮助")  # opens the customer-service window for the pushed reply
+    message = Message(user_id="u1", kind=Kind.TEXT, created_at=service.clock.timestamp(), msg_id="9001",
+                      text="记一下")
+    async with service.sessions() as session, session.begin():
+        await inbound.claim(session, dedup_key=message.dedup_key, openid="u1", kind="text",
+                            payload=message.to_payload(), now=service.clock.now())
+    assert await service.dispatcher.recover_orphans() == 0  # still within its lease
+    service.clock.advance(seconds=service.settings.claim_lease + 1)
+    assert await service.dispatcher.recover_orphans() == 1
+    await service.dispatcher.drain()
+    assert calls == ["9001"] and service.pushed("u1") == ["已记下第 1 次"]
+    assert await service.dispatcher.recover_orphans() == 0
+
+
+# ---------------------------------------------------------------- filters, dialogs and roles
+
+
+def survey_router() -> Router:
+    router = Router("survey")
+
+    @router.text("问卷", usage="问卷", summary="做一个小问卷")
+    async def start(dialog: Dialog) -> str:
+        dialog.start("survey", "age")
+        return "您多大年纪？"
+
+    @router.on(Regex(r"(\d{1,3})岁?"), dialog="survey", step="age")
+    async def age(dialog: Dialog, match) -> str:
+        dialog.goto("confirm", age=int(match.group(1)))
+        return f"您 {match.group(1)} 岁。回复 1 确认，回复 2 重填。"
+
+    @router.on(Choice(1, 2), dialog="survey", step="confirm")
+    async def confirm(dialog: Dialog, choice: int) -> str:
+        if choice == 2:
+            dialog.goto("age")
+            return "请重新回复年纪。"
+        age = dialog.data["age"]
+        dialog.finish()
+        return f"已记录：{age} 岁"
+
+    @router.text("管理", roles={Role.SECRETARY}, usage="管理", summary="书记专用")
+    async def manage() -> str:
+        return "管理页面"
+
+    @router.on(Command("回声", takes_args=True))
+    async def echo(args: str, ctx: Context) -> str:
+        ctx.reply("第一段")
+        return f"第二段：{args}"
+
+    return router
+
+
+async def test_a_dialog_keeps_its_state_between_messages_and_cancel_leaves_it(make_service):
+    service = await make_service(routers=[survey_router()])
+    assert await service.say("u1", "问卷") == "您多大年纪？"
+    assert await service.say("u1", "６８岁") == "您 68 岁。回复 1 确认，回复 2 重填。"  # full-width digits
+    assert await service.say("u1", "2") == "请重新回复年纪。"
+    assert (await service.say("u1", "70")).startswith("您 70 岁")
+    assert await service.say("u1", "1") == "已记录：70 岁"
+    assert await service.say("u1", "1") == "没有听懂“1”。回复 帮助 查看可以做什么。"
+    assert await service.say("u1", "问卷") == "您多大年纪？"
+    assert await service.say("u1", "取消") == "已取消。"
+    assert await service.say("u1", "取消") == "当前没有进行中的操作。"
+
+
+async def test_a_dialog_times_out(make_service):
+    service = await make_service(routers=[survey_router()], dialog_timeout_minutes=15)
+    await service.say("u1", "问卷")
+    service.clock.advance(minutes=16)
+    assert await service.say("u1", "68") == "上一步操作因长时间未回复已结束，请重新开始。"
+    assert (await service.say("u1", "68")).startswith("没有听懂")
+
+
+async def test_roles_are_checked_with_a_clear_answer(make_service):
+    service = await make_service(routers=[membership.router, survey_router()])
+    assert await service.say("u1", "管理") == "这项功能需要先绑定党员身份。回复 绑定 开始。"
+    await service.bind("u1", "王秀英")
+    assert await service.say("u1", "管理") == "这项功能只有书记可以使用。"
+    await service.bind("u2", "李建国", role=Role.SECRETARY, phone="13800000001")
+    assert await service.say("u2", "管理") == "管理页面"
+
+
+async def test_help_lists_only_what_the_role_may_use(make_service):
+    service = await make_service(routers=[membership.router, survey_router()])
+    await service.bind("u1", "王秀英")
+    await service.bind("u2", "李建国", role=Role.SECRETARY, phone="13800000001")
+    member_help, secretary_help = await service.say("u1", "帮助"), await service.say("u2", "帮助")
+    assert "问卷" in member_help and "管理" not in member_help
+    assert "管理" in secretary_help
+
+
+async def test_handler_replies_are_joined_and_arguments_parsed(make_service):
+    service = await make_service(routers=[survey_router()])
+    assert await service.say("u1", "回声 你好") == "第一段\n\n第二段：你好"
+    assert await service.say("u1", "回声你好") == "第一段\n\n第二段：你好"
+
+
+async def test_stored_payload_round_trips(make_service):
+    service = await make_service(routers=[survey_router()])
+    await service.emulator.location("u1", 30.5, 120.25, "村委会")
+    async with service.sessions() as session:
+        row = (await session.execute(select(InboundMessage))).scalar_one()
+    restored = Message.from_payload(json.loads(row.payload))
+    assert restored.location.latitude == 30.5 and restored.location.label == "村委会"
+    assert row.received_at <= service.clock.now() < row.received_at + timedelta(seconds=1)
+

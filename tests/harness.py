@@ -1,0 +1,93 @@
+"""The whole service on a test server, with the emulator playing WeChat on both sides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+from aiohttp import web
+
+from bot.app import DISPATCHER, build_app
+from bot.clock import ManualClock
+from bot.config import DemoDefaults, Settings
+from bot.dispatch import Dispatcher
+from bot.wechat.emulator import Emulator
+
+
+@dataclass
+class Service:
+    """The bot served over HTTP, with the emulator playing WeChat on both sides."""
+
+    app: web.Application
+    emulator: Emulator
+    clock: ManualClock
+    settings: Settings
+    url: str
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.app[DISPATCHER]
+
+    @property
+    def sessions(self):
+        return self.dispatcher.sessions
+
+    async def say(self, openid: str, text: str) -> str | None:
+        """What the user sees after typing text (None when the bot answers nothing)."""
+        return (await self.emulator.text(openid, text)).reply
+
+    def pushed(self, openid: str) -> list[str]:
+        return self.emulator.api.sent_texts(openid)
+
+    async def add_member(self, name: str, org_path: str = "示范县委/城关镇党委/红旗村党支部", *, role=None,
+                         phone: str = "", **fields) -> tuple[int, str]:
+        """A member from the roster; returns (member id, binding code)."""
+        from storage.members import MemberFields, upsert_member
+        from storage.models import MemberCategory, Role
+
+        values = dict(name=name, phone=phone, org_path=org_path, role=role or Role.MEMBER,
+                      birth_date=date(1960, 1, 1), join_date=date(1990, 7, 1), category=MemberCategory.FULL,
+                      hardship=False, away_from_home=False)
+        values.update(fields)
+        async with self.sessions() as session, session.begin():
+            member, _ = await upsert_member(session, MemberFields(**values), now=self.clock.now())
+            return member.id, member.binding_code
+
+    async def bind(self, openid: str, name: str, **fields) -> int:
+        """A member who has bound their WeChat through the chat, as they would."""
+        member_id, code = await self.add_member(name, **fields)
+        reply = await self.say(openid, f"绑定 {name} {code}")
+        assert reply is not None and "绑定成功" in reply, reply
+        return member_id
+
+
+@pytest.fixture
+async def make_service(database_url, aiohttp_server):
+    """make_service(safe=False, **settings) → a running Service on a fresh database."""
+    created: list[Service] = []
+
+    async def make(*, safe: bool = False, routers=None, reply_timeout: float = 5.0, **overrides) -> Service:
+        clock = ManualClock()
+        emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret, token=DemoDefaults.token,
+                            aes_key=DemoDefaults.aes_key if safe else "", clock=clock, reply_timeout=reply_timeout)
+        emulator_server = await aiohttp_server(emulator.web_app())
+        settings = Settings(_env_file=None, database_url=database_url, wechat_app_id=DemoDefaults.app_id,
+                            wechat_app_secret=DemoDefaults.app_secret, wechat_token=DemoDefaults.token,
+                            wechat_aes_key=DemoDefaults.aes_key if safe else "",
+                            wechat_api_base=str(emulator_server.make_url("")).rstrip("/"), **overrides)
+        app = build_app(settings, clock=clock, routers=routers)
+        server = await aiohttp_server(app)
+        emulator.webhook_url = str(server.make_url("/wechat"))
+        service = Service(app=app, emulator=emulator, clock=clock, settings=settings, url=str(server.make_url("")))
+        created.append(service)
+        return service
+
+    yield make
+    for service in created:
+        await service.dispatcher.drain()
+
+
+@pytest.fixture
+async def service(make_service) -> Service:
+    return await make_service()
