@@ -496,11 +496,10 @@ class Dispatcher:
 
     async def _context(self, session: AsyncSession, message: Message) -> Context:
         now = self.clock.now()
-        identity, member = await identities.touch(
-            session, message.user_id, now=now, opens_window=message.opens_window,
-            subscribed=message.event != "unsubscribe")
+        sender = await identities.touch(session, message.user_id, now=now, opens_window=message.opens_window,
+                                        subscribed=message.event != "unsubscribe")
+        identity, member, state = sender.identity, sender.member, sender.dialog
         dialog = Dialog()
-        state = await dialogs.load(session, message.user_id)
         if state is not None:
             if state.expires_at > now:
                 dialog = Dialog(name=state.name, step=state.step, data=json.loads(state.data))

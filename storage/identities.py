@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Member, WeChatIdentity
+from storage.models import DialogState, Member, WeChatIdentity
+
+# The customer-service window lasts 48 hours; refreshing its start more often than this only costs writes.
+WINDOW_PRECISION = timedelta(minutes=1)
+
+
+@dataclass
+class Sender:
+    """Everything handling a message needs to know about who sent it, read in one query."""
+
+    identity: WeChatIdentity
+    member: Member | None
+    dialog: DialogState | None
 
 
 async def touch(session: AsyncSession, openid: str, *, now: datetime, opens_window: bool,
-                subscribed: bool = True) -> tuple[WeChatIdentity, Member | None]:
-    """The follower behind openid (created on first contact) and their member record, if bound.
+                subscribed: bool = True) -> Sender:
+    """The follower behind openid (created on first contact), their member record and dialog.
 
     opens_window: the message is one after which WeChat lets us send customer-service messages.
     """
     row = (await session.execute(
-        select(WeChatIdentity, Member).outerjoin(Member, Member.id == WeChatIdentity.member_id)
+        select(WeChatIdentity, Member, DialogState)
+        .outerjoin(Member, Member.id == WeChatIdentity.member_id)
+        .outerjoin(DialogState, DialogState.openid == WeChatIdentity.openid)
         .where(WeChatIdentity.openid == openid)
     )).first()
     if row is None:
-        identity, member = WeChatIdentity(openid=openid, first_seen_at=now), None
+        identity, member, dialog = WeChatIdentity(openid=openid, first_seen_at=now), None, None
         session.add(identity)
     else:
-        identity, member = row
-    if opens_window:
+        identity, member, dialog = row
+    if opens_window and (identity.last_message_at is None or now - identity.last_message_at >= WINDOW_PRECISION):
         identity.last_message_at = now
     if subscribed and not identity.subscribed:
         identity.subscribed, identity.unsubscribed_at = True, None
-    return identity, member
+    return Sender(identity, member, dialog)
 
 
 async def by_member(session: AsyncSession, member_id: int) -> WeChatIdentity | None:

@@ -7,10 +7,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-try:  # TEMPORARY while client/emulated_api are being written
-    from harness import make_service, service  # noqa: F401  (fixtures every test may use)
-except ImportError:
-    pass
+from harness import make_service, service  # noqa: F401  (fixtures every test may use)
 from storage.db import create_engine, session_factory, upgrade_schema_async
 
 POSTGRES_URL = os.environ.get("ZHIBU_TEST_POSTGRES_URL")

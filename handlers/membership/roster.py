@@ -1,0 +1,676 @@
+"""The member roster (党员花名册): importing it from CSV or Excel, and listing who is in it.
+
+Township staff keep rosters in Excel, typed by hand over years, so reading is forgiving (column
+order, title rows above the header, date styles, full-width characters) while validation is strict
+and reports every problem at once with the row number Excel shows, so the file can be fixed in one
+pass. Nothing is imported from a file with problems unless the caller allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import csv
+import io
+import logging
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.members import (
+    MemberFields,
+    MemberListing,
+    MemberOrgCache,
+    list_members,
+    namesakes,
+    pick_identity,
+    save_member,
+)
+from storage.models import STAFF_ROLES, MemberCategory, Organization, OrgType, Role
+from storage.orgs import PATH_SEPARATOR, InvalidOrgPath, by_path, org_type_for, split_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
+
+# Header text → MemberFields attribute.
+COLUMNS = {
+    "姓名": "name",
+    "手机号": "phone",
+    "所属组织": "org_path",
+    "职务": "role",
+    "出生日期": "birth_date",
+    "入党日期": "join_date",
+    "党员类别": "category",
+    "困难党员": "hardship",
+    "流动党员": "away_from_home",
+}
+REQUIRED_COLUMNS = ("姓名", "所属组织")
+HEADER_ALIASES = {"手机号码": "手机号"}
+# Columns rosters commonly carry that mean nothing to us and need no warning.
+QUIETLY_IGNORED = {"序号"}
+# Title rows ("某村党员花名册") often sit above the header; look this far down for it.
+HEADER_SEARCH_ROWS = 10
+
+SUFFIXES_CSV = {".csv", ".txt"}
+SUFFIXES_XLSX = {".xlsx", ".xlsm"}
+
+MAX_NAME_LENGTH = 20
+MAX_ORG_NAME_LENGTH = 100
+MAX_ORG_PATH_LENGTH = 500
+EARLIEST_BIRTH_YEAR = 1900
+EARLIEST_JOIN_YEAR = 1921
+ADULT_AGE = 18
+
+ROLE_WORDS: dict[str, Role] = {
+    "": Role.MEMBER, "党员": Role.MEMBER, "普通党员": Role.MEMBER,
+    "书记": Role.SECRETARY, "支部书记": Role.SECRETARY, "党支部书记": Role.SECRETARY,
+    "副书记": Role.DEPUTY_SECRETARY, "支部副书记": Role.DEPUTY_SECRETARY, "党支部副书记": Role.DEPUTY_SECRETARY,
+    "委员": Role.COMMITTEE_MEMBER, "组织委员": Role.COMMITTEE_MEMBER, "宣传委员": Role.COMMITTEE_MEMBER,
+    "纪检委员": Role.COMMITTEE_MEMBER, "支委": Role.COMMITTEE_MEMBER,
+    "组织员": Role.STAFF,
+    "管理员": Role.ADMIN,
+}
+ROLE_HELP = "可填：党员、书记、副书记、委员（组织委员/宣传委员/纪检委员/支委）、组织员、管理员，不填即为党员"
+
+CATEGORY_WORDS: dict[str, MemberCategory] = {
+    "": MemberCategory.FULL, "正式": MemberCategory.FULL, "正式党员": MemberCategory.FULL,
+    "预备": MemberCategory.PROBATIONARY, "预备党员": MemberCategory.PROBATIONARY,
+}
+
+YES_WORDS = {"是", "Y", "YES", "1", "√", "✓", "✔", "TRUE"}
+NO_WORDS = {"", "否", "N", "NO", "0", "×", "✗", "FALSE"}
+
+FULL_DATE = re.compile(
+    r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+    r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?"  # "1958-03-01 00:00:00" from tools that export datetimes
+)
+COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
+MONTH_ONLY = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*月?")
+PHONE = re.compile(r"1\d{10}")
+PHONE_NOISE = re.compile(r"[\s\-()（）]")
+CJK_NAME = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\s]+")
+
+
+class RosterFileError(ValueError):
+    """The file cannot be read as a roster at all (its message is for the user, in Chinese)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    # The row number Excel shows for the row.
+    row: int
+    # The header of the column at fault, or None when the problem is the row (or the file) as a whole.
+    column: str | None
+    message: str
+
+    def describe(self) -> str:
+        where = f"第 {self.row} 行" + (f" {self.column}" if self.column else "")
+        return f"{where}：{self.message}"
+
+
+@dataclass
+class ImportReport:
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    errors: list[RowError]
+    imported: bool
+    # Things worth a look that did not stop the import (ignored columns, a second top-level org…).
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        counts = f"新增 {self.created} 人，更新 {self.updated} 人，无变化 {self.unchanged} 人"
+        if not self.imported:
+            lines = [f"发现 {len(self.errors)} 处问题，没有导入任何党员。请改好后重新导入："]
+        elif self.errors:
+            imported_rows = self.created + self.updated + self.unchanged
+            lines = [f"已导入没有问题的 {imported_rows} 行（{counts}）。",
+                     f"下面 {len(self.errors)} 处问题所在的行没有导入："]
+        else:
+            lines = [f"导入完成：共 {self.rows} 行，{counts}。"]
+        lines += [error.describe() for error in self.errors]
+        lines += [f"提示：{warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RosterRow:
+    """A valid row, ready to save."""
+
+    row: int
+    fields: MemberFields
+    # The path of the organization the member belongs to (a group's branch for group members).
+    member_org_path: str
+    # On a 党委/党总支 path in a file without 职务: fine only for someone already stored as staff.
+    staff_path_unchecked: bool = False
+
+
+@dataclass
+class ParsedRoster:
+    rows: int
+    valid: list[RosterRow]
+    errors: list[RowError]
+    warnings: list[str]
+    top_level_orgs: set[str]
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+Cell = str | int | float | bool | date | datetime | None
+
+
+def read_table(path: Path) -> list[tuple[int, list[Cell]]]:
+    """Every row of the file as (Excel row number, cells). Blocking."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise RosterFileError(f"找不到文件：{path}")
+    if suffix in SUFFIXES_CSV:
+        return _read_csv(path)
+    if suffix in SUFFIXES_XLSX:
+        return _read_xlsx(path)
+    if suffix in {".xls", ".et", ".wps", ".ods", ".numbers"}:
+        raise RosterFileError(f"不支持 {suffix} 格式。请在 Excel 或 WPS 里“另存为” .xlsx 或 .csv 后再导入。")
+    raise RosterFileError(f"不认识的文件类型“{path.suffix or path.name}”。请用 .xlsx 或 .csv 文件。")
+
+
+def _decode(raw: bytes) -> str:
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode text" export.
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Excel on Chinese Windows writes CSV in the ANSI code page; GB18030 is a superset of it.
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise RosterFileError("读不出文件里的文字（编码不对）。请在 Excel 里另存为“CSV UTF-8”或 .xlsx。") from None
+
+
+def _read_csv(path: Path) -> list[tuple[int, list[Cell]]]:
+    text = _decode(path.read_bytes())
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # Numbered by record, not by line: a quoted cell may span lines yet is one row in Excel.
+    return [(number, list(cells)) for number, cells in enumerate(reader, start=1)]
+
+
+def _read_xlsx(path: Path) -> list[tuple[int, list[Cell]]]:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        log.info("roster %s: cannot open as xlsx: %r", path, exc)
+        raise RosterFileError("打不开这个 Excel 文件。请确认它是 .xlsx 格式，并且没有加密码。") from None
+    try:
+        if not workbook.worksheets:
+            return []
+        sheet = workbook.worksheets[0]
+        # Some generators write a wrong sheet size; read-only mode would then cut columns off.
+        sheet.reset_dimensions()
+        return [(number, list(cells))
+                for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1)]
+    finally:
+        workbook.close()
+
+
+# Cell values ------------------------------------------------------------------------------------
+
+def cell_text(value: Cell) -> str:
+    """A cell as the text a person sees, folded to half-width and trimmed."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, datetime):
+        value = value.date()
+    return unicodedata.normalize("NFKC", str(value)).strip()
+
+
+def normalize_header(value: Cell) -> str:
+    # Forms pad two-character headers ("姓  名") and mark required ones with an asterisk.
+    text = "".join(cell_text(value).split()).strip("*＊")
+    return HEADER_ALIASES.get(text, text)
+
+
+def parse_name(text: str) -> str:
+    if CJK_NAME.fullmatch(text):
+        # Two-character names are padded with spaces in many rosters ("王  五"); it is still 王五.
+        return "".join(text.split())
+    return " ".join(text.split())
+
+
+def parse_phone(text: str) -> str:
+    digits = PHONE_NOISE.sub("", text)
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    if digits and not PHONE.fullmatch(digits):
+        raise ValueError(f"“{text}”不是 11 位手机号（应以 1 开头）")
+    return digits
+
+
+def parse_date(value: Cell) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = cell_text(value)
+    if not text:
+        return None
+    match = FULL_DATE.fullmatch(text) or COMPACT_DATE.fullmatch(text)
+    if match is None:
+        if MONTH_ONLY.fullmatch(text):
+            raise ValueError(f"“{text}”只写到了月，请写完整日期，如 1985-07-01")
+        raise ValueError(f"看不懂日期“{text}”，请写成 1958-03-01 这样")
+    year, month, day = (int(part) for part in match.groups())
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise ValueError(f"“{text}”不是有效日期") from None
+
+
+def parse_flag(value: Cell) -> bool:
+    text = cell_text(value).upper()
+    if text in YES_WORDS:
+        return True
+    if text in NO_WORDS:
+        return False
+    raise ValueError(f"“{cell_text(value)}”看不懂，请填 是 或 否（不填即为否）")
+
+
+def adult_from(birth: date) -> date:
+    try:
+        return birth.replace(year=birth.year + ADULT_AGE)
+    except ValueError:  # born on 29 February
+        return date(birth.year + ADULT_AGE, 2, 28)
+
+
+STAFF_ORG_TYPES = (OrgType.COMMITTEE, OrgType.GENERAL_BRANCH)
+
+
+def member_on_staff_org(org_name: str, role: Role) -> str:
+    return f"“{org_name}”是{org_type_for(org_name).value}，{role.value}请写到具体的党支部（如 …/某村党支部）"
+
+
+def check_org_path(parts: list[str]) -> None:
+    """The path's organizations nest the way party organizations do."""
+    types = [org_type_for(part) for part in parts]
+    for index, (part, kind) in enumerate(zip(parts, types)):
+        if len(part) > MAX_ORG_NAME_LENGTH:
+            raise InvalidOrgPath(f"组织名称“{part[:20]}…”太长")
+        parent = types[index - 1] if index else None
+        if kind is OrgType.GROUP:
+            if index != len(parts) - 1:
+                raise InvalidOrgPath(f"党小组“{part}”下面不能再有组织")
+            if parent is not OrgType.BRANCH:
+                raise InvalidOrgPath(f"党小组“{part}”应写在党支部下面，如 …/某村党支部/{part}")
+        elif parent is OrgType.BRANCH:
+            raise InvalidOrgPath(f"“{parts[index - 1]}”下面只能是党小组，不能是“{part}”")
+        elif parent is OrgType.GENERAL_BRANCH and kind is not OrgType.BRANCH:
+            raise InvalidOrgPath(f"“{parts[index - 1]}”下面应是党支部，不能是“{part}”")
+    if len(PATH_SEPARATOR.join(parts)) > MAX_ORG_PATH_LENGTH:
+        raise InvalidOrgPath("组织路径太长")
+
+
+# Validation -------------------------------------------------------------------------------------
+
+@dataclass
+class _Header:
+    row: int
+    # Column index → header text, for the columns we use.
+    columns: dict[int, str]
+    errors: list[RowError]
+    warnings: list[str]
+
+
+def _find_header(table: list[tuple[int, list[Cell]]]) -> tuple[int, list[Cell]] | None:
+    for number, cells in table[:HEADER_SEARCH_ROWS]:
+        if any(normalize_header(cell) == "姓名" for cell in cells):
+            return number, cells
+    return next(((number, cells) for number, cells in table if any(cell_text(c) for c in cells)), None)
+
+
+def _read_header(number: int, cells: list[Cell]) -> _Header:
+    header = _Header(row=number, columns={}, errors=[], warnings=[])
+    seen: dict[str, int] = {}
+    unknown: list[str] = []
+    for index, cell in enumerate(cells):
+        text = normalize_header(cell)
+        if not text or text in QUIETLY_IGNORED:
+            continue
+        if text not in COLUMNS:
+            unknown.append(text)
+            continue
+        if text in seen:
+            header.errors.append(RowError(number, text, f"“{text}”列出现了两次，请删去一列"))
+            continue
+        seen[text] = index
+        header.columns[index] = text
+    for required in REQUIRED_COLUMNS:
+        if required not in seen:
+            header.errors.append(RowError(number, None, f"表头缺少“{required}”列"))
+    if unknown:
+        header.warnings.append("这些列不认识，已忽略：" + "、".join(f"“{text}”" for text in unknown))
+    return header
+
+
+def _validate_row(number: int, values: dict[str, Cell], given: frozenset[str],
+                  today: date) -> tuple[RosterRow | None, list[RowError]]:
+    errors: list[RowError] = []
+
+    def fail(column: str | None, message: str) -> None:
+        errors.append(RowError(number, column, message))
+
+    name = parse_name(cell_text(values.get("姓名")))
+    if not name:
+        fail("姓名", "没有填姓名")
+    elif len(name) > MAX_NAME_LENGTH:
+        fail("姓名", f"姓名太长（最多 {MAX_NAME_LENGTH} 个字）")
+    elif any(char.isdigit() for char in name):
+        fail("姓名", f"“{name}”里有数字，是不是填到了别的列？")
+
+    phone = ""
+    try:
+        phone = parse_phone(cell_text(values.get("手机号")))
+    except ValueError as exc:
+        fail("手机号", str(exc))
+
+    parts: list[str] = []
+    org_text = cell_text(values.get("所属组织"))
+    if not org_text:
+        fail("所属组织", "没有填所属组织（如 某县委/某镇党委/某村党支部）")
+    else:
+        try:
+            parts = split_path(re.sub(r"\s*[\\>＞]\s*", PATH_SEPARATOR, org_text))
+            check_org_path(parts)
+        except InvalidOrgPath as exc:
+            fail("所属组织", str(exc))
+            parts = []
+
+    role_text = "".join(cell_text(values.get("职务")).split())
+    role = ROLE_WORDS.get(role_text)
+    if role is None:
+        fail("职务", f"“{role_text}”不是可用的职务。{ROLE_HELP}")
+
+    # Without a 职务 column the role of someone on a 党委 path is whatever is stored; checked later.
+    staff_path_unchecked = False
+    if parts and role is not None:
+        kind = org_type_for(parts[-1])
+        if role in STAFF_ROLES and kind in (OrgType.BRANCH, OrgType.GROUP):
+            fail("职务", f"{role.value}应属于党委或党总支，不能在“{parts[-1]}”下")
+        elif role not in STAFF_ROLES and kind in STAFF_ORG_TYPES:
+            if "role" in given:
+                fail("所属组织", member_on_staff_org(parts[-1], role))
+            else:
+                staff_path_unchecked = True
+
+    dates: dict[str, date | None] = {}
+    for column, earliest in (("出生日期", EARLIEST_BIRTH_YEAR), ("入党日期", EARLIEST_JOIN_YEAR)):
+        try:
+            value = parse_date(values.get(column))
+        except ValueError as exc:
+            fail(column, str(exc))
+            continue
+        if value is not None and value > today:
+            fail(column, f"{value.isoformat()} 在今天之后，请检查")
+        elif value is not None and value.year < earliest:
+            fail(column, f"{value.isoformat()} 太早了，请检查年份")
+        else:
+            dates[column] = value
+    birth, joined = dates.get("出生日期"), dates.get("入党日期")
+    if birth and joined and joined < adult_from(birth):
+        fail("入党日期", f"{joined.isoformat()} 早于 18 岁生日（出生日期 {birth.isoformat()}）")
+
+    category_text = "".join(cell_text(values.get("党员类别")).split())
+    category = CATEGORY_WORDS.get(category_text)
+    if category is None:
+        fail("党员类别", f"“{category_text}”看不懂，请填 正式党员 或 预备党员（不填即为正式党员）")
+
+    flags: dict[str, bool] = {}
+    for column in ("困难党员", "流动党员"):
+        try:
+            flags[column] = parse_flag(values.get(column))
+        except ValueError as exc:
+            fail(column, str(exc))
+
+    if errors:
+        return None, errors
+    member_parts = parts[:-1] if org_type_for(parts[-1]) is OrgType.GROUP else parts
+    fields = MemberFields(
+        name=name, org_path=PATH_SEPARATOR.join(parts), phone=phone, role=role,
+        birth_date=birth, join_date=joined, category=category,
+        hardship=flags["困难党员"], away_from_home=flags["流动党员"], given=given,
+    )
+    return RosterRow(number, fields, PATH_SEPARATOR.join(member_parts), staff_path_unchecked), []
+
+
+def _check_across_rows(rows: list[RosterRow]) -> tuple[list[RosterRow], list[RowError], list[str]]:
+    """Duplicates within the file (errors on the later row) and branches with two secretaries."""
+    errors: list[RowError] = []
+    kept: list[RosterRow] = []
+    seen: dict[tuple[str, str], list[RosterRow]] = {}
+    for row in rows:
+        earlier_rows = seen.setdefault((row.member_org_path, row.fields.name), [])
+        clash = next((earlier for earlier in earlier_rows
+                      if earlier.fields.phone == row.fields.phone
+                      or not earlier.fields.phone or not row.fields.phone), None)
+        if clash is None:
+            earlier_rows.append(row)
+            kept.append(row)
+        elif clash.fields.phone == row.fields.phone:
+            errors.append(RowError(row.row, None, f"和第 {clash.row} 行重复（同一组织、姓名、手机号），请删去一行"))
+        else:
+            errors.append(RowError(row.row, "手机号", (
+                f"和第 {clash.row} 行同名，且有一行没填手机号，分不清是不是同一人。"
+                "同一人请删去一行；不同的人请都填上手机号")))
+
+    warnings: list[str] = []
+    secretaries: dict[str, list[int]] = {}
+    for row in kept:
+        if row.fields.role is Role.SECRETARY:
+            secretaries.setdefault(row.member_org_path, []).append(row.row)
+    for org_path, numbers in secretaries.items():
+        if len(numbers) > 1:
+            listed = "、".join(str(number) for number in numbers)
+            warnings.append(f"“{org_path}”有 {len(numbers)} 位书记（第 {listed} 行），请确认")
+    return kept, errors, warnings
+
+
+def parse_roster(path: Path, *, today: date) -> ParsedRoster:
+    """Read and validate a roster file without touching the database. Blocking."""
+    table = read_table(path)
+    found = _find_header(table)
+    if found is None:
+        return ParsedRoster(0, [], [RowError(1, None, "文件是空的")], [], set())
+    header = _read_header(*found)
+    if header.errors:
+        return ParsedRoster(0, [], header.errors, header.warnings, set())
+    given = frozenset(COLUMNS[text] for text in header.columns.values())
+
+    row_count = 0
+    valid: list[RosterRow] = []
+    errors: list[RowError] = []
+    for number, cells in table:
+        if number <= header.row:
+            continue
+        values = {text: cells[index] for index, text in header.columns.items() if index < len(cells)}
+        if not any(cell_text(value) for value in values.values()):
+            continue
+        row_count += 1
+        row, row_errors = _validate_row(number, values, given, today)
+        if row is not None:
+            valid.append(row)
+        errors.extend(row_errors)
+    if row_count == 0:
+        errors.append(RowError(header.row, None, "表头下面没有党员数据"))
+
+    valid, cross_errors, cross_warnings = _check_across_rows(valid)
+    return ParsedRoster(
+        rows=row_count, valid=valid, errors=errors + cross_errors,
+        warnings=header.warnings + cross_warnings,
+        top_level_orgs={split_path(row.fields.org_path)[0] for row in valid},
+    )
+
+
+async def _check_against_database(session: AsyncSession, parsed: ParsedRoster) -> tuple[list[RowError], list[str]]:
+    """Problems only the stored roster reveals: rows that would silently add a second person."""
+    errors: list[RowError] = []
+    warnings: list[str] = []
+    orgs: dict[str, Organization | None] = {}
+    for row in parsed.valid:
+        if row.member_org_path not in orgs:
+            orgs[row.member_org_path] = await by_path(session, row.member_org_path)
+        org = orgs[row.member_org_path]
+        same_name = await namesakes(session, org.id, row.fields.name) if org is not None else []
+        stored = pick_identity(same_name, row.fields.phone)
+        if row.staff_path_unchecked and (stored is None or stored.role not in STAFF_ROLES):
+            errors.append(RowError(row.row, "所属组织", member_on_staff_org(
+                split_path(row.member_org_path)[-1], Role(stored.role) if stored else Role.MEMBER)))
+            continue
+        if not same_name or stored is not None:
+            continue
+        tails = "、".join(f"尾号 {member.phone[-4:]}" for member in same_name if member.phone)
+        if not row.fields.phone:
+            errors.append(RowError(row.row, "手机号", (
+                f"“{org.name}”已有同名党员{row.fields.name}（手机{tails}），这一行没填手机号，"
+                "分不清是不是同一人。请填上手机号")))
+        else:
+            warnings.append(
+                f"第 {row.row} 行：“{org.name}”已有同名党员{row.fields.name}（手机{tails}），手机号不同，"
+                "已作为另一人新增。请确认不是同一人换了手机号")
+
+    stored_roots = set((await session.execute(
+        select(Organization.name).where(Organization.parent_id.is_(None))
+    )).scalars())
+    new_roots = sorted(parsed.top_level_orgs - stored_roots)
+    if new_roots and len(stored_roots | parsed.top_level_orgs) > 1:
+        warnings.append("将有多个顶层组织：" + "、".join(sorted(stored_roots | parsed.top_level_orgs))
+                        + "。如果它们本应在同一个县委下，请把所属组织从县委写起")
+    return errors, warnings
+
+
+def _today(now: datetime, zone: tzinfo) -> date:
+    return now.astimezone(zone).date() if now.tzinfo else now.date()
+
+
+async def import_members(sessions: async_sessionmaker, path: Path, *, now: datetime,
+                         allow_errors: bool = False, zone: tzinfo = DEFAULT_ZONE) -> ImportReport:
+    """Import a roster file: all of it, or (allow_errors) its valid rows; in one transaction.
+
+    Importing the same file again changes nothing. Raises RosterFileError when the file cannot
+    be read at all.
+    """
+    path = Path(path)
+    parsed = await asyncio.to_thread(parse_roster, path, today=_today(now, zone))
+    report = ImportReport(rows=parsed.rows, created=0, updated=0, unchanged=0,
+                          errors=list(parsed.errors), imported=False, warnings=list(parsed.warnings))
+    if report.errors and not allow_errors and not parsed.valid:
+        return report
+
+    async with sessions() as session:
+        db_errors, db_warnings = await _check_against_database(session, parsed)
+        report.errors += db_errors
+        report.errors.sort(key=lambda error: error.row)
+        if report.errors and not allow_errors:
+            log.info("roster %s: %d problems, nothing imported", path, len(report.errors))
+            return report
+        report.warnings += db_warnings
+
+        rejected = {error.row for error in db_errors}
+        org_cache: MemberOrgCache = {}
+        for row in parsed.valid:
+            if row.row in rejected:
+                continue
+            saved = await save_member(session, row.fields, now=now, org_cache=org_cache)
+            if saved.created:
+                report.created += 1
+            elif saved.changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        await session.commit()
+
+    report.imported = True
+    log.info("roster %s: %d rows, %d created, %d updated, %d unchanged, %d rejected",
+             path, report.rows, report.created, report.updated, report.unchanged, len(report.errors))
+    return report
+
+
+# Listing ----------------------------------------------------------------------------------------
+
+def listing_json(listing: MemberListing) -> dict:
+    return {
+        "id": listing.id,
+        "name": listing.name,
+        "phone": listing.phone,
+        "org_path": listing.org_path,
+        "group": listing.group,
+        "role": listing.role.value,
+        "category": listing.category.value,
+        "birth_date": listing.birth_date.isoformat() if listing.birth_date else None,
+        "join_date": listing.join_date.isoformat() if listing.join_date else None,
+        "hardship": listing.hardship,
+        "away_from_home": listing.away_from_home,
+        "binding_code": listing.binding_code,
+        "bound": listing.bound,
+        "subscribed": listing.subscribed,
+    }
+
+
+async def member_listing_json(sessions: async_sessionmaker) -> list[dict]:
+    """Every member as a JSON-ready dict, for `zhibu members list --json`."""
+    async with sessions() as session:
+        return [listing_json(listing) for listing in await list_members(session)]
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _display_width(text))
+
+
+def binding_state(listing: dict) -> str:
+    if listing["bound"]:
+        return "已绑定" if listing["subscribed"] else "已绑定（已取消关注）"
+    return listing["binding_code"] or "—"
+
+
+def format_member_table(items: list[dict]) -> str:
+    """The roster (as member_listing_json gives it) as an aligned plain-text table, for `zhibu members list`."""
+    if not items:
+        return "还没有党员。请先用 zhibu import members 文件 导入花名册。"
+    header = ("姓名", "组织", "职务", "绑定码/已绑定")
+    rows = [
+        (item["name"],
+         item["org_path"] + (PATH_SEPARATOR + item["group"] if item["group"] else ""),
+         item["role"],
+         binding_state(item))
+        for item in items
+    ]
+    widths = [max(_display_width(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    lines = ["  ".join(_pad(cell, width) for cell, width in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    bound = sum(1 for item in items if item["bound"])
+    lines.append(f"共 {len(items)} 人，已绑定 {bound} 人")
+    return "\n".join(lines)
