@@ -230,6 +230,8 @@ class Dialog:
 class CommandHelp:
     usage: str
     summary: str
+    # Listed only to followers who have not bound yet (绑定 means nothing to a bound member).
+    unbound_only: bool = False
 
 
 class Context:
@@ -263,8 +265,12 @@ class Context:
         """The documented commands this user may run, in registration order."""
         seen: list[CommandHelp] = []
         for handler in self._catalog:
-            if handler.help and handler.permits(self.member) and handler.help not in seen:
-                seen.append(handler.help)
+            entry = handler.help
+            if entry is None or entry in seen or not handler.permits(self.member):
+                continue
+            if entry.unbound_only and self.member is not None:
+                continue
+            seen.append(entry)
         return seen
 
 
@@ -339,12 +345,12 @@ class Router:
 
     def on(self, *filters: Filter, roles: Iterable[Role] | None = None, bound: bool = False,
            dialog: str | None = None, step: str | None = None, usage: str | None = None,
-           summary: str | None = None):
+           summary: str | None = None, unbound_only: bool = False):
         def register(callback):
             self.handlers.append(Handler(
                 callback=callback, filters=filters, roles=frozenset(roles) if roles is not None else None,
                 bound=bound, dialog=dialog, step=step,
-                help=CommandHelp(usage, summary or "") if usage else None,
+                help=CommandHelp(usage, summary or "", unbound_only) if usage else None,
             ))
             return callback
         return register

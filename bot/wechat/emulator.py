@@ -9,6 +9,7 @@ WeChat app would show it. `zhibu emulator` serves it over HTTP; `zhibu chat` and
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -190,7 +191,7 @@ class Emulator:
         command = await request.json()
         openid = command.pop("openid")
         delivery = await self.send(openid, command)
-        return web.json_response({"reply": delivery.reply, "attempts": delivery.attempts})
+        return web.json_response({"reply": delivery.reply, "attempts": delivery.attempts}, dumps=_readable_json)
 
     async def _control_pushed(self, request: web.Request) -> web.Response:
         openid = request.query.get("openid", "")
@@ -200,7 +201,11 @@ class Emulator:
             for index, record in enumerate(self.api.records)
             if index >= after and record.openid == openid and record.errcode == 0
         ]
-        return web.json_response({"pushed": pushed, "next": len(self.api.records)})
+        return web.json_response({"pushed": pushed, "next": len(self.api.records)}, dumps=_readable_json)
+
+
+def _readable_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def message_xml(fields: dict) -> str:

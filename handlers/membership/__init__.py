@@ -77,7 +77,8 @@ async def _try_bind(ctx: Context, name: str, code: str) -> str:
     return BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
 
 
-@router.text("绑定", "绑定身份", takes_args=True, usage="绑定 姓名 绑定码", summary="把微信和党员身份绑定")
+@router.text("绑定", "绑定身份", takes_args=True, usage="绑定 姓名 绑定码", summary="把微信和党员身份绑定",
+             unbound_only=True)
 @router.click("BIND")
 async def bind(ctx: Context, dialog: Dialog, member: Member | None, args: str = "") -> str:
     if member is not None:
@@ -118,7 +119,8 @@ async def bind_code(ctx: Context, dialog: Dialog, text: str) -> str:
 def describe_member(member: Member, org_path: str) -> str:
     lines = [f"姓名：{member.name}", f"组织：{org_path}", f"职务：{member.role}", f"类别：{member.category}"]
     if member.join_date:
-        lines.append(f"入党日期：{member.join_date:%Y年%m月%d日}")
+        joined = member.join_date
+        lines.append(f"入党日期：{joined.year}年{joined.month}月{joined.day}日")
     if member.away_from_home:
         lines.append("流动党员：是")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from bot.app import build_app
-from bot.dispatch import SORRY, Choice, Command, Context, Dialog, Regex, Router
+from bot.dispatch import SORRY, Choice, Click, Command, Context, Dialog, MessageKind, Regex, Router, Scene
 from bot.messages import Kind, Message
 from bot.wechat.emulator import message_xml
 from handlers import membership
@@ -212,3 +212,36 @@ async def test_stored_payload_round_trips(make_service):
     assert restored.location.latitude == 30.5 and restored.location.label == "村委会"
     assert row.received_at <= service.clock.now() < row.received_at + timedelta(seconds=1)
 
+
+
+async def test_a_retry_that_arrives_while_the_first_copy_is_handled_gets_the_same_reply(make_service):
+    """WeChat gives up on a slow answer and retries; the retry waits for the first handling."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls, delay=0.5)], reply_timeout=0.3, reply_budget=2.0)
+    delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 9501))
+    assert delivery.attempts == 2 and delivery.statuses[0] == "TimeoutError"
+    assert delivery.reply == "已记下第 1 次" and calls == ["9501"]
+
+
+async def test_qr_scene_and_click_filters_route_by_prefix_and_key(make_service):
+    router = Router("qr")
+
+    @router.on(Scene("meeting:"))
+    async def meeting(scene: str) -> str:
+        return f"会议 {scene}"
+
+    @router.on(Click("CHECKIN") | Click("签到"))
+    async def check_in() -> str:
+        return "签到菜单"
+
+    @router.on(MessageKind(Kind.IMAGE))
+    async def photo(message) -> str:
+        return f"照片 {message.media_id[:6]}"
+
+    service = await make_service(routers=[router])
+    assert (await service.emulator.scan("u1", "meeting:42")).reply == "会议 42"
+    service.clock.advance(seconds=1)
+    assert (await service.emulator.subscribe("u2", scene="meeting:7")).reply == "会议 7"
+    assert (await service.emulator.scan("u1", "other:1")).reply is None
+    assert (await service.emulator.click("u1", "CHECKIN")).reply == "签到菜单"
+    assert (await service.emulator.image("u1")).reply == "照片 image-"

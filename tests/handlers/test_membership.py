@@ -91,5 +91,5 @@ async def test_help_shows_each_role_its_commands(service):
     await service.bind("s1", "李建国", role=Role.SECRETARY, phone="13800000001")
     member_help = await service.say("m1", "帮助")
     assert member_help.startswith("王秀英，您可以回复：") and "· 我的" in member_help
-    assert "绑定党员身份后" not in member_help
+    assert "绑定党员身份后" not in member_help and "绑定 姓名" not in member_help
     assert (await service.emulator.click("s1", "HELP")).reply.startswith("李建国，您可以回复：")

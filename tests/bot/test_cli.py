@@ -1,0 +1,147 @@
+"""The `zhibu` command as an operator uses it: init, import, list, serve, menu push, demo and chat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from bot.clock import Clock
+from bot.config import DemoDefaults
+from bot.wechat.emulator import Emulator
+
+ROSTER = """姓名,手机号,所属组织,职务,出生日期,入党日期,党员类别,困难党员,流动党员
+李建国,13800000001,示范县委/城关镇党委/红旗村党支部,书记,1968-05-12,1995-07-01,正式党员,否,否
+王秀英,13800000002,示范县委/城关镇党委/红旗村党支部/第一党小组,党员,1949/10/3,1972年6月20日,正式,是,否
+"""
+
+
+@pytest.fixture
+def env(tmp_path) -> dict:
+    values = {"ZHIBU_DATA_DIR": str(tmp_path / "data"), "ZHIBU_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+              "ZHIBU_WECHAT_APP_ID": DemoDefaults.app_id, "ZHIBU_WECHAT_APP_SECRET": DemoDefaults.app_secret,
+              "ZHIBU_WECHAT_TOKEN": DemoDefaults.token}
+    return values
+
+
+def run(env: dict, *args: str):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_init_import_and_list_members(env, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text(ROSTER, encoding="utf-8")
+    assert run(env, "members", "list").exit_code != 0  # before init: a clear refusal
+    assert "数据库已就绪" in run(env, "init").output
+    first = run(env, "import", "members", str(roster))
+    assert first.exit_code == 0 and "新增 2" in first.output
+    again = run(env, "import", "members", str(roster))
+    assert again.exit_code == 0 and "新增 0" in again.output
+    listing = json.loads(run(env, "members", "list", "--json").output)
+    assert [(row["name"], row["bound"], len(row["binding_code"])) for row in listing] == [
+        ("李建国", False, 6), ("王秀英", False, 6)]
+    table = run(env, "members", "list").output
+    assert "李建国" in table and listing[0]["binding_code"] in table
+
+
+def test_a_roster_with_errors_imports_nothing_and_says_where(env, tmp_path):
+    roster = tmp_path / "bad.csv"
+    roster.write_text(ROSTER + "张三,12345,示范县委/城关镇党委/红旗村党支部,党员,,,,,\n", encoding="utf-8")
+    run(env, "init")
+    result = run(env, "import", "members", str(roster))
+    assert result.exit_code == 1 and "第 4 行" in result.output and "手机号" in result.output
+    assert json.loads(run(env, "members", "list", "--json").output) == []
+    partial = run(env, "import", "members", str(roster), "--allow-errors")
+    assert partial.exit_code == 0
+    assert len(json.loads(run(env, "members", "list", "--json").output)) == 2
+
+
+def test_serve_refuses_without_credentials(env):
+    result = CliRunner().invoke(main, ["serve"], env={**env, "ZHIBU_WECHAT_TOKEN": ""})
+    assert result.exit_code != 0 and "ZHIBU_WECHAT_TOKEN" in result.output
+
+
+def test_a_bad_aes_key_is_a_clear_configuration_error(env):
+    result = CliRunner().invoke(main, ["init"], env={**env, "ZHIBU_WECHAT_AES_KEY": "short"})
+    assert result.exit_code == 2 and "ZHIBU_WECHAT_AES_KEY" in result.output
+
+
+async def test_menu_push_sends_the_configured_menu(env, tmp_path, aiohttp_server):
+    emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret, token=DemoDefaults.token,
+                        clock=Clock())
+    server = await aiohttp_server(emulator.web_app())
+    menu = {"button": [{"type": "click", "name": "签到", "key": "CHECKIN"}]}
+    (tmp_path / "menu.json").write_text(json.dumps(menu, ensure_ascii=False), encoding="utf-8")
+    env = {**env, "ZHIBU_WECHAT_API_BASE": str(server.make_url("")).rstrip("/"),
+           "ZHIBU_MENU_FILE": str(tmp_path / "menu.json")}
+    await asyncio.to_thread(run, env, "init")
+    result = await asyncio.to_thread(run, env, "menu", "push")
+    assert result.exit_code == 0 and "菜单已推送" in result.output
+    assert emulator.api.menu == menu
+    bad = {"button": [{"type": "click", "name": "签到"}]}  # a click button needs a key
+    (tmp_path / "menu.json").write_text(json.dumps(bad, ensure_ascii=False), encoding="utf-8")
+    failed = await asyncio.to_thread(lambda: CliRunner().invoke(main, ["menu", "push"], env=env))
+    assert failed.exit_code == 1 and "菜单推送失败" in failed.output
+
+
+def _zhibu(*args: str, env: dict, **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], env={**os.environ, **env},
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **options)
+
+
+async def _wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} did not come up")
+
+
+async def test_demo_serves_a_bound_member_and_a_terminal_chat_binds_a_newcomer(tmp_path):
+    port, emulator_port = free_port(), free_port()
+    env = {"ZHIBU_DATA_DIR": str(tmp_path / "demo-data"), "ZHIBU_DATABASE_URL": ""}
+    demo = _zhibu("demo", "--no-chat", "--port", str(port), "--emulator-port", str(emulator_port), env=env)
+    try:
+        await _wait_for(f"http://127.0.0.1:{port}/healthz")
+        emulator_url = f"http://127.0.0.1:{emulator_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{emulator_url}/emulator/send",
+                                 json={"openid": "demo-member", "MsgType": "text", "Content": "我的"}) as response:
+                assert "姓名：王秀英" in (await response.json())["reply"]
+        members = subprocess.run([sys.executable, "-m", "bot.cli", "members", "list", "--json"], env={**os.environ, **env},
+                                 capture_output=True, text=True, check=True)
+        unbound = next(row for row in json.loads(members.stdout) if row["binding_code"])
+        chat = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "bot.cli", "chat", "--user", "newcomer", "--url", emulator_url],
+            input=f"绑定 {unbound['name']} {unbound['binding_code']}\n我的\n/位置 30.2 120.1 村委会\n/点击 HELP\n/退出\n",
+            capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+        assert f"绑定成功！{unbound['name']}" in chat.stdout
+        assert f"姓名：{unbound['name']}" in chat.stdout
+        assert "暂时不能处理这类消息" in chat.stdout and "您可以回复" in chat.stdout
+    finally:
+        demo.terminate()
+        output, _ = demo.communicate(timeout=20)
+    assert "支部助手演示已启动" in output and "demo-secretary" in output
