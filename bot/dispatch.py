@@ -368,6 +368,38 @@ class Router:
 # ---------------------------------------------------------------- the dispatcher
 
 
+class _ClaimWriter:
+    """Group commit for claims: messages arriving while one batch is being written go in the next
+    transaction together, so under load recording each message costs a fraction of a commit."""
+
+    MAX_BATCH = 200
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._waiting: list[tuple[dict, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def claim(self, row: dict) -> inbound.Claim:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:self.MAX_BATCH], self._waiting[self.MAX_BATCH:]
+            try:
+                async with self._sessions() as session, session.begin():
+                    claims = await inbound.claim_many(session, [row for row, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for row, future in batch:
+                future.set_result(claims[row["dedup_key"]])
+
+
 @dataclass
 class _InFlight:
     """A message this process is handling (or waiting on), shared by every copy that arrives."""
@@ -392,9 +424,14 @@ class Dispatcher:
         self.max_parts = max_parts
         self.pusher = pusher
         self.handlers = [handler for router in self.routers for handler in router.handlers]
+        # Typing one of these in the middle of a dialog starts that command instead of answering.
+        self._command_words = frozenset(
+            word for handler in self.handlers if handler.dialog is None
+            for check in handler.filters if isinstance(check, Command) for word in check.words)
         self._in_flight: dict[str, _InFlight] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
+        self._claims = _ClaimWriter(sessions)
 
     # -- entry point
 
@@ -430,16 +467,15 @@ class Dispatcher:
     async def _process(self, message: Message, entry: _InFlight) -> None:
         key = message.dedup_key
         try:
-            now = self.clock.now()
-            async with self.sessions() as session, session.begin():
-                claim = await inbound.claim(session, dedup_key=key, openid=message.user_id, kind=message.kind.value,
-                                            payload=message.to_payload(), now=now)
+            claim = await self._claims.claim(inbound.claim_row(
+                dedup_key=key, openid=message.user_id, kind=message.kind.value, payload=message.to_payload(),
+                now=self.clock.now()))
             if claim.claimed:
                 passive = await self._handle_and_deliver(claim.message_id, message, entry)
             else:
                 passive = await self._answer_of(claim.existing)
             entry.future.set_result(passive)
-        except Exception as error:  # a database outage: answer nothing rather than fail the request
+        except Exception as error:  # the database is unreachable: the webhook asks the user to send again
             log.exception("could not process %s", key)
             entry.future.set_exception(error)
             entry.future.exception()  # mark retrieved: feed() may have stopped waiting already
@@ -516,10 +552,13 @@ class Dispatcher:
 
     async def _route(self, ctx: Context) -> None:
         message = ctx.message
-        if ctx.dialog.active and typed_text(message) in CANCEL_WORDS:
+        text = typed_text(message)
+        if ctx.dialog.active and text in CANCEL_WORDS:
             ctx.dialog.finish()
             ctx.reply(CANCELLED)
             return
+        if ctx.dialog.active and text in self._command_words:
+            ctx.dialog.finish()
         # A user in a dialog is answering it: that dialog's handlers come first.
         ordered = self.handlers
         if ctx.dialog.active:
@@ -532,6 +571,9 @@ class Dispatcher:
             if not handler.permits(ctx.member):
                 ctx.reply(NEED_BINDING if ctx.member is None else WRONG_ROLE.format(roles=_role_names(handler.roles)))
                 return
+            if ctx.dialog.active and handler.dialog is None:
+                # The user turned to something else; a stale dialog would misread their next answer.
+                ctx.dialog.finish()
             result = await handler.run(ctx, values)
             if isinstance(result, str):
                 ctx.reply(result)

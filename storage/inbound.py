@@ -29,21 +29,33 @@ class Claim:
         return self.message_id is not None
 
 
+def claim_row(*, dedup_key: str, openid: str, kind: str, payload: dict, now: datetime) -> dict:
+    """The values recorded for a message before it is handled."""
+    return dict(dedup_key=dedup_key, openid=openid, kind=kind, payload=json.dumps(payload, ensure_ascii=False),
+                status=InboundStatus.PROCESSING.value, received_at=now, claimed_at=now)
+
+
+async def claim_many(session: AsyncSession, rows: list[dict]) -> dict[str, Claim]:
+    """Record messages (rows from claim_row, distinct keys); the unique dedup_key makes exactly one
+    concurrent copy of each message, in any process, its owner. Claims by dedup_key."""
+    statement = (
+        insert_for(session, _TABLE).values(rows)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(_TABLE.c.id, _TABLE.c.dedup_key)
+    )
+    claims = {key: Claim(message_id, None) for message_id, key in (await session.execute(statement)).all()}
+    seen_before = [row["dedup_key"] for row in rows if row["dedup_key"] not in claims]
+    if seen_before:
+        result = await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.in_(seen_before)))
+        claims.update({existing.dedup_key: Claim(None, existing) for existing in result.scalars()})
+    return claims
+
+
 async def claim(session: AsyncSession, *, dedup_key: str, openid: str, kind: str, payload: dict,
                 now: datetime) -> Claim:
-    """Record the message; the unique dedup_key makes exactly one concurrent copy the owner."""
-    statement = (
-        insert_for(session, _TABLE)
-        .values(dedup_key=dedup_key, openid=openid, kind=kind, payload=json.dumps(payload, ensure_ascii=False),
-                status=InboundStatus.PROCESSING.value, received_at=now, claimed_at=now)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(_TABLE.c.id)
-    )
-    message_id = (await session.execute(statement)).scalar()
-    if message_id is not None:
-        return Claim(message_id, None)
-    existing = (await session.execute(select(InboundMessage).where(InboundMessage.dedup_key == dedup_key))).scalar_one()
-    return Claim(None, existing)
+    """Record one message (see claim_many)."""
+    row = claim_row(dedup_key=dedup_key, openid=openid, kind=kind, payload=payload, now=now)
+    return (await claim_many(session, [row]))[dedup_key]
 
 
 async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:

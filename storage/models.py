@@ -137,7 +137,8 @@ class InboundMessage(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=utc_column())
     # The handler's reply as a JSON list of texts; the first one is the passive reply.
     reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
-    # "passive" when the reply went back in the HTTP response, "push" when it was sent later.
+    # "push" when the handler outran the reply budget and the reply was sent later as customer-service
+    # messages; NULL when it went back in the HTTP response (retries then get it again).
     reply_mode: str | None = Field(default=None, max_length=10)
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
 

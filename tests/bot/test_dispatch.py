@@ -169,6 +169,10 @@ async def test_a_dialog_keeps_its_state_between_messages_and_cancel_leaves_it(ma
     assert await service.say("u1", "问卷") == "您多大年纪？"
     assert await service.say("u1", "取消") == "已取消。"
     assert await service.say("u1", "取消") == "当前没有进行中的操作。"
+    # Another command in the middle of a dialog is that command, not an answer.
+    await service.say("u1", "问卷")
+    assert await service.say("u1", "回声 你好") == "第一段\n\n第二段：你好"
+    assert (await service.say("u1", "68")).startswith("没有听懂")
 
 
 async def test_a_dialog_times_out(make_service):

@@ -93,3 +93,12 @@ async def test_help_shows_each_role_its_commands(service):
     assert member_help.startswith("王秀英，您可以回复：") and "· 我的" in member_help
     assert "绑定党员身份后" not in member_help and "绑定 姓名" not in member_help
     assert (await service.emulator.click("s1", "HELP")).reply.startswith("李建国，您可以回复：")
+
+
+async def test_asking_for_help_in_the_middle_of_binding_shows_help(service):
+    _, code = await service.add_member("赵德明")
+    await service.say("z1", "绑定")
+    assert (await service.say("z1", "帮助")).startswith("您可以回复")
+    # The binding dialog is over: a name now is just text.
+    assert (await service.say("z1", "赵德明")).startswith("没有听懂")
+    assert (await service.say("z1", f"绑定 赵德明 {code}")).startswith("绑定成功")
