@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.config import DemoDefaults  # noqa: E402
 from bot.wechat.emulator import Emulator, message_xml  # noqa: E402
+from storage.db import reset_postgres_schema  # noqa: E402
 
 USERS = 200  # bound members sending 我的
 # A busy hour for a whole county is a few messages a second; this is fifty times that.
@@ -200,7 +201,7 @@ async def main(seconds: float, connections: int, database_url: str | None) -> No
     with tempfile.TemporaryDirectory() as folder:
         url = database_url or f"sqlite+aiosqlite:///{folder}/bench.db"
         if database_url and "postgresql" in database_url:
-            await reset_postgres(database_url)
+            await reset_postgres_schema(database_url)
         await seed(url)
         engine_name = "PostgreSQL" if "postgresql" in url else "SQLite"
         rows = []
@@ -224,18 +225,6 @@ async def main(seconds: float, connections: int, database_url: str | None) -> No
     print("|---|---|---|---|---|")
     for mode, _, _, steady in rows:
         print(f"| {mode} | {steady['rps']:.0f} | {steady['p50']:.1f} | {steady['p99']:.1f} | {steady['failures']} |")
-
-
-async def reset_postgres(url: str) -> None:
-    from sqlalchemy import text
-
-    from storage.db import create_engine
-
-    engine = create_engine(url)
-    async with engine.begin() as connection:
-        await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        await connection.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -133,10 +133,13 @@ def import_group() -> None:
 @click.option("--allow-errors", is_flag=True, help="Import the valid rows even if some rows have errors.")
 def import_members_command(file: Path, allow_errors: bool) -> None:
     """Import members from a CSV or XLSX file with Chinese headers (姓名, 所属组织, …)."""
-    from handlers.membership.roster import import_members
+    from handlers.membership.roster import RosterFileError, import_members
 
-    report = asyncio.run(_with_sessions(lambda sessions: import_members(
-        sessions, file, now=Clock().now(), allow_errors=allow_errors)))
+    try:
+        report = asyncio.run(_with_sessions(lambda sessions: import_members(
+            sessions, file, now=Clock().now(), allow_errors=allow_errors)))
+    except RosterFileError as error:
+        raise click.ClickException(str(error)) from error
     click.echo(report.describe())
     if report.errors and not report.imported:
         sys.exit(1)

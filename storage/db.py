@@ -79,3 +79,14 @@ async def schema_is_current(engine: AsyncEngine) -> bool:
     async with engine.connect() as connection:
         current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
     return current == head
+
+
+async def reset_postgres_schema(url: str) -> None:
+    """Drop every table in the public schema. For tests and benchmarks on a scratch database only."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+            await connection.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        await engine.dispose()

@@ -72,6 +72,14 @@ def test_a_roster_with_errors_imports_nothing_and_says_where(env, tmp_path):
     assert len(json.loads(run(env, "members", "list", "--json").output)) == 2
 
 
+def test_an_old_excel_file_gets_a_hint_instead_of_a_traceback(env, tmp_path):
+    old_excel = tmp_path / "名册.xls"
+    old_excel.write_bytes(b"\xd0\xcf\x11\xe0 not really excel")
+    run(env, "init")
+    result = CliRunner().invoke(main, ["import", "members", str(old_excel)], env=env)
+    assert result.exit_code == 1 and "xlsx" in result.output and "Traceback" not in result.output
+
+
 def test_serve_refuses_without_credentials(env):
     result = CliRunner().invoke(main, ["serve"], env={**env, "ZHIBU_WECHAT_TOKEN": ""})
     assert result.exit_code != 0 and "ZHIBU_WECHAT_TOKEN" in result.output
