@@ -336,12 +336,40 @@ class Handler:
         return await self.callback(**arguments)
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What a scheduled job may use."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    settings: Any
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A periodic job a feature declares next to its handlers; bot/scheduler.py runs it."""
+
+    name: str  # "<feature>.<job>", also the key for overriding its schedule in configuration
+    func: Callable[[JobContext], Awaitable[Any]]
+    trigger: str  # an APScheduler trigger: "interval" or "cron"
+    trigger_args: dict
+    description: str
+
+
 class Router:
-    """One feature's handlers, tried in the order they were registered."""
+    """One feature's handlers, tried in the order they were registered, and the jobs it schedules."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.handlers: list[Handler] = []
+        self.jobs: list[JobSpec] = []
+
+    def job(self, name: str, *, trigger: str = "interval", description: str = "", **trigger_args):
+        """Declare a periodic job: @router.job("report", minutes=5) or trigger="cron", hour=8."""
+        def register(func):
+            self.jobs.append(JobSpec(f"{self.name}.{name}", func, trigger, trigger_args, description))
+            return func
+        return register
 
     def on(self, *filters: Filter, roles: Iterable[Role] | None = None, bound: bool = False,
            dialog: str | None = None, step: str | None = None, usage: str | None = None,
