@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.dispatch import Dispatcher, Router
+from bot.outbox import Outbox
+from bot.scheduler import SCHEDULER, scheduler_context
 from bot.wechat.client import WeChatClient
 from bot.wechat.webhook import Webhook
-from handlers import membership
+from handlers import membership, notices
 from storage.db import create_engine, session_factory
 from storage.tokens import TokenStore
 
@@ -27,11 +29,12 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CLIENT = web.AppKey("wechat_client", WeChatClient)
+OUTBOX = web.AppKey("outbox", Outbox)
 
 
 def feature_routers() -> list[Router]:
     """Every feature's router, in the order their handlers are tried."""
-    return [membership.router]
+    return [membership.router, notices.router]
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None) -> web.Application:
@@ -39,19 +42,34 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     app = web.Application(client_max_size=settings.max_body_bytes)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
-    dispatcher = Dispatcher(routers if routers is not None else feature_routers(), sessions=sessions, clock=clock,
-                            settings=settings)
+    routers = routers if routers is not None else feature_routers()
+    dispatcher = Dispatcher(routers, sessions=sessions, clock=clock, settings=settings)
+    # Built here, not on startup, so a bad job schedule in configuration stops the process at once.
+    jobs = scheduler_context(settings=settings, sessions=sessions, clock=clock, routers=routers)
+    if jobs.scheduler is not None:
+        app[SCHEDULER] = jobs.scheduler
     app[SETTINGS], app[ENGINE], app[SESSIONS], app[DISPATCHER] = settings, engine, sessions, dispatcher
 
     async def wechat_client(app: web.Application):
         async with aiohttp.ClientSession() as http:
+            tokens = TokenStore(sessions, clock)
             client = WeChatClient(http=http, app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
-                                  api_base=settings.wechat_api_base, tokens=TokenStore(sessions, clock))
+                                  api_base=settings.wechat_api_base, tokens=tokens)
             app[CLIENT] = client
             dispatcher.pusher = client.send_text
+            # The outbox retries from its queue (durably, with backoff), so its client makes each call once.
+            outbox_client = WeChatClient(http=http, app_id=settings.wechat_app_id,
+                                         app_secret=settings.wechat_app_secret, api_base=settings.wechat_api_base,
+                                         tokens=tokens, max_attempts=1)
+            outbox = Outbox(sessions=sessions, client=outbox_client, clock=clock, settings=settings)
+            app[OUTBOX] = outbox
+            dispatcher.on_enqueued = outbox.wake
+            if settings.outbox_enabled:
+                await outbox.start()
             yield
             # Late replies still being handled go out before the client closes.
             await dispatcher.drain()
+            await outbox.stop()
 
     async def orphan_recovery(app: web.Application):
         task = asyncio.create_task(_recover_orphans_forever(dispatcher, settings.claim_lease / 2))
@@ -64,7 +82,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
         yield
         await engine.dispose()
 
-    app.cleanup_ctx.extend([close_engine, wechat_client, orphan_recovery])
+    # Started in this order and stopped in reverse: jobs stop before the client and the engine close.
+    app.cleanup_ctx.extend([close_engine, wechat_client, orphan_recovery, jobs])
     Webhook(settings, dispatcher, clock).add_routes(app)
     app.router.add_get("/healthz", healthz)
     return app

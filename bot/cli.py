@@ -191,6 +191,58 @@ def menu_push() -> None:
     click.echo("菜单已推送。")
 
 
+@main.group()
+def jobs() -> None:
+    """Periodic jobs the features declare."""
+
+
+def _planned_jobs(settings: Settings):
+    from bot.app import feature_routers
+    from bot.scheduler import SchedulerConfigError, plan_jobs, registered_jobs
+
+    try:
+        return plan_jobs(registered_jobs(feature_routers()), settings)
+    except SchedulerConfigError as error:
+        raise click.ClickException(f"任务配置错误：{error}") from error
+
+
+@jobs.command("list")
+def jobs_list() -> None:
+    """List the jobs: name, schedule, next run time (from the job store), description."""
+    from bot.scheduler import format_job_table, stored_next_run_times
+
+    settings = _settings()
+    planned = _planned_jobs(settings)
+    next_runs = asyncio.run(_with_sessions(lambda sessions: stored_next_run_times(settings)))
+    click.echo(format_job_table(planned, next_runs))
+
+
+@jobs.command("run")
+@click.argument("name")
+def jobs_run(name: str) -> None:
+    """Run the job NAME once, now, in this process (no need to be the process running the scheduler)."""
+    import time
+
+    from bot.dispatch import JobContext
+    from bot.scheduler import run_job_now
+
+    settings = _settings()
+    planned = _planned_jobs(settings)
+    if name not in {plan.name for plan in planned}:
+        known = "、".join(plan.name for plan in planned) or "（无）"
+        raise click.ClickException(f"没有名为 {name} 的任务。已有的任务：{known}（见 zhibu jobs list）")
+    started = time.monotonic()
+    try:
+        asyncio.run(_with_sessions(lambda sessions: run_job_now(
+            name, jobs=[plan.spec for plan in planned], context=JobContext(sessions, Clock(), settings))))
+    except click.ClickException:
+        raise
+    except Exception as error:
+        log.exception("job %s failed", name)
+        raise click.ClickException(f"任务 {name} 运行失败：{type(error).__name__}: {error}") from error
+    click.echo(f"任务 {name} 已运行完毕，用时 {time.monotonic() - started:.1f} 秒。")
+
+
 async def _with_sessions(work):
     """Run work(sessions) against the configured database, which must be initialized."""
     from storage.db import create_engine, schema_is_current, session_factory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ DEFAULT_MENU: dict = {
             "sub_button": [
                 {"type": "click", "name": "我的信息", "key": "ME"},
                 {"type": "click", "name": "绑定身份", "key": "BIND"},
+                {"type": "click", "name": "收到通知", "key": "ACK"},
             ],
         },
         {"type": "click", "name": "帮助", "key": "HELP"},
@@ -52,8 +54,44 @@ class Settings(BaseSettings):
     dialog_timeout_minutes: int = 15
     bind_max_failures: int = 5
     bind_lockout_minutes: int = 60
+    # Hours after a notice when its sender gets the report and non-responders one reminder.
+    notice_follow_up_hours: float = 24.0
 
     menu_file: Path | None = None
+
+    # Periodic jobs (bot/scheduler.py). A job's schedule by its name, replacing the declared one, e.g.
+    # '{"notices.report": {"trigger": "cron", "hour": 8}}'; a name no feature declares stops the start.
+    job_schedules: dict[str, dict] = Field(default_factory=dict)
+    # A run missed while the service was down still happens, once, if it is at most this many seconds late.
+    job_misfire_grace: int = Field(default=6 * 3600, ge=1)
+    # Seconds between a waiting process's attempts to take over the scheduler (and the leader's health checks).
+    scheduler_retry_interval: float = Field(default=5.0, gt=0)
+    # False: this process never runs jobs (another one does); `zhibu jobs run` still works.
+    scheduler_enabled: bool = True
+
+    # Template message ids by kind of message (notice, reminder…), e.g. '{"notice": "ID", "default": "ID"}'.
+    # Members outside the 48-hour customer-service window can only be reached through these.
+    wechat_templates: dict[str, str] = Field(default_factory=dict)
+
+    # The delivery engine (bot/outbox.py). Rates are per process.
+    outbox_enabled: bool = True  # run its workers in this process (tests deliver with run_until_idle instead)
+    outbox_rate: float = 500.0  # messages per second; 0 means no limit
+    outbox_burst: int = 50  # messages that may go at once after an idle spell
+    outbox_concurrency: int = 32  # API calls in flight
+    outbox_batch: int = 500  # rows claimed (and their outcomes recorded) per transaction
+    outbox_batches_in_flight: int = 4
+    outbox_poll_interval: float = 1.0  # seconds between looks at the queue when nothing woke the engine
+    # A worker holds a claimed row this long; after that the row is taken to belong to a dead process.
+    outbox_lease: float = 300.0
+    outbox_recover_interval: float = 60.0
+    outbox_max_attempts: int = 6
+    outbox_backoff: float = 30.0  # the first retry's delay in seconds; it doubles with each attempt
+    outbox_backoff_max: float = 3600.0
+    # After the daily quota runs out (45009) or WeChat rejects our credentials, wait this long before trying again.
+    outbox_pause: float = 600.0
+    # No pushes in these local hours ("HH:MM") unless urgent; equal times switch quiet hours off.
+    quiet_hours_start: str = "21:00"
+    quiet_hours_end: str = "07:00"
 
     @field_validator("wechat_aes_key")
     @classmethod
@@ -61,6 +99,16 @@ class Settings(BaseSettings):
         if value and len(value) != 43:
             raise ValueError("ZHIBU_WECHAT_AES_KEY (EncodingAESKey) must be 43 characters")
         return value
+
+    @field_validator("quiet_hours_start", "quiet_hours_end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        # Kept as zero-padded "HH:MM" text, which also compares correctly as a string.
+        try:
+            hours, minutes = value.strip().split(":")
+            return time(int(hours), int(minutes)).strftime("%H:%M")
+        except ValueError:
+            raise ValueError(f"quiet hours are given as HH:MM, not {value!r}") from None
 
     @field_validator("timezone")
     @classmethod

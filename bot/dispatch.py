@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.messages import Kind, Message
+from bot.outbox import Outgoing
+from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import normalize_input, split_text
 from storage import dialogs, identities, inbound
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
@@ -249,6 +251,7 @@ class Context:
         self._catalog = catalog
         self.replies: list[str] = []
         self.pushes: list[tuple[str, str]] = []
+        self.outgoing: list[Outgoing] = []
 
     @property
     def now(self) -> datetime:
@@ -260,6 +263,10 @@ class Context:
     def send(self, openid: str, text: str) -> None:
         """Push a message to another follower once this message's changes are committed."""
         self.pushes.append((openid, text))
+
+    def enqueue(self, item: Outgoing) -> None:
+        """Queue a message for the outbox; it is written in this message's transaction and commits with it."""
+        self.outgoing.append(item)
 
     def commands(self) -> list[CommandHelp]:
         """The documented commands this user may run, in registration order."""
@@ -451,6 +458,8 @@ class Dispatcher:
         self.reply_max_bytes = reply_max_bytes
         self.max_parts = max_parts
         self.pusher = pusher
+        # Called after a handler's enqueued messages committed (the outbox's wake-up).
+        self.on_enqueued: Callable[[], None] | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
         # Typing one of these in the middle of a dialog starts that command instead of answering.
         self._command_words = frozenset(
@@ -553,9 +562,14 @@ class Dispatcher:
                         ctx = await self._context(session, message)
                         await self._route(ctx)
                         await self._save_dialog(ctx)
+                        if ctx.outgoing:
+                            await enqueue_outgoing(session, ctx.outgoing, now=self.clock.now(),
+                                                   settings=self.settings)
                         parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
                         await inbound.finish(session, message_id, status=InboundStatus.DONE, replies=parts,
                                              now=self.clock.now())
+                    if ctx.outgoing and self.on_enqueued is not None:
+                        self.on_enqueued()
                     return parts, ctx.pushes
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)

@@ -41,3 +41,8 @@ def normalize_input(text: str) -> str:
     """What a person typed, with full-width letters, digits and spaces folded and ends trimmed."""
     folded = unicodedata.normalize("NFKC", text)
     return " ".join(folded.split()).strip().rstrip("。.!！?？~～")
+
+
+def display_width(text: str) -> int:
+    """Terminal columns text takes: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)

@@ -20,6 +20,16 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other engines and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
 def create_engine(url: str) -> AsyncEngine:
     if not is_sqlite(url):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)

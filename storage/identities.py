@@ -41,7 +41,7 @@ async def touch(session: AsyncSession, openid: str, *, now: datetime, opens_wind
     else:
         identity, member, dialog = row
     if opens_window and (identity.last_message_at is None or now - identity.last_message_at >= WINDOW_PRECISION):
-        identity.last_message_at = now
+        identity.last_message_at, identity.window_sent = now, 0
     if subscribed and not identity.subscribed:
         identity.subscribed, identity.unsubscribed_at = True, None
     return Sender(identity, member, dialog)

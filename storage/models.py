@@ -112,6 +112,8 @@ class WeChatIdentity(SQLModel, table=True):
     unsubscribed_at: datetime | None = Field(default=None, sa_column=utc_column())
     failed_bind_attempts: int = 0
     bind_locked_until: datetime | None = Field(default=None, sa_column=utc_column())
+    # Customer-service messages sent since last_message_at (WeChat allows 5 per 48-hour window).
+    window_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class InboundStatus(StrEnum):
@@ -165,3 +167,60 @@ class AccessToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=utc_column())
     # A process refreshing the token holds this lease; the others wait for its result.
     refresh_lease_until: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for its due time (quiet hours, backoff) or a worker
+    SENDING = "sending"  # a worker holds it until lease_until
+    SENT = "sent"
+    FAILED = "failed"  # permanently: the reason is in error
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message to one person, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # One row per (message, member), e.g. "notice:12:345": a retried enqueue adds nothing.
+    idempotency_key: str = Field(max_length=120, unique=True)
+    # What sort of message (notice, meeting, study, care, reply…): picks the template.
+    kind: str = Field(max_length=30)
+    # The feature record it belongs to, e.g. "notice:12", for reports.
+    ref: str | None = Field(default=None, max_length=60, index=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    openid: str | None = Field(default=None, max_length=64)
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    # The short fields for the template channel, as JSON (each at most 20 characters, no line breaks).
+    template_data: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    urgent: bool = False
+    status: str = Field(default=OutboxStatus.PENDING.value, max_length=10)
+    channel: str | None = Field(default=None, max_length=10)
+    attempts: int = 0
+    due_at: datetime = Field(sa_column=utc_column(nullable=False))
+    lease_until: datetime | None = Field(default=None, sa_column=utc_column())
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column())
+    acknowledged_at: datetime | None = Field(default=None, sa_column=utc_column())
+    error_code: int | None = None
+    error: str | None = Field(default=None, max_length=300)
+
+
+class Notice(SQLModel, table=True):
+    """A notice a secretary or organization staff sent; its recipients are outbox rows with ref notice:<id>."""
+
+    __tablename__ = "notice"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sender_id: int = Field(foreign_key="member.id", index=True)
+    # The organization whose members (or subtree) it went to.
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    audience: str = Field(max_length=200)
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    urgent: bool = False
+    recipients: int = 0
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    report_due_at: datetime = Field(sa_column=utc_column(nullable=False))
+    reported_at: datetime | None = Field(default=None, sa_column=utc_column())
+    reminded_at: datetime | None = Field(default=None, sa_column=utc_column())

@@ -8,10 +8,11 @@ from datetime import date
 import pytest
 from aiohttp import web
 
-from bot.app import DISPATCHER, build_app
+from bot.app import DISPATCHER, OUTBOX, build_app
 from bot.clock import ManualClock
 from bot.config import DemoDefaults, Settings
 from bot.dispatch import Dispatcher
+from bot.outbox import Outbox
 from bot.wechat.emulator import Emulator
 
 
@@ -28,6 +29,12 @@ class Service:
     @property
     def dispatcher(self) -> Dispatcher:
         return self.app[DISPATCHER]
+
+    @property
+    def outbox(self) -> Outbox:
+        """The delivery engine. Its workers do not run in tests unless asked (outbox_enabled=True):
+        tests deliver with `await service.outbox.run_until_idle()`."""
+        return self.app[OUTBOX]
 
     @property
     def sessions(self):
@@ -75,7 +82,8 @@ async def make_service(database_url, aiohttp_server):
         settings = Settings(_env_file=None, database_url=database_url, wechat_app_id=DemoDefaults.app_id,
                             wechat_app_secret=DemoDefaults.app_secret, wechat_token=DemoDefaults.token,
                             wechat_aes_key=DemoDefaults.aes_key if safe else "",
-                            wechat_api_base=str(emulator_server.make_url("")).rstrip("/"), **overrides)
+                            wechat_api_base=str(emulator_server.make_url("")).rstrip("/"),
+                            **{"outbox_enabled": False, **overrides})
         app = build_app(settings, clock=clock, routers=routers)
         server = await aiohttp_server(app)
         emulator.webhook_url = str(server.make_url("/wechat"))

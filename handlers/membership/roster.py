@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.text import display_width
 from storage.members import (
     MemberFields,
     MemberListing,
@@ -642,12 +643,8 @@ async def member_listing_json(sessions: async_sessionmaker) -> list[dict]:
         return [listing_json(listing) for listing in await list_members(session)]
 
 
-def _display_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
 def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _display_width(text))
+    return text + " " * (width - display_width(text))
 
 
 def binding_state(listing: dict) -> str:
@@ -668,7 +665,7 @@ def format_member_table(items: list[dict]) -> str:
          binding_state(item))
         for item in items
     ]
-    widths = [max(_display_width(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    widths = [max(display_width(row[column]) for row in [header, *rows]) for column in range(len(header))]
     lines = ["  ".join(_pad(cell, width) for cell, width in zip(row, widths)).rstrip()
              for row in [header, *rows]]
     bound = sum(1 for item in items if item["bound"])

@@ -1,0 +1,267 @@
+"""The outbox table's queries: adding rows, claiming due rows with a lease, recording outcomes, recovery.
+
+Everything here is one short statement (or a few) inside the caller's transaction, written against the
+table rather than the ORM so that batches of thousands stay cheap. Nothing here talks to the network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
+from storage.upsert import insert_for
+
+OUTBOX = OutboxMessage.__table__
+IDENTITY = WeChatIdentity.__table__
+
+PENDING = OutboxStatus.PENDING.value
+SENDING = OutboxStatus.SENDING.value
+SENT = OutboxStatus.SENT.value
+FAILED = OutboxStatus.FAILED.value
+
+# WeChat's customer-service allowance: after a member's message, this many messages within this long.
+WINDOW_LENGTH = timedelta(hours=48)
+WINDOW_MESSAGES = 5
+
+# Rows per multi-row INSERT: at about a dozen columns a row, far below SQLite's limit of 32,766 bound values.
+INSERT_CHUNK = 500
+ERROR_MAX = 300
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How a member can be reached: their bound follower, if any."""
+
+    openid: str
+    subscribed: bool
+
+
+async def reach_of_members(session: AsyncSession, member_ids: Iterable[int]) -> dict[int, Reach]:
+    ids = sorted(set(member_ids))
+    found: dict[int, Reach] = {}
+    for start in range(0, len(ids), INSERT_CHUNK):
+        rows = await session.execute(
+            select(IDENTITY.c.member_id, IDENTITY.c.openid, IDENTITY.c.subscribed)
+            .where(IDENTITY.c.member_id.in_(ids[start:start + INSERT_CHUNK])))
+        found.update({row.member_id: Reach(row.openid, row.subscribed) for row in rows})
+    return found
+
+
+async def unfollowed_openids(session: AsyncSession, openids: Iterable[str]) -> set[str]:
+    ids = sorted(set(openids))
+    gone: set[str] = set()
+    for start in range(0, len(ids), INSERT_CHUNK):
+        rows = await session.execute(
+            select(IDENTITY.c.openid)
+            .where(IDENTITY.c.openid.in_(ids[start:start + INSERT_CHUNK]), IDENTITY.c.subscribed.is_(False)))
+        gone.update(rows.scalars())
+    return gone
+
+
+async def insert_rows(session: AsyncSession, rows: list[dict]) -> int:
+    """Insert outbox rows (dicts of column values); a row whose idempotency key exists adds nothing.
+
+    Returns how many were added.
+    """
+    added = 0
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start:start + INSERT_CHUNK]
+        statement = (insert_for(session, OUTBOX).values(chunk)
+                     .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OUTBOX.c.id))
+        added += len((await session.execute(statement)).all())
+    return added
+
+
+async def insert_for_members(session: AsyncSession, member_ids: sa.Select, *, key_prefix: str, kind: str, text: str,
+                             ref: str | None, template_data: str | None, urgent: bool, due_at: datetime,
+                             now: datetime, unbound_reason: str, unfollowed_reason: str) -> int:
+    """One row per member id the select yields (its first column), in a single INSERT … SELECT in the database.
+
+    The openid is the member's bound follower. Members nobody can reach get a row that is already failed
+    with a reason, so that delivery reports list them instead of silently leaving them out.
+    """
+    audience = member_ids.subquery("audience")
+    member_id = list(audience.c)[0]
+    unbound = IDENTITY.c.openid.is_(None)
+    unfollowed = IDENTITY.c.subscribed.is_(False)
+    rows = (
+        select(
+            sa.literal(f"{key_prefix}:", sa.String) + sa.cast(member_id, sa.String),
+            sa.literal(kind, sa.String),
+            sa.literal(ref, sa.String),
+            member_id,
+            IDENTITY.c.openid,
+            sa.literal(text, sa.Text),
+            sa.literal(template_data, sa.Text),
+            sa.literal(urgent, sa.Boolean),
+            sa.case((unbound, FAILED), (unfollowed, FAILED), else_=PENDING),
+            sa.literal(0, sa.Integer),
+            sa.literal(due_at, UTCDateTime()),
+            sa.literal(now, UTCDateTime()),
+            sa.case((unbound, unbound_reason), (unfollowed, unfollowed_reason), else_=sa.null()),
+        )
+        .select_from(audience.outerjoin(IDENTITY, IDENTITY.c.member_id == member_id))
+        # Also keeps SQLite from reading the upsert's ON as part of the join (its documented ambiguity).
+        .where(member_id.is_not(None))
+    )
+    columns = ["idempotency_key", "kind", "ref", "member_id", "openid", "text", "template_data", "urgent", "status",
+               "attempts", "due_at", "created_at", "error"]
+    statement = (insert_for(session, OUTBOX).from_select(columns, rows)
+                 .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    result = await session.execute(statement)
+    return max(result.rowcount or 0, 0)
+
+
+def _one_of(session: AsyncSession, column, ids: list[int]):
+    """column matches one of ids, bound as a single parameter.
+
+    An IN list of a batch's ids costs SQLAlchemy one rendered parameter per id on every execution;
+    a PostgreSQL array or a SQLite JSON array is one value, whatever the batch size.
+    """
+    if session.bind.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Integer)))
+    values = sa.func.json_each(sa.bindparam(None, json.dumps(ids), type_=sa.String)).table_valued("value")
+    return column.in_(select(values.c.value))
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A row a worker now holds, with what channel choice needs to know about its recipient."""
+
+    id: int
+    openid: str | None
+    member_id: int | None
+    kind: str
+    text: str
+    template_data: str | None
+    urgent: bool
+    attempts: int  # including the attempt this claim starts
+    last_message_at: datetime | None
+    window_sent: int
+    subscribed: bool | None  # None: no follower row for this openid
+
+
+async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int,
+                urgent_only: bool = False) -> list[Claimed]:
+    """Take up to limit due rows: they become SENDING until lease_until.
+
+    On PostgreSQL SKIP LOCKED lets several processes claim side by side without waiting on each other;
+    SQLite's BEGIN IMMEDIATE already makes the whole transaction exclusive.
+    """
+    query = (
+        select(OUTBOX.c.id, OUTBOX.c.openid, OUTBOX.c.member_id, OUTBOX.c.kind, OUTBOX.c.text,
+               OUTBOX.c.template_data, OUTBOX.c.urgent, OUTBOX.c.attempts, IDENTITY.c.last_message_at,
+               IDENTITY.c.window_sent, IDENTITY.c.subscribed)
+        .select_from(OUTBOX.outerjoin(IDENTITY, IDENTITY.c.openid == OUTBOX.c.openid))
+        .where(OUTBOX.c.status == PENDING, OUTBOX.c.due_at <= now)
+        # No tie-break on id: on PostgreSQL it would sort every due row of a big broadcast for each claim.
+        .order_by(OUTBOX.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OUTBOX)
+    )
+    if urgent_only:
+        query = query.where(OUTBOX.c.urgent.is_(True))
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return []
+    await session.execute(
+        update(OUTBOX).where(_one_of(session, OUTBOX.c.id, [row[0] for row in rows]))
+        .values(status=SENDING, lease_until=lease_until, attempts=OUTBOX.c.attempts + 1))
+    # Unpacked by position: a batch is hundreds of rows, and named access costs a lookup per field.
+    return [Claimed(row_id, openid, member_id, kind, text, template_data, urgent, attempts + 1, last_message_at,
+                    window_sent or 0, subscribed)
+            for (row_id, openid, member_id, kind, text, template_data, urgent, attempts, last_message_at,
+                 window_sent, subscribed) in rows]
+
+
+# A worker whose lease ran out may still report; a row another process recovered (pending again) is
+# then settled by that report instead of being sent a second time.
+_STILL_OURS = sa.or_(OUTBOX.c.status == SENDING, OUTBOX.c.status == PENDING)  # no IN: executemany
+
+
+@dataclass(frozen=True)
+class Sent:
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    id: int
+    error_code: int | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    id: int
+    due_at: datetime
+    error_code: int | None
+    error: str
+
+
+async def record(session: AsyncSession, *, now: datetime, sent: list[Sent] = (), failed: list[Failed] = (),
+                 retry: list[Retry] = (), release: list[int] = (), window_used: Mapping[str, int] | None = None,
+                 windows_closed: Iterable[str] = ()) -> None:
+    """Record a batch's outcomes: one executemany per kind of outcome.
+
+    release: rows put back untouched (the attempt does not count), e.g. when the daily quota ran out.
+    window_used: customer-service messages sent per openid; windows_closed: openids WeChat refused them for.
+    """
+    # Sent rows, the bulk of every batch, take one statement per channel rather than one per row.
+    for channel in sorted({item.channel for item in sent}):
+        await session.execute(
+            update(OUTBOX).where(_one_of(session, OUTBOX.c.id, [item.id for item in sent if item.channel == channel]),
+                                 _STILL_OURS)
+            .values(status=SENT, channel=channel, sent_at=now, lease_until=None, error_code=None, error=None))
+    if failed:
+        await session.execute(
+            update(OUTBOX).where(OUTBOX.c.id == bindparam("row_id"), _STILL_OURS)
+            .values(status=FAILED, lease_until=None, error_code=bindparam("row_code"),
+                    error=bindparam("row_error")),
+            [{"row_id": item.id, "row_code": item.error_code, "row_error": item.error[:ERROR_MAX]}
+             for item in failed])
+    if retry:
+        await session.execute(
+            update(OUTBOX).where(OUTBOX.c.id == bindparam("row_id"), _STILL_OURS)
+            .values(status=PENDING, lease_until=None, due_at=bindparam("row_due"), error_code=bindparam("row_code"),
+                    error=bindparam("row_error")),
+            [{"row_id": item.id, "row_due": item.due_at, "row_code": item.error_code,
+              "row_error": item.error[:ERROR_MAX]} for item in retry])
+    if release:
+        await session.execute(
+            update(OUTBOX).where(_one_of(session, OUTBOX.c.id, list(release)), OUTBOX.c.status == SENDING)
+            .values(status=PENDING, lease_until=None, attempts=OUTBOX.c.attempts - 1))
+    if window_used:
+        await session.execute(
+            update(IDENTITY).where(IDENTITY.c.openid == bindparam("who"))
+            .values(window_sent=IDENTITY.c.window_sent + bindparam("used", type_=sa.Integer)),
+            [{"who": openid, "used": used} for openid, used in window_used.items()])
+    closed = sorted(set(windows_closed))
+    if closed:
+        # Counted as used up until the member writes again (storage.identities.touch starts a new count).
+        await session.execute(update(IDENTITY).where(IDENTITY.c.openid.in_(closed)).values(window_sent=WINDOW_MESSAGES))
+
+
+async def recover(session: AsyncSession, *, now: datetime) -> int:
+    """Rows whose worker's lease ran out (its process died) go back to pending; returns how many."""
+    result = await session.execute(
+        update(OUTBOX).where(OUTBOX.c.status == SENDING, OUTBOX.c.lease_until < now)
+        .values(status=PENDING, lease_until=None))
+    return max(result.rowcount or 0, 0)
+
+
+async def status_counts(session: AsyncSession, ref: str | None = None) -> dict[str, int]:
+    """How many rows are in each status, for one feature record (ref) or the whole outbox."""
+    query = select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)
+    if ref is not None:
+        query = query.where(OUTBOX.c.ref == ref)
+    return {status: count for status, count in (await session.execute(query)).all()}
