@@ -56,7 +56,6 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
             client = WeChatClient(http=http, app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
                                   api_base=settings.wechat_api_base, tokens=tokens)
             app[CLIENT] = client
-            dispatcher.pusher = client.send_text
             # The outbox retries from its queue (durably, with backoff), so its client makes each call once.
             outbox_client = WeChatClient(http=http, app_id=settings.wechat_app_id,
                                          app_secret=settings.wechat_app_secret, api_base=settings.wechat_api_base,

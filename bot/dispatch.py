@@ -48,7 +48,6 @@ NOTHING_TO_CANCEL = "当前没有进行中的操作。"
 DIALOG_EXPIRED = "上一步操作因长时间未回复已结束，请重新开始。"
 CANCEL_WORDS = ("取消", "退出", "算了")
 
-Pusher = Callable[[str, str], Awaitable[None]]
 
 
 # ---------------------------------------------------------------- filters
@@ -250,7 +249,6 @@ class Context:
         self.settings = settings
         self._catalog = catalog
         self.replies: list[str] = []
-        self.pushes: list[tuple[str, str]] = []
         self.outgoing: list[Outgoing] = []
 
     @property
@@ -259,10 +257,6 @@ class Context:
 
     def reply(self, text: str) -> None:
         self.replies.append(text)
-
-    def send(self, openid: str, text: str) -> None:
-        """Push a message to another follower once this message's changes are committed."""
-        self.pushes.append((openid, text))
 
     def enqueue(self, item: Outgoing) -> None:
         """Queue a message for the outbox; it is written in this message's transaction and commits with it."""
@@ -449,15 +443,13 @@ def _role_names(roles: frozenset[Role]) -> str:
 
 class Dispatcher:
     def __init__(self, routers: Iterable[Router], *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                 settings: Any, reply_max_bytes: int = 2048, max_parts: int = 5,
-                 pusher: Pusher | None = None) -> None:
+                 settings: Any, reply_max_bytes: int = 2048, max_parts: int = 5) -> None:
         self.routers = list(routers)
         self.sessions = sessions
         self.clock = clock
         self.settings = settings
         self.reply_max_bytes = reply_max_bytes
         self.max_parts = max_parts
-        self.pusher = pusher
         # Called after a handler's enqueued messages committed (the outbox's wake-up).
         self.on_enqueued: Callable[[], None] | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
@@ -520,16 +512,28 @@ class Dispatcher:
             self._in_flight.pop(key, None)
 
     async def _handle_and_deliver(self, message_id: int, message: Message, entry: _InFlight) -> str | None:
-        parts, pushes = await self._handle(message_id, message)
-        # Decided synchronously with feed()'s timeout, so exactly one of passive or push happens.
-        late = entry.late
-        if late:
+        parts, pushed_first = await self._handle(message_id, message, entry)
+        # Read synchronously with feed()'s timeout, so exactly one of passive or push happens.
+        if entry.late and parts and not pushed_first:
+            # The budget ran out while the handler's transaction was committing: push the first part too.
             async with self.sessions() as session, session.begin():
                 await inbound.set_reply_mode(session, message_id, "push")
-        to_push = [(message.user_id, part) for part in (parts if late else parts[1:])] + pushes
-        if to_push:
-            self._spawn(self._push_all(to_push))
-        return None if late or not parts else parts[0]
+                await enqueue_outgoing(session, self._reply_parts(message_id, message, parts[:1]),
+                                       now=self.clock.now(), settings=self.settings)
+            self._wake_outbox()
+        return None if entry.late or not parts else parts[0]
+
+    def _reply_parts(self, message_id: int, message: Message, parts: list[str], first: int = 0) -> list[Outgoing]:
+        """Reply parts that go through the outbox. They are due a second apart so that they arrive in
+        order (the outbox sends concurrently), and urgent: an answer is never held for the morning."""
+        now = self.clock.now()
+        return [Outgoing(key=f"reply:{message_id}:{index}", kind="reply", text=part, openid=message.user_id,
+                         urgent=True, not_before=now + timedelta(seconds=index))
+                for index, part in enumerate(parts, start=first)]
+
+    def _wake_outbox(self) -> None:
+        if self.on_enqueued is not None:
+            self.on_enqueued()
 
     async def _answer_of(self, existing: InboundMessage) -> str | None:
         """The answer for a copy of a message that another worker claimed."""
@@ -553,8 +557,10 @@ class Dispatcher:
             lock = self._user_locks[openid] = asyncio.Lock()
         return lock
 
-    async def _handle(self, message_id: int, message: Message) -> tuple[list[str], list[tuple[str, str]]]:
-        """Run the handler; its changes, the dialog state and the stored reply commit together."""
+    async def _handle(self, message_id: int, message: Message, entry: _InFlight) -> tuple[list[str], bool]:
+        """Run the handler; its changes, the dialog state, the stored reply and the reply parts that
+        are not passive (through the outbox) commit together. Returns the reply parts and whether the
+        first one was pushed (the budget had already run out)."""
         async with self._user_lock(message.user_id):
             async with self.sessions() as session:
                 try:
@@ -562,21 +568,30 @@ class Dispatcher:
                         ctx = await self._context(session, message)
                         await self._route(ctx)
                         await self._save_dialog(ctx)
-                        if ctx.outgoing:
-                            await enqueue_outgoing(session, ctx.outgoing, now=self.clock.now(),
-                                                   settings=self.settings)
                         parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
-                        await inbound.finish(session, message_id, status=InboundStatus.DONE, replies=parts,
-                                             now=self.clock.now())
-                    if ctx.outgoing and self.on_enqueued is not None:
-                        self.on_enqueued()
-                    return parts, ctx.pushes
+                        late = entry.late
+                        await self._record(session, message, message_id, parts, late, ctx.outgoing,
+                                           InboundStatus.DONE)
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
                     async with session.begin():
-                        await inbound.finish(session, message_id, status=InboundStatus.FAILED, replies=[SORRY],
-                                             now=self.clock.now(), error=f"{type(error).__name__}: {error}")
-                    return [SORRY], []
+                        parts, late = [SORRY], entry.late
+                        await self._record(session, message, message_id, parts, late, [], InboundStatus.FAILED,
+                                           error=f"{type(error).__name__}: {error}")
+        self._wake_outbox()
+        return parts, late
+
+    async def _record(self, session: AsyncSession, message: Message, message_id: int, parts: list[str], late: bool,
+                      outgoing: list[Outgoing], status: InboundStatus, error: str | None = None) -> None:
+        """The outcome of a message, written in its transaction: the stored reply, and through the outbox
+        whatever is not answered passively (every part once the budget ran out, else the parts after the
+        first) together with what the handler enqueued."""
+        pushed = self._reply_parts(message_id, message, parts, first=0) if late else \
+            self._reply_parts(message_id, message, parts[1:], first=1)
+        if outgoing or pushed:
+            await enqueue_outgoing(session, [*outgoing, *pushed], now=self.clock.now(), settings=self.settings)
+        await inbound.finish(session, message_id, status=status, replies=parts, now=self.clock.now(),
+                             error=error, reply_mode="push" if late else None)
 
     async def _context(self, session: AsyncSession, message: Message) -> Context:
         now = self.clock.now()
@@ -652,19 +667,6 @@ class Dispatcher:
 
     def _fit(self, text: str) -> list[str]:
         return split_text(text, self.reply_max_bytes, self.max_parts)
-
-    # -- pushing
-
-    async def _push_all(self, pushes: list[tuple[str, str]]) -> None:
-        if self.pusher is None:
-            log.warning("no pusher configured; %d message(s) not sent", len(pushes))
-            return
-        for openid, text in pushes:
-            for part in self._fit(text):
-                try:
-                    await self.pusher(openid, part)
-                except Exception:
-                    log.exception("push to %s failed", openid)
 
     # -- recovery
 

@@ -74,6 +74,8 @@ class Outgoing:
     urgent: bool = False  # goes out during quiet hours too
     # Short fields for the template channel; trimmed to 20 characters without line breaks.
     template: dict[str, str] | None = None
+    # Not before this moment (parts of one long reply are spaced so they arrive in order).
+    not_before: datetime | None = None
 
 
 # ---------------------------------------------------------------- rules that need no database
@@ -156,7 +158,8 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
                 "idempotency_key": item.key, "kind": item.kind, "ref": item.ref, "member_id": item.member_id,
                 "openid": openid, "text": item.text, "template_data": template_json(item.template, item.text),
                 "urgent": item.urgent, "status": store.FAILED if error else store.PENDING, "attempts": 0,
-                "due_at": due_time(now, urgent=item.urgent, settings=settings), "created_at": now, "error": error,
+                "due_at": due_time(max(now, item.not_before or now), urgent=item.urgent, settings=settings),
+                "created_at": now, "error": error,
             })
         added += await store.insert_rows(session, rows)
     return added

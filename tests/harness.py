@@ -40,6 +40,11 @@ class Service:
     def sessions(self):
         return self.dispatcher.sessions
 
+    async def deliver(self) -> None:
+        """Let handlers still running finish, then send everything the outbox holds that is due."""
+        await self.dispatcher.drain()
+        await self.outbox.run_until_idle()
+
     async def say(self, openid: str, text: str) -> str | None:
         """What the user sees after typing text (None when the bot answers nothing)."""
         return (await self.emulator.text(openid, text)).reply

@@ -94,7 +94,7 @@ async def test_a_slow_handler_answers_within_the_budget_and_pushes_its_reply_lat
     first, retry = await asyncio.gather(service.emulator.post_xml(body), service.emulator.post_xml(body))
     # WeChat got "success" in time (no retry needed) and the user sees nothing yet.
     assert first.reply is None and retry.reply is None and first.attempts == 1
-    await service.dispatcher.drain()
+    await service.deliver()
     assert service.pushed("u1") == ["已记下第 1 次"]
     # A later retry does not show the reply a second time.
     assert (await service.emulator.post_xml(body)).reply is None
@@ -116,7 +116,7 @@ async def test_an_orphaned_message_is_handled_after_its_process_died(make_servic
     assert await service.dispatcher.recover_orphans() == 0  # still within its lease
     service.clock.advance(seconds=service.settings.claim_lease + 1)
     assert await service.dispatcher.recover_orphans() == 1
-    await service.dispatcher.drain()
+    await service.deliver()
     assert calls == ["9001"] and service.pushed("u1") == ["已记下第 1 次"]
     assert await service.dispatcher.recover_orphans() == 0
 

@@ -41,10 +41,6 @@ async def send_notice(service, openid: str, text: str, *choices: str) -> list[st
     return replies
 
 
-async def deliver(service) -> None:
-    await service.outbox.run_until_idle()
-
-
 async def test_a_secretary_notifies_the_whole_branch_and_sees_who_acknowledged(service):
     people = await hongqi_branch(service)
     secretary = people["李建国"]
@@ -54,7 +50,7 @@ async def test_a_secretary_notifies_the_whole_branch_and_sees_who_acknowledged(s
     assert "共 5 人" in replies[2] and "明天上午9点" in replies[2]  # the sender is left out
     sent = await service.say(secretary, "1")
     assert sent.startswith("通知已发出，共 5 人。")
-    await deliver(service)
+    await service.deliver()
     for name in ("王秀英", "刘小梅", "张卫东", "陈志强"):
         received = service.pushed(people[name])[-1]
         assert received.startswith("【红旗村党支部通知】") and "明天上午9点" in received and "——李建国" in received
@@ -104,7 +100,7 @@ async def test_township_staff_notify_their_subtree_and_get_counts_per_branch(ser
     assert "1 城关镇党委全体党员" in replies[1] and "党小组" not in replies[1]
     assert "共 7 人" in replies[2]
     await service.say("staff", "1")
-    await deliver(service)
+    await service.deliver()
     assert "党费收缴" in service.pushed("df-1")[-1]
     await service.say(people["王秀英"], "收到")
     report = await service.say("staff", "通知情况")
@@ -116,14 +112,14 @@ async def test_one_report_and_one_gentle_reminder_after_the_follow_up_time(servi
     people = await hongqi_branch(service)
     secretary = people["李建国"]
     await send_notice(service, secretary, "请交党费", "1", "1")
-    await deliver(service)
+    await service.deliver()
     await service.say(people["王秀英"], "收到")
     job = JobContext(sessions=service.sessions, clock=service.clock, settings=service.settings)
     assert await notices.follow_up(job) == 0  # not due yet
     service.clock.advance(hours=service.settings.notice_follow_up_hours + 1)
     assert await notices.follow_up(job) == 1
     assert await notices.follow_up(job) == 0  # never a second time
-    await deliver(service)
+    await service.deliver()
     reminded = {name for name, openid in people.items() if any("温馨提醒" in text for text in service.pushed(openid))}
     assert reminded == {"刘小梅", "张卫东", "陈志强"}
     report = [text for text in service.pushed(secretary) if text.startswith("【通知情况】")]
@@ -152,12 +148,12 @@ async def test_a_night_notice_waits_for_morning_unless_urgent(service):
     service.clock.advance(hours=12)  # 22:00 in Shanghai
     sent = (await send_notice(service, secretary, "明早修路停水", "1", "1"))[-1]
     assert "现在是夜间休息时间，通知将在早上" in sent
-    await deliver(service)
+    await service.deliver()
     assert not any("停水" in text for text in service.pushed(people["王秀英"]))
     urgent = (await send_notice(service, secretary, "山洪预警，请立即转移", "1", "2"))[-1]
     assert "夜间" not in urgent
-    await deliver(service)
+    await service.deliver()
     assert any("山洪预警" in text for text in service.pushed(people["王秀英"]))
     service.clock.advance(hours=9)  # 07:00
-    await deliver(service)
+    await service.deliver()
     assert any("停水" in text for text in service.pushed(people["王秀英"]))

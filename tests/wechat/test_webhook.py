@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import urlencode
 
 import aiohttp
@@ -138,10 +139,14 @@ async def test_long_reply_is_split_into_wechat_sized_parts(make_service):
 
     service = await make_service(routers=[router])
     first = await service.say("u1", "长")
-    await service.dispatcher.drain()
+    service.clock.advance(seconds=5)  # the parts are due a second apart, so that they arrive in order
+    await service.deliver()
     rest = service.pushed("u1")
     assert len(first.encode()) <= 2048 and all(len(part.encode()) <= 2048 for part in rest)
     assert first.startswith("第0条") and 1 <= len(rest) <= 4
+    # In order, although the outbox sends concurrently.
+    starts = [int(re.match(r"第(\d+)条", part).group(1)) for part in [first, *rest]]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
     # Nothing is lost silently: either all of it arrives or the last part says it was shortened.
     joined = "\n".join([first, *rest])
     assert joined.replace("\n", "") == long_text.replace("\n", "") or rest[-1].endswith("已省略后面部分）")
