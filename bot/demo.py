@@ -43,11 +43,14 @@ def demo_settings(base: Settings, *, port: int, emulator_port: int) -> Settings:
         "wechat_app_id": DemoDefaults.app_id, "wechat_app_secret": DemoDefaults.app_secret,
         "wechat_token": DemoDefaults.token, "wechat_aes_key": "",
         "wechat_api_base": f"http://127.0.0.1:{emulator_port}", "host": "127.0.0.1", "port": port,
+        # The emulator accepts any template id: members who have not chatted yet still get notices.
+        "wechat_templates": {"default": "DEMO-TEMPLATE"},
     })
 
 
-async def seed_demo(settings: Settings, clock: Clock) -> dict[str, str]:
-    """Create the demo tree and members (idempotent); the binding codes of those not yet bound."""
+async def seed_demo(settings: Settings, clock: Clock) -> tuple[dict[str, str], list[str]]:
+    """Create the demo tree and members (idempotent). Returns the binding codes of those not yet
+    bound, and every follower on record (the emulator forgets them between runs; WeChat would not)."""
     await upgrade_schema_async(settings.effective_database_url)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
@@ -68,9 +71,11 @@ async def seed_demo(settings: Settings, clock: Clock) -> dict[str, str]:
                         member.binding_code = None
                 if member.binding_code:
                     codes[name] = member.binding_code
+            followers = list((await session.execute(
+                select(WeChatIdentity.openid).where(WeChatIdentity.subscribed.is_(True)))).scalars())
     finally:
         await engine.dispose()
-    return codes
+    return codes, followers
 
 
 def greeting(settings: Settings, codes: dict[str, str], emulator_url: str) -> str:
@@ -92,9 +97,11 @@ def greeting(settings: Settings, codes: dict[str, str], emulator_url: str) -> st
 async def run_demo(base: Settings, *, port: int, emulator_port: int, chat: bool) -> None:
     settings = demo_settings(base, port=port, emulator_port=emulator_port)
     clock = Clock()
-    codes = await seed_demo(settings, clock)
+    codes, followers = await seed_demo(settings, clock)
     emulator = Emulator(app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
                         token=settings.wechat_token, webhook_url=f"http://127.0.0.1:{port}/wechat", clock=clock)
+    for openid in followers:
+        emulator.api.add_follower(openid)
     runners = []
     try:
         for app, bind_port in ((emulator.web_app(), emulator_port), (build_app(settings, clock=clock), port)):

@@ -69,14 +69,17 @@ def _pushed_text(item: dict) -> str:
 
 
 async def _watch_pushes(http: aiohttp.ClientSession, url: str, user: list[str]) -> None:
-    cursor = 0
+    # One cursor per user: switching to someone shows what was pushed to them meanwhile.
+    cursors: dict[str, int] = {}
     while True:
+        openid = user[0]
         try:
-            async with http.get(f"{url}/emulator/pushed", params={"openid": user[0], "after": cursor}) as response:
+            params = {"openid": openid, "after": cursors.get(openid, 0)}
+            async with http.get(f"{url}/emulator/pushed", params=params) as response:
                 data = await response.json()
             for item in data["pushed"]:
                 _show("【推送】", _pushed_text(item))
-            cursor = data["next"]
+            cursors[openid] = data["next"]
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(1)

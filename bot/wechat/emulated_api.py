@@ -146,6 +146,10 @@ class EmulatedApi:
 
     # Hooks for the emulator and the tests.
 
+    def add_follower(self, openid: str) -> None:
+        """Someone who followed the account before the emulator started (no window open)."""
+        self._followers.setdefault(openid, _Follower()).following = True
+
     def user_message(self, openid: str, at: datetime | None = None) -> None:
         """The user sent a message: 5 customer-service messages may follow within 48 hours."""
         follower = self._followers.setdefault(openid, _Follower())
