@@ -224,3 +224,105 @@ class Notice(SQLModel, table=True):
     report_due_at: datetime = Field(sa_column=utc_column(nullable=False))
     reported_at: datetime | None = Field(default=None, sa_column=utc_column())
     reminded_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class MeetingKind(StrEnum):
+    GENERAL = "支部党员大会"
+    COMMITTEE = "支委会"
+    GROUP = "党小组会"
+    LECTURE = "党课"
+    THEME_DAY = "主题党日"
+    LIFE = "组织生活会"
+    REVIEW = "民主评议党员"
+
+
+class MeetingStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+
+
+class Meeting(SQLModel, table=True):
+    """A meeting a branch holds; its attendance, leave requests and photos are the audit evidence."""
+
+    __tablename__ = "meeting"
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True)  # the branch
+    group_id: int | None = Field(default=None, foreign_key="organization.id")  # for 党小组会
+    kind: str = Field(max_length=10)
+    topic: str = Field(max_length=200)
+    place: str = Field(max_length=100)
+    # Where check-in by shared location counts (the meeting place), when known.
+    latitude: float | None = None
+    longitude: float | None = None
+    radius_m: int = 300
+    starts_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    status: str = Field(default=MeetingStatus.SCHEDULED.value, max_length=10)
+    called_by: int = Field(foreign_key="member.id")
+    # Six digits members type to check in (签到 123456); unique among meetings.
+    checkin_code: str = Field(max_length=6, unique=True)
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # The meeting record (会议记录), added by the secretary afterwards.
+    host: str | None = Field(default=None, max_length=50)
+    recorder: str | None = Field(default=None, max_length=50)
+    minutes: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    resolutions: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    votes: str | None = Field(default=None, max_length=200)
+    record_added_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class CheckInMethod(StrEnum):
+    CODE = "code"
+    QR = "qr"
+    LOCATION = "location"
+    MENU = "menu"
+    PROXY = "proxy"  # the secretary signed in a member without a phone (代签)
+
+
+class Attendance(SQLModel, table=True):
+    """A member's check-in at a meeting: the row on the sign-in sheet."""
+
+    __tablename__ = "attendance"
+    __table_args__ = (sa.UniqueConstraint("meeting_id", "member_id", name="uq_attendance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    member_id: int = Field(foreign_key="member.id")
+    checked_in_at: datetime = Field(sa_column=utc_column(nullable=False))
+    method: str = Field(max_length=10)
+    late: bool = False
+    proxy_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class LeaveStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class LeaveRequest(SQLModel, table=True):
+    __tablename__ = "leave_request"
+    __table_args__ = (sa.UniqueConstraint("meeting_id", "member_id", name="uq_leave_request"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    member_id: int = Field(foreign_key="member.id")
+    reason: str = Field(max_length=200)
+    status: str = Field(default=LeaveStatus.PENDING.value, max_length=10)
+    requested_at: datetime = Field(sa_column=utc_column(nullable=False))
+    decided_at: datetime | None = Field(default=None, sa_column=utc_column())
+    decided_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class MeetingPhoto(SQLModel, table=True):
+    """A photo sent to the account for a meeting (the "images" of the audit)."""
+
+    __tablename__ = "meeting_photo"
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    media_id: str = Field(max_length=200)
+    pic_url: str = Field(default="", max_length=500)
+    added_by: int = Field(foreign_key="member.id")
+    added_at: datetime = Field(sa_column=utc_column(nullable=False))
