@@ -18,7 +18,7 @@ from bot.outbox import Outbox
 from bot.scheduler import SCHEDULER, scheduler_context
 from bot.wechat.client import WeChatClient
 from bot.wechat.webhook import Webhook
-from handlers import membership, notices
+from handlers import meetings, membership, notices
 from storage.db import create_engine, session_factory
 from storage.tokens import TokenStore
 
@@ -34,7 +34,8 @@ OUTBOX = web.AppKey("outbox", Outbox)
 
 def feature_routers() -> list[Router]:
     """Every feature's router, in the order their handlers are tried."""
-    return [membership.router, notices.router]
+    # Meetings come before membership: a follow through a meeting's QR code is a check-in, not only a welcome.
+    return [meetings.router, membership.router, notices.router]
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None) -> web.Application:

@@ -164,6 +164,32 @@ def members_list(as_json: bool) -> None:
         click.echo(format_member_table(rows))
 
 
+@main.group("export")
+def export_group() -> None:
+    """Export records to files."""
+
+
+@export_group.command("attendance")
+@click.option("--org", "org_path", required=True, help="Organization path, e.g. 示范县委/城关镇党委/红旗村党支部.")
+@click.option("--from", "start_text", required=True, help="First day, YYYY-MM-DD (local date).")
+@click.option("--to", "end_text", required=True, help="Last day, YYYY-MM-DD (inclusive).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (.xlsx or .csv); default attendance-<org>-<from>-<to>.xlsx here.")
+def export_attendance_command(org_path: str, start_text: str, end_text: str, out: Path | None) -> None:
+    """Meeting sign-in sheets of an organization and its branches: XLSX (a sheet per meeting) or CSV."""
+    from handlers.meetings.export import ExportError, export_attendance, parse_day
+
+    settings = _settings()
+    try:
+        start, end = parse_day(start_text, "--from"), parse_day(end_text, "--to")
+        result = asyncio.run(_with_sessions(lambda sessions: export_attendance(
+            sessions, org_path=org_path, start=start, end=end, out=out, zone=settings.zone)))
+    except ExportError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"已导出 {result.meetings} 次会议的签到表。", err=True)
+    click.echo(str(result.path))
+
+
 @main.group()
 def menu() -> None:
     """The official account's custom menu."""

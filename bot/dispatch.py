@@ -81,7 +81,8 @@ class _All(Filter):
         second = self.right(message, ctx)
         if not second:
             return None
-        return {**(first if isinstance(first, dict) else {}), **(second if isinstance(second, dict) else {})}
+        values = {**(first if isinstance(first, dict) else {}), **(second if isinstance(second, dict) else {})}
+        return values or True
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,17 @@ class Scene(Filter):
         if message.kind == Kind.EVENT and message.scene.startswith(self.prefix):
             return {"scene": message.scene[len(self.prefix):]}
         return None
+
+
+class MemberRole(Filter):
+    """The sender is a bound member with one of these roles (none given: any role). Unlike a handler's
+    roles=, a mismatch is no refusal: the message goes on to the other handlers."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(role.value for role in roles)
+
+    def __call__(self, message, ctx):
+        return ctx.member is not None and (not self.roles or ctx.member.role in self.roles)
 
 
 class MessageKind(Filter):

@@ -265,3 +265,15 @@ async def status_counts(session: AsyncSession, ref: str | None = None) -> dict[s
     if ref is not None:
         query = query.where(OUTBOX.c.ref == ref)
     return {status: count for status, count in (await session.execute(query)).all()}
+
+
+async def withdraw_pending(session: AsyncSession, ref: str, *, reason: str) -> int:
+    """Stop a record's messages that have not gone out yet (a meeting moved or cancelled); returns how many.
+
+    They become failed with the reason rather than deleted, so reports still show what happened. Rows a
+    worker holds right now are left alone: they may already be on their way.
+    """
+    result = await session.execute(
+        update(OUTBOX).where(OUTBOX.c.ref == ref, OUTBOX.c.status == PENDING)
+        .values(status=FAILED, error=reason[:ERROR_MAX], lease_until=None))
+    return max(result.rowcount or 0, 0)

@@ -249,3 +249,25 @@ async def test_qr_scene_and_click_filters_route_by_prefix_and_key(make_service):
     assert (await service.emulator.scan("u1", "other:1")).reply is None
     assert (await service.emulator.click("u1", "CHECKIN")).reply == "签到菜单"
     assert (await service.emulator.image("u1")).reply == "照片 image-"
+
+
+async def test_filters_compose_with_and_or_not(make_service):
+    router = Router("compose")
+
+    @router.on(MessageKind(Kind.EVENT) & Click("A"))
+    async def both() -> str:
+        return "A 键"
+
+    @router.on(Command("甲") | Command("乙"))
+    async def either(args: str) -> str:
+        return "甲或乙"
+
+    @router.on(MessageKind(Kind.TEXT) & ~Command("丙"))
+    async def not_c() -> str:
+        return "不是丙"
+
+    service = await make_service(routers=[router])
+    assert (await service.emulator.click("u1", "A")).reply == "A 键"
+    assert await service.say("u1", "乙") == "甲或乙"
+    assert await service.say("u1", "丁") == "不是丙"
+    assert (await service.say("u1", "丙")).startswith("没有听懂")

@@ -1,0 +1,269 @@
+"""Which required meetings a branch held in a period, and the reminder before the period ends.
+
+The rules follow the 支部工作条例 (see docs/domain.md): 支部党员大会 each quarter, 支委会 each month
+(when the branch has a committee), 党小组会 each month for each party group, 主题党日 each month,
+组织生活会 and 民主评议党员 each year. 党课 is a local rule: the 条例 asks for at least one a year, and
+`settings.lecture_per_year` (default 4, once a quarter) says how many the county expects.
+
+A meeting counts as held when it was not cancelled, it started in the period, and at least one person
+signed its sheet: the sign-in sheet is what township staff audit.
+
+`check_compliance` is the query the console uses too. The reminder job tells a branch's secretaries,
+once, a week before a month, quarter or year ends, which of its meetings are still missing; nothing is
+sent when nothing is missing, and nobody is compared with anybody (domain.md: no rankings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.dispatch import JobContext
+from bot.outbox import Outgoing, enqueue
+from handlers.meetings.chat import router
+from storage.meetings import bound_leaders, has_committee, held_meetings, party_groups
+from storage.models import MeetingKind, Organization, OrgType
+
+REMINDER_KIND = "compliance"
+
+REMINDER_HEAD = "【会议提醒】{branch}：{period}还有 {days} 天结束，下面这些会议本期还没有签到记录："
+# Check-in only works around a meeting's start, so a meeting held without it cannot be signed for later:
+# the note points to the paper sheet instead of asking for something the system cannot do.
+REMINDER_TAIL = ("还没开的，可回复 开会 安排；已经开过但没在这里签到的，请留好纸质签到表备查。"
+                 "（本提醒每期只发一次）")
+LECTURE_NOTE = "本地要求每年 {count} 次，条例要求每年至少 1 次"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of whole months in local time: [start, end)."""
+
+    start: date
+    end: date  # the first day after the period
+    label: str  # "2026年11月", "2026年第4季度", "2026年"
+    key: str  # "2026-11", "2026-Q4", "2026": stable, for idempotency keys and the console
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    def contains(self, day: date) -> bool:
+        return self.start <= day < self.end
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def period_of(day: date, months: int) -> Period:
+    """The period of `months` months (a divisor of 12) that contains day, aligned to the year's start."""
+    first_month = (day.month - 1) // months * months + 1
+    start = date(day.year, first_month, 1)
+    end = _add_months(start, months)
+    last_month = first_month + months - 1
+    if months == 1:
+        return Period(start, end, f"{day.year}年{first_month}月", f"{day.year}-{first_month:02d}")
+    if months == 3:
+        quarter = (first_month - 1) // 3 + 1
+        return Period(start, end, f"{day.year}年第{quarter}季度", f"{day.year}-Q{quarter}")
+    if months == 6:
+        half = "上半年" if first_month == 1 else "下半年"
+        return Period(start, end, f"{day.year}年{half}", f"{day.year}-H{1 if first_month == 1 else 2}")
+    if months == 12:
+        return Period(start, end, f"{day.year}年", f"{day.year}")
+    return Period(start, end, f"{day.year}年{first_month}—{last_month}月",
+                  f"{day.year}-{first_month:02d}-{last_month:02d}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: MeetingKind
+    months: int  # the length of its period
+    frequency: str  # in words, for the report
+    local_rule: bool = False  # a county's practice rather than the 条例's requirement
+
+
+def rules(settings) -> list[Rule]:
+    lectures = settings.lecture_per_year
+    lecture_months = 12 // lectures
+    return [
+        Rule(MeetingKind.GENERAL, 3, "每季度一次"),
+        Rule(MeetingKind.COMMITTEE, 1, "每月一次"),
+        Rule(MeetingKind.GROUP, 1, "每月一次"),
+        Rule(MeetingKind.LECTURE, lecture_months,
+             "每年至少一次" if lectures == 1 else f"每年 {lectures} 次（本地要求）", local_rule=lectures > 1),
+        Rule(MeetingKind.THEME_DAY, 1, "每月一次"),
+        Rule(MeetingKind.LIFE, 12, "每年一次"),
+        Rule(MeetingKind.REVIEW, 12, "每年一次"),
+    ]
+
+
+@dataclass
+class Requirement:
+    """One required meeting in one period (for 党小组会: of one group), and whether it was held."""
+
+    kind: MeetingKind
+    period: Period
+    frequency: str
+    local_rule: bool = False
+    group: Organization | None = None
+    held: list[date] = field(default_factory=list)  # local dates of the meetings that count
+
+    @property
+    def missing(self) -> bool:
+        return not self.held
+
+    @property
+    def title(self) -> str:
+        return f"{self.kind.value}（{self.group.name}）" if self.group is not None else self.kind.value
+
+
+@dataclass
+class ComplianceReport:
+    branch: Organization
+    start: date
+    end: date  # the first day after the span the report covers
+    requirements: list[Requirement] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[Requirement]:
+        return [requirement for requirement in self.requirements if requirement.missing]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+async def _evaluate(session: AsyncSession, branch: Organization, wanted: list[tuple[Rule, Period]],
+                    settings) -> ComplianceReport:
+    zone = settings.zone
+    start = min(period.start for _, period in wanted)
+    end = max(period.end for _, period in wanted)
+    report = ComplianceReport(branch, start, end)
+    groups = await party_groups(session, branch)
+    committee = await has_committee(session, branch)
+
+    def utc(day: date) -> datetime:
+        return datetime.combine(day, time(), tzinfo=zone)
+
+    held = await held_meetings(session, branch, utc(start), utc(end))
+    for rule, period in wanted:
+        if rule.kind == MeetingKind.COMMITTEE and not committee:
+            continue
+        subjects: list[Organization | None] = [None]
+        if rule.kind == MeetingKind.GROUP:
+            if not groups:
+                continue
+            subjects = list(groups)
+        for group in subjects:
+            dates = []
+            for meeting in held:
+                local_day = meeting.starts_at.astimezone(zone).date()
+                if (meeting.kind == rule.kind.value and period.contains(local_day)
+                        and (group is None or meeting.group_id == group.id)):
+                    dates.append(local_day)
+            report.requirements.append(Requirement(rule.kind, period, rule.frequency, rule.local_rule, group, dates))
+    return report
+
+
+async def check_compliance(session: AsyncSession, branch: Organization, *, today: date, settings) -> ComplianceReport:
+    """The current month's, quarter's and year's requirements (each rule's period containing today)."""
+    return await _evaluate(session, branch, [(rule, period_of(today, rule.months)) for rule in rules(settings)],
+                           settings)
+
+
+async def check_compliance_for(session: AsyncSession, branch: Organization, *, year: int,
+                               quarter: int | None = None, month: int | None = None, settings) -> ComplianceReport:
+    """A past (or any) period: a whole year, a quarter or a month, with every requirement whose period lies
+    inside it — a quarter gives its three months' 支委会 and its 支部党员大会; a month only monthly ones."""
+    if month is not None:
+        start, months = date(year, month, 1), 1
+    elif quarter is not None:
+        start, months = date(year, (quarter - 1) * 3 + 1, 1), 3
+    else:
+        start, months = date(year, 1, 1), 12
+    end = _add_months(start, months)
+    wanted = []
+    for rule in rules(settings):
+        day = start
+        while day < end:
+            period = period_of(day, rule.months)
+            if period.start >= start and period.end <= end:
+                wanted.append((rule, period))
+            day = period.end
+    if not wanted:
+        return ComplianceReport(branch, start, end)
+    report = await _evaluate(session, branch, wanted, settings)
+    report.start, report.end = start, end
+    return report
+
+
+def ending_on(report: ComplianceReport, last_day: date) -> list[Requirement]:
+    """The missing requirements whose period ends on last_day."""
+    return [requirement for requirement in report.missing if requirement.period.last_day == last_day]
+
+
+def reminder_text(branch: Organization, missing: list[Requirement], *, days: int, settings) -> str:
+    # Name the longest period that is ending ("第4季度" rather than "12月") in the heading.
+    period = max((requirement.period for requirement in missing), key=lambda p: (p.end - p.start))
+    lines = [REMINDER_HEAD.format(branch=branch.name, period=period.label, days=days)]
+    for requirement in missing:
+        note = requirement.period.label
+        if requirement.kind == MeetingKind.LECTURE and requirement.local_rule:
+            note += "；" + LECTURE_NOTE.format(count=settings.lecture_per_year)
+        lines.append(f"· {requirement.title}（{note}）")
+    lines.append(REMINDER_TAIL)
+    return "\n".join(lines)
+
+
+async def branches(session: AsyncSession) -> list[Organization]:
+    """Every 党支部: the organizations that hold these meetings (groups meet inside them)."""
+    return list((await session.execute(
+        select(Organization).where(Organization.org_type == OrgType.BRANCH.value).order_by(Organization.id))).scalars())
+
+
+async def remind_branch(session: AsyncSession, branch: Organization, *, today: date, now: datetime, settings) -> int:
+    """Queue the reminder for one branch if a period ends `compliance_reminder_days` after today; returns
+    how many messages were new (0 when nothing is missing or it was already sent)."""
+    days = settings.compliance_reminder_days
+    last_day = today + timedelta(days=days)
+    if (last_day + timedelta(days=1)).day != 1:
+        return 0  # no month (hence no quarter or year) ends then
+    missing = ending_on(await check_compliance(session, branch, today=last_day, settings=settings), last_day)
+    if not missing:
+        return 0
+    leaders = await bound_leaders(session, branch)
+    if not leaders:
+        return 0
+    text = reminder_text(branch, missing, days=days, settings=settings)
+    # The month that ends identifies the reminder: one per branch and month-end, whatever it lists.
+    period = period_of(last_day, 1).key
+    ref = f"compliance:{branch.id}:{period}"
+    items = [Outgoing(key=f"{ref}:{leader.id}", kind=REMINDER_KIND, text=text, member_id=leader.id, ref=ref,
+                      template={"title": "会议提醒", "content": f"本期还有 {len(missing)} 项会议未记录",
+                                "remark": "回复 开会 可安排会议"})
+             for leader in leaders]
+    return await enqueue(session, items, now=now, settings=settings)
+
+
+@router.job("compliance_reminder", trigger="cron", hour=9, minute=0,
+            description="月、季、年结束前一周，提醒支部书记本期还缺哪些规定会议（没有缺的就不发）")
+async def compliance_reminder(job: JobContext) -> int:
+    """Remind each branch's secretaries of the required meetings still missing a week before a period ends."""
+    now = job.clock.now()
+    today = now.astimezone(job.settings.zone).date()
+    last_day = today + timedelta(days=job.settings.compliance_reminder_days)
+    if (last_day + timedelta(days=1)).day != 1:
+        return 0
+    async with job.sessions() as session:
+        found = await branches(session)
+    sent = 0
+    # One short transaction per branch, so a county's few hundred branches never hold one long lock.
+    for branch in found:
+        async with job.sessions() as session, session.begin():
+            sent += await remind_branch(session, branch, today=today, now=now, settings=job.settings)
+    return sent
