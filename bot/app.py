@@ -57,6 +57,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
             client = WeChatClient(http=http, app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret,
                                   api_base=settings.wechat_api_base, tokens=tokens)
             app[CLIENT] = client
+            dispatcher.channel = client
             # The outbox retries from its queue (durably, with backoff), so its client makes each call once.
             outbox_client = WeChatClient(http=http, app_id=settings.wechat_app_id,
                                          app_secret=settings.wechat_app_secret, api_base=settings.wechat_api_base,

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -262,6 +262,7 @@ class Context:
         self._catalog = catalog
         self.replies: list[str] = []
         self.outgoing: list[Outgoing] = []
+        self.deferred: list[Callable[[JobContext], Awaitable[Any]]] = []
 
     @property
     def now(self) -> datetime:
@@ -269,6 +270,11 @@ class Context:
 
     def reply(self, text: str) -> None:
         self.replies.append(text)
+
+    def after_commit(self, work: Callable[[JobContext], Awaitable[Any]]) -> None:
+        """Run work in the background once this message's changes are committed: for calls to the
+        platform (never made inside a transaction). It is not retried; it should enqueue its result."""
+        self.deferred.append(work)
 
     def enqueue(self, item: Outgoing) -> None:
         """Queue a message for the outbox; it is written in this message's transaction and commits with it."""
@@ -349,13 +355,21 @@ class Handler:
         return await self.callback(**arguments)
 
 
+class Channel(Protocol):
+    """What a feature may ask of the messaging platform itself, outside any transaction."""
+
+    async def qr_code_url(self, scene: str, expire_seconds: int) -> str:
+        """The image address of a temporary parametric QR code whose scans arrive with this scene."""
+
+
 @dataclass(frozen=True)
 class JobContext:
-    """What a scheduled job may use."""
+    """What a scheduled job, or work a handler left for after its commit, may use."""
 
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     settings: Any
+    channel: Channel | None = None
 
 
 @dataclass(frozen=True)
@@ -464,6 +478,8 @@ class Dispatcher:
         self.max_parts = max_parts
         # Called after a handler's enqueued messages committed (the outbox's wake-up).
         self.on_enqueued: Callable[[], None] | None = None
+        # The platform, for work handlers leave for after their commit; set by the composition root.
+        self.channel: Channel | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
         # Typing one of these in the middle of a dialog starts that command instead of answering.
         self._command_words = frozenset(
@@ -543,6 +559,18 @@ class Dispatcher:
                          urgent=True, not_before=now + timedelta(seconds=index))
                 for index, part in enumerate(parts, start=first)]
 
+    def _run_deferred(self, works: list[Callable[[JobContext], Awaitable[Any]]]) -> None:
+        context = JobContext(sessions=self.sessions, clock=self.clock, settings=self.settings, channel=self.channel)
+
+        async def run(work) -> None:
+            try:
+                await work(context)
+            except Exception:
+                log.exception("work left for after a commit failed")
+
+        for work in works:
+            self._spawn(run(work))
+
     def _wake_outbox(self) -> None:
         if self.on_enqueued is not None:
             self.on_enqueued()
@@ -584,6 +612,7 @@ class Dispatcher:
                         late = entry.late
                         await self._record(session, message, message_id, parts, late, ctx.outgoing,
                                            InboundStatus.DONE)
+                    self._run_deferred(ctx.deferred)
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
                     async with session.begin():

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import aiohttp
 
@@ -20,6 +21,8 @@ from storage.tokens import TokenRefreshTimeout, TokenStore
 log = logging.getLogger(__name__)
 
 MAX_QR_EXPIRE_SECONDS = 30 * 86400
+# Where WeChat serves a QR code's image for its ticket.
+QR_IMAGE_BASE = "https://mp.weixin.qq.com/cgi-bin/showqrcode"
 
 
 class WeChatError(Exception):
@@ -173,6 +176,11 @@ class WeChatClient:
             "action_info": {"scene": {"scene_str": scene}},
         })
         return QRCode(ticket=reply["ticket"], url=reply["url"], expire_seconds=int(reply["expire_seconds"]))
+
+    async def qr_code_url(self, scene: str, expire_seconds: int) -> str:
+        """The image address of a new temporary QR code for scene (the Channel a feature sees)."""
+        code = await self.create_qrcode(scene, expire_seconds)
+        return f"{QR_IMAGE_BASE}?ticket={quote(code.ticket, safe='')}"
 
     async def create_menu(self, menu: dict) -> None:
         await self._call("/cgi-bin/menu/create", menu)

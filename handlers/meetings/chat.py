@@ -8,13 +8,15 @@ Check-in replaces the paper sign-in sheet of a real meeting, nothing more (domai
 there are no points, no rankings and no reminders about absence; absence is handled by 请假, and a
 member without a phone is signed in by the secretary (代签).
 
-QR codes: a meeting's parametric QR code carries the scene string "meeting:<id>" (make it with
-WeChatClient.create_qrcode). A scan, or a first follow through the code, checks the member in here.
-Handlers never call the WeChat API (architecture.md), so the chat does not make the code itself.
+QR codes: a meeting's parametric QR code carries the scene string "meeting:<id>". A scan, or a first
+follow through the code, checks the member in. 会议二维码 asks the platform for the code after the
+handler's commit (ctx.after_commit: handlers never call the platform inside a transaction) and sends
+the secretary its image address through the outbox.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 
@@ -28,13 +30,14 @@ from bot.dispatch import (
     Context,
     Dialog,
     EventType,
+    JobContext,
     MemberRole,
     MessageKind,
     Router,
     Scene,
 )
 from bot.messages import Kind, Message
-from bot.outbox import Outgoing
+from bot.outbox import Outgoing, enqueue
 from bot.when import WhenError, parse_when
 from storage import audiences
 from storage import meetings as store
@@ -53,6 +56,7 @@ from storage.models import (
     Organization,
 )
 
+log = logging.getLogger(__name__)
 router = Router("meetings")
 
 KINDS = list(MeetingKind)
@@ -835,3 +839,43 @@ async def cancel_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
           NOTICE_CANCELLED.format(when=_when(ctx.settings, meeting.starts_at), kind=meeting.kind, topic=meeting.topic),
           "会议取消")
     return CANCELLED_DONE.format(count=len(told))
+
+
+# ---------------------------------------------------------------- the meeting's QR code
+
+QR_COMING = "正在为 {label} 生成签到二维码，稍后发给您。"
+QR_READY = ("【会议签到二维码】{label}\n{url}\n打开链接保存图片，打印出来或在手机上出示，党员用微信扫一扫即可签到。"
+            "没有二维码时也可以回复 签到 {code}。")
+QR_FAILED = "签到二维码暂时没有生成成功，请稍后再发 会议二维码。党员也可以回复 签到 {code} 签到。"
+NO_MEETING_FOR_QR = "本支部近期没有会议。先发 开会 召集会议。"
+
+
+@router.text("会议二维码", "签到二维码", roles=BRANCH_LEADERS, usage="会议二维码", summary="获取下一次会议的签到二维码")
+async def meeting_qr_code(ctx: Context, member: Member) -> str:
+    before, after = _window(ctx.settings)
+    # The meeting open now, else the next one: a code printed ahead of time is the common case.
+    meetings = await store.upcoming_meetings(ctx.session, member.org_id, ctx.now - after)
+    if not meetings:
+        return NO_MEETING_FOR_QR
+    meeting = meetings[0]
+    label, code, meeting_id, secretary = _label(ctx.settings, meeting), meeting.checkin_code, meeting.id, member.id
+    # Valid until the check-in window closes, plus a day of slack; WeChat caps it at 30 days.
+    expire = int((meeting.starts_at + after - ctx.now).total_seconds()) + 86400
+
+    async def make_and_send(job: JobContext) -> None:
+        try:
+            if job.channel is None:
+                raise RuntimeError("no messaging platform configured")
+            url = await job.channel.qr_code_url(f"meeting:{meeting_id}", expire)
+            text = QR_READY.format(label=label, url=url, code=code)
+        except Exception:
+            log.exception("QR code for meeting %s failed", meeting_id)
+            text = QR_FAILED.format(code=code)
+        now = job.clock.now()
+        async with job.sessions() as session, session.begin():
+            await enqueue(session, [Outgoing(key=f"{_ref(meeting_id)}:qr:{now.timestamp()}", kind="reply", text=text,
+                                             member_id=secretary, ref=_ref(meeting_id), urgent=True)],
+                          now=now, settings=job.settings)
+
+    ctx.after_commit(make_and_send)
+    return QR_COMING.format(label=label)

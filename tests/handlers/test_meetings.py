@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import date, datetime, timezone
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -367,3 +368,27 @@ async def test_only_one_attendance_row_per_member_in_the_table(service):
     async with service.sessions() as session:
         count = (await session.execute(select(func.count()).select_from(Attendance))).scalar_one()
     assert count == len(people)
+
+
+async def test_the_secretary_gets_a_qr_code_that_checks_members_in(service):
+    people = await hongqi_branch(service)
+    secretary = people["李建国"]
+    _, meeting = await call(service, secretary)
+    assert (await service.say(people["王秀英"], "会议二维码")).startswith("这项功能只有")
+    assert (await service.say(secretary, "会议二维码")).startswith("正在为 ")
+    await service.deliver()
+    sent = [text for text in service.pushed(secretary) if text.startswith("【会议签到二维码】")]
+    assert len(sent) == 1 and f"签到 {meeting.checkin_code}" in sent[0]
+    ticket = re.search(r"showqrcode\?ticket=(\S+)", sent[0]).group(1)
+    qr = [record for record in service.emulator.api.records if record.kind == "qrcode"]
+    assert qr[0].body["action_info"]["scene"]["scene_str"] == f"meeting:{meeting.id}"
+    # The member scans the code the secretary printed, at the meeting.
+    scene = service.emulator.api.scene_for(unquote(ticket))
+    at(service, 11, 25, 14, 55)
+    assert "签到成功" in (await service.emulator.scan(people["王秀英"], scene)).reply
+    assert [row.method for row in await attendance_rows(service, meeting.id)] == [CheckInMethod.QR]
+
+
+async def test_no_meeting_no_qr_code(service):
+    people = await hongqi_branch(service)
+    assert await service.say(people["李建国"], "会议二维码") == "本支部近期没有会议。先发 开会 召集会议。"
