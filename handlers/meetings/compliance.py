@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import JobContext
 from bot.outbox import Outgoing, enqueue
-from handlers.meetings.chat import router
+from handlers.meetings.common import router
 from storage.meetings import bound_leaders, has_committee, held_meetings, party_groups
 from storage.models import MeetingKind, Organization, OrgType
 

@@ -1,0 +1,195 @@
+"""签到 by code, QR code, location or menu tap, and 代签 for members without a phone."""
+
+from __future__ import annotations
+
+import re
+
+from bot.dispatch import (
+    UNSUPPORTED,
+    Choice,
+    Click,
+    Context,
+    Dialog,
+    EventType,
+    MemberRole,
+    MessageKind,
+    Scene,
+)
+from bot.messages import Kind, Message
+from handlers.meetings.common import (
+    ALREADY,
+    ASK_PROXY_NAME,
+    BIND_FIRST,
+    CHECKED_IN,
+    CHECKED_IN_LATE,
+    CHECKIN,
+    FAR_AWAY,
+    NEXT_MEETING,
+    NO_OPEN_FOR_PROXY,
+    NO_PLACE_LOCATION,
+    NONE_OPEN,
+    NOT_YOURS,
+    PICK_MEETING,
+    PROXY_ALREADY,
+    PROXY_DONE,
+    PROXY_UNKNOWN,
+    TOO_EARLY,
+    TOO_LATE,
+    WAS_CANCELLED,
+    WRONG_CODE,
+    _clock,
+    _is_late,
+    _label,
+    _numbered,
+    _picked,
+    _when,
+    _window,
+    router,
+)
+from storage import meetings as store
+from storage.models import BRANCH_LEADERS, CheckInMethod, Meeting, MeetingStatus, Member
+
+
+# ---------------------------------------------------------------- 签到: checking in
+
+
+async def _check_in(ctx: Context, member: Member, meeting: Meeting | None, method: CheckInMethod) -> str:
+    """Check a member in to one meeting, or say why not."""
+    settings, now, session = ctx.settings, ctx.now, ctx.session
+    if meeting is None:
+        return WRONG_CODE
+    # Members of the branch may sit in on a meeting they are not expected at (the sheet lists them as
+    # guests); another branch's meeting is refused.
+    if meeting.org_id != member.org_id:
+        return NOT_YOURS
+    if meeting.status == MeetingStatus.CANCELLED.value:
+        return WAS_CANCELLED
+    existing = await store.attendance_of(session, meeting.id, member.id)
+    if existing is not None:
+        return ALREADY.format(time=_clock(settings, existing.checked_in_at, now))
+    before, after = _window(settings)
+    if now < meeting.starts_at - before:
+        return TOO_EARLY.format(opens=_clock(settings, meeting.starts_at - before, now))
+    if now > meeting.starts_at + after:
+        return TOO_LATE.format(closed=_clock(settings, meeting.starts_at + after, now))
+    attendance, created = await store.record_check_in(session, meeting, member.id, now=now, method=method.value,
+                                                      late=_is_late(settings, meeting, now))
+    if not created:
+        return ALREADY.format(time=_clock(settings, attendance.checked_in_at, now))
+    text = CHECKED_IN_LATE if attendance.late else CHECKED_IN
+    return text.format(kind=meeting.kind, topic=meeting.topic, time=_clock(settings, now))
+
+
+async def _open_for(ctx: Context, member: Member) -> list[Meeting]:
+    """Meetings of the member's branch that they are expected at and whose check-in window is open."""
+    before, after = _window(ctx.settings)
+    found = await store.branch_meetings_between(ctx.session, member.org_id, ctx.now - after, ctx.now + before)
+    return [meeting for meeting in found if await store.is_expected(ctx.session, meeting, member.id)]
+
+
+async def _none_open(ctx: Context, member: Member) -> str:
+    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
+                if await store.is_expected(ctx.session, meeting, member.id)]
+    if not upcoming:
+        return NONE_OPEN
+    return NONE_OPEN + NEXT_MEETING.format(when=_when(ctx.settings, upcoming[0].starts_at), kind=upcoming[0].kind,
+                                           minutes=ctx.settings.checkin_window_before_minutes)
+
+
+@router.text("签到", takes_args=True, bound=True, usage="签到 签到码", summary="开会时签到（也可点菜单 签到）")
+async def check_in_typed(ctx: Context, dialog: Dialog, member: Member, args: str) -> str:
+    code = args.replace(" ", "")
+    if code:
+        if not re.fullmatch(r"\d{6}", code):
+            return WRONG_CODE
+        return await _check_in(ctx, member, await store.meeting_by_code(ctx.session, code), CheckInMethod.CODE)
+    return await _check_in_open(ctx, dialog, member)
+
+
+@router.on(Click("CHECKIN"), bound=True)
+async def check_in_tapped(ctx: Context, dialog: Dialog, member: Member) -> str:
+    return await _check_in_open(ctx, dialog, member)
+
+
+async def _check_in_open(ctx: Context, dialog: Dialog, member: Member) -> str:
+    """签到 without a code: fine when exactly one meeting of theirs is open; several are listed."""
+    open_now = await _open_for(ctx, member)
+    if not open_now:
+        return await _none_open(ctx, member)
+    # A meeting they already signed in to is no longer a choice: 签到 then means the other one.
+    signed = {meeting.id for meeting in open_now if await store.attendance_of(ctx.session, meeting.id, member.id)}
+    if len(signed) == len(open_now):
+        return await _check_in(ctx, member, open_now[-1], CheckInMethod.MENU)
+    open_now = [meeting for meeting in open_now if meeting.id not in signed]
+    if len(open_now) == 1:
+        return await _check_in(ctx, member, open_now[0], CheckInMethod.MENU)
+    dialog.start(CHECKIN, "pick", ids=[meeting.id for meeting in open_now])
+    return PICK_MEETING.format(count=len(open_now), options=_numbered(ctx.settings, open_now))
+
+
+@router.on(Choice(), dialog=CHECKIN, step="pick")
+async def check_in_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
+    meeting = await _picked(ctx, dialog, choice)
+    if isinstance(meeting, str):
+        return meeting
+    dialog.finish()
+    return await _check_in(ctx, member, meeting, CheckInMethod.MENU)
+
+
+@router.on((EventType("scan") | EventType("subscribe")) & Scene("meeting:"))
+async def check_in_scanned(ctx: Context, member: Member | None, scene: str) -> str:
+    if member is None:
+        return BIND_FIRST
+    meeting = await ctx.session.get(Meeting, int(scene)) if scene.isdigit() else None
+    return await _check_in(ctx, member, meeting, CheckInMethod.QR)
+
+
+@router.on(MessageKind(Kind.LOCATION) & MemberRole())
+async def check_in_located(ctx: Context, member: Member, message: Message) -> str:
+    open_now = await _open_for(ctx, member)
+    if not open_now:
+        # A location with no meeting on is not a check-in: the answer any location gets.
+        return UNSUPPORTED
+    placed = [meeting for meeting in open_now if meeting.latitude is not None and meeting.longitude is not None]
+    if not placed:
+        return NO_PLACE_LOCATION
+    where = message.location
+    nearest, distance = min(
+        ((meeting, store.distance_m(where.latitude, where.longitude, meeting.latitude, meeting.longitude))
+         for meeting in placed), key=lambda pair: pair[1])
+    if distance > nearest.radius_m:
+        shown = f"{distance / 1000:.1f} 公里" if distance >= 1000 else f"{int(distance)} 米"
+        return FAR_AWAY.format(distance=shown, radius=nearest.radius_m)
+    return await _check_in(ctx, member, nearest, CheckInMethod.LOCATION)
+
+
+# ---------------------------------------------------------------- 代签: the non-phone path
+
+
+@router.text("代签", takes_args=True, roles=BRANCH_LEADERS, usage="代签 姓名", summary="为没带手机的党员签到")
+async def proxy_check_in(ctx: Context, member: Member, args: str) -> str:
+    names = [name for name in re.split(r"[\s,，、;；]+", args) if name]
+    if not names:
+        return ASK_PROXY_NAME
+    before, after = _window(ctx.settings)
+    open_now = await store.branch_meetings_between(ctx.session, member.org_id, ctx.now - after, ctx.now + before)
+    if not open_now:
+        return NO_OPEN_FOR_PROXY.format(before=ctx.settings.checkin_window_before_minutes,
+                                        after=ctx.settings.checkin_window_after_minutes)
+    # With two meetings open at once, the one nearest its start is the one in the room.
+    meeting = min(open_now, key=lambda m: abs((m.starts_at - ctx.now).total_seconds()))
+    lines = []
+    for name in names:
+        found = await store.members_named(ctx.session, member.org_id, name)
+        if not found:
+            lines.append(PROXY_UNKNOWN.format(name=name))
+            continue
+        attendance, created = await store.record_check_in(
+            ctx.session, meeting, found[0].id, now=ctx.now, method=CheckInMethod.PROXY.value,
+            late=_is_late(ctx.settings, meeting, ctx.now), proxy_by=member.id)
+        when = _clock(ctx.settings, attendance.checked_in_at, ctx.now)
+        if created:
+            lines.append(PROXY_DONE.format(name=name, time=when, late="，迟到" if attendance.late else ""))
+        else:
+            lines.append(PROXY_ALREADY.format(name=name, time=when))
+    return f"{_label(ctx.settings, meeting)}：\n" + "\n".join(lines)

@@ -1,0 +1,224 @@
+"""What the meetings chat modules share: the router, the texts, small helpers, notices to attendees.
+
+Calling a meeting is a short dialog; the meeting and every notice about it (called now, the day before,
+an hour before) commit together, as outbox rows with ref "meeting:<id>". Moving or cancelling a meeting
+withdraws the rows not yet sent and writes new ones, under new keys, so an old reminder never goes out.
+
+Check-in replaces the paper sign-in sheet of a real meeting, nothing more (domain.md, the 2026 rule):
+there are no points, no rankings and no reminders about absence; absence is handled by 请假, and a
+member without a phone is signed in by the secretary (代签).
+
+QR codes: a meeting's parametric QR code carries the scene string "meeting:<id>". A scan, or a first
+follow through the code, checks the member in. 会议二维码 asks the platform for the code after the
+handler's commit (ctx.after_commit: handlers never call the platform inside a transaction) and sends
+the secretary its image address through the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.dispatch import Context, Dialog, Router
+from bot.outbox import Outgoing
+from storage.models import LeaveStatus, Meeting, MeetingKind, Member, Organization
+
+router = Router("meetings")
+
+KINDS = list(MeetingKind)
+WEEKDAYS = "一二三四五六日"
+MAX_TOPIC = 200
+MAX_PLACE = 100
+MAX_REASON = 200
+MAX_RECORD_FIELD = 4000
+SKIP_WORDS = ("跳过", "无", "没有")
+KIND_OF_MESSAGE = "meeting"
+
+CALL, CHECKIN, LEAVE, MOVE, CANCEL, RECORD = ("meeting_call", "meeting_checkin", "meeting_leave", "meeting_move",
+                                              "meeting_cancel", "meeting_record")
+
+# -- texts: calling
+ASK_KIND = ("开什么会？回复数字：\n" + "\n".join(f"{n} {kind.value}" for n, kind in enumerate(KINDS, start=1))
+            + "\n回复 取消 可退出。")
+ASK_GROUP = "哪个党小组开会？回复数字：\n{options}"
+NO_GROUPS = "本支部还没有党小组，请选别的会议。\n"
+ASK_TIME = "什么时候开？例如：明天下午3点、11月28日 14:30、周五 9:00。"
+IN_THE_PAST = "{when} 已经过去了，请回复一个以后的时间。\n"
+ASK_PLACE = ("在哪里开？请回复地点，如“村委会会议室”。\n"
+             "也可以在会场发送位置（点 + → 位置），党员到场后发送位置就能签到。")
+ASK_TOPIC = "会议议题是什么？请用一两句话说明。"
+LOCATION_SET = "已记下会场位置，党员到场后发送位置即可签到。\n"
+TOO_LONG = "太长了（最多 {limit} 字），请精简后重新回复。"
+PREVIEW = ("请核对：\n{kind}{group}\n时间：{when}\n地点：{place}{located}\n议题：{topic}\n应到 {count} 人。\n"
+           "回复 1 确认并通知参会党员；回复 取消 放弃。")
+CALLED = ("会议已召集，已通知 {count} 人。\n签到码：{code}（开会时念给大家，回复 签到 {code} 即可签到；"
+          "也可以点菜单 签到{located}）。\n没带手机的党员，回复 代签 姓名 帮他签到。\n"
+          "要改时间回复 改时间，要取消回复 取消会议。")
+NOBODY_EXPECTED = "这次会议没有应到的党员（{kind}），请重新选择会议类型。\n" + ASK_KIND
+
+# -- texts: notices to attendees
+NOTICE_CALLED = ("【会议通知】{org}召开{kind}\n时间：{when}\n地点：{place}\n议题：{topic}\n"
+                 "到会后点菜单 签到，或回复 签到 加会上公布的签到码。不能参加请回复 请假 原因。")
+NOTICE_DAY = "【会议提醒】明天 {time} 在{place}召开{kind}：{topic}。\n不能参加请回复 请假 原因。"
+NOTICE_HOUR = "【会议提醒】{time} 在{place}召开{kind}，还有 1 小时。\n到会后点菜单 签到 即可。"
+NOTICE_MOVED = ("【会议改时间】{kind}“{topic}”改到 {when}，地点：{place}。\n"
+                "不能参加请回复 请假 原因。")
+NOTICE_CANCELLED = "【会议取消】原定 {when} 召开的{kind}“{topic}”取消了，不用参加。"
+
+# -- texts: check-in
+CHECKED_IN = "签到成功！{kind}“{topic}”，签到时间 {time}。"
+CHECKED_IN_LATE = "签到成功（迟到）。{kind}“{topic}”，签到时间 {time}。"
+ALREADY = "您已于 {time} 签到。"
+WRONG_CODE = "签到码不对，请核对会上公布的 6 位数字，再回复 签到 加签到码。"
+NOT_YOURS = "这不是您所在支部的会议，不能签到。"
+WAS_CANCELLED = "这次会议已取消，不用签到。"
+TOO_EARLY = "还没到签到时间，{opens} 起可以签到。"
+TOO_LATE = "这次会议的签到已在 {closed} 结束。如果您参加了会议，请联系书记代签。"
+NONE_OPEN = "现在没有可以签到的会议。"
+NEXT_MEETING = "\n下一次会议：{when}，{kind}。开会前 {minutes} 分钟起可以签到。"
+PICK_MEETING = "现在有 {count} 个会议可以签到，回复数字选择：\n{options}"
+PICK_AGAIN = "请回复列表里的数字。\n{options}"
+FAR_AWAY = ("您离会场约 {distance}，不在签到范围（{radius} 米）内。\n"
+            "到了会场再发送位置，或回复 签到 加会上公布的签到码。")
+NO_PLACE_LOCATION = "这次会议没有设置会场位置，请回复 签到 加会上公布的签到码，或点菜单 签到。"
+BIND_FIRST = "欢迎关注支部助手！请先绑定党员身份：回复 绑定，按提示回复姓名和绑定码。绑定后再扫一次会议二维码即可签到。"
+
+# -- texts: 代签
+ASK_PROXY_NAME = "请回复要代签的党员姓名，例如：代签 张三（多人用空格隔开）。"
+NO_OPEN_FOR_PROXY = "现在没有正在签到的本支部会议（开会前 {before} 分钟到开始后 {after} 分钟可以代签）。"
+PROXY_DONE = "已为 {name} 代签（{time}{late}）。"
+PROXY_ALREADY = "{name} 已于 {time} 签到。"
+PROXY_UNKNOWN = "本支部没有叫 {name} 的党员，请核对姓名。"
+
+# -- texts: leave
+ASK_REASON = "请回复请假原因，例如：请假 外出务工。"
+NO_UPCOMING = "近期没有需要您参加的会议，不用请假。"
+LEAVE_SENT = "已向书记请假（{meeting}），原因：{reason}。书记回复后会告诉您。"
+LEAVE_EXISTS = "您已为{meeting}请过假（{status}）。"
+LEAVE_TO_LEADER = "{name} 请假：{reason}。\n会议：{meeting}\n回复 同意 或 不同意。"
+LEAVE_AUTO = "已记下您的请假（{meeting}），原因：{reason}。"
+LEAVE_STATUS = {LeaveStatus.PENDING.value: "等待书记回复", LeaveStatus.APPROVED.value: "已同意",
+                LeaveStatus.DECLINED.value: "未同意"}
+NO_PENDING_LEAVE = "目前没有待处理的请假。"
+NO_PENDING_LEAVE_OF = "没有 {name} 待处理的请假。"
+DECIDED = "已{verb} {name} 的请假（{meeting}），会告诉本人。"
+MORE_PENDING = "\n还有 {count} 条请假待处理：{next}。回复 同意 或 不同意 继续。"
+TOLD_APPROVED = "书记已同意您的请假（{meeting}）。"
+TOLD_DECLINED = "书记没有同意您的请假（{meeting}），请尽量参加；确有困难请直接联系书记。"
+
+# -- texts: after the meeting
+NO_STARTED = "本支部还没有已经开始的会议。"
+REPORT_HEAD = "{kind}“{topic}”\n{when}，{place}\n应到 {expected} 人，实到 {present} 人，请假 {leave} 人，缺席 {absent} 人。"
+RECORD_INTRO = "为{meeting}填写会议记录，共 5 项，每项回复一条消息；回复 跳过 可跳过该项。\n"
+RECORD_STEPS = [
+    ("host", "1/5 主持人是谁？"),
+    ("recorder", "2/5 记录人是谁？"),
+    ("minutes", "3/5 会议议题和发言情况（可以多说几句，也可以用语音）："),
+    ("resolutions", "4/5 会议决议（没有请回复 跳过）："),
+    ("votes", "5/5 表决情况，例如：同意 30，反对 0，弃权 1（没有表决请回复 跳过）："),
+]
+RECORD_SAVED = "会议记录已保存（{meeting}）。\n{summary}\n开会照片可以直接发给我，会附在这次会议上。"
+PHOTO_SAVED = "照片已附到{meeting}，这次会议共 {count} 张照片。"
+
+# -- texts: moving and cancelling
+NO_UPCOMING_BRANCH = "本支部没有还未开始的会议。"
+PICK_UPCOMING = "哪个会议？回复数字：\n{options}"
+ASK_NEW_TIME = "{meeting}改到什么时候？" + ASK_TIME[len("什么时候开？"):]
+SAME_TIME = "新时间和原来一样，请回复一个不同的时间。"
+MOVED = "已改到 {when}，已通知 {count} 人。"
+ASK_CANCEL = "确定取消{meeting}吗？回复 1 确定取消；回复 取消 保留会议。"
+CANCELLED_DONE = "会议已取消，已通知 {count} 人。"
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _local(ctx_or_settings, moment: datetime) -> datetime:
+    settings = getattr(ctx_or_settings, "settings", ctx_or_settings)
+    return moment.astimezone(settings.zone)
+
+
+def _when(settings, moment: datetime) -> str:
+    """"11月26日（周四）15:00" in local time."""
+    local = _local(settings, moment)
+    return f"{local.month}月{local.day}日（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
+
+
+def _clock(settings, moment: datetime, now: datetime | None = None) -> str:
+    """"14:02", with the date in front when it is not today."""
+    local = _local(settings, moment)
+    if now is not None and _local(settings, now).date() != local.date():
+        return f"{local.month}月{local.day}日 {local:%H:%M}"
+    return f"{local:%H:%M}"
+
+
+def _label(settings, meeting: Meeting) -> str:
+    """How a meeting is named in replies: "11月26日（周四）15:00 支部党员大会"."""
+    return f"{_when(settings, meeting.starts_at)} {meeting.kind}"
+
+
+def _numbered(settings, meetings: list[Meeting]) -> str:
+    return "\n".join(f"{n} {_label(settings, meeting)}：{meeting.topic}" for n, meeting in enumerate(meetings, start=1))
+
+
+def _window(settings) -> tuple[timedelta, timedelta]:
+    return (timedelta(minutes=settings.checkin_window_before_minutes),
+            timedelta(minutes=settings.checkin_window_after_minutes))
+
+
+def _ref(meeting_id: int) -> str:
+    return f"meeting:{meeting_id}"
+
+
+def _is_late(settings, meeting: Meeting, now: datetime) -> bool:
+    return now > meeting.starts_at + timedelta(minutes=settings.late_after_minutes)
+
+
+async def _branch(session: AsyncSession, member: Member) -> Organization:
+    return await session.get(Organization, member.org_id)
+
+
+# ---------------------------------------------------------------- notices to attendees
+
+
+def _template(settings, meeting: Meeting, title: str) -> dict[str, str]:
+    return {"title": title, "content": f"{meeting.kind}：{meeting.topic}", "time": _when(settings, meeting.starts_at),
+            "place": meeting.place, "remark": "不能参加请回复 请假 原因"}
+
+
+def _fields(settings, meeting: Meeting, org: Organization) -> dict[str, str]:
+    return dict(org=org.name, kind=meeting.kind, topic=meeting.topic, place=meeting.place,
+                when=_when(settings, meeting.starts_at), time=_clock(settings, meeting.starts_at))
+
+
+def _reminders(ctx: Context, meeting: Meeting, org: Organization, member_ids: list[int], version: str) -> list[Outgoing]:
+    """The day-before and hour-before reminders still ahead. version keeps a moved meeting's new
+    reminders apart from the withdrawn ones (idempotency keys are never reused)."""
+    settings, now = ctx.settings, ctx.now
+    fields = _fields(settings, meeting, org)
+    items = []
+    for what, before, text in (("day", timedelta(days=1), NOTICE_DAY), ("hour", timedelta(hours=1), NOTICE_HOUR)):
+        at = meeting.starts_at - before
+        if at <= now:
+            continue
+        for member_id in member_ids:
+            items.append(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}{version}", kind=KIND_OF_MESSAGE,
+                                  text=text.format(**fields), member_id=member_id, ref=_ref(meeting.id),
+                                  template=_template(settings, meeting, "会议提醒"), not_before=at))
+    return items
+
+
+def _tell(ctx: Context, meeting: Meeting, member_ids: list[int], what: str, text: str, title: str) -> None:
+    for member_id in member_ids:
+        ctx.enqueue(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}", kind=KIND_OF_MESSAGE, text=text,
+                             member_id=member_id, ref=_ref(meeting.id),
+                             template=_template(ctx.settings, meeting, title)))
+
+
+async def _picked(ctx: Context, dialog: Dialog, choice: int) -> Meeting | str:
+    ids = dialog.data["ids"]
+    if not 1 <= choice <= len(ids):
+        meetings = [await ctx.session.get(Meeting, meeting_id) for meeting_id in ids]
+        return PICK_AGAIN.format(options=_numbered(ctx.settings, meetings))
+    return await ctx.session.get(Meeting, ids[choice - 1])

@@ -1,0 +1,135 @@
+"""请假, and the secretary's 同意 / 不同意."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.dispatch import AnyText, Choice, Context, Dialog
+from bot.outbox import Outgoing
+from handlers.meetings.common import (
+    ASK_REASON,
+    DECIDED,
+    LEAVE,
+    LEAVE_AUTO,
+    LEAVE_EXISTS,
+    LEAVE_SENT,
+    LEAVE_STATUS,
+    LEAVE_TO_LEADER,
+    MAX_REASON,
+    MORE_PENDING,
+    NO_PENDING_LEAVE,
+    NO_PENDING_LEAVE_OF,
+    NO_UPCOMING,
+    PICK_UPCOMING,
+    TOLD_APPROVED,
+    TOLD_DECLINED,
+    TOO_LONG,
+    _label,
+    _numbered,
+    _picked,
+    _ref,
+    _when,
+    router,
+)
+from storage import meetings as store
+from storage.models import BRANCH_LEADERS, LeaveRequest, LeaveStatus, Meeting, Member
+
+
+# ---------------------------------------------------------------- 请假: leave
+
+
+@router.text("请假", takes_args=True, bound=True, usage="请假 原因", summary="不能参加会议时向书记请假")
+async def ask_leave(ctx: Context, dialog: Dialog, member: Member, args: str) -> str:
+    reason = args.strip()
+    if not reason:
+        dialog.start(LEAVE, "reason")
+        return ASK_REASON
+    return await _leave_for(ctx, dialog, member, reason)
+
+
+@router.on(AnyText(), dialog=LEAVE, step="reason")
+async def leave_reason(ctx: Context, dialog: Dialog, member: Member, text: str) -> str:
+    dialog.finish()
+    return await _leave_for(ctx, dialog, member, text)
+
+
+async def _leave_for(ctx: Context, dialog: Dialog, member: Member, reason: str) -> str:
+    if len(reason) > MAX_REASON:
+        return TOO_LONG.format(limit=MAX_REASON)
+    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
+                if await store.is_expected(ctx.session, meeting, member.id)]
+    if not upcoming:
+        return NO_UPCOMING
+    if len(upcoming) == 1:
+        return await _request_leave(ctx, member, upcoming[0], reason)
+    dialog.start(LEAVE, "pick", ids=[meeting.id for meeting in upcoming], reason=reason)
+    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming))
+
+
+@router.on(Choice(), dialog=LEAVE, step="pick")
+async def leave_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
+    meeting = await _picked(ctx, dialog, choice)
+    if isinstance(meeting, str):
+        return meeting
+    reason = dialog.data["reason"]
+    dialog.finish()
+    return await _request_leave(ctx, member, meeting, reason)
+
+
+async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason: str) -> str:
+    session, label = ctx.session, _label(ctx.settings, meeting)
+    if meeting.starts_at <= ctx.now:
+        return NO_UPCOMING
+    existing = await store.leave_of(session, meeting.id, member.id)
+    if existing is not None:
+        return LEAVE_EXISTS.format(meeting=label, status=LEAVE_STATUS.get(existing.status, existing.status))
+    request = LeaveRequest(meeting_id=meeting.id, member_id=member.id, reason=reason, requested_at=ctx.now)
+    session.add(request)
+    await session.flush()
+    leaders = [i for i in await store.leader_ids(session, member.org_id, BRANCH_LEADERS) if i != member.id]
+    if not leaders:
+        # The secretary asking for leave has nobody to ask: the request stands as given.
+        request.status, request.decided_at, request.decided_by = LeaveStatus.APPROVED.value, ctx.now, member.id
+        return LEAVE_AUTO.format(meeting=label, reason=reason)
+    text = LEAVE_TO_LEADER.format(name=member.name, reason=reason, meeting=label)
+    for leader_id in leaders:
+        ctx.enqueue(Outgoing(key=f"leave:{request.id}:{leader_id}", kind="leave", text=text, member_id=leader_id,
+                             ref=_ref(meeting.id),
+                             template={"title": "请假申请", "content": f"{member.name}：{reason}",
+                                       "time": _when(ctx.settings, meeting.starts_at), "remark": "回复 同意 或 不同意"}))
+    return LEAVE_SENT.format(meeting=label, reason=reason)
+
+
+@router.text("同意", "批准", takes_args=True, roles=BRANCH_LEADERS, usage="同意 / 不同意", summary="回复党员的请假")
+async def approve_leave(ctx: Context, member: Member, args: str) -> str:
+    return await _decide(ctx, member, args.strip(), approved=True)
+
+
+@router.text("不同意", "不批准", takes_args=True, roles=BRANCH_LEADERS)
+async def decline_leave(ctx: Context, member: Member, args: str) -> str:
+    return await _decide(ctx, member, args.strip(), approved=False)
+
+
+async def _decide(ctx: Context, member: Member, name: str, *, approved: bool) -> str:
+    session, settings = ctx.session, ctx.settings
+    # A secretary may still answer a request while the meeting is on (check-in still open).
+    started_after = ctx.now - timedelta(minutes=settings.checkin_window_after_minutes)
+    pending = await store.pending_leaves(session, member.org_id, started_after=started_after, name=name or None)
+    if not pending:
+        return NO_PENDING_LEAVE_OF.format(name=name) if name else NO_PENDING_LEAVE
+    request, asker, meeting = pending[0]
+    request.status = (LeaveStatus.APPROVED if approved else LeaveStatus.DECLINED).value
+    request.decided_at, request.decided_by = ctx.now, member.id
+    label = _label(settings, meeting)
+    ctx.enqueue(Outgoing(key=f"leave:{request.id}:decided", kind="leave",
+                         text=(TOLD_APPROVED if approved else TOLD_DECLINED).format(meeting=label),
+                         member_id=asker.id, ref=_ref(meeting.id),
+                         template={"title": "请假结果", "content": "已同意" if approved else "未同意",
+                                   "time": _when(settings, meeting.starts_at)}))
+    reply = DECIDED.format(verb="同意" if approved else "不同意", name=asker.name, meeting=label)
+    rest = await store.pending_leaves(session, member.org_id, started_after=started_after)
+    rest = [entry for entry in rest if entry[0].id != request.id]
+    if rest:
+        following = rest[0]
+        reply += MORE_PENDING.format(count=len(rest), next=f"{following[1].name}（{following[0].reason}）")
+    return reply

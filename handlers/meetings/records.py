@@ -1,0 +1,140 @@
+"""After the meeting: 签到情况 (the attendance report), 会议记录, and photos."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.dispatch import UNSUPPORTED, AnyText, Context, Dialog, MemberRole, MessageKind
+from bot.messages import Kind, Message
+from handlers.meetings.common import (
+    MAX_RECORD_FIELD,
+    NO_STARTED,
+    PHOTO_SAVED,
+    RECORD,
+    RECORD_INTRO,
+    RECORD_SAVED,
+    RECORD_STEPS,
+    REPORT_HEAD,
+    SKIP_WORDS,
+    TOO_LONG,
+    _clock,
+    _label,
+    _when,
+    router,
+)
+from storage import meetings as store
+from storage.models import BRANCH_LEADERS, Attendance, CheckInMethod, Meeting, MeetingPhoto, Member
+
+
+# ---------------------------------------------------------------- 签到情况: the attendance report
+# Registered before 签到: "签到情况" would otherwise read as 签到 with the code "情况".
+
+
+@router.text("出勤", "签到情况", "出勤情况", roles=BRANCH_LEADERS, usage="签到情况", summary="查看最近一次会议的出勤")
+async def attendance_report(ctx: Context, member: Member) -> str:
+    meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
+    if meeting is None:
+        return NO_STARTED
+    return await describe_attendance(ctx.session, meeting, ctx.settings)
+
+
+async def describe_attendance(session: AsyncSession, meeting: Meeting, settings) -> str:
+    """The sign-in sheet as a message. Names are in roster order: never ranked (domain.md)."""
+    sheet = await store.sign_in_sheet(session, meeting)
+    proxies = {attendance.proxy_by for _, attendance in sheet.present + sheet.guests if attendance.proxy_by}
+    proxy_names = {}
+    for proxy_id in proxies:
+        proxy = await session.get(Member, proxy_id)
+        proxy_names[proxy_id] = proxy.name if proxy else "书记"
+
+    def present_line(person: Member, attendance: Attendance) -> str:
+        notes = []
+        if attendance.late:
+            notes.append("迟到")
+        if attendance.method == CheckInMethod.PROXY.value:
+            notes.append(f"{proxy_names.get(attendance.proxy_by, '书记')}代签")
+        suffix = f"（{'，'.join(notes)}）" if notes else ""
+        return f"{person.name} {_clock(settings, attendance.checked_in_at)}{suffix}"
+
+    lines = [REPORT_HEAD.format(kind=meeting.kind, topic=meeting.topic, when=_when(settings, meeting.starts_at),
+                                place=meeting.place, expected=sheet.expected, present=len(sheet.present),
+                                leave=len(sheet.on_leave), absent=len(sheet.absent))]
+    if sheet.present:
+        lines.append("实到：" + "、".join(present_line(person, attendance) for person, attendance in sheet.present))
+    if sheet.on_leave:
+        lines.append("请假：" + "、".join(f"{person.name}（{request.reason}）" for person, request in sheet.on_leave))
+    if sheet.absent:
+        lines.append("缺席：" + "、".join(person.name for person in sheet.absent))
+    if sheet.guests:
+        lines.append("列席：" + "、".join(present_line(person, attendance) for person, attendance in sheet.guests))
+    return "\n".join(lines)
+
+
+
+# ---------------------------------------------------------------- after the meeting: attendance, record, photos
+
+
+@router.text("会议记录", "填写会议记录", roles=BRANCH_LEADERS, usage="会议记录", summary="填写最近一次会议的记录")
+async def start_record(ctx: Context, dialog: Dialog, member: Member) -> str:
+    meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
+    if meeting is None:
+        return NO_STARTED
+    dialog.start(RECORD, RECORD_STEPS[0][0], meeting_id=meeting.id)
+    return RECORD_INTRO.format(meeting=_label(ctx.settings, meeting)) + RECORD_STEPS[0][1]
+
+
+def _record_step(field_name: str):
+    index = [name for name, _ in RECORD_STEPS].index(field_name)
+
+    async def take(ctx: Context, dialog: Dialog, text: str) -> str:
+        limit = 50 if field_name in ("host", "recorder") else 200 if field_name == "votes" else MAX_RECORD_FIELD
+        value = None if text in SKIP_WORDS else text
+        if value is not None and len(value) > limit:
+            return TOO_LONG.format(limit=limit)
+        dialog.goto(field_name, **{f"value_{field_name}": value})
+        if index + 1 < len(RECORD_STEPS):
+            next_name, question = RECORD_STEPS[index + 1]
+            dialog.goto(next_name)
+            return question
+        return await _save_record(ctx, dialog)
+
+    take.__name__ = f"record_{field_name}"
+    return take
+
+
+for _name, _ in RECORD_STEPS:
+    router.on(AnyText(), dialog=RECORD, step=_name)(_record_step(_name))
+
+
+async def _save_record(ctx: Context, dialog: Dialog) -> str:
+    meeting = await ctx.session.get(Meeting, dialog.data["meeting_id"])
+    data = dialog.data
+    dialog.finish()
+    if meeting is None:
+        return NO_STARTED
+    labels = {"host": "主持人", "recorder": "记录人", "minutes": "议题和发言", "resolutions": "决议", "votes": "表决"}
+    summary = []
+    for name, _question in RECORD_STEPS:
+        value = data.get(f"value_{name}")
+        setattr(meeting, name, value)
+        shown = value if value is None or len(value) <= 30 else value[:30] + "…"
+        summary.append(f"{labels[name]}：{shown if shown else '（未填）'}")
+    meeting.record_added_at = meeting.updated_at = ctx.now
+    return RECORD_SAVED.format(meeting=_label(ctx.settings, meeting), summary="\n".join(summary))
+
+
+@router.on(MessageKind(Kind.IMAGE) & MemberRole(*BRANCH_LEADERS))
+async def meeting_photo(ctx: Context, member: Member, message: Message) -> str:
+    meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
+    window = timedelta(hours=ctx.settings.meeting_photo_hours)
+    if meeting is None or ctx.now - meeting.starts_at > window or not message.media_id:
+        # Not meeting evidence: the same answer any image gets.
+        return UNSUPPORTED
+    ctx.session.add(MeetingPhoto(meeting_id=meeting.id, media_id=message.media_id[:200],
+                                 pic_url=(message.url or message.extra.get("pic_url", ""))[:500],
+                                 added_by=member.id, added_at=ctx.now))
+    await ctx.session.flush()
+    return PHOTO_SAVED.format(meeting=_label(ctx.settings, meeting),
+                              count=await store.photos_of(ctx.session, meeting.id))
