@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -18,7 +21,8 @@ from bot.outbox import Outbox
 from bot.scheduler import SCHEDULER, scheduler_context
 from bot.wechat.client import WeChatClient
 from bot.wechat.webhook import Webhook
-from handlers import meetings, membership, notices
+from content.search import IndexHolder, holder_for
+from handlers import meetings, membership, notices, qa
 from storage.db import create_engine, session_factory
 from storage.tokens import TokenStore
 
@@ -30,12 +34,15 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CLIENT = web.AppKey("wechat_client", WeChatClient)
 OUTBOX = web.AppKey("outbox", Outbox)
+CONTENT = web.AppKey("content", IndexHolder)
+PID_FILE_NAME = "zhibu.pid"
 
 
 def feature_routers() -> list[Router]:
     """Every feature's router, in the order their handlers are tried."""
     # Meetings come before membership: a follow through a meeting's QR code is a check-in, not only a welcome.
-    return [meetings.router, membership.router, notices.router]
+    # Q&A comes last: every other feature's commands win, and its catch-all takes the text nothing else matched.
+    return [meetings.router, membership.router, notices.router, qa.router]
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None) -> web.Application:
@@ -85,9 +92,76 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
 
     # Started in this order and stopped in reverse: jobs stop before the client and the engine close.
     app.cleanup_ctx.extend([close_engine, wechat_client, orphan_recovery, jobs])
+    if qa.router in routers:
+        # First: invalid content stops the start before anything else runs.
+        app.cleanup_ctx.insert(0, content_context(settings))
     Webhook(settings, dispatcher, clock).add_routes(app)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+def content_context(settings: Settings):
+    """Load the Q&A content before serving (a ContentError refuses the start), then reload it whenever its
+    files change (polling their modification times). A reload that fails keeps the last good index."""
+    holder = holder_for(settings.content_dir)
+
+    async def content_index(app: web.Application):
+        if holder.changed() or holder.last_error is not None or not holder.loaded:
+            await asyncio.to_thread(holder.load)
+        app[CONTENT] = holder
+        watcher = None
+        if settings.content_poll_seconds > 0:
+            watcher = asyncio.create_task(_watch_content(holder, settings.content_poll_seconds))
+        yield
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    return content_index
+
+
+async def _watch_content(holder: IndexHolder, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if holder.changed():
+                log.info("content files changed; reloading")
+                await asyncio.to_thread(holder.reload)
+        except Exception:
+            log.exception("content watch failed; will look again")
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.data_dir / PID_FILE_NAME
+
+
+def reload_on_signal(settings: Settings):
+    """For `zhibu serve`: write the process id to ZHIBU_DATA_DIR/zhibu.pid and reload the content on
+    SIGHUP (what `zhibu content reload` sends)."""
+    path = pid_file(settings)
+    holder = holder_for(settings.content_dir)
+
+    async def signal_context(app: web.Application):
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Future] = set()
+
+        def reload() -> None:
+            log.info("SIGHUP: reloading content")
+            future = asyncio.ensure_future(asyncio.to_thread(holder.reload))
+            reloads.add(future)
+            future.add_done_callback(reloads.discard)
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        yield
+        loop.remove_signal_handler(signal.SIGHUP)
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text(encoding="utf-8").strip() == str(os.getpid()):
+                path.unlink()
+
+    return signal_context
 
 
 async def _recover_orphans_forever(dispatcher: Dispatcher, interval: float) -> None:

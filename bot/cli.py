@@ -76,6 +76,10 @@ def serve(host: str | None, port: int | None) -> None:
             raise click.ClickException("数据库结构不是最新的，请先运行 zhibu init")
 
     app.on_startup.append(require_schema)
+    # `zhibu content reload` finds this process through the pid file and sends SIGHUP.
+    from bot.app import reload_on_signal
+
+    app.cleanup_ctx.append(reload_on_signal(settings))
     web.run_app(app, host=host or settings.host, port=port or settings.port, access_log=None,
                 print=lambda text: click.echo(text))
 
@@ -268,6 +272,97 @@ def jobs_run(name: str) -> None:
         log.exception("job %s failed", name)
         raise click.ClickException(f"任务 {name} 运行失败：{type(error).__name__}: {error}") from error
     click.echo(f"任务 {name} 已运行完毕，用时 {time.monotonic() - started:.1f} 秒。")
+
+
+@main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per question (status, answer, source, …).")
+def ask(question: str, as_json: bool) -> None:
+    """Ask the Q&A a QUESTION, or "-" for one question per line of standard input (index loaded once)."""
+    from content.loader import ContentError
+    from content.search import holder_for
+
+    settings = _settings()
+    try:
+        index = holder_for(settings.content_dir).index
+    except ContentError as error:
+        for problem in error.problems:
+            click.echo(problem.describe(error.root), err=True)
+        raise click.ClickException("问答内容有错误，请先修正（zhibu content check）") from error
+    questions = (line.strip() for line in sys.stdin) if question == "-" else iter([question])
+    for text in questions:
+        if not text:
+            continue
+        result = index.search(text)
+        if as_json:
+            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        else:
+            click.echo(_readable_answer(result))
+
+
+def _readable_answer(result) -> str:
+    from content.search import ANSWERED, UNSURE
+    from handlers.qa import answer_text
+
+    header = f"问：{result.question}\n"
+    if result.status == ANSWERED:
+        text, _ = answer_text(result, max_bytes=1 << 20)
+        return f"{header}{text}\n（{result.entry_id}，置信度 {result.confidence:.2f}）\n"
+    if result.status == UNSURE:
+        options = "\n".join(f"  {n}. {s.question}（{s.id}）" for n, s in enumerate(result.suggestions, start=1))
+        return f"{header}不太确定（置信度 {result.confidence:.2f}），您是不是想问：\n{options}\n"
+    return f"{header}这个问题不在问答内容范围内（置信度 {result.confidence:.2f}）。\n"
+
+
+@main.group()
+def content() -> None:
+    """The curated Q&A content (ZHIBU_CONTENT_DIR, default the content/ folder of the package)."""
+
+
+@content.command("check")
+def content_check() -> None:
+    """Validate every content file; print each problem as file:line, exit 1 if there is any."""
+    from content.loader import DEFAULT_ROOT, load_content
+
+    root = Path(_settings().content_dir or DEFAULT_ROOT)
+    loaded, problems = load_content(root)
+    for problem in problems:
+        click.echo(problem.describe(root))
+    if problems:
+        click.echo(f"发现 {len(problems)} 个问题。", err=True)
+        sys.exit(1)
+    click.echo(f"内容检查通过：{len(loaded.faq)} 条问答，{loaded.documents} 篇文档（{len(loaded.passages)} 段），"
+               f"{len(loaded.sources)} 个来源。")
+
+
+@content.command("reload")
+def content_reload() -> None:
+    """Check the content, then tell the running server (`zhibu serve`, found through ZHIBU_DATA_DIR/zhibu.pid)
+    to reload it by sending SIGHUP. The server also reloads by itself within seconds of a file change; a reload
+    that fails keeps the content it had."""
+    import os
+    import signal
+
+    from bot.app import pid_file
+    from content.loader import DEFAULT_ROOT, load_content
+
+    settings = _settings()
+    root = Path(settings.content_dir or DEFAULT_ROOT)
+    _, problems = load_content(root)
+    if problems:
+        for problem in problems:
+            click.echo(problem.describe(root), err=True)
+        raise click.ClickException(f"内容有 {len(problems)} 个问题，没有重新加载（服务继续使用原来的内容）")
+    path = pid_file(settings)
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"没有找到正在运行的服务（{path}）") from error
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError as error:
+        raise click.ClickException(f"进程 {pid} 已不在运行（{path} 已过时）") from error
+    click.echo(f"已通知服务（进程 {pid}）重新加载问答内容。")
 
 
 async def _with_sessions(work):

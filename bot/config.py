@@ -80,6 +80,11 @@ class Settings(BaseSettings):
 
     menu_file: Path | None = None
 
+    # Curated Q&A content (FAQ, documents, dictionary); None: the content/ folder shipped with the package.
+    content_dir: Path | None = None
+    # Seconds between looks at the content files' modification times (a change reloads the index); 0: never.
+    content_poll_seconds: float = Field(default=5.0, ge=0)
+
     # Periodic jobs (bot/scheduler.py). A job's schedule by its name, replacing the declared one, e.g.
     # '{"notices.report": {"trigger": "cron", "hour": 8}}'; a name no feature declares stops the start.
     job_schedules: dict[str, dict] = Field(default_factory=dict)

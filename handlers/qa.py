@@ -1,0 +1,184 @@
+"""Policy Q&A: any text no other feature takes is a question, answered from the curated content.
+
+This router comes last (bot/app.py): every other feature's commands win, and its catch-all takes the
+text nothing else matched. `问 …` forces a question. The search (content/search.py) either answers
+(with the source on the last line), offers up to three "您是不是想问" choices (reply a number), or
+declines kindly and offers to pass the question to the branch secretaries through the outbox.
+A long document passage is shown in parts: "回复 更多" continues.
+"""
+
+from __future__ import annotations
+
+from bot.dispatch import CANCEL_WORDS, DIALOG_EXPIRED, NOT_UNDERSTOOD, NOTHING_TO_CANCEL, AnyText, Choice, Command
+from bot.dispatch import Context, Dialog, Router
+from bot.outbox import Outgoing
+from bot.text import utf8_len
+from content.search import ANSWERED, UNSURE, Answer, IndexHolder, QaIndex, holder_for, source_line
+from storage.meetings import bound_leaders
+from storage.models import Member, Organization
+
+router = Router("qa")
+
+DIALOG = "qa"
+REPLY_MAX_BYTES = 2048
+QUESTION_MAX_CHARS = 200
+
+ASK_HOW = "请在“问”后面写上问题，比如：问 农民党员党费交多少。也可以直接发问题。"
+SUGGEST = "您是不是想问：\n{options}\n回复数字查看答案；都不是的话，回复 {other} 把问题转给支部书记。"
+PICK_A_NUMBER = "请回复 1 到 {last} 之间的数字。"
+DECLINE = ("没有听懂“{text}”，这个问题我暂时回答不了。我能回答党费、三会一课、发展党员、关怀帮扶等党务问题，"
+           "回复 帮助 查看可以做什么。\n需要的话，回复 1 把问题转给支部书记。")
+MORE_HINT = "……\n回复 更多 继续阅读"
+NOTHING_MORE = "没有需要继续显示的内容了。有问题可以直接发给我。"
+FORWARD_NEEDS_BINDING = "转给书记需要先绑定党员身份：回复 绑定 开始。"
+NO_SECRETARY = "本支部的书记还没有绑定支部助手，暂时转不过去，请当面或电话问一下书记。"
+FORWARDED = "已把您的问题转给{names}，书记看到后会联系您。"
+TO_SECRETARY = "【党员提问】{name}（{org}）问：\n“{question}”\n支部助手没能回答，请您抽空回复一下。"
+UNAVAILABLE = "问答内容暂时不可用，请稍后再试，或直接问支部书记。"
+
+
+def _holder(settings) -> IndexHolder:
+    return holder_for(getattr(settings, "content_dir", None))
+
+
+def _index(settings) -> QaIndex:
+    return _holder(settings).index
+
+
+# ---------------------------------------------------------------- reply texts
+
+
+def _cut(text: str, start: int, max_bytes: int) -> int:
+    """Where a part of text starting at start ends, within max_bytes, preferably after a line or sentence."""
+    end, used = start, 0
+    while end < len(text):
+        size = utf8_len(text[end])
+        if used + size > max_bytes:
+            break
+        used += size
+        end += 1
+    if end >= len(text):
+        return len(text)
+    for marks in ("\n", "。！？；", "，、"):
+        best = max(text.rfind(mark, start, end) for mark in marks)
+        if best > start + (end - start) // 2:
+            return best + 1
+    return end
+
+
+def answer_text(answer: Answer, offset: int = 0, max_bytes: int = REPLY_MAX_BYTES) -> tuple[str, int | None]:
+    """The chat reply for an answer, and where the next part starts (None: nothing more).
+
+    The source is always the last line; a passage longer than one reply ends its part with 回复 更多.
+    """
+    source = source_line(answer.source_name, answer.article, answer.local)
+    if answer.kind != "passage":
+        return f"{answer.answer}\n{source}", None
+    heading = f"【{answer.title}】" + ("（续）" if offset else "")
+    room = max_bytes - utf8_len(heading) - utf8_len(source) - utf8_len(MORE_HINT) - 8
+    end = _cut(answer.answer, offset, room)
+    part = answer.answer[offset:end].strip()
+    if end < len(answer.answer):
+        return f"{heading}\n{part}\n{MORE_HINT}\n{source}", end
+    return f"{heading}\n{part}\n{source}", None
+
+
+def _show(dialog: Dialog, answer: Answer, offset: int = 0) -> str:
+    text, following = answer_text(answer, offset)
+    if following is None:
+        dialog.finish()
+    else:
+        dialog.start(DIALOG, "more", id=answer.entry_id, offset=following)
+    return text
+
+
+def reply_for(index: QaIndex, question: str, dialog: Dialog) -> str:
+    """Search, answer, and set up the dialog for what the member may reply next."""
+    result = index.search(question)
+    question = question[:QUESTION_MAX_CHARS]
+    if result.status == ANSWERED:
+        return _show(dialog, result)
+    if result.status == UNSURE and result.suggestions:
+        ids = [suggestion.id for suggestion in result.suggestions]
+        dialog.start(DIALOG, "choose", ids=ids, question=question)
+        options = "\n".join(f"{number} {s.question}" for number, s in enumerate(result.suggestions, start=1))
+        return SUGGEST.format(options=options, other=len(ids) + 1)
+    dialog.start(DIALOG, "forward", question=question)
+    return DECLINE.format(text=_excerpt(question))
+
+
+def _excerpt(text: str, limit: int = 20) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# ---------------------------------------------------------------- handlers
+
+
+@router.on(Choice(), dialog=DIALOG, step="choose")
+async def choose(ctx: Context, dialog: Dialog, member: Member | None, choice: int) -> str:
+    ids = dialog.data["ids"]
+    if choice == len(ids) + 1:
+        question = dialog.data["question"]
+        dialog.finish()
+        return await _forward(ctx, member, question)
+    if not 1 <= choice <= len(ids):
+        return PICK_A_NUMBER.format(last=len(ids) + 1)
+    answer = _index(ctx.settings).answer_of(ids[choice - 1], question=dialog.data["question"])
+    if answer is None:  # the content was reloaded without it in between
+        dialog.finish()
+        return UNAVAILABLE
+    return _show(dialog, answer)
+
+
+@router.on(Choice(1), dialog=DIALOG, step="forward")
+async def forward(ctx: Context, dialog: Dialog, member: Member | None) -> str:
+    question = dialog.data["question"]
+    dialog.finish()
+    return await _forward(ctx, member, question)
+
+
+@router.on(Command("更多", "继续", "下一页"), dialog=DIALOG, step="more")
+async def more(ctx: Context, dialog: Dialog) -> str:
+    answer = _index(ctx.settings).answer_of(dialog.data["id"])
+    if answer is None:
+        dialog.finish()
+        return UNAVAILABLE
+    return _show(dialog, answer, int(dialog.data["offset"]))
+
+
+async def _forward(ctx: Context, member: Member | None, question: str) -> str:
+    if member is None:
+        return FORWARD_NEEDS_BINDING
+    org = await ctx.session.get(Organization, member.org_id)
+    leaders = [leader for leader in await bound_leaders(ctx.session, org) if leader.id != member.id]
+    if not leaders:
+        return NO_SECRETARY
+    text = TO_SECRETARY.format(name=member.name, org=org.name, question=question)
+    for leader in leaders:
+        ctx.enqueue(Outgoing(key=f"qa:{ctx.message.dedup_key}:{leader.id}", kind="question", text=text,
+                             member_id=leader.id, ref=f"member:{member.id}",
+                             template={"title": "党员提问", "content": _excerpt(question), "sender": member.name,
+                                       "remark": "请抽空回复"}))
+    return FORWARDED.format(names="、".join(f"{leader.role}{leader.name}" for leader in leaders))
+
+
+@router.text("问", "提问", "请问", takes_args=True, usage="问 问题", summary="问党务政策（也可以直接发问题）")
+async def ask(ctx: Context, dialog: Dialog, args: str) -> str:
+    if not args:
+        return ASK_HOW
+    return reply_for(_index(ctx.settings), args, dialog)
+
+
+@router.on(AnyText())
+async def any_text(ctx: Context, dialog: Dialog, text: str) -> str:
+    """Text no command matched (this router is last): a question, unless it is clearly something else."""
+    if dialog.expired:
+        return DIALOG_EXPIRED
+    if text in CANCEL_WORDS:
+        return NOTHING_TO_CANCEL
+    if text.isdigit():
+        # A number answers a numbered question; with none open there is nothing to look up.
+        return NOT_UNDERSTOOD.format(text=text[:20])
+    if text in ("更多", "继续", "下一页"):
+        return NOTHING_MORE
+    return reply_for(_index(ctx.settings), text, dialog)

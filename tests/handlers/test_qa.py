@@ -1,0 +1,211 @@
+"""Q&A in the chat: unmatched text is a question; answers carry their source; choices, 更多, and the secretary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from content.loader import DEFAULT_ROOT
+from content.search import holder_for
+from storage.models import Role
+
+FAQ = '''
+[[faq]]
+id = "dues-farmer"
+question = "农民党员交多少党费？"
+phrasings = ["种地的党员党费怎么交", "农村党员党费标准", "务农党员每月交多少党费"]
+answer = "农民党员每月交纳党费0.2元至1元，具体数额由各省区市确定。"
+source = "关于中国共产党党费收缴、使用和管理的规定"
+article = "第五条"
+tags = ["党费"]
+local = false
+
+[[faq]]
+id = "dues-missing"
+question = "不交党费会怎么样？"
+phrasings = ["半年没交党费有事吗", "长期不缴纳党费怎么处理", "忘了交党费要紧吗"]
+answer = "没有正当理由连续六个月不交纳党费，就被认为是自行脱党。"
+source = "中国共产党章程"
+article = "第九条"
+tags = ["党费"]
+local = false
+
+[[faq]]
+id = "visit-five"
+question = "五必访是哪五种情况？"
+phrasings = ["什么时候要上门看望党员", "五必访指什么", "哪些情况要走访慰问"]
+answer = "重大节日、生病住院、遭遇灾害或意外、家中有人病逝、生活工作有困难时，支部上门走访。"
+source = "农村基层党建工作常见做法"
+tags = ["关怀"]
+local = true
+'''
+
+LONG_SECTION = "。".join(f"第{n}点：主题党日要提前通知党员，按时开展学习、议事和志愿服务活动" for n in range(1, 60))
+DOC = f'''+++
+id = "zhuti-dangri"
+title = "主题党日"
+source = "中国共产党支部工作条例（试行）"
+tags = ["主题党日"]
++++
+## 主题党日怎么安排
+{LONG_SECTION}。
+'''
+
+
+@pytest.fixture
+def content_dir(tmp_path) -> Path:
+    root = tmp_path / "content"
+    (root / "faq").mkdir(parents=True)
+    (root / "docs").mkdir()
+    shutil.copy(DEFAULT_ROOT / "sources.toml", root / "sources.toml")
+    (root / "faq" / "sample.toml").write_text(FAQ, encoding="utf-8")
+    (root / "docs" / "zhuti-dangri.md").write_text(DOC, encoding="utf-8")
+    (root / "synonyms.toml").write_text('[synonyms]\n缴纳党费 = ["交党费", "缴党费"]\n', encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+async def qa_service(make_service, content_dir):
+    return await make_service(content_dir=content_dir)
+
+
+async def test_any_unmatched_text_is_a_question_with_its_source_last(qa_service):
+    reply = await qa_service.say("u1", "农村党员党费交多少")
+    assert reply.startswith("农民党员每月交纳党费0.2元至1元")
+    assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第五条"
+    reply = await qa_service.say("u1", "问 五必访指什么")
+    assert reply.splitlines()[-1].startswith("来源：《农村基层党建工作常见做法》（这是各地常见做法")
+    assert (await qa_service.say("u1", "问")).startswith("请在“问”后面写上问题")
+    # Other features' commands still win.
+    assert (await qa_service.say("u1", "帮助")).startswith("您可以回复")
+
+
+async def test_voice_questions_use_the_recognized_text(qa_service):
+    delivery = await qa_service.emulator.send("u1", {"MsgType": "voice", "MediaId": "m", "Format": "amr",
+                                                     "Recognition": "半年没交党费有事吗"})
+    assert delivery.reply.endswith("来源：《中国共产党章程》第九条")
+
+
+async def test_unsure_offers_numbered_choices(qa_service, monkeypatch):
+    import content.search as search
+
+    original = search.QaIndex.search
+
+    def strict(self, question, **options):
+        return original(self, question, answer_threshold=1.01, suggest_threshold=0.2)
+
+    monkeypatch.setattr(search.QaIndex, "search", strict)
+    reply = await qa_service.say("u1", "党费")
+    assert reply.startswith("您是不是想问：\n1 ")
+    lines = reply.splitlines()
+    choices = [line for line in lines if line[:1].isdigit()]
+    assert 1 <= len(choices) <= 3
+    number = next(n for n, line in enumerate(choices, start=1) if "不交党费" in line)
+    assert (await qa_service.say("u1", str(number))).endswith("来源：《中国共产党章程》第九条")
+    # The choice was used up: a number now means nothing.
+    assert (await qa_service.say("u1", str(number))).startswith("没有听懂")
+
+
+async def test_long_passages_continue_with_more(qa_service):
+    reply = await qa_service.say("u1", "主题党日怎么安排")
+    assert reply.startswith("【主题党日·主题党日怎么安排】")
+    assert len(reply.encode()) <= 2048
+    assert "回复 更多 继续阅读" in reply and reply.splitlines()[-1] == "来源：《中国共产党支部工作条例（试行）》"
+    parts = [reply]
+    while "回复 更多" in parts[-1]:
+        parts.append(await qa_service.say("u1", "更多"))
+        assert len(parts[-1].encode()) <= 2048 and parts[-1].endswith("来源：《中国共产党支部工作条例（试行）》")
+    assert len(parts) >= 2 and "第59点" in parts[-1]
+    assert (await qa_service.say("u1", "更多")).startswith("没有需要继续显示的内容")
+
+
+async def test_out_of_scope_offers_the_secretary(qa_service):
+    await qa_service.add_member("李书记", role=Role.SECRETARY)
+    secretary = await qa_service.bind("sec", "李书记2", role=Role.SECRETARY)
+    member = await qa_service.bind("m1", "王大妈")
+    reply = await qa_service.say("m1", "今天天气怎么样")
+    assert "暂时回答不了" in reply and "回复 帮助" in reply and "回复 1 把问题转给支部书记" in reply
+    assert await qa_service.say("m1", "1") == "已把您的问题转给书记李书记2，书记看到后会联系您。"
+    await qa_service.deliver()
+    (pushed,) = qa_service.pushed("sec")
+    assert "王大妈" in pushed and "今天天气怎么样" in pushed
+    assert secretary and member
+
+
+async def test_unbound_users_are_asked_to_bind_before_forwarding(qa_service):
+    await qa_service.say("u9", "明天会下雨吗")
+    assert (await qa_service.say("u9", "1")).startswith("转给书记需要先绑定党员身份")
+
+
+async def test_non_text_still_gets_the_unsupported_reply(qa_service):
+    assert (await qa_service.emulator.image("u1")).reply.startswith("暂时不能处理这类消息")
+
+
+async def test_invalid_content_refuses_to_start(make_service, tmp_path):
+    root = tmp_path / "bad"
+    (root / "faq").mkdir(parents=True)
+    shutil.copy(DEFAULT_ROOT / "sources.toml", root / "sources.toml")
+    (root / "faq" / "x.toml").write_text('[[faq]]\nid = "x"\n', encoding="utf-8")
+    with pytest.raises(Exception, match="content problem"):
+        await make_service(content_dir=root)
+
+
+async def test_the_server_reloads_changed_content(make_service, content_dir):
+    service = await make_service(content_dir=content_dir, content_poll_seconds=0.05)
+    assert "暂时回答不了" in await service.say("u1", "村集体经济收入怎么公开")
+    (content_dir / "faq" / "village.toml").write_text(FAQ.replace("dues-farmer", "village-income").replace(
+        "农民党员交多少党费？", "村集体经济收入怎么公开？").replace("dues-missing", "x-1").replace("visit-five", "x-2")
+        .replace('"种地的党员党费怎么交", "农村党员党费标准", "务农党员每月交多少党费"', '"集体收入公开吗", "村里的账怎么公开", "村集体的钱公示吗"'),
+        encoding="utf-8")
+    os.utime(content_dir / "faq" / "village.toml")
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if holder_for(content_dir).index.faq_by_id.get("village-income"):
+            break
+    # The new file duplicates the old entries' phrasings: the reload fails and the old index stays.
+    assert holder_for(content_dir).last_error is not None
+    (content_dir / "faq" / "sample.toml").unlink()
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if holder_for(content_dir).index.faq_by_id.get("village-income"):
+            break
+    assert holder_for(content_dir).index.faq_by_id.get("village-income") is not None
+    assert (await service.say("u1", "村集体经济收入怎么公开")).startswith("农民党员每月交纳党费")  # the new entry's text
+
+
+def test_ask_command_json_and_stdin(content_dir):
+    env = {"ZHIBU_CONTENT_DIR": str(content_dir)}
+    result = CliRunner().invoke(main, ["ask", "农村党员党费交多少", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output.strip().splitlines()[-1])
+    assert answer["status"] == "answered" and answer["id"] == "dues-farmer"
+    assert answer["source"] == "《关于中国共产党党费收缴、使用和管理的规定》第五条" and answer["suggestions"] == []
+    result = CliRunner().invoke(main, ["ask", "-", "--json"], env=env, input="五必访指什么\n\n今天天气怎么样\n")
+    lines = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [line["status"] for line in lines] == ["answered", "out_of_scope"]
+    assert {"status", "answer", "source", "confidence", "suggestions"} <= set(lines[0])
+    result = CliRunner().invoke(main, ["ask", "五必访指什么"], env=env)
+    assert "来源：《农村基层党建工作常见做法》" in result.output
+
+
+def test_content_reload_signals_the_server(content_dir, tmp_path):
+    env = {"ZHIBU_CONTENT_DIR": str(content_dir), "ZHIBU_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(main, ["content", "reload"], env=env)
+    assert result.exit_code == 1 and "没有找到正在运行的服务" in result.output
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "zhibu.pid").write_text(f"{os.getpid()}\n")
+    received = []
+    previous = signal.signal(signal.SIGHUP, lambda number, frame: received.append(number))
+    try:
+        result = CliRunner().invoke(main, ["content", "reload"], env=env)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert result.exit_code == 0 and received == [signal.SIGHUP], result.output
