@@ -610,29 +610,31 @@ class Dispatcher:
                         await self._save_dialog(ctx)
                         parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
                         late = entry.late
-                        await self._record(session, message, message_id, parts, late, ctx.outgoing,
-                                           InboundStatus.DONE)
+                        enqueued = await self._record(session, message, message_id, parts, late, ctx.outgoing,
+                                                      InboundStatus.DONE)
                     self._run_deferred(ctx.deferred)
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
                     async with session.begin():
                         parts, late = [SORRY], entry.late
-                        await self._record(session, message, message_id, parts, late, [], InboundStatus.FAILED,
-                                           error=f"{type(error).__name__}: {error}")
-        self._wake_outbox()
+                        enqueued = await self._record(session, message, message_id, parts, late, [],
+                                                      InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        if enqueued:
+            self._wake_outbox()
         return parts, late
 
     async def _record(self, session: AsyncSession, message: Message, message_id: int, parts: list[str], late: bool,
-                      outgoing: list[Outgoing], status: InboundStatus, error: str | None = None) -> None:
+                      outgoing: list[Outgoing], status: InboundStatus, error: str | None = None) -> bool:
         """The outcome of a message, written in its transaction: the stored reply, and through the outbox
         whatever is not answered passively (every part once the budget ran out, else the parts after the
-        first) together with what the handler enqueued."""
+        first) together with what the handler enqueued. Returns whether anything went to the outbox."""
         pushed = self._reply_parts(message_id, message, parts, first=0) if late else \
             self._reply_parts(message_id, message, parts[1:], first=1)
         if outgoing or pushed:
             await enqueue_outgoing(session, [*outgoing, *pushed], now=self.clock.now(), settings=self.settings)
         await inbound.finish(session, message_id, status=status, replies=parts, now=self.clock.now(),
                              error=error, reply_mode="push" if late else None)
+        return bool(outgoing or pushed)
 
     async def _context(self, session: AsyncSession, message: Message) -> Context:
         now = self.clock.now()
