@@ -40,6 +40,10 @@ SUGGEST_THRESHOLD = 0.40
 # A passage answers instead of the FAQ only when it is clearly the better match.
 PASSAGE_MARGIN = 0.08
 MAX_SUGGESTIONS = 3
+# A FAQ entry that beats every other candidate by this much is answered even below ANSWER_THRESHOLD,
+# down to this floor: a clear winner is rarely wrong (tuned on the dev set with bench/qa_eval.py).
+CLEAR_WINNER_FLOOR = 0.30
+CLEAR_WINNER_MARGIN = 0.15
 RANK_BY_CONFIDENCE = True
 PASSAGE_FACTOR = 0.7
 INDEX_ANSWERS = False
@@ -325,6 +329,10 @@ class QaIndex:
             return self._faq_answer(question, faq[0])
         if passages and best_passage >= answer_threshold:
             return self._passage_answer(question, passages[0])
+        runner_up = max([confidence for _, confidence in faq[1:2]] + [best_passage])
+        if faq and best_faq >= CLEAR_WINNER_FLOOR and best_faq - runner_up >= CLEAR_WINNER_MARGIN \
+                and not self.out_of_domain(question):
+            return self._faq_answer(question, faq[0])
         confidence = max(best_faq, best_passage)
         if confidence >= suggest_threshold:
             choices = [(f"f{item}", c) for item, c in faq[:MAX_SUGGESTIONS]] + \
