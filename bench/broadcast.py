@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.config import DemoDefaults  # noqa: E402
+from bot.config import DemoDefaults, Settings  # noqa: E402
 
 TEMPLATE_ID = "TPL-BENCH-NOTICE"
 NOTICE_TEXT = "【示范市委通知】请各支部于本月25日前组织党员学习新修订的《中国共产党农村基层组织工作条例》，并报送学习情况。"
@@ -174,9 +174,7 @@ async def build_city(url: str, members: int, branches: int, counties: int = 4, t
     return {"township": towns[0]["tree_path"], "county": orgs[1]["tree_path"], "city": city["tree_path"]}
 
 
-def bench_settings(url: str, api_base: str, args) -> "Settings":  # noqa: F821
-    from bot.config import Settings
-
+def bench_settings(url: str, api_base: str, args) -> Settings:
     # Quiet hours off: the benchmark must not depend on the time of day it runs at.
     return Settings(_env_file=None, database_url=url, wechat_app_id=DemoDefaults.app_id,
                     wechat_app_secret=DemoDefaults.app_secret, wechat_api_base=api_base,
@@ -422,8 +420,8 @@ async def kill_test(args) -> None:
             emulator.wait()
 
     everyone = seen["distinct"] == recipients and final.get("sent") == recipients
-    print(f"\n| recipients | rows sent | members WeChat delivered to | deliveries | duplicates | "
-          f"in flight at the crash (engine's recovered count) |")
+    print("\n| recipients | rows sent | members WeChat delivered to | deliveries | duplicates | "
+          "in flight at the crash (engine's recovered count) |")
     print("|---|---|---|---|---|---|")
     print(f"| {recipients:,} | {final.get('sent', 0):,} | {seen['distinct']:,} | {seen['total']:,} | "
           f"{seen['duplicates']} | {second['recovered']} |")

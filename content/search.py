@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from content.loader import DEFAULT_ROOT, Content, ContentError, FaqEntry, Passage, load_content
+from content.loader import DEFAULT_ROOT, Content, ContentError, Passage, load_content
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Multi-step dialog state, one row per user, with an expiry."""
+"""Multi-step dialog state, one row per user, with an expiry (read with the sender in identities.touch)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import DialogState
-
-
-async def load(session: AsyncSession, openid: str) -> DialogState | None:
-    return await session.get(DialogState, openid)
 
 
 async def save(session: AsyncSession, openid: str, *, name: str, step: str, data: dict,

@@ -60,8 +60,3 @@ async def ensure_path(session: AsyncSession, path: str) -> Organization:
         parent = org
     assert parent is not None
     return parent
-
-
-def contains(scope: Organization, org: Organization) -> bool:
-    """Whether org lies in scope's subtree (scope itself included)."""
-    return org.tree_path.startswith(scope.tree_path)

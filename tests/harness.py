@@ -14,6 +14,7 @@ from bot.config import DemoDefaults, Settings
 from bot.dispatch import Dispatcher
 from bot.outbox import Outbox
 from bot.wechat.emulator import Emulator
+from storage.models import MemberCategory, Role
 
 
 @dataclass
@@ -56,7 +57,6 @@ class Service:
                          phone: str = "", **fields) -> tuple[int, str]:
         """A member from the roster; returns (member id, binding code)."""
         from storage.members import MemberFields, upsert_member
-        from storage.models import MemberCategory, Role
 
         values = dict(name=name, phone=phone, org_path=org_path, role=role or Role.MEMBER,
                       birth_date=date(1960, 1, 1), join_date=date(1990, 7, 1), category=MemberCategory.FULL,
@@ -104,3 +104,28 @@ async def make_service(database_url, aiohttp_server):
 @pytest.fixture
 async def service(make_service) -> Service:
     return await make_service()
+
+
+# ---------------------------------------------------------------- a branch to test features with
+
+TOWN = "示范县委/城关镇党委"
+HONGQI = f"{TOWN}/红旗村党支部"
+DONGFENG = f"{TOWN}/东风村党支部"
+
+
+async def hongqi_branch(service) -> dict[str, str]:
+    """The Hongqi branch with a secretary, a committee member, two groups and members; name → openid."""
+    people = {
+        "李建国": dict(org_path=HONGQI, role=Role.SECRETARY, phone="13800000001"),
+        "张卫东": dict(org_path=HONGQI + "/第一党小组", role=Role.COMMITTEE_MEMBER, phone="13800000003"),
+        "王秀英": dict(org_path=HONGQI + "/第一党小组", birth_date=date(1949, 10, 3), phone="13800000002"),
+        "刘小梅": dict(org_path=HONGQI + "/第二党小组", away_from_home=True, phone="13800000004"),
+        "陈志强": dict(org_path=HONGQI + "/第二党小组", category=MemberCategory.PROBATIONARY, phone="13800000005"),
+    }
+    openids = {}
+    for index, (name, fields) in enumerate(people.items()):
+        openids[name] = f"hq-{index}"
+        await service.bind(openids[name], name, **fields)
+    # No smartphone: on the roster, never bound.
+    await service.add_member("赵德明", HONGQI + "/第一党小组", birth_date=date(1941, 2, 2))
+    return openids

@@ -5,39 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from storage.models import Attendance, CheckInMethod, LeaveRequest, Meeting, MeetingPhoto, Role
+from harness import DONGFENG, hongqi_branch
+from storage.models import Attendance, CheckInMethod, LeaveRequest, Meeting, MeetingPhoto
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-TOWN = "示范县委/城关镇党委"
-HONGQI = f"{TOWN}/红旗村党支部"
-DONGFENG = f"{TOWN}/东风村党支部"
 # The village committee building, and a spot about 50 m away.
 HALL = (30.27415, 120.15515)
 NEARBY = (30.27455, 120.15530)
 TOWN_CENTRE = (30.31000, 120.18000)  # about 5 km away
-
-
-async def hongqi_branch(service) -> dict[str, str]:
-    """A branch with a secretary, a committee member, two groups, and a member without a phone; name → openid."""
-    people = {
-        "李建国": dict(org_path=HONGQI, role=Role.SECRETARY, phone="13800000001"),
-        "张卫东": dict(org_path=HONGQI + "/第一党小组", role=Role.COMMITTEE_MEMBER, phone="13800000003"),
-        "王秀英": dict(org_path=HONGQI + "/第一党小组", birth_date=date(1949, 10, 3), phone="13800000002"),
-        "刘小梅": dict(org_path=HONGQI + "/第二党小组", phone="13800000004"),
-        "陈志强": dict(org_path=HONGQI + "/第二党小组", phone="13800000005"),
-    }
-    openids = {}
-    for index, (name, fields) in enumerate(people.items()):
-        openids[name] = f"hq-{index}"
-        await service.bind(openids[name], name, **fields)
-    await service.add_member("赵德明", HONGQI + "/第一党小组", birth_date=date(1941, 2, 2))
-    return openids
 
 
 def at(service, month: int, day: int, hour: int, minute: int = 0) -> None:

@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import select
 
 from bot.dispatch import JobContext
 from handlers import notices
-from storage.models import MemberCategory, OutboxMessage, Role
+from harness import DONGFENG, TOWN, hongqi_branch
+from storage.models import OutboxMessage, Role
 
-COUNTY = "示范县委"
-TOWN = f"{COUNTY}/城关镇党委"
-HONGQI = f"{TOWN}/红旗村党支部"
-DONGFENG = f"{TOWN}/东风村党支部"
-
-
-async def hongqi_branch(service) -> dict[str, str]:
-    """The Hongqi branch with a secretary, a committee member, two groups and members; name → openid."""
-    people = {
-        "李建国": dict(org_path=HONGQI, role=Role.SECRETARY, phone="13800000001"),
-        "张卫东": dict(org_path=HONGQI + "/第一党小组", role=Role.COMMITTEE_MEMBER, phone="13800000003"),
-        "王秀英": dict(org_path=HONGQI + "/第一党小组", birth_date=date(1949, 10, 3), phone="13800000002"),
-        "刘小梅": dict(org_path=HONGQI + "/第二党小组", away_from_home=True, phone="13800000004"),
-        "陈志强": dict(org_path=HONGQI + "/第二党小组", category=MemberCategory.PROBATIONARY, phone="13800000005"),
-    }
-    openids = {}
-    for index, (name, fields) in enumerate(people.items()):
-        openids[name] = f"hq-{index}"
-        await service.bind(openids[name], name, **fields)
-    # No smartphone: on the roster, never bound.
-    await service.add_member("赵德明", HONGQI + "/第一党小组", birth_date=date(1941, 2, 2))
-    return openids
 
 
 async def send_notice(service, openid: str, text: str, *choices: str) -> list[str]:
