@@ -30,23 +30,29 @@ import numpy as np
 from content.loader import DEFAULT_ROOT, Content, ContentError, Passage, load_content
 
 log = logging.getLogger(__name__)
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 ANSWERED, UNSURE, OUT_OF_SCOPE = "answered", "unsure", "out_of_scope"
 
-# Confidence at or above which we answer; at or above SUGGEST we offer choices; below, we decline.
-ANSWER_THRESHOLD = 0.44
-SUGGEST_THRESHOLD = 0.40
-# A passage answers instead of the FAQ only when it is clearly the better match.
-PASSAGE_MARGIN = 0.08
+# The confidence of a candidate is the share of the question's weight that the entry's own words (its
+# question, phrasings and answer) cover. At or above ANSWER_THRESHOLD we answer; between SUGGEST_THRESHOLD
+# and it we offer choices; below, we decline. A question with no word of this domain, or with a word of
+# another domain, needs STRICT_THRESHOLD. Tuned with bench/qa_eval.py on tests/qa/dev.tsv; checked on the
+# blind tests/qa/holdout.tsv.
+ANSWER_THRESHOLD = 0.30
+SUGGEST_THRESHOLD = 0.20
+STRICT_THRESHOLD = 0.60
+# Two candidates this close (in ranking score) are ambiguous: offer both instead of guessing.
+AMBIGUOUS_MARGIN = 0.03
 MAX_SUGGESTIONS = 3
-# A FAQ entry that beats every other candidate by this much is answered even below ANSWER_THRESHOLD,
-# down to this floor: a clear winner is rarely wrong (tuned on the dev set with bench/qa_eval.py).
-CLEAR_WINNER_FLOOR = 0.30
-CLEAR_WINNER_MARGIN = 0.15
-RANK_BY_CONFIDENCE = True
-PASSAGE_FACTOR = 0.7
-INDEX_ANSWERS = False
+# A document passage says more than a FAQ answer and matches more words by chance: it counts at this share.
+PASSAGE_FACTOR = 0.8
+# How the ranking score weighs a candidate's evidence: the best single text (question or phrasing), the
+# entry's texts together, the entry with its answer, and BM25 relative to the best candidate's.
+RANK_WEIGHTS = (1.0, 0.25, 1.0, 0.3)
+CANDIDATES = 20
+# A word no FAQ text uses ("髋骨", "手术") weighs this share of the rarest known word: it tells us the
+# question says something the content does not, but not how much that matters.
+UNSEEN_FACTOR = 0.35
 # Character pairs weigh less than words in the confidence: they mostly echo the words they overlap.
 PAIR_WEIGHT = 0.5
 
@@ -61,17 +67,27 @@ STOPWORDS = frozenset("""
 # Characters that make a character pair worthless on their own ("的党", "费吗").
 _PARTICLES = frozenset("的了吗呢啊吧呀嘛么哦呗啦着过地得我你您他她它这那是有没不就都也还又再很太要想会能可以怎咋啥什哪几为请问些个")
 # Characters that never belong to a topic word: a pair with one of them is noise.
-_FILLERS = frozenset("的了吗呢啊吧呀嘛哦呗啦着么咋啥")
+_FILLERS = frozenset("的了吗呢啊吧呀嘛哦呗啦着么咋啥怎")
 # Character pairs inside stopwords ("么样" of 怎么样) say no more than the stopwords.
 _STOP_PAIRS = frozenset(word[i:i + 2] for word in STOPWORDS for i in range(len(word) - 1))
-# Topics the bot never answers; a question built on one of these is out of scope unless it matches
-# an entry almost word for word.
+# Topics the bot never answers: a question with one of these needs STRICT_THRESHOLD. Everyday words that
+# members use about party matters (打工 for 流动党员, 工资 for dues, 看病 for care visits) are not here.
 OUT_OF_DOMAIN = frozenset("""
-天气 下雨 下雪 气温 温度 刮风 台风 预报 股票 基金 彩票 炒股 房价 油价 菜价 肉价 猪价 粮价 价格 行情 涨价 降价
+天气 下雨 下雪 气温 温度 降温 刮风 台风 预报 股票 基金 彩票 炒股 房价 油价 菜价 肉价 猪价 粮价 价格 行情 涨价 降价
 笑话 唱歌 唱首歌 电影 电视剧 游戏 小说 音乐 快递 外卖 导航 火车票 机票 车票 高铁 星座 算命 运势 减肥 菜谱 做饭 怎么做菜
 足球 篮球 比赛 明星 你是谁 你叫什么 你几岁 你好 您好 在吗 早上好 晚上好 晚安 谢谢 哈哈 呵呵 无聊 聊天 聊聊
-翻译 英语 数学题 作文 医院挂号 挂号 看病 感冒 发烧 吃药 养猪 种地 化肥 农药 种子 打工 招工 工资 贷款 利息 银行卡 手机话费 话费
+翻译 英语 数学题 作文 医院挂号 挂号 感冒 发烧 吃药 养猪 化肥 农药 种子 招工 贷款 利息 银行卡 手机话费 话费
+新农合 医保 社保 养老保险 报销 宅基地
 """.split())
+# Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
+# question with none of them ("低保怎么申请", "今天几号") needs STRICT_THRESHOLD.
+DOMAIN_MARKERS = frozenset("""
+党 支部 书记 支书 组织 开会 会议 委员 选举 村民 村务 村干部 两委 走访 慰问 看望 探望 评议 批评 处分 申诉 公开
+四议 提议 商议 审议 决议 谈心 谈话 学习 学时 预备 签到 请假 绑定 助手 公众号 通知 菜单 命令 语音 问问题 帮助
+收到 代签 关注 功能
+""".split())
+# Dictionary words that are everyday topics on their own: they do not make a question about this domain.
+EVERYDAY_WORDS = frozenset("低保 最低生活保障金 生病住院 病逝 重阳节 七一 中秋 春节 元旦 老干部 集体经济 活动场所".split())
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,17 @@ class Analyzer:
         return text
 
     def tokens(self, text: str) -> list[str]:
-        text = self.canonical(text)
+        """The canonical text's tokens, then those of the text as written that the canonical one lacks: a
+        synonym adds its canonical term without taking the member's own words away ("交党费" keeps 交)."""
+        canonical = self.canonical(text)
+        result = self._tokens_of(canonical)
+        written = self._fold(text)
+        if written != canonical:
+            seen = set(result)
+            result += [token for token in self._tokens_of(written) if token not in seen]
+        return result
+
+    def _tokens_of(self, text: str) -> list[str]:
         words = [word for chunk in _WORD.findall(text) for word in self._jieba.cut_for_search(chunk, HMM=True)]
         result = [word for word in words if word.strip() and word not in STOPWORDS
                   and not (len(word) == 1 and word in _PARTICLES)]
@@ -197,11 +223,23 @@ def _weight(token: str) -> float:
 # ---------------------------------------------------------------- the index
 
 
+def _top(scores: np.ndarray, count: int) -> list[int]:
+    """The items with the highest positive scores, best first."""
+    count = min(count, scores.size)
+    if count == 0:
+        return []
+    top = np.argpartition(-scores, count - 1)[:count]
+    return [int(item) for item in top[np.argsort(-scores[top])] if scores[item] > 0]
+
+
 class _Collection:
     """A BM25 index over texts, each belonging to one item (an FAQ entry or a passage)."""
 
     def __init__(self, texts: list[list[str]], owners: list[int], items: int) -> None:
         import bm25s
+
+        # bm25s sets its own logger to DEBUG when imported; its progress lines are noise in our logs.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
         self.size = items
         self.owners = np.asarray(owners, dtype=np.int64)
@@ -239,6 +277,18 @@ class _Collection:
         return max(range(start, stop), key=lambda index: len(query_set & self.token_sets[index]))
 
 
+@dataclass
+class _Candidate:
+    """One FAQ entry or passage considered for a question, with the evidence for it."""
+
+    key: str  # "f<number>" or "p<number>"
+    bm25: float
+    best_text: float  # confidence against its best single text
+    texts: float  # share of the question's weight its texts cover together (FAQ only)
+    confidence: float  # share covered by all its words, answer included
+    rank: float = 0.0
+
+
 class QaIndex:
     """The searchable form of one version of the content."""
 
@@ -250,18 +300,33 @@ class QaIndex:
         self.faq_by_id = {entry.id: entry for entry in self.faq}
         self.passage_by_id = {passage.id: passage for passage in self.passages}
         faq_texts, faq_owners = [], []
+        self._entry_texts: list[frozenset[str]] = []  # each entry's question and phrasings, together
+        self._entry_words: list[frozenset[str]] = []  # the same with its answer
         for number, entry in enumerate(self.faq):
-            texts = (entry.question, *entry.phrasings) + ((entry.answer,) if INDEX_ANSWERS else ())
-            for text in dict.fromkeys(texts):
-                faq_texts.append(self.analyzer.tokens(text))
+            together: set[str] = set()
+            for text in dict.fromkeys((entry.question, *entry.phrasings)):
+                tokens = self.analyzer.tokens(text)
+                together.update(tokens)
+                faq_texts.append(tokens)
                 faq_owners.append(number)
+            self._entry_texts.append(frozenset(together))
+            self._entry_words.append(frozenset(together | set(self.analyzer.tokens(entry.answer))))
         passage_texts = [self.analyzer.tokens(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
         self._faq = _Collection(faq_texts, faq_owners, len(self.faq))
+        # An entry found by its answer's words alone ("八项义务" is in the answer, not the question).
+        self._answers = _Collection([list(words) for words in self._entry_words], list(range(len(self.faq))),
+                                    len(self.faq))
         self._passages = _Collection(passage_texts, list(range(len(self.passages))), len(self.passages))
         # The FAQ's document frequencies weigh query words: a word most questions share says little.
         self._texts = max(1, len(faq_texts))
-        self._unseen_idf = self._idf(0)
-        self._ood = frozenset(self.analyzer.canonical(word) for word in OUT_OF_DOMAIN)
+        self._unseen_idf = self._idf(0) * UNSEEN_FACTOR
+        fold = self.analyzer.canonical
+        self._ood = frozenset(fold(word) for word in OUT_OF_DOMAIN)
+        domain_words = {word for word, _, _ in content.dictionary} | set(content.synonyms) \
+            | set(content.synonyms.values())
+        # Folded first: a variant ("领低保") folds into its canonical term, which may be an everyday word.
+        self._markers = frozenset(fold(word) for word in domain_words | DOMAIN_MARKERS) \
+            - {fold(word) for word in EVERYDAY_WORDS}
 
     def _idf(self, frequency: int) -> float:
         return math.log(1 + (self._texts - frequency + 0.5) / (frequency + 0.5))
@@ -270,78 +335,96 @@ class QaIndex:
         frequency = self._faq.document_frequency.get(token, 0)
         return _weight(token) * (self._idf(frequency) if frequency else self._unseen_idf)
 
-    def _confidence(self, query: list[str], text: frozenset[str]) -> float:
-        """How well one text matches: the share of the query's weight it covers, blended with the share
-        of its own weight the query covers (so a long question echoing one word stays unsure)."""
-        query_set = set(query)
-        if not query_set or not text:
+    def _recall(self, query: set[str], total: float, words: frozenset[str]) -> float:
+        """The share of the question's weight found among words."""
+        return sum(self._token_weight(token) for token in query & words) / total if total else 0.0
+
+    def _text_confidence(self, query: set[str], total: float, text: frozenset[str]) -> float:
+        """How well one text matches: the share of the question's weight it covers, blended with the share
+        of its own weight the question covers (so a long text that merely contains the question ranks lower)."""
+        if not text:
             return 0.0
-        covered = sum(self._token_weight(token) for token in query_set & text)
-        total = sum(self._token_weight(token) for token in query_set)
         own = sum(self._token_weight(token) for token in text)
-        recall = covered / total if total else 0.0
-        precision = covered / own if own else 0.0
-        return 0.75 * recall + 0.25 * precision
+        covered = sum(self._token_weight(token) for token in query & text)
+        return 0.75 * (covered / total if total else 0.0) + 0.25 * (covered / own if own else 0.0)
 
-    def _ranked(self, collection: _Collection, query: list[str], limit: int) -> list[tuple[int, float]]:
-        scores = collection.item_scores(query)
-        if scores.size == 0:
+    def _faq_candidates(self, query: list[str], query_set: set[str], total: float) -> list[_Candidate]:
+        by_text = self._faq.item_scores(query)
+        if by_text.size == 0:
             return []
-        count = min(limit, scores.size)
-        top = np.argpartition(-scores, count - 1)[:count]
-        top = top[np.argsort(-scores[top])]
-        ranked = []
-        for item in top:
-            if scores[item] <= 0:
-                break
-            text = collection.best_text(int(item), query)
-            ranked.append((int(item), self._confidence(query, collection.token_sets[text])))
-        if RANK_BY_CONFIDENCE:
-            ranked.sort(key=lambda pair: -pair[1])
-        return ranked
+        pool = set(_top(by_text, CANDIDATES)) | set(_top(self._answers.item_scores(query), CANDIDATES // 2))
+        candidates = []
+        for item in pool:
+            best = self._faq.best_text(item, query) if by_text[item] > 0 else None
+            candidates.append(_Candidate(
+                key=f"f{item}", bm25=float(by_text[item]),
+                best_text=self._text_confidence(query_set, total, self._faq.token_sets[best]) if best is not None else 0.0,
+                texts=self._recall(query_set, total, self._entry_texts[item]),
+                confidence=self._recall(query_set, total, self._entry_words[item])))
+        best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
+        single, together, everything, bm25 = RANK_WEIGHTS
+        for c in candidates:
+            c.rank = single * c.best_text + together * c.texts + everything * c.confidence + bm25 * c.bm25 / best_bm25
+        return sorted(candidates, key=lambda c: -c.rank)
 
-    def out_of_domain(self, question: str) -> bool:
-        words = self.analyzer.words(question)
+    def _passage_candidates(self, query: list[str], query_set: set[str], total: float) -> list[_Candidate]:
+        scores = self._passages.item_scores(query)
+        candidates = []
+        for item in _top(scores, MAX_SUGGESTIONS):
+            confidence = PASSAGE_FACTOR * self._recall(query_set, total, self._passages.token_sets[item])
+            candidates.append(_Candidate(key=f"p{item}", bm25=float(scores[item]), best_text=confidence,
+                                         texts=confidence, confidence=confidence, rank=2 * confidence))
+        return sorted(candidates, key=lambda c: -c.confidence)
+
+    def domain_of(self, question: str) -> tuple[bool, bool]:
+        """(speaks of this domain, speaks of a topic the bot never answers)."""
         text = self.analyzer.canonical(question)
-        return any(word in self._ood for word in words) or any(len(w) >= 3 and w in text for w in self._ood)
+        words = self.analyzer.words(question)
+        foreign = any(word in self._ood for word in words) or any(len(w) >= 3 and w in text for w in self._ood)
+        return any(marker in text for marker in self._markers), foreign
 
     def search(self, question: str, *, answer_threshold: float = ANSWER_THRESHOLD,
                suggest_threshold: float = SUGGEST_THRESHOLD) -> Answer:
-        return self._decide(question, answer_threshold, suggest_threshold)
-
-    def _decide(self, question: str, answer_threshold: float, suggest_threshold: float) -> Answer:
         query = self.analyzer.tokens(question)
-        faq = self._ranked(self._faq, query, 10)
-        passages = [(i, c * PASSAGE_FACTOR) for i, c in self._ranked(self._passages, query, 5)]
-        ranked = sorted([(self.faq[i].id, c) for i, c in faq] + [(self.passages[i].id, c) for i, c in passages],
-                        key=lambda pair: -pair[1])[:5]
+        query_set = set(query)
+        total = sum(self._token_weight(token) for token in query_set)
+        faq = self._faq_candidates(query, query_set, total)
+        passages = self._passage_candidates(query, query_set, total)
+        ours, foreign = self.domain_of(question)
+        if foreign and not ours:
+            return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0,
+                          ranked=[(self._id(c.key), c.confidence) for c in faq[:5]])
+        if foreign or not ours:
+            answer_threshold = max(answer_threshold, STRICT_THRESHOLD)
+            suggest_threshold = max(suggest_threshold, STRICT_THRESHOLD)
         result = self._choose(question, faq, passages, answer_threshold, suggest_threshold)
-        result.ranked = ranked
+        result.ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]] if faq else \
+            [(self._id(c.key), c.confidence) for c in passages[:5]]
         return result
 
-    def _choose(self, question, faq, passages, answer_threshold, suggest_threshold) -> Answer:
-        best_faq = faq[0][1] if faq else 0.0
-        best_passage = passages[0][1] if passages else 0.0
-        if self.out_of_domain(question):
-            # Only a near-verbatim match overrides the out-of-domain words ("党费交多少钱").
-            answer_threshold, suggest_threshold = max(answer_threshold, 0.8), max(suggest_threshold, 0.8)
-        if faq and best_faq >= answer_threshold and best_faq + PASSAGE_MARGIN >= best_passage:
-            return self._faq_answer(question, faq[0])
-        if passages and best_passage >= answer_threshold:
-            return self._passage_answer(question, passages[0])
-        runner_up = max([confidence for _, confidence in faq[1:2]] + [best_passage])
-        if faq and best_faq >= CLEAR_WINNER_FLOOR and best_faq - runner_up >= CLEAR_WINNER_MARGIN \
-                and not self.out_of_domain(question):
-            return self._faq_answer(question, faq[0])
-        confidence = max(best_faq, best_passage)
-        if confidence >= suggest_threshold:
-            choices = [(f"f{item}", c) for item, c in faq[:MAX_SUGGESTIONS]] + \
-                      [(f"p{item}", c) for item, c in passages[:MAX_SUGGESTIONS]]
-            choices.sort(key=lambda pair: -pair[1])
-            floor = max(suggest_threshold * 0.8, confidence * 0.6)
-            suggestions = [self._suggestion(key) for key, c in choices[:MAX_SUGGESTIONS] if c >= floor]
+    def _choose(self, question: str, faq: list[_Candidate], passages: list[_Candidate],
+                answer_threshold: float, suggest_threshold: float) -> Answer:
+        best = faq[0] if faq else None
+        if best is not None and best.confidence >= answer_threshold:
+            runner_up = faq[1] if len(faq) > 1 else None
+            if runner_up is None or best.rank - runner_up.rank >= AMBIGUOUS_MARGIN \
+                    or runner_up.confidence < answer_threshold:
+                return self.answer_of(self._id(best.key), question=question, confidence=best.confidence)
+        elif passages and passages[0].confidence >= answer_threshold:
+            # No FAQ entry answers; a document passage that covers the question does.
+            return self.answer_of(self._id(passages[0].key), question=question,
+                                  confidence=passages[0].confidence)
+        choices = [c for c in faq[:MAX_SUGGESTIONS] + passages[:1] if c.confidence >= suggest_threshold]
+        confidence = max([c.confidence for c in faq[:1] + passages[:1]], default=0.0)
+        if choices:
+            floor = max(suggest_threshold, choices[0].confidence * 0.6)
+            suggestions = [self._suggestion(c.key) for c in choices if c.confidence >= floor][:MAX_SUGGESTIONS]
             return Answer(question=question, status=UNSURE, confidence=confidence, suggestions=suggestions)
         return Answer(question=question, status=OUT_OF_SCOPE, confidence=confidence)
+
+    def _id(self, key: str) -> str:
+        number = int(key[1:])
+        return self.faq[number].id if key[0] == "f" else self.passages[number].id
 
     def _suggestion(self, key: str) -> Suggestion:
         number = int(key[1:])
@@ -350,13 +433,6 @@ class QaIndex:
             return Suggestion(entry.id, entry.question)
         passage = self.passages[number]
         return Suggestion(passage.id, f"{passage.title}：{passage.heading}")
-
-    def _faq_answer(self, question: str, ranked: tuple[int, float]) -> Answer:
-        entry = self.faq[ranked[0]]
-        return self.answer_of(entry.id, question=question, confidence=ranked[1])
-
-    def _passage_answer(self, question: str, ranked: tuple[int, float]) -> Answer:
-        return self.answer_of(self.passages[ranked[0]].id, question=question, confidence=ranked[1])
 
     def answer_of(self, item_id: str, *, question: str = "", confidence: float = 1.0) -> Answer | None:
         """The answer for an entry or passage by id (a suggestion the member picked)."""
