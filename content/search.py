@@ -38,9 +38,9 @@ ANSWERED, UNSURE, OUT_OF_SCOPE = "answered", "unsure", "out_of_scope"
 # and it we offer choices; below, we decline. A question with no word of this domain, or with a word of
 # another domain, needs STRICT_THRESHOLD. Tuned with bench/qa_eval.py on tests/qa/dev.tsv; checked on the
 # blind tests/qa/holdout.tsv.
-ANSWER_THRESHOLD = 0.30
-SUGGEST_THRESHOLD = 0.20
-STRICT_THRESHOLD = 0.60
+ANSWER_THRESHOLD = 0.38
+SUGGEST_THRESHOLD = 0.34
+STRICT_THRESHOLD = 0.80
 # Two candidates this close (in ranking score) are ambiguous: offer both instead of guessing.
 AMBIGUOUS_MARGIN = 0.03
 MAX_SUGGESTIONS = 3
@@ -48,8 +48,12 @@ MAX_SUGGESTIONS = 3
 PASSAGE_FACTOR = 0.8
 # How the ranking score weighs a candidate's evidence: the best single text (question or phrasing), the
 # entry's texts together, the entry with its answer, and BM25 relative to the best candidate's.
-RANK_WEIGHTS = (1.0, 0.25, 1.0, 0.3)
+RANK_WEIGHTS = (1.0, 0.5, 1.5, 0.6)
 CANDIDATES = 20
+# Words used by at least this share of an entry's texts are its anchors; a question with none of them
+# keeps this share of its confidence.
+ANCHOR_SHARE = 0.75
+ANCHOR_PENALTY = 0.7
 # A word no FAQ text uses ("髋骨", "手术") weighs this share of the rarest known word: it tells us the
 # question says something the content does not, but not how much that matters.
 UNSEEN_FACTOR = 0.35
@@ -82,9 +86,9 @@ OUT_OF_DOMAIN = frozenset("""
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
 # question with none of them ("低保怎么申请", "今天几号") needs STRICT_THRESHOLD.
 DOMAIN_MARKERS = frozenset("""
-党 支部 书记 支书 组织 开会 会议 委员 选举 村民 村务 村干部 两委 走访 慰问 看望 探望 评议 批评 处分 申诉 公开
+党 支部 支委 书记 支书 组织 开会 会议 委员 选举 村民 村务 村干部 两委 走访 慰问 看望 探望 评议 批评 处分 申诉 公开
 四议 提议 商议 审议 决议 谈心 谈话 学习 学时 预备 签到 请假 绑定 助手 公众号 通知 菜单 命令 语音 问问题 帮助
-收到 代签 关注 功能
+收到 代签 关注 功能 绑 签 二维码 会场 政策 政审 账目 生活会 不合格 回村
 """.split())
 # Dictionary words that are everyday topics on their own: they do not make a question about this domain.
 EVERYDAY_WORDS = frozenset("低保 最低生活保障金 生病住院 病逝 重阳节 七一 中秋 春节 元旦 老干部 集体经济 活动场所".split())
@@ -163,19 +167,13 @@ class Analyzer:
         self._jieba.FREQ, self._jieba.total = dict(base.FREQ), base.total
         self._jieba.initialized = True
         self.synonyms = {self._fold(variant): self._fold(canonical) for variant, canonical in (synonyms or {}).items()}
-        words = {word for word, _, _ in dictionary} | set(self.synonyms.values())
         for word, frequency, tag in dictionary:
             self._jieba.add_word(self._fold(word), frequency, tag)
-        for word in words - {w for w, _, _ in dictionary}:
+        known = {self._fold(word) for word, _, _ in dictionary}
+        # Variants and canonical terms become words of their own, so a synonym replaces a whole word and
+        # never the inside of another one (收入党费 holds 入党, 不能参加 holds a variant of 请假).
+        for word in (set(self.synonyms) | set(self.synonyms.values())) - known:
             self._jieba.add_word(word)
-        # A dictionary word that merely contains a variant (第一书记 holds 书记) stays as it is.
-        self._replacements = dict(self.synonyms)
-        for word in words:
-            folded = self._fold(word)
-            if folded not in self._replacements and any(v in folded and v != folded for v in self.synonyms):
-                self._replacements[folded] = folded
-        variants = sorted(self._replacements, key=len, reverse=True)
-        self._variants = re.compile("|".join(map(re.escape, variants))) if variants else None
 
     @staticmethod
     def _fold(text: str) -> str:
@@ -183,9 +181,9 @@ class Analyzer:
 
     def canonical(self, text: str) -> str:
         text = self._fold(text)
-        if self._variants is not None:
-            text = self._variants.sub(lambda match: self._replacements[match.group()], text)
-        return text
+        if not self.synonyms:
+            return text
+        return "".join(self.synonyms.get(word, word) for word in self._jieba.cut(text, HMM=False))
 
     def tokens(self, text: str) -> list[str]:
         """The canonical text's tokens, then those of the text as written that the canonical one lacks: a
@@ -301,14 +299,21 @@ class QaIndex:
         self.passage_by_id = {passage.id: passage for passage in self.passages}
         faq_texts, faq_owners = [], []
         self._entry_texts: list[frozenset[str]] = []  # each entry's question and phrasings, together
+        self._anchors: list[frozenset[str]] = []  # words most of an entry's texts use (党费 for the dues entries)
         self._entry_words: list[frozenset[str]] = []  # the same with its answer
         for number, entry in enumerate(self.faq):
             together: set[str] = set()
-            for text in dict.fromkeys((entry.question, *entry.phrasings)):
+            uses: dict[str, int] = {}
+            texts = list(dict.fromkeys((entry.question, *entry.phrasings)))
+            for text in texts:
                 tokens = self.analyzer.tokens(text)
                 together.update(tokens)
                 faq_texts.append(tokens)
                 faq_owners.append(number)
+                for token in set(tokens):
+                    if not token.startswith("~"):
+                        uses[token] = uses.get(token, 0) + 1
+            self._anchors.append(frozenset(t for t, n in uses.items() if n >= ANCHOR_SHARE * len(texts)))
             self._entry_texts.append(frozenset(together))
             self._entry_words.append(frozenset(together | set(self.analyzer.tokens(entry.answer))))
         passage_texts = [self.analyzer.tokens(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
@@ -356,11 +361,15 @@ class QaIndex:
         candidates = []
         for item in pool:
             best = self._faq.best_text(item, query) if by_text[item] > 0 else None
+            # A question without any of the words that nearly every way of asking this entry uses is
+            # probably about something else ("低保怎么申请" is not the dues entry for people on 低保).
+            anchored = not self._anchors[item] or bool(query_set & self._anchors[item])
+            factor = 1.0 if anchored else ANCHOR_PENALTY
             candidates.append(_Candidate(
                 key=f"f{item}", bm25=float(by_text[item]),
                 best_text=self._text_confidence(query_set, total, self._faq.token_sets[best]) if best is not None else 0.0,
                 texts=self._recall(query_set, total, self._entry_texts[item]),
-                confidence=self._recall(query_set, total, self._entry_words[item])))
+                confidence=factor * self._recall(query_set, total, self._entry_words[item])))
         best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
         single, together, everything, bm25 = RANK_WEIGHTS
         for c in candidates:
