@@ -56,7 +56,7 @@ ANCHOR_SHARE = 0.75
 ANCHOR_PENALTY = 0.7
 # A word no FAQ text uses ("髋骨", "手术") weighs this share of the rarest known word: it tells us the
 # question says something the content does not, but not how much that matters.
-UNSEEN_FACTOR = 0.35
+UNSEEN_FACTOR = 1.0
 # Character pairs weigh less than words in the confidence: they mostly echo the words they overlap.
 PAIR_WEIGHT = 0.5
 
@@ -323,7 +323,11 @@ class QaIndex:
                                     len(self.faq))
         self._passages = _Collection(passage_texts, list(range(len(self.passages))), len(self.passages))
         # The FAQ's document frequencies weigh query words: a word most questions share says little.
-        self._texts = max(1, len(faq_texts))
+        self._texts = max(1, len(self.faq))
+        self._entry_frequency: dict[str, int] = {}
+        for words in self._entry_words:
+            for token in words:
+                self._entry_frequency[token] = self._entry_frequency.get(token, 0) + 1
         self._unseen_idf = self._idf(0) * UNSEEN_FACTOR
         fold = self.analyzer.canonical
         self._ood = frozenset(fold(word) for word in OUT_OF_DOMAIN)
@@ -337,7 +341,7 @@ class QaIndex:
         return math.log(1 + (self._texts - frequency + 0.5) / (frequency + 0.5))
 
     def _token_weight(self, token: str) -> float:
-        frequency = self._faq.document_frequency.get(token, 0)
+        frequency = self._entry_frequency.get(token, 0)
         return _weight(token) * (self._idf(frequency) if frequency else self._unseen_idf)
 
     def _recall(self, query: set[str], total: float, words: frozenset[str]) -> float:
