@@ -1,6 +1,6 @@
 """Q&A quality and speed on the dev set: top-1, top-3, out-of-scope accuracy, latency percentiles.
 
-    python bench/qa_eval.py                 # the shipped content against tests/qa/dev.tsv
+    python bench/qa_eval.py                 # the shipped content: dev.tsv (tuned on) and each blind holdout*.tsv
     python bench/qa_eval.py --scale 10000   # the same, with synthetic passages growing the index to 10,000
     python bench/qa_eval.py --tune          # also sweep the two thresholds and print the best pairs
     python bench/qa_eval.py --errors        # list every miss
@@ -133,20 +133,50 @@ def synthetic_passages(index: QaIndex, count: int, seed: int = 7) -> list[Passag
                     tags=(), path=Path("synthetic"), line=1) for n in range(count)]
 
 
+def evaluation_sets(folder: Path = DEV_DIR) -> list[list[Path]]:
+    """The dev set (tuned on) and each blind holdout set (never tuned on), each evaluated on its own."""
+    sets = [dev_files(folder)] if dev_files(folder) else []
+    return sets + [[path] for path in sorted(folder.glob("holdout*.tsv"))]
+
+
+def table(reports: list[tuple[str, Report]]) -> list[str]:
+    names = [name for name, _ in reports]
+    width = max(12, *(len(name) + 2 for name in names))
+    lines = [f"{'metric':<34}" + "".join(f"{name:>{width}}" for name in names)]
+    rows = [
+        ("in-domain questions", lambda r: f"{r.in_domain}"),
+        ("top-1 (answered correctly)", lambda r: f"{r.top1_rate:.1%}"),
+        ("top-1 ranking (any threshold)", lambda r: f"{r.ratio(r.ranked_first, r.in_domain):.1%}"),
+        ("top-3 (among three best)", lambda r: f"{r.ratio(r.top3, r.in_domain):.1%}"),
+        ("wrong answers (in-domain)", lambda r: f"{r.ratio(r.wrong_answers, r.in_domain):.1%}"),
+        ("unsure / declined (in-domain)", lambda r: f"{r.unsure} / {r.declined}"),
+        ("out-of-scope questions", lambda r: f"{r.out_domain}"),
+        ("out-of-scope declined", lambda r: f"{r.out_rate:.1%}"),
+        ("out-of-scope answered", lambda r: f"{r.out_answered}"),
+        ("latency p50 (ms)", lambda r: f"{r.percentile(0.50):.3f}"),
+        ("latency p95 (ms)", lambda r: f"{r.percentile(0.95):.3f}"),
+        ("latency max (ms)", lambda r: f"{max(r.latencies, default=0):.3f}"),
+    ]
+    for label, value in rows:
+        lines.append(f"{label:<34}" + "".join(f"{value(report):>{width}}" for _, report in reports))
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--content", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--dev", type=Path, nargs="*", help="dev files (default tests/qa/dev.tsv or dev_*.tsv)")
+    parser.add_argument("--dev", type=Path, nargs="*",
+                        help="question files, evaluated together (default: tests/qa/dev.tsv and each "
+                             "tests/qa/holdout*.tsv, each on its own)")
     parser.add_argument("--scale", type=int, default=0, help="grow the index to this many passages")
-    parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--tune", action="store_true", help="sweep the thresholds on the first set")
     parser.add_argument("--errors", action="store_true")
     args = parser.parse_args()
 
-    paths = args.dev or dev_files()
-    if not paths:
-        print("no dev files: expected tests/qa/dev.tsv or tests/qa/dev_*.tsv", file=sys.stderr)
+    sets = [args.dev] if args.dev else evaluation_sets()
+    if not sets:
+        print("no question files: expected tests/qa/dev.tsv or tests/qa/holdout*.tsv", file=sys.stderr)
         return 1
-    rows = read_dev(paths)
     content = load_valid_content(args.content)
     started = time.perf_counter()
     index = QaIndex(content)
@@ -154,35 +184,25 @@ def main() -> int:
         extra = max(0, args.scale - len(content.passages))
         index = QaIndex(content, extra_passages=synthetic_passages(index, extra))
     built = time.perf_counter() - started
-    report = evaluate(index, rows)
     print(f"content: {len(content.faq)} FAQ entries, {len(index.passages)} passages; index built in {built:.2f} s")
-    print(f"dev set: {len(rows)} questions from {', '.join(p.name for p in paths)}")
-    print(f"{'metric':<34}{'value':>10}")
-    lines = [
-        ("in-domain questions", f"{report.in_domain}"),
-        ("top-1 (answered correctly)", f"{report.top1_rate:.1%}"),
-        ("top-1 ranking (any threshold)", f"{report.ratio(report.ranked_first, report.in_domain):.1%}"),
-        ("top-3 (among three best)", f"{report.ratio(report.top3, report.in_domain):.1%}"),
-        ("wrong answers (in-domain)", f"{report.ratio(report.wrong_answers, report.in_domain):.1%}"),
-        ("unsure / declined (in-domain)", f"{report.unsure} / {report.declined}"),
-        ("out-of-scope questions", f"{report.out_domain}"),
-        ("out-of-scope declined", f"{report.out_rate:.1%}"),
-        ("out-of-scope answered", f"{report.out_answered}"),
-        ("latency p50 (ms)", f"{report.percentile(0.50):.3f}"),
-        ("latency p95 (ms)", f"{report.percentile(0.95):.3f}"),
-        ("latency max (ms)", f"{max(report.latencies, default=0):.3f}"),
-    ]
-    for name, value in lines:
-        print(f"{name:<34}{value:>10}")
+    reports = []
+    for paths in sets:
+        rows = read_dev(paths)
+        name = "+".join(path.stem for path in paths)
+        print(f"{name}: {len(rows)} questions from {', '.join(p.name for p in paths)}")
+        reports.append((name, evaluate(index, rows)))
+    print("\n".join(table(reports)))
     if args.errors:
-        print("\nmisses:")
-        for miss in report.misses:
-            print("  " + miss)
+        for name, report in reports:
+            print(f"\nmisses in {name}:")
+            for miss in report.misses:
+                print("  " + miss)
     if args.tune:
-        print("\nthreshold sweep (answer, suggest): top-1, out-of-scope declined, wrong answers")
+        rows = read_dev(sets[0])
+        print("\nthreshold sweep on the first set (answer, suggest): top-1, out-of-scope declined, wrong answers")
         results = []
-        for answer in [x / 100 for x in range(40, 91, 2)]:
-            for suggest in [x / 100 for x in range(20, 61, 4)]:
+        for answer in [x / 100 for x in range(20, 71, 2)]:
+            for suggest in [x / 100 for x in range(16, 61, 4)]:
                 if suggest > answer:
                     continue
                 tuned = evaluate(index, rows, answer_threshold=answer, suggest_threshold=suggest)

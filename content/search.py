@@ -56,7 +56,7 @@ ANCHOR_SHARE = 0.75
 ANCHOR_PENALTY = 0.7
 # A word no FAQ text uses ("髋骨", "手术") weighs this share of the rarest known word: it tells us the
 # question says something the content does not, but not how much that matters.
-UNSEEN_FACTOR = 1.0
+UNSEEN_FACTOR = 0.35
 # Character pairs weigh less than words in the confidence: they mostly echo the words they overlap.
 PAIR_WEIGHT = 0.5
 
