@@ -88,7 +88,7 @@ OUT_OF_DOMAIN = frozenset("""
 DOMAIN_MARKERS = frozenset("""
 党 支部 支委 书记 支书 组织 开会 会议 委员 选举 村民 村务 村干部 两委 走访 慰问 看望 探望 评议 批评 处分 申诉 公开
 四议 提议 商议 审议 决议 谈心 谈话 学习 学时 预备 签到 请假 绑定 助手 公众号 通知 菜单 命令 语音 问问题 帮助
-收到 代签 关注 功能 绑 签 二维码 会场 政策 政审 账目 生活会 不合格 回村
+收到 代签 关注 功能 绑 签 二维码 会场 政策 政审 账目 生活会 不合格 回村 码 锁住 打字 语音 消息 个人信息 退出 这一步
 """.split())
 # Dictionary words that are everyday topics on their own: they do not make a question about this domain.
 EVERYDAY_WORDS = frozenset("低保 最低生活保障金 生病住院 病逝 重阳节 七一 中秋 春节 元旦 老干部 集体经济 活动场所".split())
@@ -166,21 +166,21 @@ class Analyzer:
         # this copy only, so two indexes (a reload, a test) never see each other's words.
         self._jieba.FREQ, self._jieba.total = dict(base.FREQ), base.total
         self._jieba.initialized = True
-        self.synonyms = {self._fold(variant): self._fold(canonical) for variant, canonical in (synonyms or {}).items()}
+        self.synonyms = {self.fold(variant): self.fold(canonical) for variant, canonical in (synonyms or {}).items()}
         for word, frequency, tag in dictionary:
-            self._jieba.add_word(self._fold(word), frequency, tag)
-        known = {self._fold(word) for word, _, _ in dictionary}
+            self._jieba.add_word(self.fold(word), frequency, tag)
+        known = {self.fold(word) for word, _, _ in dictionary}
         # Variants and canonical terms become words of their own, so a synonym replaces a whole word and
         # never the inside of another one (收入党费 holds 入党, 不能参加 holds a variant of 请假).
         for word in (set(self.synonyms) | set(self.synonyms.values())) - known:
             self._jieba.add_word(word)
 
     @staticmethod
-    def _fold(text: str) -> str:
+    def fold(text: str) -> str:
         return unicodedata.normalize("NFKC", text).lower().strip()
 
     def canonical(self, text: str) -> str:
-        text = self._fold(text)
+        text = self.fold(text)
         if not self.synonyms:
             return text
         return "".join(self.synonyms.get(word, word) for word in self._jieba.cut(text, HMM=False))
@@ -190,7 +190,7 @@ class Analyzer:
         synonym adds its canonical term without taking the member's own words away ("交党费" keeps 交)."""
         canonical = self.canonical(text)
         result = self._tokens_of(canonical)
-        written = self._fold(text)
+        written = self.fold(text)
         if written != canonical:
             seen = set(result)
             result += [token for token in self._tokens_of(written) if token not in seen]
@@ -333,9 +333,11 @@ class QaIndex:
         self._ood = frozenset(fold(word) for word in OUT_OF_DOMAIN)
         domain_words = {word for word, _, _ in content.dictionary} | set(content.synonyms) \
             | set(content.synonyms.values())
-        # Folded first: a variant ("领低保") folds into its canonical term, which may be an everyday word.
-        self._markers = frozenset(fold(word) for word in domain_words | DOMAIN_MARKERS) \
-            - {fold(word) for word in EVERYDAY_WORDS}
+        # Both as written and folded ("政审" and 政治审查: jieba may cut 政审查 as 政|审查, so no synonym applies);
+        # a variant ("领低保") may fold into an everyday word, which is no marker either way.
+        words = domain_words | DOMAIN_MARKERS
+        everyday = EVERYDAY_WORDS | {fold(word) for word in EVERYDAY_WORDS}
+        self._markers = frozenset((set(words) | {fold(word) for word in words}) - everyday)
 
     def _idf(self, frequency: int) -> float:
         return math.log(1 + (self._texts - frequency + 0.5) / (frequency + 0.5))
@@ -392,9 +394,10 @@ class QaIndex:
     def domain_of(self, question: str) -> tuple[bool, bool]:
         """(speaks of this domain, speaks of a topic the bot never answers)."""
         text = self.analyzer.canonical(question)
+        written = self.analyzer.fold(question)
         words = self.analyzer.words(question)
         foreign = any(word in self._ood for word in words) or any(len(w) >= 3 and w in text for w in self._ood)
-        return any(marker in text for marker in self._markers), foreign
+        return any(marker in text or marker in written for marker in self._markers), foreign
 
     def search(self, question: str, *, answer_threshold: float = ANSWER_THRESHOLD,
                suggest_threshold: float = SUGGEST_THRESHOLD) -> Answer:
