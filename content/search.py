@@ -47,8 +47,10 @@ MAX_SUGGESTIONS = 3
 # A document passage says more than a FAQ answer and matches more words by chance: it counts at this share.
 PASSAGE_FACTOR = 0.8
 # How the ranking score weighs a candidate's evidence: the best single text (question or phrasing), the
-# entry's texts together, the entry with its answer, and BM25 relative to the best candidate's.
+# entry's texts together, the entry with its answer, and BM25 relative to the best candidate's; then the
+# entry's standard question alone, which breaks ties between siblings that share most words.
 RANK_WEIGHTS = (1.0, 0.5, 1.5, 0.6)
+QUESTION_WEIGHT = 0.6
 CANDIDATES = 20
 # Words used by at least this share of an entry's texts are its anchors; a question with none of them
 # keeps this share of its confidence.
@@ -299,6 +301,7 @@ class QaIndex:
         self.passage_by_id = {passage.id: passage for passage in self.passages}
         faq_texts, faq_owners = [], []
         self._entry_texts: list[frozenset[str]] = []  # each entry's question and phrasings, together
+        self._questions: list[frozenset[str]] = []  # each entry's standard question
         self._anchors: list[frozenset[str]] = []  # words most of an entry's texts use (党费 for the dues entries)
         self._entry_words: list[frozenset[str]] = []  # the same with its answer
         for number, entry in enumerate(self.faq):
@@ -315,6 +318,7 @@ class QaIndex:
                         uses[token] = uses.get(token, 0) + 1
             self._anchors.append(frozenset(t for t, n in uses.items() if n >= ANCHOR_SHARE * len(texts)))
             self._entry_texts.append(frozenset(together))
+            self._questions.append(frozenset(faq_texts[len(faq_texts) - len(texts)]))
             self._entry_words.append(frozenset(together | set(self.analyzer.tokens(entry.answer))))
         passage_texts = [self.analyzer.tokens(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
         self._faq = _Collection(faq_texts, faq_owners, len(self.faq))
@@ -379,7 +383,8 @@ class QaIndex:
         best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
         single, together, everything, bm25 = RANK_WEIGHTS
         for c in candidates:
-            c.rank = single * c.best_text + together * c.texts + everything * c.confidence + bm25 * c.bm25 / best_bm25
+            c.rank = single * c.best_text + together * c.texts + everything * c.confidence + bm25 * c.bm25 / best_bm25 \
+                + QUESTION_WEIGHT * self._text_confidence(query_set, total, self._questions[int(c.key[1:])])
         return sorted(candidates, key=lambda c: -c.rank)
 
     def _passage_candidates(self, query: list[str], query_set: set[str], total: float) -> list[_Candidate]:
