@@ -83,7 +83,8 @@ OUT_OF_DOMAIN = frozenset("""
 笑话 唱歌 唱首歌 电影 电视剧 游戏 小说 音乐 快递 外卖 导航 火车票 机票 车票 高铁 星座 算命 运势 减肥 菜谱 做饭 怎么做菜
 足球 篮球 比赛 明星 你是谁 你叫什么 你几岁 你好 您好 在吗 早上好 晚上好 晚安 谢谢 哈哈 呵呵 无聊 聊天 聊聊
 翻译 英语 数学题 作文 医院挂号 挂号 感冒 发烧 吃药 养猪 化肥 农药 种子 招工 贷款 利息 银行卡 手机话费 话费
-新农合 医保 社保 养老保险 报销 宅基地
+新农合 医保 社保 养老保险 报销 宅基地 户口 身份证 驾照 结婚证 离婚 彩礼 残疾证 转学 高考 中考 学费
+电费 水费 燃气 宽带 网费 流量 话费
 """.split())
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
 # question with none of them ("低保怎么申请", "今天几号") needs STRICT_THRESHOLD.
