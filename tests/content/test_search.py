@@ -112,6 +112,36 @@ def test_synonyms_and_partial_terms_share_tokens(index):
     assert index.search("无必访是啥").ranked[0][0] == "visit-five"
 
 
+def test_a_phrasing_asked_word_for_word_gets_its_entry(index):
+    result = index.search("党费比例是多少？")
+    assert result.status == ANSWERED and result.entry_id == "dues-rate" and result.confidence == 1.0
+
+
+@pytest.fixture(scope="module")
+def shipped() -> QaIndex:
+    return QaIndex(load_valid_content(DEFAULT_ROOT))
+
+
+def test_synonyms_replace_whole_words_only(shipped):
+    # 收入党费 holds 入党 (a variant of 发展党员); a substring replacement once sent this to the joining entries.
+    assert "发展党员" not in shipped.analyzer.canonical("收入党费怎么算")
+    assert shipped.search("收入党费怎么算").entry_id.startswith("dues-")
+    assert shipped.analyzer.canonical("交党费") == "缴纳党费"
+
+
+def test_near_domain_questions_are_declined(shipped):
+    # Every word of 低保怎么申请 is in the dues entry for people on 低保, but not its anchor 党费.
+    for question in ["低保怎么申请", "今天几号", "医保报销比例是多少", "明天天气怎么样", "你是谁啊"]:
+        assert shipped.search(question).status == OUT_OF_SCOPE, question
+
+
+def test_a_question_about_the_domain_without_its_terms_is_still_answered(shipped):
+    result = shipped.search("我是老党员 前几天摔了一跤骨折住院了 支部会派人来看看吗")
+    assert result.status == ANSWERED and result.entry_id == "care-illness", result
+    ours, foreign = shipped.domain_of("码输错好几回了现在说锁住了")
+    assert ours and not foreign
+
+
 def test_passages_answer_what_the_faq_does_not(index):
     result = index.search("支委会多久召开一次")
     assert result.entry_id == "sanhui-yike#2" and result.kind == "passage"
