@@ -1,15 +1,16 @@
 """Finding the curated answer to a member's question, or knowing that there is none.
 
-Text is cut with jieba (with the domain dictionary), after colloquial variants are mapped to their
-canonical terms (synonyms.toml). Each text becomes jieba's search-mode words plus its character
-pairs, so a partial or mistyped term still shares most of its tokens with the right entry.
+Text is cut with jieba (with the domain dictionary); colloquial variants are replaced, word by word, by
+their canonical terms (synonyms.toml), and the words as written are kept too. Each text becomes jieba's
+search-mode words plus its character pairs, so a partial or mistyped term still shares most of its
+tokens with the right entry.
 
-Two BM25 indexes (bm25s) answer a question: FAQ texts (every entry's standard question and its
-phrasings; an entry scores as its best-matching text) first, document passages second. BM25 ranks;
-the confidence is a separate, bounded number: how much of the question's weight (inverse document
-frequency) the best-matching text covers, blended with how much of that text the question covers.
-Thresholds on it (tuned on tests/qa/dev*.tsv with bench/qa_eval.py) decide between answering,
-"您是不是想问" suggestions, and declining.
+bm25s indexes every FAQ text (standard question and phrasings), every entry as one bag of words with its
+answer, and the document passages. The best candidates are ranked by a weighted sum of evidence; the
+confidence is a separate, bounded number: the share of the question's weight that the entry's words
+cover. Thresholds on it decide between answering, "您是不是想问" choices and declining; a question that
+speaks of no part of this domain needs a much higher confidence. docs/architecture.md ("How a question
+finds its answer") gives the reasons; bench/qa_eval.py measures the result.
 
 This module imports nothing from bot/ or handlers/.
 """
@@ -27,7 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from content.loader import DEFAULT_ROOT, Content, ContentError, Passage, load_content, normalize_question
+from content.loader import (
+    DEFAULT_ROOT,
+    Content,
+    ContentError,
+    Passage,
+    load_content,
+    normalize_question,
+)
 
 log = logging.getLogger(__name__)
 
@@ -245,10 +253,6 @@ class _Collection:
         self.size = items
         self.owners = np.asarray(owners, dtype=np.int64)
         self.token_sets = [frozenset(tokens) for tokens in texts]
-        self.document_frequency: dict[str, int] = {}
-        for tokens in self.token_sets:
-            for token in tokens:
-                self.document_frequency[token] = self.document_frequency.get(token, 0) + 1
         self.retriever = None
         if texts:
             self.retriever = bm25s.BM25()
