@@ -15,7 +15,7 @@ from content.search import ANSWERED, OUT_OF_SCOPE, UNSURE, IndexHolder, QaIndex
 REPO = Path(__file__).resolve().parents[2]
 # (top-1, out-of-scope declined) each evaluation set reached (bench/qa_eval.py), less a little room for
 # content edits; raise them as the search improves, never lower them to make a change pass.
-FLOORS = {"dev": (0.92, 0.96), "holdout": (0.88, 0.90), "holdout2": (0.85, 0.86)}
+FLOORS = {"dev": (0.92, 0.96), "holdout": (0.89, 0.90), "holdout2": (0.86, 0.87)}
 
 FAQ = '''
 [[faq]]
