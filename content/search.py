@@ -433,8 +433,7 @@ class QaIndex:
             answer_threshold = max(answer_threshold, STRICT_THRESHOLD)
             suggest_threshold = max(suggest_threshold, STRICT_THRESHOLD)
         result = self._choose(question, faq, passages, answer_threshold, suggest_threshold)
-        result.ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]] if faq else \
-            [(self._id(c.key), c.confidence) for c in passages[:5]]
+        result.ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]]
         return result
 
     def _choose(self, question: str, faq: list[_Candidate], passages: list[_Candidate],
