@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
     Content,
@@ -185,13 +186,23 @@ class Analyzer:
         # never the inside of another one (收入党费 holds 入党, 不能参加 holds a variant of 请假).
         for word in (set(self.synonyms) | set(self.synonyms.values())) - known:
             self._jieba.add_word(word)
+        self.homophones = HomophoneFixer({word: word for word in known | set(self.synonyms.values())} | self.synonyms,
+                                         is_word=lambda word: self._jieba.FREQ.get(word, 0) > 0,
+                                         likelihood=self._likelihood)
+
+    def _likelihood(self, text: str) -> float:
+        """The log probability of jieba's best cut of text under its word-frequency model."""
+        graph = self._jieba.get_DAG(text)
+        route: dict[int, tuple[float, int]] = {}
+        self._jieba.calc(text, graph, route)
+        return route[0][0]
 
     @staticmethod
     def fold(text: str) -> str:
         return unicodedata.normalize("NFKC", text).lower().strip()
 
     def canonical(self, text: str) -> str:
-        text = self.fold(text)
+        text = self.homophones.fix(self.fold(text))
         if not self.synonyms:
             return text
         return "".join(self.synonyms.get(word, word) for word in self._jieba.cut(text, HMM=False))

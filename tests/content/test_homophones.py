@@ -1,0 +1,55 @@
+"""Sound-alike slips from pinyin keyboards and voice input are read as the domain term; real words are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from content.homophones import readings
+from content.loader import load_valid_content
+from content.search import ANSWERED, QaIndex
+
+
+@pytest.fixture(scope="module")
+def index() -> QaIndex:
+    return QaIndex(load_valid_content())
+
+
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("在公众号上情假发啥字", "在公众号上请假发啥字"),  # 情|假发 (a wig) as jieba cuts it
+    ("三会一颗是啥", "三会一课是啥"),
+    ("党远大会都讲些啥", "党员大会都讲些啥"),
+    ("五必防具体指什么", "五必访具体指什么"),
+    ("预备其多长", "预备期多长"),
+    ("只委会多久开一次", "支委会多久开一次"),
+])
+def test_a_slip_in_a_domain_term_is_put_right(index, typed, meant):
+    assert index.analyzer.homophones.fix(typed) == meant
+
+
+@pytest.mark.parametrize("text", [
+    "不交党费会被开除吗",  # 不 → 补 would turn the question around
+    "我想当飞行员",  # 当飞 sounds like 党费 but cuts through 飞行员
+    "回忆过去的事",  # 回忆 is a word, not a slip for 会议
+    "你知不知道",  # two characters away from 支部
+    "我舅舅年轻时候犯过事",  # 过世 reads only a little better than 过事
+    "请家人告诉支部书记",  # 请假人 is not likely enough
+])
+def test_words_meant_as_written_are_left_alone(index, text):
+    assert index.analyzer.homophones.fix(text) == text
+
+
+@pytest.mark.parametrize(("question", "entry"), [
+    ("在公众号上情假发啥字", "meeting-qingjia"),
+    ("三会一颗是啥", "meeting-sanhui-yike-what"),
+    ("五必防具体指什么", "care-wubifang-what"),
+])
+def test_a_question_with_a_slip_gets_the_right_answer(index, question, entry):
+    result = index.search(question)
+    assert (result.status, result.entry_id) == (ANSWERED, entry)
+
+
+def test_readings_ignore_tones_and_common_accent_mergers():
+    assert readings("请") & readings("情")  # qǐng / qíng
+    assert readings("四") & readings("是")  # sì / shì: sh and s merge
+    assert readings("林") & readings("拧")  # lín / nǐng: l and n, -in and -ing merge
+    assert not readings("党") & readings("单")  # dǎng / dān: -ang and -an stay apart
