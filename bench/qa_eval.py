@@ -1,6 +1,6 @@
 """Q&A quality and speed on the dev set: top-1, top-3, out-of-scope accuracy, latency percentiles.
 
-    python bench/qa_eval.py                 # the shipped content: dev.tsv (tuned on) and each blind holdout*.tsv
+    python bench/qa_eval.py                 # the shipped content: dev.tsv and every holdout*.tsv (see tests/qa)
     python bench/qa_eval.py --scale 10000   # the same, with synthetic passages growing the index to 10,000
     python bench/qa_eval.py --tune          # also sweep the two thresholds and print the best pairs
     python bench/qa_eval.py --errors        # list every miss
@@ -134,7 +134,7 @@ def synthetic_passages(index: QaIndex, count: int, seed: int = 7) -> list[Passag
 
 
 def evaluation_sets(folder: Path = DEV_DIR) -> list[list[Path]]:
-    """The dev set (tuned on) and each blind holdout set (never tuned on), each evaluated on its own."""
+    """The dev set and each holdout set, each evaluated on its own (holdout3.tsv is the blind one)."""
     sets = [dev_files(folder)] if dev_files(folder) else []
     return sets + [[path] for path in sorted(folder.glob("holdout*.tsv"))]
 

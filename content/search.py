@@ -1,16 +1,17 @@
 """Finding the curated answer to a member's question, or knowing that there is none.
 
-Text is cut with jieba (with the domain dictionary); colloquial variants are replaced, word by word, by
-their canonical terms (synonyms.toml), and the words as written are kept too. Each text becomes jieba's
-search-mode words plus its character pairs, so a partial or mistyped term still shares most of its
-tokens with the right entry.
+Sound-alike slips (情假 for 请假) are put right first (content/homophones.py). Text is cut with jieba
+(with the domain dictionary); colloquial variants are replaced, word by word, by their canonical terms
+(synonyms.toml), and the words as written are kept too. Each text becomes jieba's search-mode words plus
+its character pairs, so a partial or mistyped term still shares most of its tokens with the right entry.
 
 bm25s indexes every FAQ text (standard question and phrasings), every entry as one bag of words with its
-answer, and the document passages. The best candidates are ranked by a weighted sum of evidence; the
-confidence is a separate, bounded number: the share of the question's weight that the entry's words
-cover. Thresholds on it decide between answering, "您是不是想问" choices and declining; a question that
-speaks of no part of this domain needs a much higher confidence. docs/architecture.md ("How a question
-finds its answer") gives the reasons; bench/qa_eval.py measures the result.
+answer, and the document passages. The best candidates are ranked by a weighted sum of evidence; each has
+a bounded coverage score (the share of the question's weight that the entry's words cover). A small
+logistic model turns the best candidate's evidence, with whether the question speaks of this domain at
+all, into the chance that it is the right entry; thresholds on that chance decide between answering,
+"您是不是想问" choices and declining. docs/architecture.md ("How a question finds its answer") gives the
+reasons; bench/qa_eval.py measures the result and bench/qa_fit.py fits the model.
 
 This module imports nothing from bot/ or handlers/.
 """
@@ -42,14 +43,28 @@ log = logging.getLogger(__name__)
 
 ANSWERED, UNSURE, OUT_OF_SCOPE = "answered", "unsure", "out_of_scope"
 
-# The confidence of a candidate is the share of the question's weight that the entry's own words (its
-# question, phrasings and answer) cover. At or above ANSWER_THRESHOLD we answer; between SUGGEST_THRESHOLD
-# and it we offer choices; below, we decline. A question with no word of this domain, or with a word of
-# another domain, needs STRICT_THRESHOLD. Tuned with bench/qa_eval.py on tests/qa/dev.tsv; checked on the
-# blind tests/qa/holdout.tsv.
-ANSWER_THRESHOLD = 0.44
-SUGGEST_THRESHOLD = 0.42
-STRICT_THRESHOLD = 0.80
+# Whether to answer is decided by a logistic model over the evidence for the best candidate: its
+# confidence (below), its best single text, its texts together, its lead over the runner-up, the runner-up's
+# confidence, whether the question speaks of this domain or of a foreign one, how much of the question no
+# entry knows, whether it has the entry's anchor words, BM25, and the question's length. The model's output
+# is the reported confidence: the estimated chance that the best candidate is the right entry. At or above
+# ANSWER_THRESHOLD we answer; between SUGGEST_THRESHOLD and it we offer choices; below, we decline.
+# bench/qa_fit.py fits the weights on tests/qa/dev.tsv, holdout.tsv and holdout2.tsv (holdout3.tsv stays
+# blind) and prints them for pasting here; refit after large content changes.
+ACCEPT_FEATURES = ("confidence", "best_text", "texts", "lead", "runner_up", "ours", "foreign", "unseen",
+                   "anchored", "log_bm25", "log_words")
+ACCEPT_WEIGHTS = (1.31, -1.35, 2.03, 2.85, 0.39, 2.96, -0.59, -1.02, 1.41, 1.18, -0.18)
+ACCEPT_BIAS = -8.70
+ANSWER_THRESHOLD = 0.5
+SUGGEST_THRESHOLD = 0.45
+# A lead is counted up to this much: beyond it, a candidate is simply far ahead.
+MAX_LEAD = 1.5
+# A document passage answers, when no FAQ entry does, if the question speaks of this domain and the
+# passage covers this share of it (a passage has no model of its own).
+PASSAGE_THRESHOLD = 0.44
+# A runner-up within AMBIGUOUS_MARGIN in ranking that covers this share of the question makes the question
+# ambiguous: the member gets both as choices rather than our guess.
+RUNNER_UP_CONFIDENCE = 0.44
 # Two candidates this close (in ranking score) are ambiguous: offer both instead of guessing.
 AMBIGUOUS_MARGIN = 0.03
 MAX_SUGGESTIONS = 3
@@ -85,7 +100,7 @@ _PARTICLES = frozenset("的了吗呢啊吧呀嘛么哦呗啦着过地得我你�
 _FILLERS = frozenset("的了吗呢啊吧呀嘛哦呗啦着么咋啥怎")
 # Character pairs inside stopwords ("么样" of 怎么样) say no more than the stopwords.
 _STOP_PAIRS = frozenset(word[i:i + 2] for word in STOPWORDS for i in range(len(word) - 1))
-# Topics the bot never answers: a question with one of these needs STRICT_THRESHOLD. Everyday words that
+# Topics the bot never answers: a question with one of these and no word of this domain is declined. Everyday words that
 # members use about party matters (打工 for 流动党员, 工资 for dues, 看病 for care visits) are not here.
 OUT_OF_DOMAIN = frozenset("""
 天气 下雨 下雪 气温 温度 降温 刮风 台风 预报 股票 基金 彩票 炒股 房价 油价 菜价 肉价 猪价 粮价 价格 行情 涨价 降价
@@ -96,7 +111,7 @@ OUT_OF_DOMAIN = frozenset("""
 电费 水费 燃气 宽带 网费 流量 话费
 """.split())
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
-# question with none of them ("低保怎么申请", "今天几号") needs STRICT_THRESHOLD.
+# question with none of them ("低保怎么申请", "今天几号") weighs against answering.
 DOMAIN_MARKERS = frozenset("""
 党 支部 支委 书记 支书 组织 开会 会议 委员 选举 村民 村务 村干部 两委 走访 慰问 看望 探望 评议 批评 处分 申诉 公开
 四议 提议 商议 审议 决议 谈心 谈话 学习 学时 预备 签到 请假 绑定 助手 公众号 通知 菜单 命令 语音 问问题 帮助
@@ -240,6 +255,11 @@ def _weight(token: str) -> float:
     return PAIR_WEIGHT if token.startswith("~") else 1.0
 
 
+def _logistic(features: tuple[float, ...]) -> float:
+    score = ACCEPT_BIAS + sum(weight * value for weight, value in zip(ACCEPT_WEIGHTS, features, strict=True))
+    return 1.0 / (1.0 + math.exp(-score))
+
+
 # ---------------------------------------------------------------- the index
 
 
@@ -303,6 +323,7 @@ class _Candidate:
     texts: float  # share of the question's weight its texts cover together (FAQ only)
     confidence: float  # share covered by all its words, answer included
     rank: float = 0.0
+    anchored: bool = True  # the question has one of the entry's anchor words (or it has none)
 
 
 class QaIndex:
@@ -399,7 +420,7 @@ class QaIndex:
                 key=f"f{item}", bm25=float(by_text[item]),
                 best_text=self._text_confidence(query_set, total, self._faq.token_sets[best]) if best is not None else 0.0,
                 texts=self._recall(query_set, total, self._entry_texts[item]),
-                confidence=factor * self._recall(query_set, total, self._entry_words[item])))
+                confidence=factor * self._recall(query_set, total, self._entry_words[item]), anchored=anchored))
         best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
         single, together, everything, bm25 = RANK_WEIGHTS
         for c in candidates:
@@ -437,35 +458,49 @@ class QaIndex:
         faq = self._faq_candidates(query, query_set, total)
         passages = self._passage_candidates(query, query_set, total)
         ours, foreign = self.domain_of(question)
+        ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]]
         if foreign and not ours:
-            return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0,
-                          ranked=[(self._id(c.key), c.confidence) for c in faq[:5]])
-        if foreign or not ours:
-            answer_threshold = max(answer_threshold, STRICT_THRESHOLD)
-            suggest_threshold = max(suggest_threshold, STRICT_THRESHOLD)
-        result = self._choose(question, faq, passages, answer_threshold, suggest_threshold)
-        result.ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]]
+            return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0, ranked=ranked)
+        features = self.acceptance_features(query_set, total, faq, ours=ours, foreign=foreign)
+        probability = _logistic(features) if features is not None else 0.0
+        result = self._choose(question, faq, passages, probability, ours and not foreign,
+                              answer_threshold, suggest_threshold)
+        result.ranked = ranked
         return result
 
-    def _choose(self, question: str, faq: list[_Candidate], passages: list[_Candidate],
-                answer_threshold: float, suggest_threshold: float) -> Answer:
+    def acceptance_features(self, query_set: set[str], total: float, faq: list[_Candidate], *, ours: bool,
+                            foreign: bool) -> tuple[float, ...] | None:
+        """The evidence for the best FAQ candidate, in ACCEPT_FEATURES order (None when there is none)."""
+        if not faq:
+            return None
+        best, runner_up = faq[0], (faq[1] if len(faq) > 1 else None)
+        unseen = sum(self._token_weight(t) for t in query_set if t not in self._entry_frequency) / total if total else 1.0
+        words = sum(1 for token in query_set if not token.startswith("~"))
+        return (best.confidence, best.best_text, best.texts,
+                min(MAX_LEAD, best.rank - runner_up.rank) if runner_up else MAX_LEAD,
+                runner_up.confidence if runner_up else 0.0, float(ours), float(foreign), unseen,
+                float(best.anchored), math.log1p(best.bm25), math.log1p(words))
+
+    def _choose(self, question: str, faq: list[_Candidate], passages: list[_Candidate], probability: float,
+                in_domain: bool, answer_threshold: float, suggest_threshold: float) -> Answer:
         best = faq[0] if faq else None
-        if best is not None and best.confidence >= answer_threshold:
-            runner_up = faq[1] if len(faq) > 1 else None
-            if runner_up is None or best.rank - runner_up.rank >= AMBIGUOUS_MARGIN \
-                    or runner_up.confidence < answer_threshold:
-                return self.answer_of(self._id(best.key), question=question, confidence=best.confidence)
-        elif passages and passages[0].confidence >= answer_threshold:
-            # No FAQ entry answers; a document passage that covers the question does.
+        runner_up = faq[1] if len(faq) > 1 else None
+        # Two entries that both cover the question and rank side by side ("党费" alone): the member chooses.
+        ambiguous = best is not None and runner_up is not None and best.rank - runner_up.rank < AMBIGUOUS_MARGIN \
+            and runner_up.confidence >= RUNNER_UP_CONFIDENCE
+        if best is not None and probability >= answer_threshold and not ambiguous:
+            return self.answer_of(self._id(best.key), question=question, confidence=probability)
+        if in_domain and passages and passages[0].confidence >= PASSAGE_THRESHOLD \
+                and (best is None or best.confidence < PASSAGE_THRESHOLD):
+            # No FAQ entry covers the question; a document passage does.
             return self.answer_of(self._id(passages[0].key), question=question,
                                   confidence=passages[0].confidence)
-        choices = [c for c in faq[:MAX_SUGGESTIONS] + passages[:1] if c.confidence >= suggest_threshold]
-        confidence = max([c.confidence for c in faq[:1] + passages[:1]], default=0.0)
-        if choices:
-            floor = max(suggest_threshold, choices[0].confidence * 0.6)
-            suggestions = [self._suggestion(c.key) for c in choices if c.confidence >= floor][:MAX_SUGGESTIONS]
-            return Answer(question=question, status=UNSURE, confidence=confidence, suggestions=suggestions)
-        return Answer(question=question, status=OUT_OF_SCOPE, confidence=confidence)
+        if best is not None and (probability >= suggest_threshold or (ambiguous and in_domain)):
+            floor = best.confidence * 0.6
+            choices = [c for c in faq[:MAX_SUGGESTIONS] if c.confidence >= floor]
+            return Answer(question=question, status=UNSURE, confidence=probability,
+                          suggestions=[self._suggestion(c.key) for c in choices])
+        return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability)
 
     def _id(self, key: str) -> str:
         number = int(key[1:])

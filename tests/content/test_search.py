@@ -15,7 +15,7 @@ from content.search import ANSWERED, OUT_OF_SCOPE, UNSURE, IndexHolder, QaIndex
 REPO = Path(__file__).resolve().parents[2]
 # (top-1, out-of-scope declined) each evaluation set reached (bench/qa_eval.py), less a little room for
 # content edits; raise them as the search improves, never lower them to make a change pass.
-FLOORS = {"dev": (0.92, 0.96), "holdout": (0.89, 0.90), "holdout2": (0.86, 0.87)}
+FLOORS = {"dev": (0.92, 0.96), "holdout": (0.92, 0.93), "holdout2": (0.89, 0.89), "holdout3": (0.87, 0.86)}
 
 FAQ = '''
 [[faq]]
@@ -139,6 +139,20 @@ def test_a_question_about_the_domain_without_its_terms_is_still_answered(shipped
     assert result.status == ANSWERED and result.entry_id == "care-illness", result
     ours, foreign = shipped.domain_of("码输错好几回了现在说锁住了")
     assert ours and not foreign
+
+
+def test_a_bare_topic_offers_that_topics_entries(shipped):
+    # Several dues entries cover 党费 equally: guessing one would answer a question nobody asked.
+    result = shipped.search("党费")
+    assert result.status == UNSURE and result.suggestions
+    assert all(s.id.startswith("dues-") for s in result.suggestions)
+
+
+def test_confidence_is_the_estimated_chance_that_the_answer_is_right(shipped):
+    sure = shipped.search("农村党员党费一个月交多少")
+    assert sure.status == ANSWERED and sure.entry_id == "dues-farmer" and 0.9 < sure.confidence <= 1.0
+    unknown = shipped.search("村里的路灯坏了找谁修")
+    assert unknown.status == OUT_OF_SCOPE and 0.0 <= unknown.confidence < 0.1
 
 
 def test_passages_answer_what_the_faq_does_not(index):

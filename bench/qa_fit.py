@@ -1,0 +1,91 @@
+"""Fit the Q&A acceptance model: when is the best candidate the right entry?
+
+    pip install -e ".[bench]"
+    python bench/qa_fit.py            # fit on dev.tsv, holdout.tsv and holdout2.tsv; print the weights
+    python bench/qa_fit.py --check    # also: cross-validated top-1 and declines per threshold
+
+For every question the search ranks candidates as it does in production; the example is labelled 1 when
+the best candidate is the expected entry and 0 otherwise (another entry, or a question out of scope). A
+logistic regression over content.search.ACCEPT_FEATURES then estimates the chance that the best candidate
+is right; the search answers at ANSWER_THRESHOLD. Paste the printed ACCEPT_WEIGHTS and ACCEPT_BIAS into
+content/search.py. holdout3.tsv is never fitted on: it is the blind check (bench/qa_eval.py).
+
+Questions that are word for word an entry's text never reach the model (they get that entry) and are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+from qa_eval import DEV_DIR, OUT, read_dev  # noqa: E402
+
+from content.loader import load_valid_content, normalize_question  # noqa: E402
+from content.search import ACCEPT_FEATURES, QaIndex  # noqa: E402
+
+FIT_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv")
+
+
+def examples(index: QaIndex, rows) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    """(features, labels, in_domain) for each question the model decides."""
+    features, labels, in_domain = [], [], []
+    for question, expected, _ in rows:
+        if normalize_question(index.analyzer.fold(question)) in index._verbatim:
+            continue
+        query = index.analyzer.tokens(question)
+        query_set = set(query)
+        total = sum(index._token_weight(token) for token in query_set)
+        faq = index._faq_candidates(query, query_set, total)
+        ours, foreign = index.domain_of(question)
+        if not faq or (foreign and not ours):
+            continue  # declined before the model is asked
+        features.append(index.acceptance_features(query_set, total, faq, ours=ours, foreign=foreign))
+        labels.append(int(index._id(faq[0].key) == expected))
+        in_domain.append(expected != OUT)
+    return np.array(features), np.array(labels), in_domain
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="print cross-validated rates per threshold")
+    args = parser.parse_args()
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    except ImportError:
+        print("scikit-learn is needed: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+
+    index = QaIndex(load_valid_content())
+    rows = read_dev([DEV_DIR / name for name in FIT_SETS])
+    x, y, in_domain = examples(index, rows)
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    print(f"{len(y)} questions decided by the model ({sum(in_domain)} in domain), {int(y.sum())} with the right "
+          f"entry first")
+    print("ACCEPT_WEIGHTS = (" + ", ".join(f"{w:.2f}" for w in model.coef_[0]) + ")")
+    print(f"ACCEPT_BIAS = {model.intercept_[0]:.2f}")
+    for name, weight in zip(ACCEPT_FEATURES, model.coef_[0], strict=True):
+        print(f"  {name:<12} {weight:+.2f}")
+    if args.check:
+        # Out-of-fold chances: what a threshold does on questions the model was not fitted on.
+        strata = y + 2 * np.array(in_domain)
+        folds = StratifiedKFold(5, shuffle=True, random_state=1)
+        chance = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), x, y, cv=folds.split(x, strata),
+                                   method="predict_proba")[:, 1]
+        ids = np.array(in_domain)
+        print("threshold  right answers (of the model's in-domain)  out-of-scope declined")
+        for threshold in np.arange(0.3, 0.75, 0.05):
+            answered = chance >= threshold
+            print(f"  {threshold:.2f}     {np.mean(answered[ids] & (y[ids] == 1)):.3f}"
+                  f"                                  {np.mean(~answered[~ids]):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
