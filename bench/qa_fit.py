@@ -1,14 +1,16 @@
 """Fit the Q&A acceptance model: when is the best candidate the right entry?
 
     pip install -e ".[bench]"
-    python bench/qa_fit.py            # fit on dev.tsv, holdout.tsv and holdout2.tsv; print the weights
+    python bench/qa_fit.py            # fit on every set but holdout3.tsv; print the weights
     python bench/qa_fit.py --check    # also: cross-validated top-1 and declines per threshold
 
 For every question the search ranks candidates as it does in production; the example is labelled 1 when
 the best candidate is the expected entry and 0 otherwise (another entry, or a question out of scope). A
 logistic regression over content.search.ACCEPT_FEATURES then estimates the chance that the best candidate
 is right; the search answers at ANSWER_THRESHOLD. Paste the printed ACCEPT_WEIGHTS and ACCEPT_BIAS into
-content/search.py. holdout3.tsv is never fitted on: it is the blind check (bench/qa_eval.py).
+content/search.py. holdout3.tsv is never fitted on: it is the blind check (bench/qa_eval.py). fit_ood.tsv
+holds only out-of-scope questions (two thirds near the domain): without them the model saw too few
+questions it should decline and answered near-domain ones too readily.
 
 Questions that are word for word an entry's text never reach the model (they get that entry) and are left out.
 """
@@ -29,7 +31,7 @@ from qa_eval import DEV_DIR, OUT, read_dev  # noqa: E402
 from content.loader import load_valid_content, normalize_question  # noqa: E402
 from content.search import ACCEPT_FEATURES, QaIndex  # noqa: E402
 
-FIT_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv")
+FIT_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv", "holdout4.tsv", "fit_ood.tsv")
 
 
 def examples(index: QaIndex, rows) -> tuple[np.ndarray, np.ndarray, list[bool]]:

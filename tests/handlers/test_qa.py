@@ -100,7 +100,7 @@ async def test_unsure_offers_numbered_choices(qa_service, monkeypatch):
     original = search.QaIndex.search
 
     def strict(self, question, **options):
-        return original(self, question, answer_threshold=1.01, suggest_threshold=0.2)
+        return original(self, question, answer_threshold=1.01, suggest_threshold=0.0)
 
     monkeypatch.setattr(search.QaIndex, "search", strict)
     reply = await qa_service.say("u1", "党费")
