@@ -1,6 +1,5 @@
 """Fit the Q&A acceptance model: when is the best candidate the right entry?
 
-    pip install -e ".[bench]"
     python bench/qa_fit.py            # fit on every set but holdout3.tsv; print the weights
     python bench/qa_fit.py --check    # also: cross-validated top-1 and declines per threshold
 
@@ -26,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: E402
 from qa_eval import DEV_DIR, OUT, read_dev  # noqa: E402
 
 from content.loader import load_valid_content, normalize_question  # noqa: E402
@@ -40,15 +41,11 @@ def examples(index: QaIndex, rows) -> tuple[np.ndarray, np.ndarray, list[bool]]:
     for question, expected, _ in rows:
         if normalize_question(index.analyzer.fold(question)) in index._verbatim:
             continue
-        query = index.analyzer.tokens(question)
-        query_set = set(query)
-        total = sum(index._token_weight(token) for token in query_set)
-        faq = index._faq_candidates(query, query_set, total)
-        ours, foreign = index.domain_of(question)
-        if not faq or (foreign and not ours):
+        found = index.evidence(question)
+        if not found.faq or (found.foreign and not found.ours):
             continue  # declined before the model is asked
-        features.append(index.acceptance_features(query_set, total, faq, ours=ours, foreign=foreign))
-        labels.append(int(index._id(faq[0].key) == expected))
+        features.append(index.acceptance_features(found))
+        labels.append(int(index._id(found.faq[0].key) == expected))
         in_domain.append(expected != OUT)
     return np.array(features), np.array(labels), in_domain
 
@@ -57,12 +54,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="print cross-validated rates per threshold")
     args = parser.parse_args()
-    try:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    except ImportError:
-        print("scikit-learn is needed: pip install -e '.[bench]'", file=sys.stderr)
-        return 2
 
     index = QaIndex(load_valid_content())
     rows = read_dev([DEV_DIR / name for name in FIT_SETS])

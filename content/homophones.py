@@ -81,13 +81,14 @@ class HomophoneFixer:
         self._likelihood = likelihood
         self._canonical = {term: canonical for term, canonical in terms.items() if _CJK_RUN.fullmatch(term)}
         self._terms = frozenset(self._canonical)
-        # (length, position, character) → terms with that character there: a slip keeps all but one of the
-        # term's characters, so any run worth checking shares at least one with its term.
-        self._by_char: dict[tuple[int, int, str], set[str]] = {}
-        for term in self._terms:
-            for position, char in enumerate(term):
-                self._by_char.setdefault((len(term), position, char), set()).add(term)
+        # Each term with one character masked ("请假" → "?假", "请?"): a run with one slip has the same masked
+        # form as its term, so finding the terms a run may stand for is one look-up per character.
+        self._by_mask: dict[str, list[str]] = {}
+        for term in sorted(self._terms):
+            for position in range(len(term)):
+                self._by_mask.setdefault(_masked(term, position), []).append(term)
         self._lengths = sorted({len(term) for term in self._terms}, reverse=True)
+        self._found: dict[str, str | None] = {}  # window → its term; the same windows recur in every text
 
     def fix(self, text: str) -> str:
         if not self._terms:
@@ -115,21 +116,21 @@ class HomophoneFixer:
         return run
 
     def _term_for(self, window: str) -> str | None:
-        if window in self._terms or self._is_word(window):
+        if window not in self._found:
+            self._found[window] = self._look_up(window)
+        return self._found[window]
+
+    def _look_up(self, window: str) -> str | None:
+        if window in self._terms:
             return None
-        length = len(window)
-        candidates = set().union(*(self._by_char.get((length, position, char), ()) for position, char in
-                                   enumerate(window)))
-        fits = [term for term in candidates if _one_slip(window, term)]
+        fits = [term for position, written in enumerate(window) if written not in _FUNCTION_CHARS
+                for term in self._by_mask.get(_masked(window, position), ())
+                if readings(written) & readings(term[position])]
         # Terms that mean the same (青假 is a listed slip for 请假) are one fit; the synonym map does the rest.
-        if not fits or len({self._canonical[term] for term in fits}) > 1:
+        if not fits or len({self._canonical[term] for term in fits}) > 1 or self._is_word(window):
             return None
         return min(fits, key=lambda term: (term != self._canonical[term], term))
 
 
-def _one_slip(window: str, term: str) -> bool:
-    differing = [(a, b) for a, b in zip(window, term, strict=True) if a != b]
-    if len(differing) != 1:
-        return False
-    written, meant = differing[0]
-    return written not in _FUNCTION_CHARS and bool(readings(written) & readings(meant))
+def _masked(text: str, position: int) -> str:
+    return text[:position] + "?" + text[position + 1:]

@@ -6,7 +6,8 @@ Sound-alike slips (情假 for 请假) are put right first (content/homophones.py
 its character pairs, so a partial or mistyped term still shares most of its tokens with the right entry.
 
 bm25s indexes every FAQ text (standard question and phrasings), every entry as one bag of words with its
-answer, and the document passages. The best candidates are ranked by a weighted sum of evidence; each has
+answer, and the document passages; a linear classifier trained on the phrasings scores every entry
+(content/classifier.py). The best candidates are ranked by a weighted sum of evidence; each has
 a bounded coverage score (the share of the question's weight that the entry's words cover). A small
 logistic model turns the best candidate's evidence, with whether the question speaks of this domain at
 all, into the chance that it is the right entry; thresholds on that chance decide between answering,
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from content.classifier import EntryClassifier
 from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
@@ -46,18 +48,20 @@ ANSWERED, UNSURE, OUT_OF_SCOPE = "answered", "unsure", "out_of_scope"
 # Whether to answer is decided by a logistic model over the evidence for the best candidate: its
 # confidence (below), its best single text, its texts together, its lead over the runner-up, the runner-up's
 # confidence, whether the question speaks of this domain or of a foreign one, how much of the question no
-# entry knows, whether it has the entry's anchor words, BM25, and the question's length. The model's output
-# is the reported confidence: the estimated chance that the best candidate is the right entry. At or above
+# entry knows, whether it has the entry's anchor words, BM25, the question's length, and the entry
+# classifier's margin for it and its lead over the next entry. The model's output is the reported
+# confidence: the estimated chance that the best candidate is the right entry. At or above
 # ANSWER_THRESHOLD we answer; between SUGGEST_THRESHOLD and it we offer choices; below, we decline.
 # bench/qa_fit.py fits the weights on tests/qa/ (all but holdout3.tsv, which stays blind) and prints them
-# for pasting here; refit after large content changes. The thresholds were chosen on holdout4.tsv before it
-# was fitted on: below 0.45 no more right answers came, only more answered out-of-scope questions.
+# for pasting here; refit after large content changes. ANSWER_THRESHOLD is where its cross-validated rates
+# of right answers and of declined out-of-scope questions add up to the most (0.5 to 0.6 tie; 0.5 answers
+# more).
 ACCEPT_FEATURES = ("confidence", "best_text", "texts", "lead", "runner_up", "ours", "foreign", "unseen",
-                   "anchored", "log_bm25", "log_words")
-ACCEPT_WEIGHTS = (1.52, -2.57, 2.48, 2.71, 1.85, 2.49, -0.60, -1.48, 1.71, 1.22, 0.14)
-ACCEPT_BIAS = -10.16
-ANSWER_THRESHOLD = 0.45
-SUGGEST_THRESHOLD = 0.4
+                   "anchored", "log_bm25", "log_words", "margin", "margin_lead")
+ACCEPT_WEIGHTS = (2.39, -2.11, 2.23, 0.98, 1.27, 1.81, -0.33, -1.64, 0.98, 0.44, 1.20, 1.47, 1.57)
+ACCEPT_BIAS = -8.94
+ANSWER_THRESHOLD = 0.5
+SUGGEST_THRESHOLD = 0.45
 # A lead is counted up to this much: beyond it, a candidate is simply far ahead.
 MAX_LEAD = 1.5
 # A document passage answers, when no FAQ entry does, if the question speaks of this domain and the
@@ -66,6 +70,10 @@ PASSAGE_THRESHOLD = 0.44
 # A runner-up within AMBIGUOUS_MARGIN in ranking that covers this share of the question makes the question
 # ambiguous: the member gets both as choices rather than our guess.
 RUNNER_UP_CONFIDENCE = 0.44
+# A question of at most TOPIC_WORDS words that two entries cover to TOPIC_COVERAGE names a topic, not a
+# question ("党费的事"): the member gets that topic's entries to choose from.
+TOPIC_WORDS = 2
+TOPIC_COVERAGE = 0.8
 # Two candidates this close (in ranking score) are ambiguous: offer both instead of guessing.
 AMBIGUOUS_MARGIN = 0.03
 MAX_SUGGESTIONS = 3
@@ -76,6 +84,10 @@ PASSAGE_FACTOR = 0.8
 # entry's standard question alone, which breaks ties between siblings that share most words.
 RANK_WEIGHTS = (1.0, 0.5, 1.5, 0.6)
 QUESTION_WEIGHT = 0.6
+# The entry classifier's margin (content/classifier.py) joins the ranking at this weight, and its best few
+# entries join the candidates.
+CLASSIFIER_WEIGHT = 2.0
+CLASSIFIER_CANDIDATES = 5
 CANDIDATES = 20
 # Words used by at least this share of an entry's texts are its anchors; a question with none of them
 # keeps this share of its confidence.
@@ -108,7 +120,7 @@ OUT_OF_DOMAIN = frozenset("""
 笑话 唱歌 唱首歌 电影 电视剧 游戏 小说 音乐 快递 外卖 导航 火车票 机票 车票 高铁 星座 算命 运势 减肥 菜谱 做饭 怎么做菜
 足球 篮球 比赛 明星 你是谁 你叫什么 你几岁 你好 您好 在吗 早上好 晚上好 晚安 谢谢 哈哈 呵呵 无聊 聊天 聊聊
 翻译 英语 数学题 作文 医院挂号 挂号 感冒 发烧 吃药 养猪 化肥 农药 种子 招工 贷款 利息 银行卡 手机话费 话费
-新农合 医保 社保 养老保险 报销 宅基地 户口 身份证 驾照 结婚证 离婚 彩礼 残疾证 转学 高考 中考 学费
+新农合 医保 社保 养老保险 报销 低保 宅基地 户口 身份证 驾照 结婚证 离婚 彩礼 残疾证 转学 高考 中考 学费
 电费 水费 燃气 宽带 网费 流量 话费
 """.split())
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
@@ -223,10 +235,11 @@ class Analyzer:
             return text
         return "".join(self.synonyms.get(word, word) for word in self._jieba.cut(text, HMM=False))
 
-    def tokens(self, text: str) -> list[str]:
+    def tokens(self, text: str, canonical: str | None = None) -> list[str]:
         """The canonical text's tokens, then those of the text as written that the canonical one lacks: a
-        synonym adds its canonical term without taking the member's own words away ("交党费" keeps 交)."""
-        canonical = self.canonical(text)
+        synonym adds its canonical term without taking the member's own words away ("交党费" keeps 交).
+        canonical: the text's canonical form, if the caller has it already."""
+        canonical = self.canonical(text) if canonical is None else canonical
         result = self._tokens_of(canonical)
         written = self.fold(text)
         if written != canonical:
@@ -325,6 +338,25 @@ class _Candidate:
     confidence: float  # share covered by all its words, answer included
     rank: float = 0.0
     anchored: bool = True  # the question has one of the entry's anchor words (or it has none)
+    margin: float = 0.0  # the entry classifier's margin for it
+
+
+@dataclass
+class Evidence:
+    """What the search found for one question, before deciding."""
+
+    query_set: set[str]
+    total: float  # the question's weight
+    margins: np.ndarray  # the entry classifier's margin for every entry
+    ours: bool  # speaks of this domain
+    foreign: bool  # speaks of a topic the bot never answers
+    faq: list[_Candidate]  # best first
+    passages: list[_Candidate]
+
+    @property
+    def words(self) -> int:
+        """How many words (not character pairs) the question has after stopwords."""
+        return sum(1 for token in self.query_set if not token.startswith("~"))
 
 
 class QaIndex:
@@ -337,7 +369,7 @@ class QaIndex:
         self.passages = [*content.passages, *extra_passages]
         self.faq_by_id = {entry.id: entry for entry in self.faq}
         self.passage_by_id = {passage.id: passage for passage in self.passages}
-        faq_texts, faq_owners = [], []
+        faq_texts, faq_owners, canonical_texts = [], [], []
         # A question that is word for word one of an entry's texts gets that entry: staff who add a phrasing
         # to fix a question expect exactly that question to be answered by it.
         self._verbatim: dict[str, int] = {}
@@ -351,9 +383,11 @@ class QaIndex:
             texts = list(dict.fromkeys((entry.question, *entry.phrasings)))
             for text in texts:
                 self._verbatim.setdefault(normalize_question(self.analyzer.fold(text)), number)
-                tokens = self.analyzer.tokens(text)
+                canonical = self.analyzer.canonical(text)
+                tokens = self.analyzer.tokens(text, canonical)
                 together.update(tokens)
                 faq_texts.append(tokens)
+                canonical_texts.append(canonical)
                 faq_owners.append(number)
                 for token in set(tokens):
                     if not token.startswith("~"):
@@ -364,6 +398,7 @@ class QaIndex:
             self._entry_words.append(frozenset(together | set(self.analyzer.tokens(entry.answer))))
         passage_texts = [self.analyzer.tokens(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
         self._faq = _Collection(faq_texts, faq_owners, len(self.faq))
+        self._classifier = EntryClassifier(canonical_texts, faq_owners, len(self.faq))
         # An entry found by its answer's words alone ("八项义务" is in the answer, not the question).
         self._answers = _Collection([list(words) for words in self._entry_words], list(range(len(self.faq))),
                                     len(self.faq))
@@ -383,7 +418,8 @@ class QaIndex:
         # a variant ("领低保") may fold into an everyday word, which is no marker either way.
         words = domain_words | DOMAIN_MARKERS
         everyday = EVERYDAY_WORDS | {fold(word) for word in EVERYDAY_WORDS}
-        self._markers = frozenset((set(words) | {fold(word) for word in words}) - everyday)
+        self._markers = frozenset(word for word in set(words) | {fold(word) for word in words}
+                                  if word not in everyday and fold(word) not in everyday)
 
     def _idf(self, frequency: int) -> float:
         return math.log(1 + (self._texts - frequency + 0.5) / (frequency + 0.5))
@@ -405,11 +441,13 @@ class QaIndex:
         covered = sum(self._token_weight(token) for token in query & text)
         return 0.75 * (covered / total if total else 0.0) + 0.25 * (covered / own if own else 0.0)
 
-    def _faq_candidates(self, query: list[str], query_set: set[str], total: float) -> list[_Candidate]:
+    def _faq_candidates(self, query: list[str], query_set: set[str], total: float,
+                        margins: np.ndarray) -> list[_Candidate]:
         by_text = self._faq.item_scores(query)
         if by_text.size == 0:
             return []
         pool = set(_top(by_text, CANDIDATES)) | set(_top(self._answers.item_scores(query), CANDIDATES // 2))
+        pool |= {int(item) for item in np.argsort(-margins)[:CLASSIFIER_CANDIDATES]}
         candidates = []
         for item in pool:
             best = self._faq.best_text(item, query) if by_text[item] > 0 else None
@@ -421,12 +459,14 @@ class QaIndex:
                 key=f"f{item}", bm25=float(by_text[item]),
                 best_text=self._text_confidence(query_set, total, self._faq.token_sets[best]) if best is not None else 0.0,
                 texts=self._recall(query_set, total, self._entry_texts[item]),
-                confidence=factor * self._recall(query_set, total, self._entry_words[item]), anchored=anchored))
+                confidence=factor * self._recall(query_set, total, self._entry_words[item]), anchored=anchored,
+                margin=float(margins[item])))
         best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
         single, together, everything, bm25 = RANK_WEIGHTS
         for c in candidates:
             c.rank = single * c.best_text + together * c.texts + everything * c.confidence + bm25 * c.bm25 / best_bm25 \
-                + QUESTION_WEIGHT * self._text_confidence(query_set, total, self._questions[int(c.key[1:])])
+                + QUESTION_WEIGHT * self._text_confidence(query_set, total, self._questions[int(c.key[1:])]) \
+                + CLASSIFIER_WEIGHT * c.margin
         return sorted(candidates, key=lambda c: -c.rank)
 
     def _passage_candidates(self, query: list[str], query_set: set[str], total: float) -> list[_Candidate]:
@@ -446,6 +486,18 @@ class QaIndex:
         foreign = any(word in self._ood for word in words) or any(len(w) >= 3 and w in text for w in self._ood)
         return any(marker in text or marker in written for marker in self._markers), foreign
 
+    def evidence(self, question: str) -> Evidence:
+        """Everything the search knows about a question before deciding (not for verbatim questions)."""
+        canonical = self.analyzer.canonical(question)
+        query = self.analyzer.tokens(question, canonical)
+        query_set = set(query)
+        total = sum(self._token_weight(token) for token in query_set)
+        margins = self._classifier.scores(canonical)
+        ours, foreign = self.domain_of(question)
+        return Evidence(query_set=query_set, total=total, margins=margins, ours=ours, foreign=foreign,
+                        faq=self._faq_candidates(query, query_set, total, margins),
+                        passages=self._passage_candidates(query, query_set, total))
+
     def search(self, question: str, *, answer_threshold: float = ANSWER_THRESHOLD,
                suggest_threshold: float = SUGGEST_THRESHOLD) -> Answer:
         verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
@@ -453,42 +505,45 @@ class QaIndex:
             result = self.answer_of(self.faq[verbatim].id, question=question, confidence=1.0)
             result.ranked = [(result.entry_id, 1.0)]
             return result
-        query = self.analyzer.tokens(question)
-        query_set = set(query)
-        total = sum(self._token_weight(token) for token in query_set)
-        faq = self._faq_candidates(query, query_set, total)
-        passages = self._passage_candidates(query, query_set, total)
-        ours, foreign = self.domain_of(question)
+        found = self.evidence(question)
+        faq, passages = found.faq, found.passages
         ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]]
-        if foreign and not ours:
+        if found.foreign and not found.ours:
             return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0, ranked=ranked)
-        features = self.acceptance_features(query_set, total, faq, ours=ours, foreign=foreign)
+        features = self.acceptance_features(found)
         probability = _logistic(features) if features is not None else 0.0
-        result = self._choose(question, faq, passages, probability, ours and not foreign,
-                              answer_threshold, suggest_threshold)
+        result = self._choose(question, found, probability, answer_threshold, suggest_threshold)
         result.ranked = ranked
         return result
 
-    def acceptance_features(self, query_set: set[str], total: float, faq: list[_Candidate], *, ours: bool,
-                            foreign: bool) -> tuple[float, ...] | None:
+    def acceptance_features(self, found: Evidence) -> tuple[float, ...] | None:
         """The evidence for the best FAQ candidate, in ACCEPT_FEATURES order (None when there is none)."""
-        if not faq:
+        if not found.faq:
             return None
+        faq, total = found.faq, found.total
         best, runner_up = faq[0], (faq[1] if len(faq) > 1 else None)
-        unseen = sum(self._token_weight(t) for t in query_set if t not in self._entry_frequency) / total if total else 1.0
-        words = sum(1 for token in query_set if not token.startswith("~"))
+        unseen = sum(self._token_weight(t) for t in found.query_set if t not in self._entry_frequency) / total \
+            if total else 1.0
+        words = found.words
+        others = np.delete(found.margins, int(best.key[1:]))
+        margin_lead = best.margin - float(others.max()) if others.size else MAX_LEAD
         return (best.confidence, best.best_text, best.texts,
                 min(MAX_LEAD, best.rank - runner_up.rank) if runner_up else MAX_LEAD,
-                runner_up.confidence if runner_up else 0.0, float(ours), float(foreign), unseen,
-                float(best.anchored), math.log1p(best.bm25), math.log1p(words))
+                runner_up.confidence if runner_up else 0.0, float(found.ours), float(found.foreign), unseen,
+                float(best.anchored), math.log1p(best.bm25), math.log1p(words), best.margin,
+                max(-MAX_LEAD, min(MAX_LEAD, margin_lead)))
 
-    def _choose(self, question: str, faq: list[_Candidate], passages: list[_Candidate], probability: float,
-                in_domain: bool, answer_threshold: float, suggest_threshold: float) -> Answer:
+    def _choose(self, question: str, found: Evidence, probability: float, answer_threshold: float,
+                suggest_threshold: float) -> Answer:
+        faq, passages = found.faq, found.passages
+        in_domain = found.ours and not found.foreign
         best = faq[0] if faq else None
         runner_up = faq[1] if len(faq) > 1 else None
-        # Two entries that both cover the question and rank side by side ("党费" alone): the member chooses.
-        ambiguous = best is not None and runner_up is not None and best.rank - runner_up.rank < AMBIGUOUS_MARGIN \
-            and runner_up.confidence >= RUNNER_UP_CONFIDENCE
+        # Two entries that both cover the question and rank side by side: the member chooses. So does a topic
+        # named without a question ("党费的事": one or two words that several entries cover completely).
+        covered = runner_up is not None and runner_up.confidence >= RUNNER_UP_CONFIDENCE
+        topic = covered and found.words <= TOPIC_WORDS and runner_up.confidence >= TOPIC_COVERAGE
+        ambiguous = covered and (best.rank - runner_up.rank < AMBIGUOUS_MARGIN or topic)
         if best is not None and probability >= answer_threshold and not ambiguous:
             return self.answer_of(self._id(best.key), question=question, confidence=probability)
         if in_domain and passages and passages[0].confidence >= PASSAGE_THRESHOLD \

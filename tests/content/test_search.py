@@ -15,8 +15,8 @@ from content.search import ANSWERED, OUT_OF_SCOPE, UNSURE, IndexHolder, QaIndex
 REPO = Path(__file__).resolve().parents[2]
 # (top-1, out-of-scope declined) each evaluation set reached (bench/qa_eval.py), less a little room for
 # content edits; raise them as the search improves, never lower them to make a change pass.
-FLOORS = {"dev": (0.92, 0.96), "holdout": (0.92, 0.95), "holdout2": (0.89, 0.89), "holdout3": (0.86, 0.90),
-          "holdout4": (0.88, 0.86)}
+FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92), "holdout3": (0.91, 0.90),
+          "holdout4": (0.91, 0.89)}
 
 FAQ = '''
 [[faq]]
@@ -144,9 +144,10 @@ def test_a_question_about_the_domain_without_its_terms_is_still_answered(shipped
 
 def test_a_bare_topic_offers_that_topics_entries(shipped):
     # Several dues entries cover 党费 equally: guessing one would answer a question nobody asked.
-    result = shipped.search("党费")
-    assert result.status == UNSURE and result.suggestions
-    assert all(s.id.startswith("dues-") for s in result.suggestions)
+    for question in ["党费", "党费的事"]:
+        result = shipped.search(question)
+        assert result.status == UNSURE and result.suggestions, question
+        assert all(s.id.startswith("dues-") for s in result.suggestions), question
 
 
 def test_confidence_is_the_estimated_chance_that_the_answer_is_right(shipped):
@@ -168,8 +169,6 @@ def test_out_of_domain_and_unknown_questions_are_declined(index):
 
 
 def test_near_misses_offer_choices(index):
-    result = index.search("党费的事")
-    assert result.status in (UNSURE, ANSWERED)
     result = index.search("党费", answer_threshold=1.01)
     assert result.status == UNSURE
     assert 1 <= len(result.suggestions) <= 3 and all(s.id.startswith("dues") for s in result.suggestions)

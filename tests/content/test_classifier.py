@@ -1,0 +1,41 @@
+"""The entry classifier tells siblings apart by the characters their phrasings use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from content.classifier import EntryClassifier
+from content.loader import load_valid_content
+from content.search import ANSWERED, QaIndex
+
+
+def test_it_scores_the_entry_whose_phrasings_share_the_telling_characters():
+    texts = ["退休金党费交多少", "领养老金的党员党费", "种地的党员党费交多少", "务农没有工资党费", "党费交给谁", "在哪交党费"]
+    classifier = EntryClassifier(texts, [0, 0, 1, 1, 2, 2], entries=3)
+    assert int(np.argmax(classifier.scores("俺种了一辈子地 党费咋算"))) == 1
+    assert int(np.argmax(classifier.scores("拿退休金的交多少"))) == 0
+
+
+def test_two_entries_get_opposite_margins_and_one_entry_gets_none():
+    two = EntryClassifier(["党费交多少", "党费标准", "入党申请书", "入党怎么申请"], [0, 0, 1, 1], entries=2)
+    scores = two.scores("写入党申请")
+    assert scores[1] > 0 > scores[0] and scores[0] == pytest.approx(-scores[1])
+    one = EntryClassifier(["党费交多少", "党费标准"], [0, 0], entries=1)
+    assert one.scores("党费").tolist() == [0.0]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> QaIndex:
+    return QaIndex(load_valid_content())
+
+
+@pytest.mark.parametrize(("question", "entry"), [
+    ("退休了党费还交吗按啥算", "dues-retiree"),  # dues-low-income shares most of its words
+    ("外出务工党员怎么过组织生活", "member-floating-life"),  # study-away does too
+    ("积极分子要考察多长时间", "join-activist-training"),
+    ("预备党员怎样才能转成正式党员", "join-conversion"),  # not the whole path from application (join-total-time)
+])
+def test_siblings_that_share_most_words_are_told_apart(shipped, question, entry):
+    result = shipped.search(question)
+    assert (result.status, result.entry_id) == (ANSWERED, entry)
