@@ -53,6 +53,7 @@ TEMPLATE = "template"
 
 UNBOUND = "未绑定微信，无法送达"
 UNFOLLOWED = "已取消关注公众号，无法送达"
+MUTED = "本人已关闭提醒"
 NO_CHANNEL = "48小时内未互动且未配置模板消息，无法推送"
 GAVE_UP = "{reason}（已尝试 {attempts} 次，不再重试）"
 UNEXPECTED = "发送时出现程序错误"
@@ -76,6 +77,8 @@ class Outgoing:
     template: dict[str, str] | None = None
     # Not before this moment (parts of one long reply are spaced so they arrive in order).
     not_before: datetime | None = None
+    # A reminder rather than the message itself: a member who turned reminders off does not get it.
+    reminder: bool = False
 
 
 # ---------------------------------------------------------------- rules that need no database
@@ -152,12 +155,15 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
                 else:
                     openid = found.openid
                     error = None if found.subscribed else UNFOLLOWED
+                    if error is None and item.reminder and found.reminders_muted:
+                        error = MUTED
             elif openid in gone:
                 error = UNFOLLOWED
             rows.append({
                 "idempotency_key": item.key, "kind": item.kind, "ref": item.ref, "member_id": item.member_id,
                 "openid": openid, "text": item.text, "template_data": template_json(item.template, item.text),
-                "urgent": item.urgent, "status": store.FAILED if error else store.PENDING, "attempts": 0,
+                "urgent": item.urgent, "reminder": item.reminder,
+                "status": store.FAILED if error else store.PENDING, "attempts": 0,
                 "due_at": due_time(max(now, item.not_before or now), urgent=item.urgent, settings=settings),
                 "created_at": now, "error": error,
             })
@@ -167,7 +173,7 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
 
 async def enqueue_members(session: AsyncSession, member_ids: Select, *, key_prefix: str, kind: str, text: str,
                           ref: str | None, urgent: bool, template: dict[str, str] | None, now: datetime,
-                          settings: Any) -> int:
+                          settings: Any, reminder: bool = False) -> int:
     """One row per member id the select yields (keys "<key_prefix>:<member id>"); returns how many were new.
 
     A single INSERT … SELECT, so a 70,000-member audience never passes through Python.
@@ -176,7 +182,7 @@ async def enqueue_members(session: AsyncSession, member_ids: Select, *, key_pref
         session, member_ids, key_prefix=key_prefix, kind=kind, text=text, ref=ref,
         template_data=template_json(template, text), urgent=urgent,
         due_at=due_time(now, urgent=urgent, settings=settings), now=now,
-        unbound_reason=UNBOUND, unfollowed_reason=UNFOLLOWED)
+        unbound_reason=UNBOUND, unfollowed_reason=UNFOLLOWED, reminder=reminder, muted_reason=MUTED)
 
 
 # ---------------------------------------------------------------- the engine

@@ -261,6 +261,6 @@ async def follow_up(job: JobContext) -> int:
                 kind="reminder", text=REMINDER.format(org=org.name, excerpt=_excerpt(notice.text)),
                 ref=notice_ref(notice.id), urgent=False,
                 template={"title": "温馨提醒", "content": _excerpt(notice.text), "remark": "看过后回复 收到"},
-                now=now, settings=job.settings)
+                now=now, settings=job.settings, reminder=True)
             notice.reported_at = notice.reminded_at = now
     return len(due)

@@ -91,6 +91,8 @@ class Member(SQLModel, table=True):
     category: str = Field(default=MemberCategory.FULL.value, max_length=10)
     hardship: bool = False
     away_from_home: bool = False
+    # The member turned reminders off (关闭提醒): notices and meeting calls still come, reminders do not.
+    reminders_muted: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     # One-time code handed out by staff; cleared once the member binds their WeChat.
     binding_code: str | None = Field(default=None, max_length=12, unique=True)
     created_at: datetime = Field(sa_column=utc_column(nullable=False))
@@ -195,6 +197,9 @@ class OutboxMessage(SQLModel, table=True):
     # The short fields for the template channel, as JSON (each at most 20 characters, no line breaks).
     template_data: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     urgent: bool = False
+    # A reminder (a meeting's day-before and hour-before message, a notice's follow-up, a compliance
+    # reminder): not sent to a member who turned reminders off.
+    reminder: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     status: str = Field(default=OutboxStatus.PENDING.value, max_length=10)
     channel: str | None = Field(default=None, max_length=10)
     attempts: int = 0

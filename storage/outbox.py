@@ -16,11 +16,12 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
+from storage.models import Member, OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
 from storage.upsert import insert_for
 
 OUTBOX = OutboxMessage.__table__
 IDENTITY = WeChatIdentity.__table__
+MEMBER = Member.__table__
 
 PENDING = OutboxStatus.PENDING.value
 SENDING = OutboxStatus.SENDING.value
@@ -38,10 +39,11 @@ ERROR_MAX = 300
 
 @dataclass(frozen=True)
 class Reach:
-    """How a member can be reached: their bound follower, if any."""
+    """How a member can be reached: their bound follower, if any, and whether they turned reminders off."""
 
     openid: str
     subscribed: bool
+    reminders_muted: bool = False
 
 
 async def reach_of_members(session: AsyncSession, member_ids: Iterable[int]) -> dict[int, Reach]:
@@ -49,9 +51,10 @@ async def reach_of_members(session: AsyncSession, member_ids: Iterable[int]) -> 
     found: dict[int, Reach] = {}
     for start in range(0, len(ids), INSERT_CHUNK):
         rows = await session.execute(
-            select(IDENTITY.c.member_id, IDENTITY.c.openid, IDENTITY.c.subscribed)
+            select(IDENTITY.c.member_id, IDENTITY.c.openid, IDENTITY.c.subscribed, MEMBER.c.reminders_muted)
+            .select_from(IDENTITY.join(MEMBER, MEMBER.c.id == IDENTITY.c.member_id))
             .where(IDENTITY.c.member_id.in_(ids[start:start + INSERT_CHUNK])))
-        found.update({row.member_id: Reach(row.openid, row.subscribed) for row in rows})
+        found.update({row.member_id: Reach(row.openid, row.subscribed, row.reminders_muted) for row in rows})
     return found
 
 
@@ -82,16 +85,20 @@ async def insert_rows(session: AsyncSession, rows: list[dict]) -> int:
 
 async def insert_for_members(session: AsyncSession, member_ids: sa.Select, *, key_prefix: str, kind: str, text: str,
                              ref: str | None, template_data: str | None, urgent: bool, due_at: datetime,
-                             now: datetime, unbound_reason: str, unfollowed_reason: str) -> int:
+                             now: datetime, unbound_reason: str, unfollowed_reason: str, reminder: bool = False,
+                             muted_reason: str = "") -> int:
     """One row per member id the select yields (its first column), in a single INSERT … SELECT in the database.
 
     The openid is the member's bound follower. Members nobody can reach get a row that is already failed
-    with a reason, so that delivery reports list them instead of silently leaving them out.
+    with a reason, so that delivery reports list them instead of silently leaving them out; so do members
+    who turned reminders off, when the rows are reminders.
     """
     audience = member_ids.subquery("audience")
     member_id = list(audience.c)[0]
     unbound = IDENTITY.c.openid.is_(None)
     unfollowed = IDENTITY.c.subscribed.is_(False)
+    # A member who turned reminders off; never true for other messages.
+    muted = sa.and_(sa.literal(reminder, sa.Boolean), MEMBER.c.reminders_muted.is_(True))
     rows = (
         select(
             sa.literal(f"{key_prefix}:", sa.String) + sa.cast(member_id, sa.String),
@@ -102,18 +109,21 @@ async def insert_for_members(session: AsyncSession, member_ids: sa.Select, *, ke
             sa.literal(text, sa.Text),
             sa.literal(template_data, sa.Text),
             sa.literal(urgent, sa.Boolean),
-            sa.case((unbound, FAILED), (unfollowed, FAILED), else_=PENDING),
+            sa.literal(reminder, sa.Boolean),
+            sa.case((unbound, FAILED), (unfollowed, FAILED), (muted, FAILED), else_=PENDING),
             sa.literal(0, sa.Integer),
             sa.literal(due_at, UTCDateTime()),
             sa.literal(now, UTCDateTime()),
-            sa.case((unbound, unbound_reason), (unfollowed, unfollowed_reason), else_=sa.null()),
+            sa.case((unbound, unbound_reason), (unfollowed, unfollowed_reason), (muted, muted_reason),
+                    else_=sa.null()),
         )
-        .select_from(audience.outerjoin(IDENTITY, IDENTITY.c.member_id == member_id))
+        .select_from(audience.outerjoin(IDENTITY, IDENTITY.c.member_id == member_id)
+                     .outerjoin(MEMBER, MEMBER.c.id == member_id))
         # Also keeps SQLite from reading the upsert's ON as part of the join (its documented ambiguity).
         .where(member_id.is_not(None))
     )
-    columns = ["idempotency_key", "kind", "ref", "member_id", "openid", "text", "template_data", "urgent", "status",
-               "attempts", "due_at", "created_at", "error"]
+    columns = ["idempotency_key", "kind", "ref", "member_id", "openid", "text", "template_data", "urgent", "reminder",
+               "status", "attempts", "due_at", "created_at", "error"]
     statement = (insert_for(session, OUTBOX).from_select(columns, rows)
                  .on_conflict_do_nothing(index_elements=["idempotency_key"]))
     result = await session.execute(statement)
@@ -249,6 +259,14 @@ async def record(session: AsyncSession, *, now: datetime, sent: list[Sent] = (),
     if closed:
         # Counted as used up until the member writes again (storage.identities.touch starts a new count).
         await session.execute(update(IDENTITY).where(IDENTITY.c.openid.in_(closed)).values(window_sent=WINDOW_MESSAGES))
+
+
+async def withdraw_reminders(session: AsyncSession, member_id: int, *, reason: str) -> int:
+    """A member's reminders not yet sent become failed with the reason (they turned reminders off)."""
+    result = await session.execute(
+        update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.reminder.is_(True), OUTBOX.c.status == PENDING)
+        .values(status=FAILED, error=reason, lease_until=None))
+    return max(result.rowcount or 0, 0)
 
 
 async def recover(session: AsyncSession, *, now: datetime) -> int:

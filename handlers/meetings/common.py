@@ -205,7 +205,7 @@ def _reminders(ctx: Context, meeting: Meeting, org: Organization, member_ids: li
         for member_id in member_ids:
             items.append(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}{version}", kind=KIND_OF_MESSAGE,
                                   text=text.format(**fields), member_id=member_id, ref=_ref(meeting.id),
-                                  template=_template(settings, meeting, "会议提醒"), not_before=at))
+                                  template=_template(settings, meeting, "会议提醒"), not_before=at, reminder=True))
     return items
 
 

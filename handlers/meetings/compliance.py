@@ -245,7 +245,7 @@ async def remind_branch(session: AsyncSession, branch: Organization, *, today: d
     ref = f"compliance:{branch.id}:{period}"
     items = [Outgoing(key=f"{ref}:{leader.id}", kind=REMINDER_KIND, text=text, member_id=leader.id, ref=ref,
                       template={"title": "会议提醒", "content": f"本期还有 {len(missing)} 项会议未记录",
-                                "remark": "回复 开会 可安排会议"})
+                                "remark": "回复 开会 可安排会议"}, reminder=True)
              for leader in leaders]
     return await enqueue(session, items, now=now, settings=settings)
 

@@ -1,4 +1,5 @@
-"""Membership: following, binding a WeChat account to a member record, 我的, 帮助, and the roster import.
+"""Membership: following, binding a WeChat account to a member record, 我的, 帮助, turning reminders off and
+on, and the roster import.
 
 The chat side lives here; reading roster files is in roster.py.
 """
@@ -11,9 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import AnyText, Context, Dialog, Router
+from bot.outbox import MUTED
 from storage import identities
 from storage.members import member_by_binding_code
 from storage.models import Member, Organization, WeChatIdentity
+from storage.outbox import withdraw_reminders
 
 router = Router("membership")
 
@@ -30,6 +33,11 @@ MISMATCH = "姓名或绑定码不对，还可以再试 {left} 次。绑定码由
 BOUND = "绑定成功！{name}，您好。\n您属于：{org}\n回复 帮助 查看可以做什么。"
 CODE = re.compile(r"\d{6}")
 BIND_DIALOG = "bind"
+REMINDERS_OFF = ("好的，提醒已关闭：开会前一天、前一小时的提醒和通知的催看提醒都不再发给您{withdrawn}。\n"
+                 "会议通知、支部的通知照常收到。想再打开，回复 打开提醒。")
+REMINDERS_ALREADY_OFF = "您的提醒已经是关闭的。想打开，回复 打开提醒。"
+REMINDERS_ON = "好的，提醒已打开：以后开会前和通知没看时会提醒您。想关掉，回复 关闭提醒。"
+REMINDERS_ALREADY_ON = "您的提醒是打开的。不想收，回复 关闭提醒。"
 
 
 def _parse_bind_args(args: str) -> tuple[str, str]:
@@ -123,6 +131,7 @@ def describe_member(member: Member, org_path: str) -> str:
         lines.append(f"入党日期：{joined.year}年{joined.month}月{joined.day}日")
     if member.away_from_home:
         lines.append("流动党员：是")
+    lines.append("提醒：已关闭（回复 打开提醒 可打开）" if member.reminders_muted else "提醒：打开")
     return "\n".join(lines)
 
 
@@ -130,6 +139,25 @@ def describe_member(member: Member, org_path: str) -> str:
 @router.click("ME", bound=True)
 async def show_me(session: AsyncSession, member: Member) -> str:
     return describe_member(member, await _org_path(session, member)) + "\n信息有误请联系支部书记。"
+
+
+@router.text("关闭提醒", "退订提醒", "不要提醒", bound=True, usage="关闭提醒", summary="不再收开会前和通知的提醒")
+async def reminders_off(session: AsyncSession, member: Member) -> str:
+    # Reminders are helpers, never obligations (国办函〔2026〕12号): one word turns them off, including the
+    # ones already queued for a meeting next week.
+    if member.reminders_muted:
+        return REMINDERS_ALREADY_OFF
+    member.reminders_muted = True
+    withdrawn = await withdraw_reminders(session, member.id, reason=MUTED)
+    return REMINDERS_OFF.format(withdrawn=f"（已取消 {withdrawn} 条待发的提醒）" if withdrawn else "")
+
+
+@router.text("打开提醒", "订阅提醒", bound=True, usage="打开提醒", summary="重新收开会前和通知的提醒")
+async def reminders_on(member: Member) -> str:
+    if not member.reminders_muted:
+        return REMINDERS_ALREADY_ON
+    member.reminders_muted = False
+    return REMINDERS_ON
 
 
 @router.text("帮助", "菜单", "help", "?", usage="帮助", summary="查看可以做什么")

@@ -1,10 +1,13 @@
-"""Binding, 我的, 帮助, following and unfollowing, as members do it in the chat."""
+"""Binding, 我的, 帮助, following and unfollowing, turning reminders off and on, as members do it in the chat."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from storage.models import Member, Role, WeChatIdentity
+from bot.dispatch import JobContext
+from handlers import notices
+from harness import hongqi_branch
+from storage.models import Member, OutboxMessage, Role, WeChatIdentity
 
 BRANCH = "示范县委/城关镇党委/红旗村党支部"
 
@@ -102,3 +105,71 @@ async def test_asking_for_help_in_the_middle_of_binding_shows_help(service):
     # The binding dialog is over: a name now is just text.
     assert (await service.say("z1", "赵德明")).startswith("没有听懂")
     assert (await service.say("z1", f"绑定 赵德明 {code}")).startswith("绑定成功")
+
+
+# ---------------------------------------------------------------- turning reminders off and on
+
+
+async def _meeting_tomorrow(service, secretary: str) -> None:
+    for reply in ("开会", "1", "明天下午3点", "村委会", "学习党的二十届四中全会精神", "1"):
+        last = await service.say(secretary, reply)
+    assert last.startswith("会议已召集"), last
+
+
+async def test_a_member_turns_reminders_off_and_still_gets_the_meeting_notice(service):
+    people = await hongqi_branch(service)
+    member, other, secretary = people["王秀英"], people["刘小梅"], people["李建国"]
+    await _meeting_tomorrow(service, secretary)  # the day-before and hour-before reminders are queued now
+    reply = await service.say(member, "关闭提醒")
+    assert reply.startswith("好的，提醒已关闭") and "已取消 2 条待发的提醒" in reply and "打开提醒" in reply
+    assert await service.say(member, "关闭提醒") == "您的提醒已经是关闭的。想打开，回复 打开提醒。"
+    assert "提醒：已关闭" in await service.say(member, "我的")
+
+    await service.deliver()
+    assert service.pushed(member)[-1].startswith("【会议通知】")  # the notice itself always comes
+    service.clock.advance(hours=24)
+    await service.deliver()
+    assert not any(text.startswith("【会议提醒】") for text in service.pushed(member))
+    assert service.pushed(other)[-1].startswith("【会议提醒】")
+    async with service.sessions() as session:
+        withdrawn = (await session.execute(select(OutboxMessage).where(
+            OutboxMessage.member_id == await _member_id(session, "王秀英"), OutboxMessage.reminder.is_(True)))).scalars().all()
+    assert [(row.status, row.error) for row in withdrawn] == [("failed", "本人已关闭提醒")] * 2
+
+
+async def test_reminders_queued_after_turning_them_off_are_not_sent_until_turned_on(service):
+    people = await hongqi_branch(service)
+    member, secretary = people["张卫东"], people["李建国"]
+    assert (await service.say(member, "关闭提醒")).startswith("好的，提醒已关闭")
+    await service.say(secretary, "发通知")
+    await service.say(secretary, "请交党费")
+    await service.say(secretary, "1")
+    await service.say(secretary, "1")
+    await service.deliver()
+    job = JobContext(sessions=service.sessions, clock=service.clock, settings=service.settings)
+    service.clock.advance(hours=service.settings.notice_follow_up_hours + 1)
+    assert await notices.follow_up(job) == 1
+    await service.deliver()
+    assert any("请交党费" in text for text in service.pushed(member))  # the notice came
+    assert not any("温馨提醒" in text for text in service.pushed(member))  # its reminder did not
+    assert any("温馨提醒" in text for text in service.pushed(people["陈志强"]))
+    report = next(text for text in service.pushed(secretary) if text.startswith("【通知情况】"))
+    assert "张卫东" in report  # still listed as not having answered
+
+    assert await service.say(member, "打开提醒") == "好的，提醒已打开：以后开会前和通知没看时会提醒您。想关掉，回复 关闭提醒。"
+    assert "提醒：打开" in await service.say(member, "我的")
+    await _meeting_tomorrow(service, secretary)
+    service.clock.advance(hours=24)
+    await service.deliver()
+    assert service.pushed(member)[-1].startswith("【会议提醒】")
+
+
+async def test_turning_reminders_off_needs_a_bound_member(service):
+    assert await service.say("stranger", "关闭提醒") == "这项功能需要先绑定党员身份。回复 绑定 开始。"
+    assert "· 关闭提醒" not in await service.say("stranger", "帮助")  # listed once bound
+    people = await hongqi_branch(service)
+    assert "· 关闭提醒" in await service.say(people["王秀英"], "帮助")
+
+
+async def _member_id(session, name: str) -> int:
+    return (await session.execute(select(Member.id).where(Member.name == name))).scalar_one()
