@@ -1,11 +1,12 @@
-"""Membership: following, binding a WeChat account to a member record, 我的, 帮助, turning reminders off and
-on, and the roster import.
+"""Membership: following, binding a WeChat account to a member record (and a new code for a member who
+changed WeChat account), 我的, 帮助, turning reminders off and on, and the roster import.
 
 The chat side lives here; reading roster files is in roster.py.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 
@@ -14,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.dispatch import AnyText, Context, Dialog, Router
 from bot.outbox import MUTED
 from storage import identities
-from storage.members import member_by_binding_code
-from storage.models import Member, Organization, WeChatIdentity
+from storage.members import issue_binding_code, member_by_binding_code, namesakes
+from storage.models import BRANCH_LEADERS, Member, Organization, WeChatIdentity
 from storage.outbox import withdraw_reminders
 
 router = Router("membership")
+log = logging.getLogger(__name__)
 
 WELCOME = ("欢迎关注支部助手！\n"
            "党员请先绑定身份：回复 绑定，再按提示回复姓名和绑定码（绑定码向支部书记要）。\n"
@@ -33,6 +35,12 @@ MISMATCH = "姓名或绑定码不对，还可以再试 {left} 次。绑定码由
 BOUND = "绑定成功！{name}，您好。\n您属于：{org}\n回复 帮助 查看可以做什么。"
 CODE = re.compile(r"\d{6}")
 BIND_DIALOG = "bind"
+ASK_REISSUE_NAME = "请在后面写上党员的姓名，例如：新绑定码 王秀英"
+REISSUE_UNKNOWN = "本支部的名册里没有“{name}”。请核对姓名；不在名册里的，请乡镇组织员先导入名册。"
+REISSUE_WHICH = ("本支部有 {count} 位党员叫{name}，请在姓名后加上手机号的后四位，例如：新绑定码 {name} {example}")
+REISSUED = ("{name}的新绑定码：{code}\n"
+            "请当面或打电话告诉本人：在新微信里关注公众号，回复 绑定 {name} {code}。\n"
+            "绑定后原来的微信自动解除；这个码用一次就失效，之前给的码作废。")
 REMINDERS_OFF = ("好的，提醒已关闭：开会前一天、前一小时的提醒和通知的催看提醒都不再发给您{withdrawn}。\n"
                  "会议通知、支部的通知照常收到。想再打开，回复 打开提醒。")
 REMINDERS_ALREADY_OFF = "您的提醒已经是关闭的。想打开，回复 打开提醒。"
@@ -139,6 +147,29 @@ def describe_member(member: Member, org_path: str) -> str:
 @router.click("ME", bound=True)
 async def show_me(session: AsyncSession, member: Member) -> str:
     return describe_member(member, await _org_path(session, member)) + "\n信息有误请联系支部书记。"
+
+
+@router.text("新绑定码", "重发绑定码", "补发绑定码", takes_args=True, roles=BRANCH_LEADERS, usage="新绑定码 姓名",
+             summary="给换了微信或忘了绑定码的党员一个新绑定码")
+async def reissue_binding_code(ctx: Context, member: Member, args: str) -> str:
+    # The only way for a member on a new WeChat account to bind again: the secretary, who knows the person,
+    # hands out a fresh code. Only for the secretary's own branch (namesakes are looked up in it).
+    words = args.split()
+    if not words:
+        return ASK_REISSUE_NAME
+    name, phone_end = words[0], "".join(words[1:])
+    found = await namesakes(ctx.session, member.org_id, name)
+    if phone_end:
+        found = [person for person in found if person.phone and person.phone.endswith(phone_end)]
+    if not found:
+        return REISSUE_UNKNOWN.format(name=args.strip())
+    if len(found) > 1:
+        example = next((person.phone[-4:] for person in found if person.phone), "1234")
+        return REISSUE_WHICH.format(count=len(found), name=name, example=example)
+    target = found[0]
+    code = await issue_binding_code(ctx.session, target)
+    log.info("member %s got a new binding code from %s", target.id, member.id)
+    return REISSUED.format(name=target.name, code=code)
 
 
 @router.text("关闭提醒", "退订提醒", "不要提醒", bound=True, usage="关闭提醒", summary="不再收开会前和通知的提醒")

@@ -1,12 +1,15 @@
-"""Binding, 我的, 帮助, following and unfollowing, turning reminders off and on, as members do it in the chat."""
+"""Binding (and a new code from the secretary), 我的, 帮助, following and unfollowing, turning reminders off and
+on, as members and secretaries do it in the chat."""
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import select
 
 from bot.dispatch import JobContext
 from handlers import notices
-from harness import hongqi_branch
+from harness import DONGFENG, hongqi_branch
 from storage.models import Member, OutboxMessage, Role, WeChatIdentity
 
 BRANCH = "示范县委/城关镇党委/红旗村党支部"
@@ -173,3 +176,43 @@ async def test_turning_reminders_off_needs_a_bound_member(service):
 
 async def _member_id(session, name: str) -> int:
     return (await session.execute(select(Member.id).where(Member.name == name))).scalar_one()
+
+
+# ---------------------------------------------------------------- a new binding code from the secretary
+
+
+async def test_a_member_on_a_new_wechat_account_binds_again_with_a_code_from_the_secretary(service):
+    people = await hongqi_branch(service)
+    secretary, old_account = people["李建国"], people["王秀英"]
+    reply = await service.say(secretary, "新绑定码 王秀英")
+    code = re.search(r"新绑定码：(\d{6})", reply).group(1)
+    assert f"回复 绑定 王秀英 {code}" in reply and "原来的微信自动解除" in reply
+
+    assert (await service.say("new-phone", f"绑定 王秀英 {code}")).startswith("绑定成功！王秀英")
+    assert "姓名：王秀英" in await service.say("new-phone", "我的")
+    assert await service.say(old_account, "我的") == "这项功能需要先绑定党员身份。回复 绑定 开始。"
+    # The code was used up.
+    assert (await service.say("third-phone", f"绑定 王秀英 {code}")).startswith("姓名或绑定码不对")
+
+
+async def test_only_a_branch_leader_gets_codes_and_only_for_their_own_branch(service):
+    people = await hongqi_branch(service)
+    secretary = people["李建国"]
+    assert (await service.say(people["王秀英"], "新绑定码 刘小梅")).startswith("这项功能只有书记、副书记")
+    assert await service.say(secretary, "新绑定码") == "请在后面写上党员的姓名，例如：新绑定码 王秀英"
+    assert (await service.say(secretary, "新绑定码 赵大山")).startswith("本支部的名册里没有“赵大山”")
+    await service.add_member("周海", DONGFENG, phone="13900000009")  # another village's member
+    assert (await service.say(secretary, "新绑定码 周海")).startswith("本支部的名册里没有“周海”")
+
+
+async def test_namesakes_are_told_apart_by_the_end_of_their_phone_number(service):
+    people = await hongqi_branch(service)
+    secretary = people["李建国"]
+    await service.add_member("王秀英", BRANCH, phone="13700001111")
+    asked = await service.say(secretary, "新绑定码 王秀英")
+    assert asked.startswith("本支部有 2 位党员叫王秀英") and "手机号的后四位" in asked
+    picked = await service.say(secretary, "新绑定码 王秀英 1111")
+    code = re.search(r"新绑定码：(\d{6})", picked).group(1)
+    async with service.sessions() as session:
+        holder = (await session.execute(select(Member).where(Member.binding_code == code))).scalar_one()
+    assert holder.phone == "13700001111"
