@@ -8,9 +8,10 @@ The rules follow the 支部工作条例 (see docs/domain.md): 支部党员大会
 A meeting counts as held when it was not cancelled, it started in the period, and at least one person
 signed its sheet: the sign-in sheet is what township staff audit.
 
-`check_compliance` is the query the console uses too. The reminder job tells a branch's secretaries,
-once, a week before a month, quarter or year ends, which of its meetings are still missing; nothing is
-sent when nothing is missing, and nobody is compared with anybody (domain.md: no rankings).
+`check_compliance` is the query the console uses too; a secretary asks it in the chat with 会议达标. The
+reminder job tells a branch's secretaries, once, a week before a month, quarter or year ends, which of its
+meetings are still missing; nothing is sent when nothing is missing, and nobody is compared with anybody
+(domain.md: no rankings).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import JobContext
+from bot.dispatch import Context, JobContext
 from bot.outbox import Outgoing, enqueue
 from handlers.meetings.common import router
 from storage.meetings import bound_leaders, has_committee, held_meetings, party_groups
-from storage.models import MeetingKind, Organization, OrgType
+from storage.models import BRANCH_LEADERS, MeetingKind, Member, Organization, OrgType
 
 REMINDER_KIND = "compliance"
 
@@ -35,6 +36,10 @@ REMINDER_HEAD = "【会议提醒】{branch}：{period}还有 {days} 天结束，
 REMINDER_TAIL = ("还没开的，可回复 开会 安排；已经开过但没在这里签到的，请留好纸质签到表备查。"
                  "（本提醒每期只发一次）")
 LECTURE_NOTE = "本地要求每年 {count} 次，条例要求每年至少 1 次"
+STATUS_HEAD = "【会议情况】{branch}，截至{month}月{day}日："
+STATUS_HELD = "✓ {title}（{period}，{frequency}）：{dates}"
+STATUS_MISSING = "· {title}（{period}，{frequency}）：还没有签到记录"
+STATUS_TAIL = "只算在助手里有人签到的会；开过但没在这里签到的，请留好纸质签到表。回复 开会 可安排会议。"
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,33 @@ def reminder_text(branch: Organization, missing: list[Requirement], *, days: int
         lines.append(f"· {requirement.title}（{note}）")
     lines.append(REMINDER_TAIL)
     return "\n".join(lines)
+
+
+def status_text(report: ComplianceReport, *, today: date, settings) -> str:
+    """This branch's required meetings in the current month, quarter and year: held (with dates) or not yet."""
+    lines = [STATUS_HEAD.format(branch=report.branch.name, month=today.month, day=today.day)]
+    for requirement in sorted(report.requirements, key=lambda r: (r.period.end - r.period.start, r.period.start)):
+        frequency = requirement.frequency
+        if requirement.kind == MeetingKind.LECTURE and requirement.local_rule:
+            frequency = LECTURE_NOTE.format(count=settings.lecture_per_year)
+        if requirement.missing:
+            lines.append(STATUS_MISSING.format(title=requirement.title, period=requirement.period.label,
+                                               frequency=frequency))
+        else:
+            dates = "、".join(f"{day.month}月{day.day}日" for day in sorted(requirement.held))
+            lines.append(STATUS_HELD.format(title=requirement.title, period=requirement.period.label,
+                                            frequency=frequency, dates=dates))
+    lines.append(STATUS_TAIL)
+    return "\n".join(lines)
+
+
+@router.text("会议达标", "会议情况", "达标情况", roles=BRANCH_LEADERS, usage="会议达标",
+             summary="本月、本季度、本年规定要开的会开了哪些")
+async def show_compliance(ctx: Context, member: Member) -> str:
+    branch = await ctx.session.get(Organization, member.org_id)
+    today = ctx.now.astimezone(ctx.settings.zone).date()
+    report = await check_compliance(ctx.session, branch, today=today, settings=ctx.settings)
+    return status_text(report, today=today, settings=ctx.settings)
 
 
 async def branches(session: AsyncSession) -> list[Organization]:

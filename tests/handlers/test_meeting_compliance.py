@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.dispatch import JobContext
 from handlers.meetings import compliance, router
 from handlers.meetings.compliance import check_compliance, check_compliance_for, compliance_reminder, period_of
+from harness import hongqi_branch
 from storage.members import MemberFields, upsert_member
 from storage.models import (
     Attendance,
@@ -327,3 +328,21 @@ async def test_the_reminder_reaches_the_secretary_through_the_service(service):
     # Moving on a day changes nothing: the reminder is for the seventh day before the end only.
     service.clock.advance(days=1)
     assert await compliance.compliance_reminder(job) == 0
+
+
+async def test_a_secretary_asks_which_required_meetings_this_branch_has_held(service):
+    people = await hongqi_branch(service)
+    secretary = people["李建国"]
+    assert (await service.say(people["王秀英"], "会议达标")).startswith("这项功能只有书记、副书记")
+    for reply in ("开会", "1", "明天下午3点", "村委会", "学习党的二十届四中全会精神", "1"):
+        await service.say(secretary, reply)
+    service.clock._now = local(2026, 11, 25, 15).astimezone(timezone.utc)
+    assert "已为 王秀英 代签（15:00）" in await service.say(secretary, "代签 王秀英")
+    status = await service.say(secretary, "会议达标")
+    lines = status.splitlines()
+    assert lines[0] == "【会议情况】红旗村党支部，截至11月25日："
+    assert "✓ 支部党员大会（2026年第4季度，每季度一次）：11月25日" in lines
+    assert "· 主题党日（2026年11月，每月一次）：还没有签到记录" in lines
+    assert "· 组织生活会（2026年，每年一次）：还没有签到记录" in lines
+    assert lines[-1].startswith("只算在助手里有人签到的会")
+    assert not any(other in status for other in ("东风村", "排名", "第一名"))  # this branch only, no ranking
