@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from content.classifier import EntryClassifier
+from content.dialect import to_mandarin
 from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
@@ -58,8 +59,8 @@ ANSWERED, UNSURE, OUT_OF_SCOPE = "answered", "unsure", "out_of_scope"
 # more).
 ACCEPT_FEATURES = ("confidence", "best_text", "texts", "lead", "runner_up", "ours", "foreign", "unseen",
                    "anchored", "log_bm25", "log_words", "margin", "margin_lead")
-ACCEPT_WEIGHTS = (2.39, -2.11, 2.23, 0.98, 1.27, 1.81, -0.33, -1.64, 0.98, 0.44, 1.20, 1.47, 1.57)
-ACCEPT_BIAS = -8.94
+ACCEPT_WEIGHTS = (2.50, -2.20, 2.32, 1.01, 1.13, 1.78, -0.32, -1.83, 1.00, 0.40, 1.22, 1.42, 1.61)
+ACCEPT_BIAS = -8.97
 ANSWER_THRESHOLD = 0.5
 SUGGEST_THRESHOLD = 0.45
 # A lead is counted up to this much: beyond it, a candidate is simply far ahead.
@@ -227,7 +228,7 @@ class Analyzer:
 
     @staticmethod
     def fold(text: str) -> str:
-        return unicodedata.normalize("NFKC", text).lower().strip()
+        return to_mandarin(unicodedata.normalize("NFKC", text).lower().strip())
 
     def canonical(self, text: str) -> str:
         text = self.homophones.fix(self.fold(text))

@@ -125,7 +125,7 @@ def shipped() -> QaIndex:
 def test_synonyms_replace_whole_words_only(shipped):
     # 收入党费 holds 入党 (a variant of 发展党员); a substring replacement once sent this to the joining entries.
     assert "发展党员" not in shipped.analyzer.canonical("收入党费怎么算")
-    assert shipped.search("收入党费怎么算").entry_id.startswith("dues-")
+    assert all(item.startswith("dues-") for item, _ in shipped.search("收入党费怎么算").ranked[:3])
     assert shipped.analyzer.canonical("交党费") == "缴纳党费"
 
 
