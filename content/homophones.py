@@ -31,6 +31,7 @@ from pathlib import Path
 # How much likelier (natural log) the corrected run must be than the run as written: the price of assuming
 # a slip. Set on the slips and the false fixes found in our FAQ texts and evaluation questions.
 SLIP_COST = 3.2
+FOUND_MAX = 200_000
 # Characters so common that, written where a term has a sound-alike, they are far more often meant as
 # written: 不交党费 is not 补交党费, 绑定吗 is not 绑定码, 村有 is not a slip.
 _FUNCTION_CHARS = frozenset("不吗嘛么码的地得了着过是有没在和与跟就都也还又再很太要想会能可一个们这那哪吧呢啊呀哦我你他她它咱俺啥咋怎几多少")
@@ -88,7 +89,9 @@ class HomophoneFixer:
             for position in range(len(term)):
                 self._by_mask.setdefault(_masked(term, position), []).append(term)
         self._lengths = sorted({len(term) for term in self._terms}, reverse=True)
-        self._found: dict[str, str | None] = {}  # window → its term; the same windows recur in every text
+        # window → its term: the same windows recur in every text. Emptied when it grows past FOUND_MAX, so a
+        # server that reads questions for months does not keep every window it ever saw.
+        self._found: dict[str, str | None] = {}
 
     def fix(self, text: str) -> str:
         if not self._terms:
@@ -117,6 +120,8 @@ class HomophoneFixer:
 
     def _term_for(self, window: str) -> str | None:
         if window not in self._found:
+            if len(self._found) >= FOUND_MAX:
+                self._found.clear()
             self._found[window] = self._look_up(window)
         return self._found[window]
 

@@ -69,10 +69,10 @@ MAX_LEAD = 1.5
 # passage covers this share of it (a passage has no model of its own).
 PASSAGE_THRESHOLD = 0.44
 # A runner-up within AMBIGUOUS_MARGIN in ranking that covers this share of the question makes the question
-# ambiguous: the member gets both as choices rather than our guess.
+# tied: the member gets both as choices rather than our guess.
 RUNNER_UP_CONFIDENCE = 0.44
 # A question of at most TOPIC_WORDS words that two entries cover to TOPIC_COVERAGE names a topic, not a
-# question ("党费的事"): the member gets that topic's entries to choose from.
+# question ("党费的事"): when the model would not answer it, the member gets the topic's entries to choose.
 TOPIC_WORDS = 2
 TOPIC_COVERAGE = 0.8
 # Two candidates this close (in ranking score) are ambiguous: offer both instead of guessing.
@@ -540,19 +540,20 @@ class QaIndex:
         in_domain = found.ours and not found.foreign
         best = faq[0] if faq else None
         runner_up = faq[1] if len(faq) > 1 else None
-        # Two entries that both cover the question and rank side by side: the member chooses. So does a topic
-        # named without a question ("党费的事": one or two words that several entries cover completely).
+        # Two entries that both cover the question and rank side by side: the member chooses rather than we
+        # guess. A topic named without a question ("党费的事": one or two words that several entries cover
+        # completely) is offered its entries too, when we would not answer it.
         covered = runner_up is not None and runner_up.confidence >= RUNNER_UP_CONFIDENCE
+        tied = covered and best.rank - runner_up.rank < AMBIGUOUS_MARGIN
         topic = covered and found.words <= TOPIC_WORDS and runner_up.confidence >= TOPIC_COVERAGE
-        ambiguous = covered and (best.rank - runner_up.rank < AMBIGUOUS_MARGIN or topic)
-        if best is not None and probability >= answer_threshold and not ambiguous:
+        if best is not None and probability >= answer_threshold and not tied:
             return self.answer_of(self._id(best.key), question=question, confidence=probability)
         if in_domain and passages and passages[0].confidence >= PASSAGE_THRESHOLD \
                 and (best is None or best.confidence < PASSAGE_THRESHOLD):
             # No FAQ entry covers the question; a document passage does.
             return self.answer_of(self._id(passages[0].key), question=question,
                                   confidence=passages[0].confidence)
-        if best is not None and (probability >= suggest_threshold or (ambiguous and in_domain)):
+        if best is not None and (probability >= suggest_threshold or ((tied or topic) and in_domain)):
             floor = best.confidence * 0.6
             choices = [c for c in faq[:MAX_SUGGESTIONS] if c.confidence >= floor]
             return Answer(question=question, status=UNSURE, confidence=probability,

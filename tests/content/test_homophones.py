@@ -53,3 +53,14 @@ def test_readings_ignore_tones_and_common_accent_mergers():
     assert readings("四") & readings("是")  # sì / shì: sh and s merge
     assert readings("林") & readings("拧")  # lín / nǐng: l and n, -in and -ing merge
     assert not readings("党") & readings("单")  # dǎng / dān: -ang and -an stay apart
+
+
+def test_the_look_up_cache_stays_bounded(index, monkeypatch):
+    import content.homophones as homophones
+
+    monkeypatch.setattr(homophones, "FOUND_MAX", 50)
+    fixer = index.analyzer.homophones
+    for number in range(40):
+        fixer.fix(f"第{number}个问题情假怎么写党非交多少三会一颗")
+    assert len(fixer._found) <= 50
+    assert fixer.fix("在公众号上情假发啥字") == "在公众号上请假发啥字"  # still right after emptying

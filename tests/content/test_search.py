@@ -219,3 +219,9 @@ def test_the_evaluation_sets_stay_at_the_level_reached():
         top1, declined = FLOORS.get(name, (0.0, 0.0))
         assert report.top1_rate >= top1, f"{name}: top-1 fell to {report.top1_rate:.1%}"
         assert report.out_rate >= declined, f"{name}: out-of-scope declined fell to {report.out_rate:.1%}"
+
+
+def test_a_short_clear_question_is_answered_not_turned_into_choices(shipped):
+    # Two words, and several dues entries cover both, but the model is sure: 党费怎么交 is how to pay.
+    result = shipped.search("党费怎么交")
+    assert (result.status, result.entry_id) == (ANSWERED, "dues-how-pay")
