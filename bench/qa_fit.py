@@ -7,7 +7,7 @@ For every question the search ranks candidates as it does in production; the exa
 the best candidate is the expected entry and 0 otherwise (another entry, or a question out of scope). A
 logistic regression over content.search.ACCEPT_FEATURES then estimates the chance that the best candidate
 is right; the search answers at ANSWER_THRESHOLD. Paste the printed ACCEPT_WEIGHTS and ACCEPT_BIAS into
-content/search.py. holdout3.tsv is never fitted on: it is the blind check (bench/qa_eval.py). fit_ood.tsv
+content/search.py (tests/content/test_search.py fails when more than 1 % of the decisions would differ). holdout3.tsv is never fitted on: it is the blind check (bench/qa_eval.py). fit_ood.tsv
 holds only out-of-scope questions (two thirds near the domain): without them the model saw too few
 questions it should decline and answered near-domain ones too readily.
 
@@ -50,15 +50,19 @@ def examples(index: QaIndex, rows) -> tuple[np.ndarray, np.ndarray, list[bool]]:
     return np.array(features), np.array(labels), in_domain
 
 
+def fit(index: QaIndex, folder: Path = DEV_DIR) -> tuple[LogisticRegression, np.ndarray, np.ndarray, list[bool]]:
+    """The model fitted on FIT_SETS, with its examples (tests/content/test_search.py checks the shipped
+    weights against it)."""
+    x, y, in_domain = examples(index, read_dev([folder / name for name in FIT_SETS]))
+    return LogisticRegression(C=1.0, max_iter=5000).fit(x, y), x, y, in_domain
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="print cross-validated rates per threshold")
     args = parser.parse_args()
 
-    index = QaIndex(load_valid_content())
-    rows = read_dev([DEV_DIR / name for name in FIT_SETS])
-    x, y, in_domain = examples(index, rows)
-    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    model, x, y, in_domain = fit(QaIndex(load_valid_content()))
     print(f"{len(y)} questions decided by the model ({sum(in_domain)} in domain), {int(y.sum())} with the right "
           f"entry first")
     print("ACCEPT_WEIGHTS = (" + ", ".join(f"{w:.2f}" for w in model.coef_[0]) + ")")

@@ -59,8 +59,8 @@ ANSWERED, UNSURE, OUT_OF_SCOPE = "answered", "unsure", "out_of_scope"
 # more).
 ACCEPT_FEATURES = ("confidence", "best_text", "texts", "lead", "runner_up", "ours", "foreign", "unseen",
                    "anchored", "log_bm25", "log_words", "margin", "margin_lead")
-ACCEPT_WEIGHTS = (2.50, -2.20, 2.32, 1.01, 1.13, 1.78, -0.32, -1.83, 1.00, 0.40, 1.22, 1.42, 1.61)
-ACCEPT_BIAS = -8.97
+ACCEPT_WEIGHTS = (2.54, -2.12, 2.40, 1.04, 1.16, 1.80, -0.31, -1.69, 1.00, 0.39, 1.24, 1.38, 1.60)
+ACCEPT_BIAS = -9.16
 ANSWER_THRESHOLD = 0.5
 SUGGEST_THRESHOLD = 0.45
 # A lead is counted up to this much: beyond it, a candidate is simply far ahead.

@@ -7,10 +7,20 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from content.loader import DEFAULT_ROOT, ContentError, load_valid_content
-from content.search import ANSWERED, OUT_OF_SCOPE, UNSURE, IndexHolder, QaIndex
+from content.search import (
+    ACCEPT_BIAS,
+    ACCEPT_WEIGHTS,
+    ANSWER_THRESHOLD,
+    ANSWERED,
+    OUT_OF_SCOPE,
+    UNSURE,
+    IndexHolder,
+    QaIndex,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # (top-1, out-of-scope declined) each evaluation set reached (bench/qa_eval.py), less a little room for
@@ -197,11 +207,28 @@ def test_a_failed_reload_keeps_the_last_good_index(tmp_path):
 
 
 def _load_eval():
-    spec = importlib.util.spec_from_file_location("qa_eval", REPO / "bench" / "qa_eval.py")
+    return _load_bench("qa_eval")
+
+
+def _load_bench(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("qa_eval", module)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_shipped_acceptance_weights_are_those_a_fresh_fit_gives(shipped):
+    # The weights in content/search.py are pasted from bench/qa_fit.py; content edits move the evidence, so
+    # a stale paste shows here: refit and paste again.
+    _load_eval()  # qa_fit imports it by name
+    model, x, _, _ = _load_bench("qa_fit").fit(shipped)
+    pasted = 1 / (1 + np.exp(-(x @ np.array(ACCEPT_WEIGHTS) + ACCEPT_BIAS)))
+    fresh = model.predict_proba(x)[:, 1]
+    differ = np.mean((pasted >= ANSWER_THRESHOLD) != (fresh >= ANSWER_THRESHOLD))
+    assert differ <= 0.01, f"{differ:.1%} of decisions differ from a fresh fit: run python bench/qa_fit.py and paste"
 
 
 def test_the_evaluation_sets_stay_at_the_level_reached():
