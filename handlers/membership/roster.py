@@ -40,6 +40,9 @@ from storage.orgs import PATH_SEPARATOR, InvalidOrgPath, by_path, org_type_for, 
 log = logging.getLogger(__name__)
 
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
+# Rows written per transaction: a few hundred take well under a second, so the server's writes between
+# chunks never wait long on SQLite's lock.
+IMPORT_CHUNK = 300
 
 # Header text → MemberFields attribute.
 COLUMNS = {
@@ -575,10 +578,14 @@ def _today(now: datetime, zone: tzinfo) -> date:
 
 async def import_members(sessions: async_sessionmaker, path: Path, *, now: datetime,
                          allow_errors: bool = False, zone: tzinfo = DEFAULT_ZONE) -> ImportReport:
-    """Import a roster file: all of it, or (allow_errors) its valid rows; in one transaction.
+    """Import a roster file: all of it, or (allow_errors) its valid rows.
 
-    Importing the same file again changes nothing. Raises RosterFileError when the file cannot
-    be read at all.
+    Every row is checked before anything is written, so a file with a problem imports nothing. The rows are
+    then written IMPORT_CHUNK at a time, each chunk its own short transaction: on SQLite one transaction for
+    a whole county would hold the write lock for tens of seconds, and a running server answering members
+    would wait on it past WeChat's 5 seconds. Importing the same file again changes nothing, so an import
+    cut short (a crash between chunks) is completed by running it again. Raises RosterFileError when the
+    file cannot be read at all.
     """
     path = Path(path)
     parsed = await asyncio.to_thread(parse_roster, path, today=_today(now, zone))
@@ -589,26 +596,26 @@ async def import_members(sessions: async_sessionmaker, path: Path, *, now: datet
 
     async with sessions() as session:
         db_errors, db_warnings = await _check_against_database(session, parsed)
-        report.errors += db_errors
-        report.errors.sort(key=lambda error: error.row)
-        if report.errors and not allow_errors:
-            log.info("roster %s: %d problems, nothing imported", path, len(report.errors))
-            return report
-        report.warnings += db_warnings
+    report.errors += db_errors
+    report.errors.sort(key=lambda error: error.row)
+    if report.errors and not allow_errors:
+        log.info("roster %s: %d problems, nothing imported", path, len(report.errors))
+        return report
+    report.warnings += db_warnings
 
-        rejected = {error.row for error in db_errors}
-        org_cache: MemberOrgCache = {}
-        for row in parsed.valid:
-            if row.row in rejected:
-                continue
-            saved = await save_member(session, row.fields, now=now, org_cache=org_cache)
-            if saved.created:
-                report.created += 1
-            elif saved.changed:
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        await session.commit()
+    rejected = {error.row for error in db_errors}
+    rows = [row for row in parsed.valid if row.row not in rejected]
+    for start in range(0, len(rows), IMPORT_CHUNK):
+        async with sessions() as session, session.begin():
+            org_cache: MemberOrgCache = {}  # valid for one transaction only
+            for row in rows[start:start + IMPORT_CHUNK]:
+                saved = await save_member(session, row.fields, now=now, org_cache=org_cache)
+                if saved.created:
+                    report.created += 1
+                elif saved.changed:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
 
     report.imported = True
     log.info("roster %s: %d rows, %d created, %d updated, %d unchanged, %d rejected",

@@ -122,6 +122,31 @@ async def test_clean_import_builds_the_tree_and_hands_out_codes(sessions, tmp_pa
     assert len(set(codes)) == 7
 
 
+async def test_a_large_roster_is_written_in_short_transactions_with_the_same_result(sessions, tmp_path,
+                                                                                  monkeypatch):
+    # Two rows per transaction: the same members, organizations and codes as one transaction would give, and
+    # the database is free for other writers between chunks (SQLite's lock is held per chunk only).
+    import handlers.membership.roster as roster
+
+    monkeypatch.setattr(roster, "IMPORT_CHUNK", 2)
+    transactions = []
+    original = roster.save_member
+
+    async def counting(session, fields, **options):
+        if not transactions or transactions[-1] is not session:
+            transactions.append(session)
+        return await original(session, fields, **options)
+
+    monkeypatch.setattr(roster, "save_member", counting)
+    report = await import_members(sessions, write_csv(tmp_path / "花名册.csv", ROSTER), now=NOW)
+    assert report.imported and (report.created, report.updated, report.unchanged) == (7, 0, 0)
+    assert len(transactions) == 4  # 7 rows, 2 at a time
+    assert await count(sessions, Member) == 7 and await count(sessions, Organization) == 6
+    async with sessions() as session:
+        codes = list((await session.execute(select(Member.binding_code))).scalars())
+    assert len(set(codes)) == 7
+
+
 async def test_importing_the_same_file_again_changes_nothing(sessions, tmp_path):
     roster = write_csv(tmp_path / "roster.csv", ROSTER)
     await import_members(sessions, roster, now=NOW)
