@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # Template message ids by kind of message (notice, reminder…), e.g. '{"notice": "ID", "default": "ID"}'.
     # Members outside the 48-hour customer-service window can only be reached through these.
     wechat_templates: dict[str, str] = Field(default_factory=dict)
+    # Each template's own field names, by template id: our fields (title, content, time, place, sender, remark…)
+    # → the template's ("first", "keyword1", "thing2"…), e.g. '{"ID": {"title": "first", "content": "keyword1"}}'.
+    # A template listed here gets only the fields it names; one not listed gets our names as they are.
+    wechat_template_fields: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     # The delivery engine (bot/outbox.py). Rates are per process.
     outbox_enabled: bool = True  # run its workers in this process (tests deliver with run_until_idle instead)

@@ -532,7 +532,8 @@ class Outbox:
                     if plan.template_id is None:
                         return _Outcome("failed", error_code=refusal.errcode, error=NO_CHANNEL, window_closed=True)
                     await self._limiter.take()
-            await self.client.send_template(row.openid, plan.template_id, self._template_data(row))
+            await self.client.send_template(row.openid, plan.template_id,
+                                            self._template_fields(plan.template_id, self._template_data(row)))
             return _Outcome("sent", channel=TEMPLATE, window_closed=window_closed)
         except (QuotaExceeded, CredentialsRejected, TokenInvalid) as error:
             # Nothing about this member is wrong: every other message would meet the same refusal.
@@ -549,6 +550,13 @@ class Outbox:
         if cached is None or cached[0] != row.template_data:
             cached = self._decoded = (row.template_data, json.loads(row.template_data))
         return cached[1]
+
+    def _template_fields(self, template_id: str, data: dict[str, str]) -> dict[str, str]:
+        """Our fields under the names the account's template uses (settings.wechat_template_fields)."""
+        names = self.settings.wechat_template_fields.get(template_id)
+        if not names:
+            return data
+        return {names[field]: value for field, value in data.items() if field in names}
 
     def _failure(self, row: store.Claimed, code: int | None, reason: str, transient: bool,
                  window_closed: bool) -> _Outcome:

@@ -128,6 +128,20 @@ async def test_members_in_their_window_get_a_message_and_the_others_the_notice_t
     assert svc.outbox.sent == 2 and svc.outbox.failed == 0
 
 
+async def test_template_fields_go_out_under_the_names_the_accounts_template_uses(make_service):
+    # A real template has its own field names ("first", "keyword1", "remark"); ours are mapped onto them and
+    # fields the template lacks are left out rather than sent to be rejected.
+    fields = {"TPL-NOTICE": {"title": "first", "content": "keyword1", "remark": "remark"}}
+    svc = await make_service(**FAST, wechat_template_fields=fields)
+    li = await out_of_window(svc, "o-li", "李四")
+    await put(svc, notice_for(li, template={"title": "党员大会通知", "content": "周五上午9点", "sender": "李建国",
+                                            "remark": "回复 收到"}))
+    await svc.outbox.run_until_idle()
+    [template] = svc.emulator.api.templates("o-li")
+    assert {name: value["value"] for name, value in template["data"].items()} == {
+        "first": "党员大会通知", "keyword1": "周五上午9点", "remark": "回复 收到"}
+
+
 async def test_the_sixth_message_in_a_window_goes_as_a_template(svc):
     zhang = await in_window(svc, "o-zhang", "张三")
     await put(svc, *(Outgoing(key=f"reminder:{n}", kind="reminder", text=f"提醒{n}", member_id=zhang) for n in range(6)))
