@@ -261,9 +261,11 @@ class Analyzer:
                 result.append("~" + pair)
         return result
 
-    def words(self, text: str) -> list[str]:
-        """The plain jieba words of text (after synonyms): for the out-of-domain check."""
-        return [word for word in self._jieba.cut(self.canonical(text), HMM=False) if word.strip()]
+    def words(self, text: str, canonical: str | None = None) -> list[str]:
+        """The plain jieba words of text (after synonyms): for the out-of-domain check.
+        canonical: the text's canonical form, if the caller has it already."""
+        canonical = self.canonical(text) if canonical is None else canonical
+        return [word for word in self._jieba.cut(canonical, HMM=False) if word.strip()]
 
 
 def _weight(token: str) -> float:
@@ -479,11 +481,11 @@ class QaIndex:
                                          texts=confidence, confidence=confidence, rank=2 * confidence))
         return sorted(candidates, key=lambda c: -c.confidence)
 
-    def domain_of(self, question: str) -> tuple[bool, bool]:
+    def domain_of(self, question: str, canonical: str | None = None) -> tuple[bool, bool]:
         """(speaks of this domain, speaks of a topic the bot never answers)."""
-        text = self.analyzer.canonical(question)
+        text = self.analyzer.canonical(question) if canonical is None else canonical
         written = self.analyzer.fold(question)
-        words = self.analyzer.words(question)
+        words = self.analyzer.words(question, text)
         foreign = any(word in self._ood for word in words) or any(len(w) >= 3 and w in text for w in self._ood)
         return any(marker in text or marker in written for marker in self._markers), foreign
 
@@ -494,7 +496,7 @@ class QaIndex:
         query_set = set(query)
         total = sum(self._token_weight(token) for token in query_set)
         margins = self._classifier.scores(canonical)
-        ours, foreign = self.domain_of(question)
+        ours, foreign = self.domain_of(question, canonical)
         return Evidence(query_set=query_set, total=total, margins=margins, ours=ours, foreign=foreign,
                         faq=self._faq_candidates(query, query_set, total, margins),
                         passages=self._passage_candidates(query, query_set, total))
