@@ -39,7 +39,7 @@ class EntryClassifier:
         if self._model is None:
             return full
         margins = self._model.decision_function(self._vectorizer.transform([canonical_question]))[0]
-        if margins.ndim == 0 or len(self._classes) == 2:
+        if len(self._classes) == 2:
             # Two classes: one margin, positive for the second class.
             full[self._classes[1]], full[self._classes[0]] = float(margins), -float(margins)
             return full
