@@ -103,14 +103,34 @@ class _Not(Filter):
 
 
 def typed_text(message: Message) -> str | None:
-    """What the user typed or said (voice recognition), normalized; None for other messages."""
+    """What the user typed or said (voice recognition), normalized for matching; None for other messages."""
     if message.kind in (Kind.TEXT, Kind.VOICE) and message.text:
         return normalize_input(message.text)
     return None
 
 
+def written_text(message: Message) -> str | None:
+    """What the user typed or said exactly as written, blank lines around it aside: what a feature
+    stores, sends and exports. None for other messages."""
+    if message.kind in (Kind.TEXT, Kind.VOICE) and message.text.strip():
+        return message.text.strip()
+    return None
+
+
+def _written_after(written: str, word: str) -> str:
+    """The part of written text after the command word it starts with (matched in normalized form)."""
+    for end in range(1, len(written) + 1):
+        head = normalize_input(written[:end])
+        if head == word:
+            return written[end:].strip()
+        if len(head) > len(word):
+            break
+    return written.strip()
+
+
 class Command(Filter):
-    """A command word with its Chinese aliases. With takes_args, the rest of the text is `args`:
+    """A command word with its Chinese aliases. With takes_args, the rest of the text is `args`
+    (normalized, for reading names and numbers) and `written_args` (as written, for storing):
     "绑定 张三 123456" and "签到123456" both match (people often leave out the space)."""
 
     def __init__(self, *words: str, takes_args: bool = False) -> None:
@@ -123,9 +143,10 @@ class Command(Filter):
             return None
         for word in self.words:
             if text == word:
-                return {"args": ""}
+                return {"args": "", "written_args": ""}
             if self.takes_args and text.startswith(word):
-                return {"args": text[len(word):].strip()}
+                return {"args": text[len(word):].strip(),
+                        "written_args": _written_after(written_text(message) or "", word)}
         return None
 
 
@@ -153,11 +174,11 @@ class Choice(Filter):
 
 
 class AnyText(Filter):
-    """Any typed or spoken text."""
+    """Any typed or spoken text: `text` normalized for reading answers, `written` as written for storing."""
 
     def __call__(self, message, ctx):
         text = typed_text(message)
-        return {"text": text} if text else None
+        return {"text": text, "written": written_text(message)} if text else None
 
 
 class Click(Filter):
@@ -300,6 +321,7 @@ class Context:
 _INJECTABLE: dict[str, Callable[[Context], Any]] = {
     "ctx": lambda ctx: ctx,
     "message": lambda ctx: ctx.message,
+    "written": lambda ctx: written_text(ctx.message),
     "session": lambda ctx: ctx.session,
     "clock": lambda ctx: ctx.clock,
     "now": lambda ctx: ctx.now,

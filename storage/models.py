@@ -95,6 +95,8 @@ class Member(SQLModel, table=True):
     reminders_muted: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     # One-time code handed out by staff; cleared once the member binds their WeChat.
     binding_code: str | None = Field(default=None, max_length=12, unique=True)
+    # After this a binding code no longer binds (新绑定码 gives a fresh one); NULL: no expiry.
+    binding_code_expires_at: datetime | None = Field(default=None, sa_column=utc_column())
     created_at: datetime = Field(sa_column=utc_column(nullable=False))
     updated_at: datetime = Field(sa_column=utc_column(nullable=False))
 
@@ -145,6 +147,30 @@ class InboundMessage(SQLModel, table=True):
     # messages; NULL when it went back in the HTTP response (retries then get it again).
     reply_mode: str | None = Field(default=None, max_length=10)
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+
+
+class SignedRequest(SQLModel, table=True):
+    """A signed webhook query seen within the timestamp window, with the digest of the body it came with.
+
+    Shared by every process and kept across restarts: in plaintext mode the signature does not cover
+    the body, so a captured query string replayed with another body is refused here."""
+
+    __tablename__ = "signed_request"
+
+    # sha256 of timestamp, nonce and signature: fixed length whatever the query holds.
+    key: str = Field(primary_key=True, max_length=64)
+    body_digest: str = Field(max_length=64)
+    seen_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+
+
+class BindingFailure(SQLModel, table=True):
+    """A failed binding attempt, from any follower: the account-wide limit counts these."""
+
+    __tablename__ = "binding_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    openid: str = Field(max_length=64)
+    failed_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
 
 
 class DialogState(SQLModel, table=True):
