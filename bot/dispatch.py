@@ -23,7 +23,7 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -272,8 +272,10 @@ class Context:
     """What a handler may use: the member, a database session, the clock, and ways to answer."""
 
     def __init__(self, *, message: Message, session: AsyncSession, clock: Clock, identity: WeChatIdentity,
-                 member: Member | None, dialog: Dialog, catalog: list["Handler"], settings: Any) -> None:
+                 member: Member | None, dialog: Dialog, catalog: list["Handler"], settings: Any,
+                 received_at: datetime | None = None) -> None:
         self.message = message
+        self.received_at = received_at or clock.now()
         self.session = session
         self.clock = clock
         self.identity = identity
@@ -288,6 +290,21 @@ class Context:
     @property
     def now(self) -> datetime:
         return self.clock.now()
+
+    @property
+    def sent_at(self) -> datetime:
+        """When the user sent this message: the platform's CreateTime, bounded by when we received it
+        (never later, and never earlier than the signed-timestamp window allows). A check-in's time is
+        this, not when a delayed handler got to it: nobody is late because the server was busy."""
+        received = self.received_at
+        if self.message.created_at <= 0:
+            return received
+        try:
+            created = datetime.fromtimestamp(self.message.created_at, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return received
+        earliest = received - timedelta(seconds=getattr(self.settings, "timestamp_window", 300))
+        return min(received, max(created, earliest))
 
     def reply(self, text: str) -> None:
         self.replies.append(text)
@@ -483,6 +500,8 @@ class _InFlight:
 
     future: asyncio.Future
     late: bool = False
+    # When the webhook received the message (for a recovered orphan: when it was first recorded).
+    received_at: datetime | None = None
 
 
 def _role_names(roles: frozenset[Role]) -> str:
@@ -523,7 +542,8 @@ class Dispatcher:
         key = message.dedup_key
         entry = self._in_flight.get(key)
         if entry is None:
-            entry = self._in_flight[key] = _InFlight(asyncio.get_running_loop().create_future())
+            entry = self._in_flight[key] = _InFlight(asyncio.get_running_loop().create_future(),
+                                                     received_at=self.clock.now())
             self._spawn(self._process(message, entry))
         try:
             return await asyncio.wait_for(asyncio.shield(entry.future), self.settings.reply_budget)
@@ -627,7 +647,7 @@ class Dispatcher:
             async with self.sessions() as session:
                 try:
                     async with session.begin():
-                        ctx = await self._context(session, message)
+                        ctx = await self._context(session, message, entry.received_at)
                         await self._route(ctx)
                         await self._save_dialog(ctx)
                         parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
@@ -658,7 +678,7 @@ class Dispatcher:
                              error=error, reply_mode="push" if late else None)
         return bool(outgoing or pushed)
 
-    async def _context(self, session: AsyncSession, message: Message) -> Context:
+    async def _context(self, session: AsyncSession, message: Message, received_at: datetime | None) -> Context:
         now = self.clock.now()
         sender = await identities.touch(session, message.user_id, now=now, opens_window=message.opens_window,
                                         subscribed=message.event != "unsubscribe")
@@ -670,7 +690,7 @@ class Dispatcher:
             else:
                 dialog = Dialog(expired=True, changed=True)
         return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
-                       dialog=dialog, catalog=self.handlers, settings=self.settings)
+                       dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at)
 
     async def _route(self, ctx: Context) -> None:
         message = ctx.message
@@ -747,7 +767,7 @@ class Dispatcher:
             if not won:
                 continue
             message = Message.from_payload(json.loads(orphan.payload))
-            entry = _InFlight(asyncio.get_running_loop().create_future(), late=True)
+            entry = _InFlight(asyncio.get_running_loop().create_future(), late=True, received_at=orphan.received_at)
             await self._handle_and_deliver(orphan.id, message, entry)
             recovered += 1
             log.info("recovered orphaned message %s", orphan.dedup_key)
