@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
+from bot.group_commit import GroupCommit
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing
 from bot.outbox import enqueue as enqueue_outgoing
@@ -462,38 +463,6 @@ class Router:
 # ---------------------------------------------------------------- the dispatcher
 
 
-class _ClaimWriter:
-    """Group commit for claims: messages arriving while one batch is being written go in the next
-    transaction together, so under load recording each message costs a fraction of a commit."""
-
-    MAX_BATCH = 200
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-        self._waiting: list[tuple[dict, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
-
-    async def claim(self, row: dict) -> inbound.Claim:
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await future
-
-    async def _write(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:self.MAX_BATCH], self._waiting[self.MAX_BATCH:]
-            try:
-                async with self._sessions() as session, session.begin():
-                    claims = await inbound.claim_many(session, [row for row, _ in batch])
-            except Exception as error:
-                for _, future in batch:
-                    future.set_exception(error)
-                continue
-            for row, future in batch:
-                future.set_result(claims[row["dedup_key"]])
-
-
 @dataclass
 class _InFlight:
     """A message this process is handling (or waiting on), shared by every copy that arrives."""
@@ -502,6 +471,11 @@ class _InFlight:
     late: bool = False
     # When the webhook received the message (for a recovered orphan: when it was first recorded).
     received_at: datetime | None = None
+
+
+async def _claim_rows(session: AsyncSession, rows: list[dict]) -> list[inbound.Claim]:
+    claims = await inbound.claim_many(session, rows)
+    return [claims[row["dedup_key"]] for row in rows]
 
 
 def _role_names(roles: frozenset[Role]) -> str:
@@ -529,7 +503,7 @@ class Dispatcher:
         self._in_flight: dict[str, _InFlight] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
-        self._claims = _ClaimWriter(sessions)
+        self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(sessions, _claim_rows, name="inbound claims")
 
     # -- entry point
 
@@ -566,7 +540,7 @@ class Dispatcher:
     async def _process(self, message: Message, entry: _InFlight) -> None:
         key = message.dedup_key
         try:
-            claim = await self._claims.claim(inbound.claim_row(
+            claim = await self._claims.submit(inbound.claim_row(
                 dedup_key=key, openid=message.user_id, kind=message.kind.value, payload=message.to_payload(),
                 now=self.clock.now()))
             if claim.claimed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -61,10 +62,13 @@ class Message:
 
     @property
     def dedup_key(self) -> str:
-        """Messages are unique by id; events by sender, time and event (the platform gives them no id)."""
+        """Bounded by construction (the inbound log's column holds 200 characters). Messages are unique by
+        sender and id: a MsgId another sender reuses is never answered with someone else's stored reply.
+        Events carry no id: a digest of sender, time, event and key (a menu tap's key can be a long URL)."""
         if self.msg_id:
-            return f"msg:{self.msg_id}"
-        return f"evt:{self.user_id}:{self.created_at}:{self.event or self.raw_type}:{self.event_key}"
+            return f"msg:{self.user_id}:{self.msg_id}"
+        parts = "\x1f".join((self.user_id, str(self.created_at), self.event or self.raw_type, self.event_key))
+        return "evt:" + hashlib.sha256(parts.encode("utf-8")).hexdigest()
 
     @property
     def opens_window(self) -> bool:

@@ -81,14 +81,17 @@ async def make_service(database_url, aiohttp_server):
 
     async def make(*, safe: bool = False, routers=None, reply_timeout: float = 5.0, **overrides) -> Service:
         clock = ManualClock()
-        emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret, token=DemoDefaults.token,
-                            aes_key=DemoDefaults.aes_key if safe else "", clock=clock, reply_timeout=reply_timeout)
+        # The account's identity; a test may give another (a real key pair from the corpus).
+        account = dict(wechat_app_id=DemoDefaults.app_id, wechat_token=DemoDefaults.token,
+                       wechat_aes_key=DemoDefaults.aes_key if safe else "")
+        account.update({name: overrides.pop(name) for name in list(account) if name in overrides})
+        emulator = Emulator(app_id=account["wechat_app_id"], app_secret=DemoDefaults.app_secret,
+                            token=account["wechat_token"], aes_key=account["wechat_aes_key"], clock=clock,
+                            reply_timeout=reply_timeout)
         emulator_server = await aiohttp_server(emulator.web_app())
-        settings = Settings(_env_file=None, database_url=database_url, wechat_app_id=DemoDefaults.app_id,
-                            wechat_app_secret=DemoDefaults.app_secret, wechat_token=DemoDefaults.token,
-                            wechat_aes_key=DemoDefaults.aes_key if safe else "",
+        settings = Settings(_env_file=None, database_url=database_url, wechat_app_secret=DemoDefaults.app_secret,
                             wechat_api_base=str(emulator_server.make_url("")).rstrip("/"),
-                            **{"outbox_enabled": False, **overrides})
+                            **account, **{"outbox_enabled": False, **overrides})
         app = build_app(settings, clock=clock, routers=routers)
         server = await aiohttp_server(app)
         emulator.webhook_url = str(server.make_url("/wechat"))

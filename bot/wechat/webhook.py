@@ -6,17 +6,19 @@ sender puts in a request can produce a 500.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import OrderedDict
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.group_commit import GroupCommit
 from bot.wechat import xml
 from bot.wechat.signing import MessageCipher, new_nonce, signature_matches
+from storage import signed_requests
+from storage.signed_requests import Seen
 
 log = logging.getLogger(__name__)
 
@@ -31,40 +33,19 @@ class Rejected(Exception):
         self.reason = reason
 
 
-class NonceMemory:
-    """Signed requests seen within the timestamp window, each remembered with its body's hash.
-
-    A retry from WeChat repeats the same body and passes (the dispatcher answers it from the inbound
-    log). The same signature with a different body is a replayed query string carrying a forged
-    body — in plaintext mode the signature does not cover the body, so this is the only guard.
-    """
-
-    def __init__(self, window_seconds: int, max_entries: int = 200_000) -> None:
-        self.window = window_seconds
-        self.max_entries = max_entries
-        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()
-
-    def admit(self, key: str, body_digest: str, now: float) -> bool:
-        while self._seen:
-            oldest_key, (seen_at, _) = next(iter(self._seen.items()))
-            if now - seen_at <= 2 * self.window and len(self._seen) < self.max_entries:
-                break
-            del self._seen[oldest_key]
-        known = self._seen.get(key)
-        if known is not None:
-            return known[1] == body_digest
-        self._seen[key] = (now, body_digest)
-        return True
-
-
 class Webhook:
     def __init__(self, settings: Settings, dispatcher: Dispatcher, clock: Clock) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
         self.clock = clock
-        self.nonces = NonceMemory(settings.timestamp_window)
         self.cipher = (MessageCipher(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
                        if settings.safe_mode else None)
+        self._seen: GroupCommit[Seen, bool] = GroupCommit(dispatcher.sessions, self._admit, name="signed requests")
+        self._last_pruned: float = 0.0
+        if self.cipher is None:
+            log.warning("plaintext mode: message bodies are not signed, only the query string is; anyone who "
+                        "reads a logged URL can try to replay it. Set ZHIBU_WECHAT_AES_KEY and choose safe "
+                        "mode (安全模式) in the account's server settings.")
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/wechat", self.verify)
@@ -107,10 +88,8 @@ class Webhook:
             body = await self._read_body(request)
             timestamp = self._check_timestamp(request.query)
             plaintext, encrypted = self._open(request.query, body, timestamp)
-            key = f"{timestamp}:{request.query.get('nonce', '')}:{request.query.get('msg_signature') or request.query.get('signature')}"
-            if not self.nonces.admit(key, hashlib.sha256(body.encode()).hexdigest(), self.clock.timestamp()):
-                raise Rejected(403, "replayed signature with a different body")
             message = xml.parse(plaintext)
+            await self._check_not_replayed(request.query, timestamp, body)
         except Rejected as rejected:
             log.warning("webhook rejected from %s: %s", request.remote, rejected.reason)
             return web.Response(status=rejected.status, text=rejected.reason)
@@ -131,17 +110,41 @@ class Webhook:
             rendered = self.cipher.encrypt(rendered, timestamp=str(self.clock.timestamp()), nonce=new_nonce())
         return web.Response(text=rendered, content_type="application/xml")
 
+    async def _check_not_replayed(self, query, timestamp: str, body: str) -> None:
+        signature = query.get("msg_signature") or query.get("signature") or ""
+        seen = Seen.of(timestamp=timestamp, nonce=query.get("nonce", ""), signature=signature, body=body,
+                       at=self.clock.now())
+        try:
+            admitted = await self._seen.submit(seen)
+        except Exception as error:
+            # Without the shared memory a replay cannot be told from a message: WeChat retries a 503.
+            raise Rejected(503, f"cannot record the signed request ({type(error).__name__})") from error
+        if not admitted:
+            raise Rejected(403, "replayed signature with a different body")
+
+    async def _admit(self, session: AsyncSession, requests: list[Seen]) -> list[bool]:
+        admitted = await signed_requests.admit_many(session, requests)
+        now = self.clock.timestamp()
+        if now - self._last_pruned > 60:
+            self._last_pruned = now
+            await signed_requests.forget_before(
+                session, self.clock.now() - signed_requests.retention(self.settings.timestamp_window))
+        return admitted
+
     async def _read_body(self, request: web.Request) -> str:
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise Rejected(413, f"body of {request.content_length} bytes over the {limit}-byte limit")
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise Rejected(413, f"body over the {limit}-byte limit")
+        # Read to the end: a body may arrive in several segments, and read(n) returns what has arrived.
+        raw = bytearray()
+        async for chunk in request.content.iter_any():
+            raw += chunk
+            if len(raw) > limit:
+                raise Rejected(413, f"body over the {limit}-byte limit")
         if not raw:
             raise Rejected(400, "empty body")
         try:
-            return raw.decode("utf-8")
+            return bytes(raw).decode("utf-8")
         except UnicodeDecodeError as error:
             raise Rejected(400, f"body is not UTF-8 ({error.reason} at byte {error.start})") from error
 

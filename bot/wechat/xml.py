@@ -8,6 +8,7 @@ because it does not escape "]]>" inside CDATA.
 
 from __future__ import annotations
 
+import math
 import re
 
 import xmltodict
@@ -20,6 +21,10 @@ _DECLARED_ENCODING = re.compile(r"^\s*<\?xml[^>]*\bencoding\s*=\s*[\"']([^\"']*)
 # Characters XML 1.0 forbids; a reply containing one would make WeChat reject the whole reply.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _MESSAGE_KINDS = {kind.value for kind in Kind} - {Kind.EVENT.value, Kind.UNKNOWN.value}
+# WeChat's MsgId is a 64-bit number (at most 20 digits); CreateTime is unix seconds. ASCII digits only:
+# str.isdigit() also accepts "²" and "١", which int() then refuses.
+_MSG_ID = re.compile(r"[0-9]{1,20}")
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 
 
 class BadMessage(ValueError):
@@ -42,77 +47,93 @@ def read_xml(body: str) -> dict:
     if not isinstance(root, dict):
         raise BadMessage("root element is not <xml>")
     for name, value in root.items():
+        # A field given twice could be read one way here and another way by whoever reads it next.
         if isinstance(value, list):
             raise BadMessage(f"duplicate <{name}>")
         if name.startswith("@"):
             raise BadMessage("attributes on <xml>")
-        if isinstance(value, dict) and name not in ("ScanCodeInfo", "SendPicsInfo", "SendLocationInfo",
-                                                     "CopyrightCheckResult", "ArticleUrlResult"):
-            raise BadMessage(f"unexpected structure in <{name}>")
+    # Nested elements (subscription-message lists, publish results, device info…) are left as they are:
+    # WeChat adds event types over time, and refusing one makes WeChat retry and then drop it.
     return root
 
 
-def _text(value) -> str:
-    return value if isinstance(value, str) else ""
+def _text(fields: dict, name: str) -> str:
+    """A field we read, as text ("" when absent). A field we read holding elements is refused: it is
+    not a message WeChat sends, and reading it some other way would guess."""
+    value = fields.get(name)
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise BadMessage(f"unexpected structure in <{name}>")
 
 
 def _float(value, name: str) -> float:
+    """A finite number ("inf", "nan" and "1e400" are numbers to float() but to nothing else)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError) as error:
         raise BadMessage(f"{name} is not a number") from error
+    if not math.isfinite(number):
+        raise BadMessage(f"{name} is not a finite number")
+    return number
+
+
+def _scale(value) -> int | None:
+    """The map zoom level of a shared location; only informative, so nonsense is dropped, not refused."""
+    text = value.strip() if isinstance(value, str) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
 
 
 def parse(body: str) -> Message:
     """A Message from a plaintext WeChat body; BadMessage when it is not one."""
     fields = read_xml(body)
-    user = _text(fields.get("FromUserName")).strip()
-    msg_type = _text(fields.get("MsgType")).strip().lower()
+    user = _text(fields, "FromUserName").strip()
+    msg_type = _text(fields, "MsgType").strip().lower()
     if not user or not msg_type:
         raise BadMessage("missing FromUserName or MsgType")
     if len(user) > 64:
         raise BadMessage("FromUserName too long")
-    try:
-        created = int(_text(fields.get("CreateTime")) or 0)
-    except ValueError as error:
-        raise BadMessage("CreateTime is not a number") from error
-    msg_id = _text(fields.get("MsgId") or fields.get("MsgID")).strip()
-    if msg_id and not msg_id.isdigit():
-        raise BadMessage("MsgId is not a number")
-    common = dict(user_id=user, created_at=created, account_id=_text(fields.get("ToUserName")), raw_type=msg_type)
+    created_text = _text(fields, "CreateTime").strip()
+    if created_text and not _UNIX_TIME.fullmatch(created_text):
+        raise BadMessage("CreateTime is not a time")
+    created = int(created_text or 0)
+    common = dict(user_id=user, created_at=created, account_id=_text(fields, "ToUserName"), raw_type=msg_type)
 
     if msg_type == "event":
         return _event(fields, common)
+    msg_id = (_text(fields, "MsgId") or _text(fields, "MsgID")).strip()
     if not msg_id:
         raise BadMessage("message without MsgId")
+    if not _MSG_ID.fullmatch(msg_id):
+        # The message's identity: one that does not fit the inbound log would break exactly-once.
+        raise BadMessage("MsgId is not a number of at most 20 digits")
     if msg_type not in _MESSAGE_KINDS:
         return Message(kind=Kind.UNKNOWN, msg_id=msg_id, **common)
     kind = Kind(msg_type)
     if kind == Kind.TEXT:
-        return Message(kind=kind, msg_id=msg_id, text=_text(fields.get("Content")), **common)
+        return Message(kind=kind, msg_id=msg_id, text=_text(fields, "Content"), **common)
     if kind == Kind.VOICE:
-        return Message(kind=kind, msg_id=msg_id, text=_text(fields.get("Recognition")).strip(),
-                       media_id=_text(fields.get("MediaId")), **common)
+        return Message(kind=kind, msg_id=msg_id, text=_text(fields, "Recognition").strip(),
+                       media_id=_text(fields, "MediaId"), **common)
     if kind == Kind.LOCATION:
         location = Location(latitude=_float(fields.get("Location_X"), "Location_X"),
                             longitude=_float(fields.get("Location_Y"), "Location_Y"),
-                            scale=int(_float(fields.get("Scale") or 0, "Scale")), label=_text(fields.get("Label")))
+                            scale=_scale(fields.get("Scale")), label=_text(fields, "Label"))
         if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
             raise BadMessage("location out of range")
         return Message(kind=kind, msg_id=msg_id, location=location, **common)
     if kind == Kind.LINK:
-        return Message(kind=kind, msg_id=msg_id, text=_text(fields.get("Title")), url=_text(fields.get("Url")),
-                       extra={"description": _text(fields.get("Description"))}, **common)
+        return Message(kind=kind, msg_id=msg_id, text=_text(fields, "Title"), url=_text(fields, "Url"),
+                       extra={"description": _text(fields, "Description")}, **common)
     # image, video, shortvideo: the media is fetched on demand by the feature that needs it.
-    return Message(kind=kind, msg_id=msg_id, media_id=_text(fields.get("MediaId")), url=_text(fields.get("PicUrl")),
+    return Message(kind=kind, msg_id=msg_id, media_id=_text(fields, "MediaId"), url=_text(fields, "PicUrl"),
                    **common)
 
 
 def _event(fields: dict, common: dict) -> Message:
-    event = _text(fields.get("Event")).strip().lower()
+    event = _text(fields, "Event").strip().lower()
     if not event:
         raise BadMessage("event without Event")
-    key = _text(fields.get("EventKey"))
+    key = _text(fields, "EventKey")
     if event == "subscribe":
         scene = key[len("qrscene_"):] if key.startswith("qrscene_") else ""
         return Message(kind=Kind.EVENT, event=event, event_key=key, scene=scene, **common)
@@ -121,8 +142,10 @@ def _event(fields: dict, common: dict) -> Message:
     if event == "location":
         location = Location(latitude=_float(fields.get("Latitude"), "Latitude"),
                             longitude=_float(fields.get("Longitude"), "Longitude"))
+        if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
+            raise BadMessage("location out of range")
         return Message(kind=Kind.EVENT, event=event, location=location,
-                       extra={"precision": _text(fields.get("Precision"))}, **common)
+                       extra={"precision": _text(fields, "Precision")}, **common)
     if event == "view":
         return Message(kind=Kind.EVENT, event=event, event_key=key, url=key, **common)
     extra = {name: fields[name] for name in ("Status", "MsgID", "TotalCount", "SentCount", "ErrorCount")

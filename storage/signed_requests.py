@@ -1,0 +1,66 @@
+"""Signed webhook queries seen within the timestamp window, each with the digest of its body.
+
+In plaintext mode WeChat's signature covers the token, timestamp and nonce but not the body, so a query
+string captured from one genuine request (an access log keeps it) could carry any other body. Each
+signed query is therefore admitted with one body only: WeChat's own retry repeats the body and passes;
+the same signature with another body is refused. The memory is a table, so every process shares it and
+it outlives a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import SignedRequest
+from storage.upsert import insert_for
+
+_TABLE = SignedRequest.__table__
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One signed request: its query's key and its body's digest."""
+
+    key: str
+    body_digest: str
+    at: datetime
+
+    @classmethod
+    def of(cls, *, timestamp: str, nonce: str, signature: str, body: bytes | str, at: datetime) -> "Seen":
+        query = "\x1f".join((timestamp, nonce, signature))
+        body_bytes = body.encode("utf-8") if isinstance(body, str) else body
+        return cls(key=hashlib.sha256(query.encode("utf-8")).hexdigest(),
+                   body_digest=hashlib.sha256(body_bytes).hexdigest(), at=at)
+
+
+async def admit_many(session: AsyncSession, requests: list[Seen]) -> list[bool]:
+    """Whether each request may proceed: its query is new, or was seen before with the same body."""
+    first: dict[str, Seen] = {}
+    for request in requests:
+        first.setdefault(request.key, request)
+    await session.execute(
+        insert_for(session, _TABLE)
+        .values([dict(key=r.key, body_digest=r.body_digest, seen_at=r.at) for r in first.values()])
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    stored = dict((await session.execute(
+        select(_TABLE.c.key, _TABLE.c.body_digest).where(_TABLE.c.key.in_(list(first))))).all())
+    return [stored.get(request.key) == request.body_digest for request in requests]
+
+
+async def forget_before(session: AsyncSession, cutoff: datetime) -> int:
+    """Drop queries seen before cutoff: their timestamps are outside the window and refused anyway."""
+    result = await session.execute(delete(SignedRequest).where(SignedRequest.seen_at < cutoff))
+    return result.rowcount or 0
+
+
+def retention(window_seconds: int) -> timedelta:
+    """How long a query must be remembered: its timestamp may be up to a window ahead of our clock when
+    first seen and is accepted until a window behind it."""
+    return timedelta(seconds=2 * window_seconds + 60)
