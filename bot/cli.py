@@ -158,14 +158,32 @@ def members() -> None:
 @members.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for other tools.")
 def members_list(as_json: bool) -> None:
-    """List members with their organization, role, and binding code or binding state."""
-    from handlers.membership.roster import format_member_table, member_listing_json
+    """List members with their organization, role, and binding code (marked when expired) or binding state."""
+    from handlers.membership.roster import format_member_table
 
-    rows = asyncio.run(_with_sessions(member_listing_json))
+    rows = asyncio.run(_with_sessions(lambda sessions: _member_rows(sessions, now=Clock().now())))
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        click.echo(format_member_table(rows))
+        # The table shows the code column as it is given: an expired code is marked there, so nobody hands it out.
+        click.echo(format_member_table([
+            {**row, "binding_code": f"{row['binding_code']}（已过期）"} if row["binding_code_expired"] else row
+            for row in rows]))
+
+
+async def _member_rows(sessions, *, now) -> list[dict]:
+    """Every member as `members list --json` gives it: the roster's fields, and when the binding code expires."""
+    from handlers.membership.roster import listing_json
+    from storage.members import binding_code_expired, list_members
+
+    async with sessions() as session:
+        listings = await list_members(session)
+    return [{**listing_json(listing),
+             "binding_code_expires_at": (listing.binding_code_expires_at.isoformat()
+                                         if listing.binding_code and listing.binding_code_expires_at else None),
+             "binding_code_expired": bool(listing.binding_code)
+             and binding_code_expired(listing.binding_code_expires_at, now)}
+            for listing in listings]
 
 
 @main.group("export")

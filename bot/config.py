@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     dialog_timeout_minutes: int = 15
     bind_max_failures: int = 5
     bind_lockout_minutes: int = 60
+    # Across the whole account: this many failed binding attempts within the window (from any followers) pause
+    # binding for everyone until a window has passed since the last one. 30 in 10 minutes leaves room for a few
+    # branches binding at once after a meeting, each member mistyping now and then, and holds a guesser with any
+    # number of followers to 30 tries per 10 minutes (at most 4,320 a day against 900,000 possible codes).
+    bind_account_max_failures: int = Field(default=30, ge=1)
+    bind_account_window_minutes: int = Field(default=10, ge=1)
+    # Days a binding code binds after it is issued; 新绑定码 gives a fresh one. (The roster import reads no
+    # settings: it uses storage.members.BINDING_CODE_DAYS, the same 30.)
+    binding_code_days: int = Field(default=30, ge=1)
     # Hours after a notice when its sender gets the report and non-responders one reminder.
     notice_follow_up_hours: float = 24.0
 

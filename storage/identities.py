@@ -1,17 +1,20 @@
-"""WeChat followers and the member each one is bound to."""
+"""WeChat followers, the member each one is bound to, and failed binding attempts across the account."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import DialogState, Member, WeChatIdentity
+from storage.models import BindingFailure, DialogState, Member, WeChatIdentity
 
 # The customer-service window lasts 48 hours; refreshing its start more often than this only costs writes.
 WINDOW_PRECISION = timedelta(minutes=1)
+# Serializes recording binding failures on PostgreSQL (any fixed 64-bit number no other tool uses).
+BINDING_FAILURE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"zhibu.binding_failure").digest()[:8], "big", signed=True)
 
 
 @dataclass
@@ -51,3 +54,40 @@ async def by_member(session: AsyncSession, member_id: int) -> WeChatIdentity | N
     return (await session.execute(
         select(WeChatIdentity).where(WeChatIdentity.member_id == member_id)
     )).scalar_one_or_none()
+
+
+async def record_binding_failure(session: AsyncSession, openid: str, *, now: datetime, window: timedelta) -> int:
+    """Note a failed binding attempt; returns how many failed within window up to now, this one included.
+
+    Rows older than window are deleted here, so the table stays as small as one window's failures.
+    """
+    if session.bind.dialect.name == "postgresql":
+        # Failures from parallel transactions would each count without the others, and the one that reaches
+        # the limit could go unnoticed. Held until commit; SQLite's BEGIN IMMEDIATE already serializes.
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BINDING_FAILURE_LOCK_KEY})
+    await session.execute(delete(BindingFailure).where(BindingFailure.failed_at <= now - window))
+    session.add(BindingFailure(openid=openid, failed_at=now))
+    await session.flush()
+    return (await session.execute(
+        select(func.count()).select_from(BindingFailure).where(BindingFailure.failed_at > now - window)
+    )).scalar_one()
+
+
+async def binding_paused_until(session: AsyncSession, *, now: datetime, limit: int,
+                               window: timedelta) -> datetime | None:
+    """When binding opens again, if limit failures within window closed it; None when it is open.
+
+    Binding closes when the latest failure makes limit within one window, and stays closed for a window after
+    it. Attempts made while closed are not evaluated and so add no failures: the latest failure is the one that
+    closed it, and a guesser gets at most limit tries per window however many followers they use.
+    """
+    recent = (await session.execute(
+        select(BindingFailure.failed_at).order_by(BindingFailure.failed_at.desc()).limit(limit)
+    )).scalars().all()
+    if len(recent) < limit:
+        return None
+    latest, oldest = recent[0], recent[-1]
+    if oldest <= latest - window:
+        return None  # the latest failure did not reach the limit
+    reopens = latest + window
+    return reopens if reopens > now else None

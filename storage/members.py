@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,9 @@ from storage.models import Member, MemberCategory, Organization, OrgType, Role, 
 from storage.orgs import InvalidOrgPath, ensure_path
 
 BINDING_CODE_ATTEMPTS = 50
+# Days a binding code binds. The service passes its setting (ZHIBU_BINDING_CODE_DAYS); the roster import and
+# scripts that do not say get this, the setting's default.
+BINDING_CODE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class MemberListing:
     bound: bool
     # None when no WeChat follower is bound to the member.
     subscribed: bool | None
+    # When binding_code stops binding; None: it never does (codes issued before expiry existed).
+    binding_code_expires_at: datetime | None = None
 
 
 async def member_by_binding_code(session: AsyncSession, code: str) -> Member | None:
@@ -75,8 +80,19 @@ async def member_by_binding_code(session: AsyncSession, code: str) -> Member | N
     return (await session.execute(select(Member).where(Member.binding_code == code))).scalar_one_or_none()
 
 
-async def issue_binding_code(session: AsyncSession, member: Member) -> str:
-    """Give member a fresh 6-digit binding code nobody else holds."""
+def binding_code_expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a code with this expiry no longer binds at now (None: issued before codes expired)."""
+    return expires_at is not None and expires_at <= now
+
+
+async def issue_binding_code(session: AsyncSession, member: Member, *, now: datetime | None = None,
+                             days: int = BINDING_CODE_DAYS) -> str:
+    """Give member a fresh 6-digit binding code nobody else holds, binding for days from now.
+
+    A code that never expired could be guessed at for ever; one that lapses also stops binding a member
+    whose slip of paper was lost or shown around. now: callers with a clock pass it.
+    """
+    expires_at = (now or datetime.now(timezone.utc)) + timedelta(days=days)
     for _ in range(BINDING_CODE_ATTEMPTS):
         # No leading zero: staff often paste codes through Excel, which would drop it.
         code = str(100_000 + secrets.randbelow(900_000))
@@ -84,7 +100,7 @@ async def issue_binding_code(session: AsyncSession, member: Member) -> str:
             continue
         taken = (await session.execute(select(Member.id).where(Member.binding_code == code))).first()
         if taken is None:
-            member.binding_code = code
+            member.binding_code, member.binding_code_expires_at = code, expires_at
             return code
     raise RuntimeError("could not find a free binding code")
 
@@ -132,10 +148,11 @@ MemberOrgCache = dict[str, tuple[Organization, Organization | None]]
 
 
 async def save_member(session: AsyncSession, fields: MemberFields, *, now: datetime,
-                      org_cache: MemberOrgCache | None = None) -> SavedMember:
+                      org_cache: MemberOrgCache | None = None, code_days: int = BINDING_CODE_DAYS) -> SavedMember:
     """Create or update the member fields describe, and say what happened.
 
     org_cache: pass one dict for every call in a bulk import, to resolve each path only once.
+    code_days: how long a new member's binding code binds.
     """
     if org_cache is not None and fields.org_path in org_cache:
         org, group = org_cache[fields.org_path]
@@ -152,7 +169,7 @@ async def save_member(session: AsyncSession, fields: MemberFields, *, now: datet
         for name in UPDATABLE_FIELDS:
             setattr(member, name, _stored(getattr(fields, name)))
         session.add(member)
-        await issue_binding_code(session, member)
+        await issue_binding_code(session, member, now=now, days=code_days)
         await session.flush()
         return SavedMember(member, created=True, changed=True)
 
@@ -217,6 +234,7 @@ async def list_members(session: AsyncSession, *, org: Organization | None = None
             birth_date=member.birth_date, join_date=member.join_date,
             hardship=member.hardship, away_from_home=member.away_from_home,
             binding_code=member.binding_code, bound=subscribed is not None, subscribed=subscribed,
+            binding_code_expires_at=member.binding_code_expires_at,
         )
         for member, org_path, group_name, subscribed in (await session.execute(query)).all()
     ]

@@ -7,15 +7,16 @@ The chat side lives here; reading roster files is in roster.py.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import AnyText, Context, Dialog, Router
-from bot.outbox import MUTED
+from bot.outbox import MUTED, Outgoing
 from storage import identities
-from storage.members import issue_binding_code, member_by_binding_code, namesakes
+from storage.members import binding_code_expired, issue_binding_code, member_by_binding_code, namesakes
 from storage.models import BRANCH_LEADERS, Member, Organization, WeChatIdentity
 from storage.outbox import withdraw_reminders
 
@@ -32,6 +33,11 @@ BAD_CODE_FORMAT = "绑定码是 6 位数字，请重新回复。\n回复 取消 
 ALREADY_BOUND = "您已绑定为 {name}（{org}）。如需更换，请联系支部书记。"
 LOCKED = "尝试次数太多，请 {minutes} 分钟后再试，或直接联系支部书记。"
 MISMATCH = "姓名或绑定码不对，还可以再试 {left} 次。绑定码由支部书记提供。"
+PAUSED = "为了安全，绑定暂停了：最近输错绑定码的太多。请 {minutes} 分钟后再试，或直接联系支部书记。"
+EXPIRED = ("这个绑定码已过期。请向支部书记要一个新的（书记在公众号回复 新绑定码 {name} 就能拿到），"
+           "再回复 绑定 {name} 新绑定码。")
+MOVED_AWAY = ("您这个微信原来绑定的党员身份（{name}）现在已绑定到另一个微信号，这个微信不再绑定。\n"
+              "如果不是您本人换的微信，请马上联系支部书记。")
 BOUND = "绑定成功！{name}，您好。\n您属于：{org}\n回复 帮助 查看可以做什么。"
 CODE = re.compile(r"\d{6}")
 BIND_DIALOG = "bind"
@@ -40,7 +46,7 @@ REISSUE_UNKNOWN = "本支部的名册里没有“{name}”。请核对姓名；�
 REISSUE_WHICH = ("本支部有 {count} 位党员叫{name}，请在姓名后加上手机号的后四位，例如：新绑定码 {name} {example}")
 REISSUED = ("{name}的新绑定码：{code}\n"
             "请当面或打电话告诉本人：在新微信里关注公众号，回复 绑定 {name} {code}。\n"
-            "绑定后原来的微信自动解除；这个码用一次就失效，之前给的码作废。")
+            "绑定后原来的微信自动解除；这个码 {days} 天内有效，用一次就失效，之前给的码作废。")
 REMINDERS_OFF = ("好的，提醒已关闭：开会前一天、前一小时的提醒和通知的催看提醒都不再发给您{withdrawn}。\n"
                  "会议通知、支部的通知照常收到。想再打开，回复 打开提醒。")
 REMINDERS_ALREADY_OFF = "您的提醒已经是关闭的。想打开，回复 打开提醒。"
@@ -61,36 +67,84 @@ async def _org_path(session: AsyncSession, member: Member) -> str:
     return org.path if org else "（未知组织）"
 
 
+def _minutes_until(moment: datetime, now: datetime) -> int:
+    # Rounded up: "请 0 分钟后再试" would read as "now", which it is not.
+    return max(1, math.ceil((moment - now).total_seconds() / 60))
+
+
 def _lock_minutes_left(identity: WeChatIdentity, now: datetime) -> int | None:
     if identity.bind_locked_until and identity.bind_locked_until > now:
-        return max(1, int((identity.bind_locked_until - now).total_seconds() // 60) + 1)
+        return _minutes_until(identity.bind_locked_until, now)
     return None
 
 
-async def _try_bind(ctx: Context, name: str, code: str) -> str:
-    identity, now, settings = ctx.identity, ctx.now, ctx.settings
-    locked = _lock_minutes_left(identity, now)
+async def _not_now(ctx: Context) -> str | None:
+    """Why this follower may not try a code now (their own lockout, or binding paused for the whole account),
+    or None when they may. A refused attempt is not evaluated, so it cannot be a guess."""
+    locked = _lock_minutes_left(ctx.identity, ctx.now)
     if locked:
         return LOCKED.format(minutes=locked)
+    settings = ctx.settings
+    reopens = await identities.binding_paused_until(
+        ctx.session, now=ctx.now, limit=settings.bind_account_max_failures,
+        window=timedelta(minutes=settings.bind_account_window_minutes))
+    if reopens is not None:
+        # Debug only: while paused, guesses arrive by the hundred; the warning was logged when it paused.
+        log.debug("binding paused: refused an attempt from %s", ctx.identity.openid)
+        return PAUSED.format(minutes=_minutes_until(reopens, ctx.now))
+    return None
+
+
+async def _failed_attempt(ctx: Context) -> tuple[str, bool]:
+    """Count a wrong name or code against the follower and the whole account; the reply, and whether the
+    follower is now locked out."""
+    identity, now, settings = ctx.identity, ctx.now, ctx.settings
+    window = settings.bind_account_window_minutes
+    failures = await identities.record_binding_failure(ctx.session, identity.openid, now=now,
+                                                       window=timedelta(minutes=window))
+    # Exactly one attempt reaches the limit (failures are recorded one at a time), so this logs once per pause.
+    if failures == settings.bind_account_max_failures:
+        log.warning("binding paused for all followers: %d failed attempts within %d minutes (the last from %s)",
+                    failures, window, identity.openid)
+    identity.failed_bind_attempts += 1
+    left = settings.bind_max_failures - identity.failed_bind_attempts
+    if left <= 0:
+        identity.failed_bind_attempts = 0
+        identity.bind_locked_until = now + timedelta(minutes=settings.bind_lockout_minutes)
+        log.info("binding: %s locked out for %d minutes", identity.openid, settings.bind_lockout_minutes)
+        return LOCKED.format(minutes=settings.bind_lockout_minutes), True
+    log.info("binding: name and code from %s do not match (%d tries left)", identity.openid, left)
+    return MISMATCH.format(left=left), False
+
+
+async def _try_bind(ctx: Context, name: str, code: str) -> tuple[str, bool]:
+    """Bind the follower if name and code belong together (call only when _not_now allows); the reply, and
+    whether binding is over (bound, locked out, or a new code is needed) rather than worth another try."""
+    identity, now = ctx.identity, ctx.now
     member = await member_by_binding_code(ctx.session, code)
     if member is None or member.name != name:
-        identity.failed_bind_attempts += 1
-        left = settings.bind_max_failures - identity.failed_bind_attempts
-        if left <= 0:
-            identity.failed_bind_attempts = 0
-            identity.bind_locked_until = now + timedelta(minutes=settings.bind_lockout_minutes)
-            return LOCKED.format(minutes=settings.bind_lockout_minutes)
-        return MISMATCH.format(left=left)
-    # A member who changed phones binds again with a reissued code; the old account lets go.
+        return await _failed_attempt(ctx)
+    if binding_code_expired(member.binding_code_expires_at, now):
+        # Said only to someone who has both the name and the code, so it tells a guesser nothing. Not a
+        # failure: the member retrying their old slip of paper should not lock anyone out.
+        log.info("binding: %s gave member %s's expired code", identity.openid, member.id)
+        return EXPIRED.format(name=member.name), True
+    # A member who changed phones binds again with a reissued code; the old account lets go and is told, so
+    # that a member whose code was misused hears of it on the phone they still have.
     previous = await identities.by_member(ctx.session, member.id)
     if previous is not None and previous.openid != identity.openid:
         previous.member_id = None
         await ctx.session.flush()
+        ctx.enqueue(Outgoing(key=f"rebound:{ctx.message.dedup_key}", kind="binding", openid=previous.openid,
+                             text=MOVED_AWAY.format(name=member.name), ref=f"member:{member.id}",
+                             template={"title": "绑定变更提醒", "content": f"{member.name}已绑定到另一个微信号",
+                                       "remark": "不是您本人操作请联系支部书记"}))
+        log.info("binding: member %s moved from %s to %s", member.id, previous.openid, identity.openid)
     identity.member_id, identity.bound_at = member.id, now
     identity.failed_bind_attempts, identity.bind_locked_until = 0, None
-    member.binding_code = None
+    member.binding_code, member.binding_code_expires_at = None, None
     ctx.member = member
-    return BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
+    return BOUND.format(name=member.name, org=await _org_path(ctx.session, member)), True
 
 
 @router.text("绑定", "绑定身份", takes_args=True, usage="绑定 姓名 绑定码", summary="把微信和党员身份绑定",
@@ -99,12 +153,13 @@ async def _try_bind(ctx: Context, name: str, code: str) -> str:
 async def bind(ctx: Context, dialog: Dialog, member: Member | None, args: str = "") -> str:
     if member is not None:
         return ALREADY_BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
-    locked = _lock_minutes_left(ctx.identity, ctx.now)
-    if locked:
-        return LOCKED.format(minutes=locked)
+    refused = await _not_now(ctx)
+    if refused:
+        return refused
     name, code = _parse_bind_args(args)
     if name and code:
-        return await _try_bind(ctx, name, code)
+        reply, _ = await _try_bind(ctx, name, code)
+        return reply
     if name:
         dialog.start(BIND_DIALOG, "code", name=name)
         return ASK_CODE
@@ -126,8 +181,12 @@ async def bind_code(ctx: Context, dialog: Dialog, text: str) -> str:
     code = CODE.fullmatch(text.replace(" ", ""))
     if not code:
         return BAD_CODE_FORMAT
-    reply = await _try_bind(ctx, dialog.data["name"], code.group())
-    if ctx.member is not None or ctx.identity.bind_locked_until:
+    refused = await _not_now(ctx)
+    if refused:
+        dialog.finish()
+        return refused
+    reply, over = await _try_bind(ctx, dialog.data["name"], code.group())
+    if over:
         dialog.finish()
     return reply
 
@@ -167,9 +226,10 @@ async def reissue_binding_code(ctx: Context, member: Member, args: str) -> str:
         example = next((person.phone[-4:] for person in found if person.phone), "1234")
         return REISSUE_WHICH.format(count=len(found), name=name, example=example)
     target = found[0]
-    code = await issue_binding_code(ctx.session, target)
+    days = ctx.settings.binding_code_days
+    code = await issue_binding_code(ctx.session, target, now=ctx.now, days=days)
     log.info("member %s got a new binding code from %s", target.id, member.id)
-    return REISSUED.format(name=target.name, code=code)
+    return REISSUED.format(name=target.name, code=code, days=days)
 
 
 @router.text("关闭提醒", "退订提醒", "不要提醒", bound=True, usage="关闭提醒", summary="不再收开会前和通知的提醒")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
@@ -58,6 +59,42 @@ def test_init_import_and_list_members(env, tmp_path):
         ("李建国", False, 6), ("王秀英", False, 6)]
     table = run(env, "members", "list").output
     assert "李建国" in table and listing[0]["binding_code"] in table
+
+
+def test_members_list_shows_when_binding_codes_expire(env, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text(ROSTER, encoding="utf-8")
+    run(env, "init")
+    imported_at = datetime.now(timezone.utc)
+    assert run(env, "import", "members", str(roster)).exit_code == 0
+    for row in json.loads(run(env, "members", "list", "--json").output):
+        expires_in = datetime.fromisoformat(row["binding_code_expires_at"]) - imported_at
+        assert timedelta(days=30) <= expires_in < timedelta(days=30, minutes=5)
+        assert row["binding_code_expired"] is False
+    assert "已过期" not in run(env, "members", "list").output
+
+    asyncio.run(_expire_binding_code(env["ZHIBU_DATABASE_URL"], "王秀英"))
+    listing = {row["name"]: row for row in json.loads(run(env, "members", "list", "--json").output)}
+    assert listing["王秀英"]["binding_code_expired"] is True and listing["李建国"]["binding_code_expired"] is False
+    lines = run(env, "members", "list").output.splitlines()
+    assert f"{listing['王秀英']['binding_code']}（已过期）" in next(line for line in lines if line.startswith("王秀英"))
+    assert "已过期" not in next(line for line in lines if line.startswith("李建国"))
+
+
+async def _expire_binding_code(url: str, name: str) -> None:
+    """As if the member's code had been issued 31 days ago and never used."""
+    from sqlalchemy import select
+
+    from storage.db import create_engine, session_factory
+    from storage.models import Member
+
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            member = (await session.execute(select(Member).where(Member.name == name))).scalar_one()
+            member.binding_code_expires_at = datetime.now(timezone.utc) - timedelta(days=1)
+    finally:
+        await engine.dispose()
 
 
 def test_a_roster_with_errors_imports_nothing_and_says_where(env, tmp_path):

@@ -5,6 +5,8 @@ Revises: 0004
 Create Date: 2026-12-06
 """
 
+from datetime import datetime, timedelta, timezone
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -32,6 +34,10 @@ def upgrade() -> None:
     op.create_index('ix_binding_failure_failed_at', 'binding_failure', ['failed_at'])
     with op.batch_alter_table('member') as batch:
         batch.add_column(sa.Column('binding_code_expires_at', sa.DateTime(), nullable=True))
+    # Codes handed out before codes expired get the default 30 days from the upgrade, not for ever.
+    expires = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=30)
+    op.execute(sa.text("UPDATE member SET binding_code_expires_at = :expires WHERE binding_code IS NOT NULL")
+               .bindparams(expires=expires))
 
 
 def downgrade() -> None:
