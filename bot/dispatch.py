@@ -169,7 +169,9 @@ class Choice(Filter):
 
     def __call__(self, message, ctx):
         text = typed_text(message)
-        if text and text.isdigit() and (not self.choices or int(text) in self.choices):
+        # ASCII digits only: "፩" or "²" pass str.isdigit() but not int().
+        if text and text.isascii() and text.isdigit() and len(text) <= 9 and \
+                (not self.choices or int(text) in self.choices):
             return {"choice": int(text)}
         return None
 

@@ -19,7 +19,7 @@ from bot.messages import Kind, Message
 from bot.outbox import Outgoing, enqueue, enqueue_members, quiet_until
 from storage import audiences
 from storage.audiences import Audience
-from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Notice, Organization, OrgType
+from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Notice, Organization, OrgType, Role
 from storage.notices import (
     NOTICE_KIND,
     NoticeReport,
@@ -52,6 +52,7 @@ NIGHT_NOTE = "现在是夜间休息时间，通知将在早上 {end} 后送达�
 NOTHING_SENT = "您还没有发过通知。"
 ACKNOWLEDGED = "已确认收到：“{excerpt}”。谢谢！"
 NOTHING_TO_ACKNOWLEDGE = "目前没有需要确认的通知。"
+NO_LONGER_SENDER = "您的职务或所在组织已经变了，现在不能再发这条通知，已取消。"
 REMINDER = "温馨提醒：{org}的通知“{excerpt}”请抽空看一下，看过后回复 收到。"
 
 # The audiences each kind of sender can choose, in menu order.
@@ -60,7 +61,9 @@ SUBTREE_MENU = [Audience.ALL, Audience.COMMITTEE, Audience.ELDERLY, Audience.AWA
 
 
 def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
+    """The start of a notice as written, on one line: a quote inside a report or a reminder sentence.
+    Line breaks become a space; every other character is kept as written."""
+    flat = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
     return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "…"
 
 
@@ -84,10 +87,11 @@ def _notice_text(org: Organization, sender: Member, text: str) -> str:
     return f"【{org.name}通知】\n{text}\n——{sender.name}\n看过后请回复 收到。"
 
 
-def _content_of(message: Message, text: str | None) -> str | None:
+def _content_of(message: Message, written: str | None) -> str | None:
+    """The notice as the sender wrote it (line breaks and punctuation kept), or a forwarded article."""
     if message.kind == Kind.LINK:
         return f"{message.text}\n{message.url}".strip()
-    return text
+    return written
 
 
 async def _scope(session: AsyncSession, member: Member) -> Organization:
@@ -96,14 +100,15 @@ async def _scope(session: AsyncSession, member: Member) -> Organization:
 
 
 @router.text("发通知", "发送通知", "通知大家", roles=SENDERS, usage="发通知", summary="给支部（或辖区）党员发通知")
-async def start(dialog: Dialog) -> str:
-    dialog.start(DIALOG, "text")
+async def start(dialog: Dialog, member: Member) -> str:
+    # The organization the dialog was started for: the audience chosen later belongs to it.
+    dialog.start(DIALOG, "text", org_id=member.org_id)
     return ASK_TEXT
 
 
 @router.on(AnyText() | MessageKind(Kind.LINK), dialog=DIALOG, step="text")
-async def take_text(ctx: Context, dialog: Dialog, message: Message, member: Member, text: str | None = None) -> str:
-    content = _content_of(message, text)
+async def take_text(ctx: Context, dialog: Dialog, message: Message, member: Member, written: str | None = None) -> str:
+    content = _content_of(message, written)
     if not content:
         return ASK_TEXT
     if len(content) > MAX_TEXT:
@@ -179,9 +184,19 @@ async def _preview(ctx: Context, dialog: Dialog, org: Organization) -> str:
     return PREVIEW.format(audience=label, count=count, text=dialog.data["text"])
 
 
+def _still_allowed(dialog: Dialog, member: Member) -> bool:
+    """Only the start of the dialog checked the sender's role. The roster may have changed since (a
+    secretary replaced, or moved to another branch): the notice goes out only if they may still send
+    it, to the organization they chose its audience in."""
+    return Role(member.role) in SENDERS and dialog.data.get("org_id", member.org_id) == member.org_id
+
+
 @router.on(Choice(1, 2), dialog=DIALOG, step="confirm")
 async def confirm(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
     session, settings, now = ctx.session, ctx.settings, ctx.now
+    if not _still_allowed(dialog, member):
+        dialog.finish()
+        return NO_LONGER_SENDER
     org = await _scope(session, member)
     query, _ = _selection(dialog, org, member, _local(settings, now).date())
     urgent = choice == 2

@@ -129,8 +129,11 @@ async def add_meeting(session: AsyncSession, meeting: Meeting) -> Meeting:
     raise RuntimeError("no free meeting check-in code after several attempts")
 
 
-async def meeting_by_code(session: AsyncSession, code: str) -> Meeting | None:
-    return (await session.execute(select(Meeting).where(Meeting.checkin_code == code))).scalar_one_or_none()
+async def branch_meeting_by_code(session: AsyncSession, org_id: int, code: str) -> Meeting | None:
+    """The branch's meeting with this check-in code. Another branch's code finds nothing, exactly as
+    a code nobody has: a member learns nothing about other branches' meetings by trying numbers."""
+    return (await session.execute(
+        select(Meeting).where(Meeting.checkin_code == code, Meeting.org_id == org_id))).scalar_one_or_none()
 
 
 async def branch_meetings_between(session: AsyncSession, org_id: int, start: datetime, end: datetime) -> list[Meeting]:
@@ -194,11 +197,6 @@ def distance_m(latitude_1: float, longitude_1: float, latitude_2: float, longitu
     d_lambda = math.radians(longitude_2 - longitude_1)
     a = math.sin(d_phi / 2) ** 2 + math.cos(phi_1) * math.cos(phi_2) * math.sin(d_lambda / 2) ** 2
     return 2 * radius * math.asin(math.sqrt(a))
-
-
-async def members_named(session: AsyncSession, org_id: int, name: str) -> list[Member]:
-    return list((await session.execute(
-        select(Member).where(Member.org_id == org_id, Member.name == name).order_by(Member.id))).scalars())
 
 
 async def leader_ids(session: AsyncSession, org_id: int, roles: frozenset) -> list[int]:

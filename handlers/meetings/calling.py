@@ -29,6 +29,7 @@ from handlers.meetings.common import (
     MOVE,
     MOVED,
     NO_GROUPS,
+    NO_LONGER_LEADER,
     NO_UPCOMING_BRANCH,
     NOBODY_EXPECTED,
     NOTICE_CALLED,
@@ -51,7 +52,7 @@ from handlers.meetings.common import (
     router,
 )
 from storage import audiences, meetings as store, outbox as outbox_store
-from storage.models import BRANCH_LEADERS, Meeting, MeetingKind, MeetingStatus, Member
+from storage.models import BRANCH_LEADERS, Meeting, MeetingKind, MeetingStatus, Member, Role
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,17 @@ log = logging.getLogger(__name__)
 
 
 @router.text("开会", "召集会议", "发起会议", roles=BRANCH_LEADERS, usage="开会", summary="召集会议并通知参会党员")
-async def call_meeting(dialog: Dialog) -> str:
-    dialog.start(CALL, "kind")
+async def call_meeting(dialog: Dialog, member: Member) -> str:
+    # The branch the meeting is for: the group and attendees chosen later belong to it.
+    dialog.start(CALL, "kind", org_id=member.org_id)
     return ASK_KIND
+
+
+def _still_leader(dialog: Dialog, member: Member) -> bool:
+    """Only the first message of a dialog is checked against the sender's role. Before a meeting is
+    called, moved or cancelled, check again: the roster may have changed in between (a secretary
+    replaced, or moved to another branch)."""
+    return Role(member.role) in BRANCH_LEADERS and dialog.data.get("org_id", member.org_id) == member.org_id
 
 
 async def _kind_chosen(ctx: Context, dialog: Dialog, member: Member, kind: MeetingKind) -> str:
@@ -128,33 +137,34 @@ def _location_of(message: Message) -> tuple[float, float, str] | None:
 
 
 @router.on(AnyText() | MessageKind(Kind.LOCATION), dialog=CALL, step="place")
-async def call_place(ctx: Context, dialog: Dialog, message: Message, text: str | None = None) -> str:
+async def call_place(ctx: Context, dialog: Dialog, message: Message, written: str | None = None) -> str:
     located = _location_of(message)
     if located is not None:
         latitude, longitude, label = located
         dialog.goto("topic" if label else "place", latitude=latitude, longitude=longitude,
                     place=label[:MAX_PLACE] if label else None)
         return LOCATION_SET + (ASK_TOPIC if label else "请再回复地点名称，如“村委会会议室”。")
-    if not text:
+    if not written:
         return ASK_PLACE
-    if len(text) > MAX_PLACE:
+    if len(written) > MAX_PLACE:
         return TOO_LONG.format(limit=MAX_PLACE)
-    dialog.goto("topic", place=text)
+    dialog.goto("topic", place=written)
     return ASK_TOPIC
 
 
 @router.on(AnyText() | MessageKind(Kind.LOCATION), dialog=CALL, step="topic")
-async def call_topic(ctx: Context, dialog: Dialog, member: Member, message: Message, text: str | None = None) -> str:
+async def call_topic(ctx: Context, dialog: Dialog, member: Member, message: Message,
+                     written: str | None = None) -> str:
     located = _location_of(message)
     if located is not None:
         # The secretary named the place, then shared where it is: keep the name, take the position.
         dialog.goto("topic", latitude=located[0], longitude=located[1])
         return LOCATION_SET + ASK_TOPIC
-    if not text:
+    if not written:
         return ASK_TOPIC
-    if len(text) > MAX_TOPIC:
+    if len(written) > MAX_TOPIC:
         return TOO_LONG.format(limit=MAX_TOPIC)
-    dialog.goto("confirm", topic=text)
+    dialog.goto("confirm", topic=written)
     meeting = _draft(ctx, dialog, member)
     count = await audiences.count(ctx.session, store.expected_member_ids(meeting))
     if count == 0:
@@ -179,6 +189,9 @@ def _draft(ctx: Context, dialog: Dialog, member: Member) -> Meeting:
 @router.on(Choice(1), dialog=CALL, step="confirm")
 async def call_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
     session = ctx.session
+    if not _still_leader(dialog, member):
+        dialog.finish()
+        return NO_LONGER_LEADER.format(what="召集会议")
     meeting = _draft(ctx, dialog, member)
     if meeting.starts_at <= ctx.now:  # the secretary took long enough for the time to pass
         dialog.goto("time")
@@ -205,9 +218,9 @@ async def _pick_upcoming(ctx: Context, dialog: Dialog, member: Member, name: str
     if not upcoming:
         return NO_UPCOMING_BRANCH
     if len(upcoming) == 1:
-        dialog.start(name, then, meeting_id=upcoming[0].id)
+        dialog.start(name, then, meeting_id=upcoming[0].id, org_id=member.org_id)
         return upcoming[0]
-    dialog.start(name, "pick", ids=[meeting.id for meeting in upcoming], then=then)
+    dialog.start(name, "pick", ids=[meeting.id for meeting in upcoming], then=then, org_id=member.org_id)
     return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming))
 
 
@@ -244,6 +257,9 @@ async def _still_upcoming(ctx: Context, dialog: Dialog, member: Member) -> Meeti
 
 @router.on(AnyText(), dialog=MOVE, step="time")
 async def move_time(ctx: Context, dialog: Dialog, member: Member, text: str) -> str:
+    if not _still_leader(dialog, member):
+        dialog.finish()
+        return NO_LONGER_LEADER.format(what="修改会议时间")
     meeting = await _still_upcoming(ctx, dialog, member)
     if meeting is None:
         dialog.finish()
@@ -271,8 +287,11 @@ async def move_time(ctx: Context, dialog: Dialog, member: Member, text: str) -> 
 
 @router.on(Choice(1), dialog=CANCEL, step="confirm")
 async def cancel_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
+    allowed = _still_leader(dialog, member)
     meeting = await _still_upcoming(ctx, dialog, member)
     dialog.finish()
+    if not allowed:
+        return NO_LONGER_LEADER.format(what="取消会议")
     if meeting is None:
         return NO_UPCOMING_BRANCH
     await outbox_store.withdraw_pending(ctx.session, _ref(meeting.id), reason="会议已取消")

@@ -1,4 +1,8 @@
-"""签到 by code, QR code, location or menu tap, and 代签 for members without a phone."""
+"""签到 by code, QR code, location or menu tap, and 代签 for members without a phone.
+
+Every check-in is judged at the moment the member sent it (ctx.sent_at), not when the handler got to
+it: a busy server must not make anyone late, or close the window on them.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +36,12 @@ from handlers.meetings.common import (
     PICK_MEETING,
     PROXY_ALREADY,
     PROXY_DONE,
+    PROXY_NO_PHONE_END,
     PROXY_UNKNOWN,
+    PROXY_WHICH,
     TOO_EARLY,
     TOO_LATE,
+    UNKNOWN_QR,
     WAS_CANCELLED,
     WRONG_CODE,
     _clock,
@@ -47,6 +54,7 @@ from handlers.meetings.common import (
     router,
 )
 from storage import meetings as store
+from storage.members import namesakes
 from storage.models import BRANCH_LEADERS, CheckInMethod, Meeting, MeetingStatus, Member
 
 
@@ -55,7 +63,7 @@ from storage.models import BRANCH_LEADERS, CheckInMethod, Meeting, MeetingStatus
 
 async def _check_in(ctx: Context, member: Member, meeting: Meeting | None, method: CheckInMethod) -> str:
     """Check a member in to one meeting, or say why not."""
-    settings, now, session = ctx.settings, ctx.now, ctx.session
+    settings, now, session = ctx.settings, ctx.sent_at, ctx.session
     if meeting is None:
         return WRONG_CODE
     # Members of the branch may sit in on a meeting they are not expected at (the sheet lists them as
@@ -81,14 +89,16 @@ async def _check_in(ctx: Context, member: Member, meeting: Meeting | None, metho
 
 
 async def _open_for(ctx: Context, member: Member) -> list[Meeting]:
-    """Meetings of the member's branch that they are expected at and whose check-in window is open."""
+    """Meetings of the member's branch that they are expected at and whose check-in window was open
+    when they sent the message."""
     before, after = _window(ctx.settings)
-    found = await store.branch_meetings_between(ctx.session, member.org_id, ctx.now - after, ctx.now + before)
+    sent = ctx.sent_at
+    found = await store.branch_meetings_between(ctx.session, member.org_id, sent - after, sent + before)
     return [meeting for meeting in found if await store.is_expected(ctx.session, meeting, member.id)]
 
 
 async def _none_open(ctx: Context, member: Member) -> str:
-    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
+    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.sent_at)
                 if await store.is_expected(ctx.session, meeting, member.id)]
     if not upcoming:
         return NONE_OPEN
@@ -98,11 +108,16 @@ async def _none_open(ctx: Context, member: Member) -> str:
 
 @router.text("签到", takes_args=True, bound=True, usage="签到 签到码", summary="开会时签到（也可点菜单 签到）")
 async def check_in_typed(ctx: Context, dialog: Dialog, member: Member, args: str) -> str:
+    # args is NFKC-folded: full-width digits arrive as ASCII. Other digits (superscripts that NFKC
+    # leaves alone, other scripts) and any other length are simply not a code.
     code = args.replace(" ", "")
     if code:
-        if not re.fullmatch(r"\d{6}", code):
+        if not re.fullmatch(r"[0-9]{6}", code):
             return WRONG_CODE
-        return await _check_in(ctx, member, await store.meeting_by_code(ctx.session, code), CheckInMethod.CODE)
+        # Only the member's own branch is searched: another branch's code gets the very answer a wrong
+        # code gets, so trying numbers tells nobody which codes exist.
+        meeting = await store.branch_meeting_by_code(ctx.session, member.org_id, code)
+        return await _check_in(ctx, member, meeting, CheckInMethod.CODE)
     return await _check_in_open(ctx, dialog, member)
 
 
@@ -140,7 +155,13 @@ async def check_in_pick(ctx: Context, dialog: Dialog, member: Member, choice: in
 async def check_in_scanned(ctx: Context, member: Member | None, scene: str) -> str:
     if member is None:
         return BIND_FIRST
-    meeting = await ctx.session.get(Meeting, int(scene)) if scene.isdigit() else None
+    # Our codes carry "meeting:<id>"; anything else (a forged or mangled scene, "²" which isdigit()
+    # accepts and int() refuses, a number beyond the id column) is just not one of them.
+    if not re.fullmatch(r"[0-9]{1,9}", scene):
+        return UNKNOWN_QR
+    meeting = await ctx.session.get(Meeting, int(scene))
+    if meeting is None:
+        return UNKNOWN_QR
     return await _check_in(ctx, member, meeting, CheckInMethod.QR)
 
 
@@ -166,30 +187,57 @@ async def check_in_located(ctx: Context, member: Member, message: Message) -> st
 # ---------------------------------------------------------------- 代签: the non-phone path
 
 
+def _proxy_targets(args: str) -> list[tuple[str, str]]:
+    """(name, phone end) for each person in "赵德明 李明 1234 王秀英": four digits after a name (with or
+    without a space) tell namesakes apart, as 新绑定码 does. Names never contain digits."""
+    targets: list[tuple[str, str]] = []
+    for word in re.split(r"[\s,，、;；]+", args):
+        if not word:
+            continue
+        match = re.fullmatch(r"([^0-9]*)([0-9]{4})", word)
+        if match and match.group(1):  # "李明1234"
+            targets.append((match.group(1), match.group(2)))
+        elif match and targets and not targets[-1][1]:  # "李明 1234"
+            targets[-1] = (targets[-1][0], word)
+        else:
+            targets.append((word, ""))
+    return targets
+
+
+async def _proxy_one(ctx: Context, member: Member, meeting: Meeting, name: str, end: str) -> str:
+    """Sign one person in for the secretary, or say why not. Namesakes are never guessed between."""
+    people = await namesakes(ctx.session, member.org_id, name)
+    if not people:
+        return PROXY_UNKNOWN.format(name=name)
+    chosen = [person for person in people if person.phone.endswith(end)] if end else people
+    if not chosen:
+        return PROXY_NO_PHONE_END.format(name=name, end=end)
+    if len(chosen) > 1:
+        example = next((person.phone[-4:] for person in chosen if person.phone), "1234")
+        return PROXY_WHICH.format(count=len(chosen), name=name, example=example)
+    sent = ctx.sent_at
+    attendance, created = await store.record_check_in(
+        ctx.session, meeting, chosen[0].id, now=sent, method=CheckInMethod.PROXY.value,
+        late=_is_late(ctx.settings, meeting, sent), proxy_by=member.id)
+    shown = f"{name}（手机尾号 {end}）" if end else name
+    when = _clock(ctx.settings, attendance.checked_in_at, sent)
+    if created:
+        return PROXY_DONE.format(name=shown, time=when, late="，迟到" if attendance.late else "")
+    return PROXY_ALREADY.format(name=shown, time=when)
+
+
 @router.text("代签", takes_args=True, roles=BRANCH_LEADERS, usage="代签 姓名", summary="为没带手机的党员签到")
 async def proxy_check_in(ctx: Context, member: Member, args: str) -> str:
-    names = [name for name in re.split(r"[\s,，、;；]+", args) if name]
-    if not names:
+    targets = _proxy_targets(args)
+    if not targets:
         return ASK_PROXY_NAME
     before, after = _window(ctx.settings)
-    open_now = await store.branch_meetings_between(ctx.session, member.org_id, ctx.now - after, ctx.now + before)
+    sent = ctx.sent_at
+    open_now = await store.branch_meetings_between(ctx.session, member.org_id, sent - after, sent + before)
     if not open_now:
         return NO_OPEN_FOR_PROXY.format(before=ctx.settings.checkin_window_before_minutes,
                                         after=ctx.settings.checkin_window_after_minutes)
     # With two meetings open at once, the one nearest its start is the one in the room.
-    meeting = min(open_now, key=lambda m: abs((m.starts_at - ctx.now).total_seconds()))
-    lines = []
-    for name in names:
-        found = await store.members_named(ctx.session, member.org_id, name)
-        if not found:
-            lines.append(PROXY_UNKNOWN.format(name=name))
-            continue
-        attendance, created = await store.record_check_in(
-            ctx.session, meeting, found[0].id, now=ctx.now, method=CheckInMethod.PROXY.value,
-            late=_is_late(ctx.settings, meeting, ctx.now), proxy_by=member.id)
-        when = _clock(ctx.settings, attendance.checked_in_at, ctx.now)
-        if created:
-            lines.append(PROXY_DONE.format(name=name, time=when, late="，迟到" if attendance.late else ""))
-        else:
-            lines.append(PROXY_ALREADY.format(name=name, time=when))
+    meeting = min(open_now, key=lambda m: abs((m.starts_at - sent).total_seconds()))
+    lines = [await _proxy_one(ctx, member, meeting, name, end) for name, end in targets]
     return f"{_label(ctx.settings, meeting)}：\n" + "\n".join(lines)

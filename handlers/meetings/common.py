@@ -56,11 +56,14 @@ CALLED = ("会议已召集，已通知 {count} 人。\n签到码：{code}（开�
           "也可以点菜单 签到{located}）。\n没带手机的党员，回复 代签 姓名 帮他签到。\n"
           "要改时间回复 改时间，要取消回复 取消会议。")
 NOBODY_EXPECTED = "这次会议没有应到的党员（{kind}），请重新选择会议类型。\n" + ASK_KIND
+NO_LONGER_LEADER = "您现在已不是本支部的书记或副书记，不能{what}，这次操作已取消。"
 
 # -- texts: notices to attendees
+# Here and in the leave texts, what a person wrote (a topic, a reason) stands at the end of a line or
+# inside quotes: its own final punctuation is never doubled by ours.
 NOTICE_CALLED = ("【会议通知】{org}召开{kind}\n时间：{when}\n地点：{place}\n议题：{topic}\n"
                  "到会后点菜单 签到，或回复 签到 加会上公布的签到码。不能参加请回复 请假 原因。")
-NOTICE_DAY = "【会议提醒】明天 {time} 在{place}召开{kind}：{topic}。\n不能参加请回复 请假 原因。"
+NOTICE_DAY = "【会议提醒】明天 {time} 在{place}召开{kind}。\n议题：{topic}\n不能参加请回复 请假 原因。"
 NOTICE_HOUR = "【会议提醒】{time} 在{place}召开{kind}，还有 1 小时。\n到会后点菜单 签到 即可。"
 NOTICE_MOVED = ("【会议改时间】{kind}“{topic}”改到 {when}，地点：{place}。\n"
                 "不能参加请回复 请假 原因。")
@@ -71,6 +74,7 @@ CHECKED_IN = "签到成功！{kind}“{topic}”，签到时间 {time}。"
 CHECKED_IN_LATE = "签到成功（迟到）。{kind}“{topic}”，签到时间 {time}。"
 ALREADY = "您已于 {time} 签到。"
 WRONG_CODE = "签到码不对，请核对会上公布的 6 位数字，再回复 签到 加签到码。"
+UNKNOWN_QR = "这个二维码不是有效的会议签到码。请回复 签到 加会上公布的签到码，或点菜单 签到。"
 NOT_YOURS = "这不是您所在支部的会议，不能签到。"
 WAS_CANCELLED = "这次会议已取消，不用签到。"
 TOO_EARLY = "还没到签到时间，{opens} 起可以签到。"
@@ -90,14 +94,16 @@ NO_OPEN_FOR_PROXY = "现在没有正在签到的本支部会议（开会前 {bef
 PROXY_DONE = "已为 {name} 代签（{time}{late}）。"
 PROXY_ALREADY = "{name} 已于 {time} 签到。"
 PROXY_UNKNOWN = "本支部没有叫 {name} 的党员，请核对姓名。"
+PROXY_WHICH = "本支部有 {count} 位党员叫{name}，请在姓名后加上手机号的后四位，例如：代签 {name} {example}"
+PROXY_NO_PHONE_END = "本支部叫{name}的党员里，没有手机号后四位是 {end} 的，请核对。"
 
 # -- texts: leave
 ASK_REASON = "请回复请假原因，例如：请假 外出务工。"
 NO_UPCOMING = "近期没有需要您参加的会议，不用请假。"
-LEAVE_SENT = "已向书记请假（{meeting}），原因：{reason}。书记回复后会告诉您。"
+LEAVE_SENT = "已向书记请假（{meeting}），书记回复后会告诉您。\n原因：{reason}"
 LEAVE_EXISTS = "您已为{meeting}请过假（{status}）。"
-LEAVE_TO_LEADER = "{name} 请假：{reason}。\n会议：{meeting}\n回复 同意 或 不同意。"
-LEAVE_AUTO = "已记下您的请假（{meeting}），原因：{reason}。"
+LEAVE_TO_LEADER = "{name} 请假：{reason}\n会议：{meeting}\n回复 同意 或 不同意。"
+LEAVE_AUTO = "已记下您的请假（{meeting}）。\n原因：{reason}"
 LEAVE_STATUS = {LeaveStatus.PENDING.value: "等待书记回复", LeaveStatus.APPROVED.value: "已同意",
                 LeaveStatus.DECLINED.value: "未同意"}
 NO_PENDING_LEAVE = "目前没有待处理的请假。"

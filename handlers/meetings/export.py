@@ -5,6 +5,12 @@ meeting's facts, one numbered line per expected member, the head count, then the
 and votes). CSV gives one line per expected member per meeting, for people who filter and count in a
 spreadsheet. Meetings are read inside one session; the file is written after it closes, in a thread,
 because openpyxl is slow, blocking work.
+
+Names come from a roster and most other fields are typed by a secretary, so no cell may ever be a
+formula (OWASP, "CSV Injection"): a topic typed as "=HYPERLINK(…)" must show as those characters, not
+run. XLSX cells are typed, and every text cell is written as a string that shows exactly what was
+typed. CSV has no types: a cell that a spreadsheet program would read as a formula gets a leading
+apostrophe, as OWASP recommends; that apostrophe is the one character the CSV adds.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ CSV_HEADER = ["组织", "会议类型", "党小组", "会议时间", "地点", "
 # Excel refuses these in sheet names, and a name may not be longer than 31 characters.
 SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 SHEET_NAME_MAX = 31
+# What makes Excel, LibreOffice or WPS read a cell as a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ExportError(Exception):
@@ -181,6 +189,23 @@ def _facts(sheet: MeetingSheet) -> list[tuple[str, str]]:
             ("主持人", sheet.host), ("记录人", sheet.recorder)]
 
 
+def _as_text(cells) -> None:
+    """Keep text cells text. openpyxl stores a str starting with "=" as a formula; data type "s" makes
+    it a plain string with the same characters. quotePrefix is Excel's own "this is text" flag (the
+    apostrophe shown only in the formula bar, not part of the value): editing the cell later does
+    not turn it into a formula either."""
+    for cell in cells:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+            if cell.value.startswith(FORMULA_STARTS):
+                cell.quotePrefix = True
+
+
+def _append(ws, values: list) -> None:
+    ws.append(values)
+    _as_text(ws[ws.max_row])
+
+
 def write_xlsx(path: Path, sheets: list[MeetingSheet], *, heading: str) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Border, Font, Side
@@ -193,36 +218,37 @@ def write_xlsx(path: Path, sheets: list[MeetingSheet], *, heading: str) -> None:
     if not sheets:
         empty = workbook.create_sheet("说明")
         empty["A1"] = f"{heading}：这段时间没有会议。"
+        _as_text([empty["A1"]])
     used: set[str] = set()
     several_branches = len({sheet.branch for sheet in sheets}) > 1
     for sheet in sheets:
         ws = workbook.create_sheet(sheet_name(sheet, used, with_branch=several_branches))
-        ws.append([sheet.title])
+        _append(ws, [sheet.title])
         ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(TABLE_HEADER))
         ws["A1"].font = Font(size=16, bold=True)
         ws["A1"].alignment = Alignment(horizontal="center")
         for label, value in _facts(sheet):
-            ws.append([label, value])
+            _append(ws, [label, value])
             ws.merge_cells(start_row=ws.max_row, start_column=2, end_row=ws.max_row, end_column=len(TABLE_HEADER))
             ws.cell(ws.max_row, 1).font = Font(bold=True)
         ws.append([])
-        ws.append(TABLE_HEADER)
+        _append(ws, TABLE_HEADER)
         header_row = ws.max_row
         for number, line in enumerate(sheet.lines, start=1):
-            ws.append([number, line.name, line.checked_in, line.method, line.remark])
+            _append(ws, [number, line.name, line.checked_in, line.method, line.remark])
         for row in ws.iter_rows(min_row=header_row, max_row=ws.max_row, max_col=len(TABLE_HEADER)):
             for cell in row:
                 cell.border = box
                 if cell.row == header_row:
                     cell.font = Font(bold=True)
         ws.append([])
-        ws.append(["合计", f"应到 {sheet.expected}", f"实到 {sheet.present}", f"请假 {sheet.on_leave}",
-                   f"缺席 {sheet.absent}"])
+        _append(ws, ["合计", f"应到 {sheet.expected}", f"实到 {sheet.present}", f"请假 {sheet.on_leave}",
+                     f"缺席 {sheet.absent}"])
         for cell in ws[ws.max_row]:
             cell.font = Font(bold=True)
         ws.append([])
         for label, value in (("决议", sheet.resolutions), ("表决情况", sheet.votes), ("会议照片", f"{sheet.photos} 张")):
-            ws.append([label, value])
+            _append(ws, [label, value])
             ws.merge_cells(start_row=ws.max_row, start_column=2, end_row=ws.max_row, end_column=len(TABLE_HEADER))
             ws.cell(ws.max_row, 1).font = Font(bold=True)
             ws.cell(ws.max_row, 2).alignment = wrap
@@ -230,6 +256,13 @@ def write_xlsx(path: Path, sheets: list[MeetingSheet], *, heading: str) -> None:
             ws.column_dimensions[column].width = width
         ws.print_title_rows = f"{header_row}:{header_row}"
     workbook.save(path)
+
+
+def _csv_cell(value):
+    """A cell a spreadsheet program would run as a formula, with OWASP's leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_csv(path: Path, sheets: list[MeetingSheet]) -> None:
@@ -241,7 +274,8 @@ def write_csv(path: Path, sheets: list[MeetingSheet]) -> None:
             meeting = [sheet.branch, sheet.kind, sheet.group, f"{sheet.starts_at:%Y-%m-%d %H:%M}", sheet.place,
                        sheet.topic, sheet.host, sheet.recorder]
             for number, line in enumerate(sheet.lines, start=1):
-                writer.writerow(meeting + [number, line.name, line.status, line.checked_in, line.method, line.remark])
+                row = meeting + [number, line.name, line.status, line.checked_in, line.method, line.remark]
+                writer.writerow([_csv_cell(value) for value in row])
 
 
 async def export_attendance(sessions: async_sessionmaker[AsyncSession], *, org_path: str, start: date, end: date,

@@ -39,8 +39,8 @@ from storage.models import BRANCH_LEADERS, LeaveRequest, LeaveStatus, Meeting, M
 
 
 @router.text("请假", takes_args=True, bound=True, usage="请假 原因", summary="不能参加会议时向书记请假")
-async def ask_leave(ctx: Context, dialog: Dialog, member: Member, args: str) -> str:
-    reason = args.strip()
+async def ask_leave(ctx: Context, dialog: Dialog, member: Member, written_args: str) -> str:
+    reason = written_args
     if not reason:
         dialog.start(LEAVE, "reason")
         return ASK_REASON
@@ -48,15 +48,16 @@ async def ask_leave(ctx: Context, dialog: Dialog, member: Member, args: str) -> 
 
 
 @router.on(AnyText(), dialog=LEAVE, step="reason")
-async def leave_reason(ctx: Context, dialog: Dialog, member: Member, text: str) -> str:
+async def leave_reason(ctx: Context, dialog: Dialog, member: Member, written: str) -> str:
     dialog.finish()
-    return await _leave_for(ctx, dialog, member, text)
+    return await _leave_for(ctx, dialog, member, written)
 
 
 async def _leave_for(ctx: Context, dialog: Dialog, member: Member, reason: str) -> str:
     if len(reason) > MAX_REASON:
         return TOO_LONG.format(limit=MAX_REASON)
-    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
+    # Asked before the meeting began is in time, however late the server got to the message.
+    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.sent_at)
                 if await store.is_expected(ctx.session, meeting, member.id)]
     if not upcoming:
         return NO_UPCOMING
@@ -78,12 +79,12 @@ async def leave_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) 
 
 async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason: str) -> str:
     session, label = ctx.session, _label(ctx.settings, meeting)
-    if meeting.starts_at <= ctx.now:
+    if meeting.starts_at <= ctx.sent_at:
         return NO_UPCOMING
     existing = await store.leave_of(session, meeting.id, member.id)
     if existing is not None:
         return LEAVE_EXISTS.format(meeting=label, status=LEAVE_STATUS.get(existing.status, existing.status))
-    request = LeaveRequest(meeting_id=meeting.id, member_id=member.id, reason=reason, requested_at=ctx.now)
+    request = LeaveRequest(meeting_id=meeting.id, member_id=member.id, reason=reason, requested_at=ctx.sent_at)
     session.add(request)
     await session.flush()
     leaders = [i for i in await store.leader_ids(session, member.org_id, BRANCH_LEADERS) if i != member.id]

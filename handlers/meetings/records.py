@@ -88,9 +88,10 @@ async def start_record(ctx: Context, dialog: Dialog, member: Member) -> str:
 def _record_step(field_name: str):
     index = [name for name, _ in RECORD_STEPS].index(field_name)
 
-    async def take(ctx: Context, dialog: Dialog, text: str) -> str:
+    async def take(ctx: Context, dialog: Dialog, text: str, written: str) -> str:
         limit = 50 if field_name in ("host", "recorder") else 200 if field_name == "votes" else MAX_RECORD_FIELD
-        value = None if text in SKIP_WORDS else text
+        # The skip words are recognized however they are typed; anything else is kept as written.
+        value = None if text in SKIP_WORDS else written
         if value is not None and len(value) > limit:
             return TOO_LONG.format(limit=limit)
         dialog.goto(field_name, **{f"value_{field_name}": value})

@@ -133,7 +133,6 @@ async def test_check_in_by_qr_scan_and_by_following_through_the_code(service):
     assert (await service.emulator.scan(people["王秀英"], scene)).reply.startswith("签到成功！")
     assert (await service.emulator.subscribe(people["刘小梅"], scene)).reply.startswith("签到成功！")
     assert (await service.emulator.scan("df-1", scene)).reply == "这不是您所在支部的会议，不能签到。"
-    assert (await service.say("df-1", f"签到 {meeting.checkin_code}")) == "这不是您所在支部的会议，不能签到。"
     assert (await service.emulator.subscribe("newcomer", scene)).reply.startswith("欢迎关注支部助手！请先绑定")
     # A plain follow still gets the membership welcome.
     assert (await service.emulator.subscribe("another")).reply.startswith("欢迎关注支部助手！\n党员请先绑定")
@@ -262,12 +261,12 @@ async def test_leave_is_approved_in_one_reply_and_shows_on_the_sheet(service):
     assert await service.say(people["王秀英"], "请假 住院") == "近期没有需要您参加的会议，不用请假。"
     _, meeting = await call(service, secretary)
     assert await service.say(people["王秀英"], "请假 住院复查") == \
-        "已向书记请假（11月25日（周三）15:00 支部党员大会），原因：住院复查。书记回复后会告诉您。"
+        "已向书记请假（11月25日（周三）15:00 支部党员大会），书记回复后会告诉您。\n原因：住院复查"
     assert await service.say(people["刘小梅"], "请假") == "请回复请假原因，例如：请假 外出务工。"
     assert (await service.say(people["刘小梅"], "在外地打工")).startswith("已向书记请假")
     assert (await service.say(people["王秀英"], "请假 再说一次")).startswith("您已为11月25日（周三）15:00 支部党员大会请过假（等待书记回复）")
     await service.deliver()
-    assert "王秀英 请假：住院复查。\n会议：11月25日（周三）15:00 支部党员大会\n回复 同意 或 不同意。" \
+    assert "王秀英 请假：住院复查\n会议：11月25日（周三）15:00 支部党员大会\n回复 同意 或 不同意。" \
         in service.pushed(secretary)
     approved = await service.say(secretary, "同意")
     assert approved.startswith("已同意 王秀英 的请假") and "还有 1 条请假待处理：刘小梅（在外地打工）" in approved
@@ -320,7 +319,7 @@ async def test_the_record_dialog_and_photos(service):
     assert (await service.say(secretary, "传达全会精神，大家结合村里产业发展谈体会。")).startswith("4/5")
     assert (await service.say(secretary, "冬季组织一次产业培训")).startswith("5/5")
     saved = await service.say(secretary, "同意 30，反对 0，弃权 1")
-    assert saved.startswith("会议记录已保存") and "记录人：（未填）" in saved and "表决：同意 30,反对 0,弃权 1" in saved
+    assert saved.startswith("会议记录已保存") and "记录人：（未填）" in saved and "表决：同意 30，反对 0，弃权 1" in saved
 
     assert (await service.emulator.image(secretary)).reply == \
         "照片已附到11月25日（周三）15:00 支部党员大会，这次会议共 1 张照片。"
@@ -333,8 +332,8 @@ async def test_the_record_dialog_and_photos(service):
     async with service.sessions() as session:
         stored = await session.get(Meeting, meeting.id)
         photos = list((await session.execute(select(MeetingPhoto))).scalars())
-    assert (stored.host, stored.recorder, stored.votes) == ("李建国", None, "同意 30,反对 0,弃权 1")
-    assert stored.minutes.startswith("传达全会精神") and stored.resolutions == "冬季组织一次产业培训"
+    assert (stored.host, stored.recorder, stored.votes) == ("李建国", None, "同意 30，反对 0，弃权 1")
+    assert stored.minutes == "传达全会精神，大家结合村里产业发展谈体会。" and stored.resolutions == "冬季组织一次产业培训"
     assert len(photos) == 2 and all(photo.pic_url.startswith("http://emulator.local/") for photo in photos)
 
 
