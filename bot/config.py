@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     binding_code_days: int = Field(default=30, ge=1)
     # Hours after a notice when its sender gets the report and non-responders one reminder.
     notice_follow_up_hours: float = 24.0
+    # A member who binds late gets the notices of this many last days that could not reach them unbound.
+    late_binding_days: int = Field(default=7, ge=0)
 
     # Meeting check-in is open from this many minutes before the start to this many after.
     checkin_window_before_minutes: int = Field(default=30, ge=0)

@@ -288,6 +288,8 @@ class Context:
         self._catalog = catalog
         self.replies: list[str] = []
         self.outgoing: list[Outgoing] = []
+        # Set by a handler that made outbox rows due by other means than enqueue (wakes the outbox).
+        self.outbox_touched = False
         self.deferred: list[Callable[[JobContext], Awaitable[Any]]] = []
 
     @property
@@ -629,7 +631,7 @@ class Dispatcher:
                         parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
                         late = entry.late
                         enqueued = await self._record(session, message, message_id, parts, late, ctx.outgoing,
-                                                      InboundStatus.DONE)
+                                                      InboundStatus.DONE) or ctx.outbox_touched
                     self._run_deferred(ctx.deferred)
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import AnyText, Choice, Click, Context, Dialog, JobContext, MessageKind, Router
 from bot.messages import Kind, Message
-from bot.outbox import Outgoing, enqueue, enqueue_members, quiet_until
+from bot.outbox import UNBOUND, Outgoing, enqueue, enqueue_members, quiet_until
 from storage import audiences
 from storage.audiences import Audience
 from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Notice, Organization, OrgType, Role
@@ -238,13 +238,20 @@ async def describe_report(session: AsyncSession, notice: Notice, settings) -> st
     result = await report(session, notice, by_branch=by_branch)
     sent_at = _local(settings, notice.created_at)
     lines = [f"通知“{_excerpt(notice.text)}”（{sent_at.month}月{sent_at.day}日 {sent_at:%H:%M} 发给{notice.audience}）",
-             f"共 {result.total} 人：已送达 {result.sent}，待发送 {result.pending}，未送达 {result.failed}，"
-             f"已回复收到 {result.acknowledged}。"]
-    lines += _detail_lines(result)
+             _totals_line(result)]
+    lines += _detail_lines(result, settings.late_binding_days)
     return "\n".join(lines)
 
 
-def _detail_lines(result: NoticeReport, branch_limit: int = 40) -> list[str]:
+def _totals_line(result: NoticeReport) -> str:
+    # Members who have not bound WeChat are counted apart: nothing is wrong with the delivery, and they
+    # get the notice when they bind (within ZHIBU_LATE_BINDING_DAYS).
+    unbound = result.failure_reasons.get(UNBOUND, 0)
+    return (f"共 {result.total} 人：已送达 {result.sent}，待发送 {result.pending}，未送达 {result.failed - unbound}，"
+            f"未绑定 {unbound}，已回复收到 {result.acknowledged}。")
+
+
+def _detail_lines(result: NoticeReport, late_binding_days: int, branch_limit: int = 40) -> list[str]:
     if result.branches:
         lines = [f"{line.path.rsplit('/', 1)[-1]}：{line.total} 人，送达 {line.sent}，收到 {line.acknowledged}"
                  for line in result.branches[:branch_limit]]
@@ -252,8 +259,12 @@ def _detail_lines(result: NoticeReport, branch_limit: int = 40) -> list[str]:
             lines.append(f"另有 {len(result.branches) - branch_limit} 个组织未列出。")
         return lines
     lines = []
-    if result.failed_names:
-        lines.append("未送达：" + "、".join(f"{name}（{reason}）" for name, reason in result.failed_names))
+    failed = [(name, reason) for name, reason in result.failed_names if reason != UNBOUND]
+    unbound = [name for name, reason in result.failed_names if reason == UNBOUND]
+    if failed:
+        lines.append("未送达：" + "、".join(f"{name}（{reason}）" for name, reason in failed))
+    if unbound:
+        lines.append(f"未绑定微信（发出后 {late_binding_days} 天内绑定的会补收这条通知）：" + "、".join(unbound))
     if result.waiting_names:
         lines.append("还没回复收到：" + "、".join(result.waiting_names))
     return lines

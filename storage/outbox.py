@@ -271,6 +271,19 @@ async def withdraw_reminders(session: AsyncSession, member_id: int, *, reason: s
     return max(result.rowcount or 0, 0)
 
 
+async def deliver_to_new_binding(session: AsyncSession, member_id: int, openid: str, *, kinds: Iterable[str],
+                                 unbound_reason: str, since: datetime, now: datetime) -> int:
+    """Messages of these kinds, written since `since`, that failed only because the member had not bound
+    WeChat yet go out now to the follower who just bound: a member who binds late still gets the last
+    days' notices, and the sender's report moves them from unbound to sent. Returns how many."""
+    result = await session.execute(
+        update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.kind.in_(list(kinds)),
+                             OUTBOX.c.status == FAILED, OUTBOX.c.error == unbound_reason,
+                             OUTBOX.c.created_at >= since)
+        .values(status=PENDING, openid=openid, error=None, attempts=0, due_at=now, lease_until=None))
+    return max(result.rowcount or 0, 0)
+
+
 async def recover(session: AsyncSession, *, now: datetime) -> int:
     """Rows whose worker's lease ran out (its process died) go back to pending; returns how many."""
     result = await session.execute(

@@ -35,8 +35,8 @@ async def test_a_secretary_notifies_the_whole_branch_and_sees_who_acknowledged(s
     assert (await service.say(people["王秀英"], "收到")).startswith("已确认收到：“明天上午9点")
     assert await service.say(people["王秀英"], "收到") == "目前没有需要确认的通知。"
     report = await service.say(secretary, "通知情况")
-    assert "共 5 人：已送达 4，待发送 0，未送达 1，已回复收到 1。" in report
-    assert "未送达：赵德明（" in report and "未绑定微信" in report
+    assert "共 5 人：已送达 4，待发送 0，未送达 0，未绑定 1，已回复收到 1。" in report
+    assert "未绑定微信（发出后 7 天内绑定的会补收这条通知）：赵德明" in report and "未送达：" not in report
     assert "还没回复收到：" in report and "王秀英" not in report.split("还没回复收到：")[1]
 
 
@@ -134,3 +134,29 @@ async def test_a_night_notice_waits_for_morning_unless_urgent(service):
     service.clock.advance(hours=9)  # 07:00
     await service.deliver()
     assert any("停水" in text for text in service.pushed(people["王秀英"]))
+
+
+async def test_a_member_who_binds_late_gets_the_last_weeks_notices_and_the_report_follows(make_service):
+    # Templates reach members whose 48-hour window has closed in the week the test skips.
+    service = await make_service(wechat_templates={"default": "DEMO-TEMPLATE"})
+    people = await hongqi_branch(service)
+    secretary = people["李建国"]
+    _, code = await service.add_member("孙桂兰", "示范县委/城关镇党委/红旗村党支部/第一党小组")
+    await send_notice(service, secretary, "上个月的旧通知", "1")
+    await service.say(secretary, "1")
+    service.clock.advance(days=8)
+    await send_notice(service, secretary, "周六上午打扫村部卫生。\n请带上扫帚。", "1")
+    await service.say(secretary, "1")
+    await service.deliver()
+    before = await service.say(secretary, "通知情况")
+    assert "已送达 4，待发送 0，未送达 0，未绑定 2，" in before and "孙桂兰" in before
+
+    bound = await service.say("late-binder", f"绑定 孙桂兰 {code}")
+    assert "绑定成功" in bound and "您绑定前 7 天里支部发的 1 条通知，马上发给您。" in bound
+    await service.deliver()
+    received = service.pushed("late-binder")
+    assert len(received) == 1 and "周六上午打扫村部卫生。\n请带上扫帚。" in received[0]
+    after = await service.say(secretary, "通知情况")
+    assert "已送达 5，待发送 0，未送达 0，未绑定 1，" in after
+    assert "未绑定微信（发出后 7 天内绑定的会补收这条通知）：赵德明\n" in after and "孙桂兰" in after.split("还没回复收到：")[1]
+    assert (await service.say("late-binder", "收到")).startswith("已确认收到：“周六上午打扫村部卫生。")
