@@ -1,9 +1,11 @@
 """Finding the curated answer to a member's question, or knowing that there is none.
 
-Sound-alike slips (情假 for 请假) are put right first (content/homophones.py). Text is cut with jieba
-(with the domain dictionary); colloquial variants are replaced, word by word, by their canonical terms
-(synonyms.toml), and the words as written are kept too. Each text becomes jieba's search-mode words plus
-its character pairs, so a partial or mistyped term still shares most of its tokens with the right entry.
+A question is cut to its first QUESTION_MAX_CHARS characters before anything else is done to it, and every
+step after that takes time linear in its length. Sound-alike slips (情假 for 请假) are put right first
+(content/homophones.py). Text is cut with jieba (with the domain dictionary); colloquial variants are
+replaced, word by word, by their canonical terms (synonyms.toml), and the words as written are kept too.
+Each text becomes jieba's search-mode words plus its character pairs, so a partial or mistyped term still
+shares most of its tokens with the right entry.
 
 bm25s indexes every FAQ text (standard question and phrasings), every entry as one bag of words with its
 answer, and the document passages; a linear classifier trained on the phrasings scores every entry
@@ -99,6 +101,15 @@ ANCHOR_PENALTY = 0.7
 UNSEEN_FACTOR = 0.35
 # Character pairs weigh less than words in the confidence: they mostly echo the words they overlap.
 PAIR_WEIGHT = 0.5
+# A question is read up to this many characters; the rest is never looked at (clip_question). The longest
+# question in the evaluation sets has 60 characters and the longest phrasing in the content 68; a voice
+# message, at most a minute long, is some 250 to 300 characters of speech. A longer text is a pasted notice
+# or a story, not one question, and every step of the search costs time in proportion to what it reads:
+# cutting first bounds the time any message can take (a 6,000-character one once delayed every reply 15 s).
+QUESTION_MAX_CHARS = 300
+# Where a question must be cut, it ends at the last sentence end (。！？；) in its final third, if there is one,
+# rather than in the middle of a clause.
+_SENTENCE_END = re.compile(r"[。！？；!?;]")
 
 # Words that carry no topic: question words, particles, pronouns.
 STOPWORDS = frozenset("""
@@ -166,6 +177,16 @@ class Answer:
                 "kind": self.kind, "suggestions": [{"id": s.id, "question": s.question} for s in self.suggestions]}
 
 
+def clip_question(question: str, limit: int = QUESTION_MAX_CHARS) -> str:
+    """The part of a question the search reads: all of it up to limit characters, else its beginning (ended
+    at a sentence end in the last third of the limit when there is one). Done before any other step."""
+    if len(question) <= limit:
+        return question
+    head = question[:limit]
+    ends = [match.end() for match in _SENTENCE_END.finditer(head, limit * 2 // 3)]
+    return head[:ends[-1]] if ends else head
+
+
 def source_line(source: str, article: str, local: bool) -> str:
     line = f"来源：《{source}》{article}"
     return line + "（这是各地常见做法，具体以本乡镇党委的要求为准）" if local else line
@@ -178,6 +199,11 @@ _BASE_LOCK = threading.Lock()
 _BASE_TOKENIZER = None
 _CJK = re.compile(r"[\u4e00-\u9fff]+")
 _WORD = re.compile(r"[\u4e00-\u9fffA-Za-z0-9.%]+")
+# jieba's hidden Markov model for words it does not know copies its best path at every character, so a long
+# stretch of unknown characters costs the square of its length. Search-mode cuts are made on pieces of at
+# most this many characters of a chunk (a run between spaces and punctuation); no FAQ text, answer, passage or
+# evaluation question has a chunk half as long (the longest has 45), so none is cut differently.
+_JIEBA_PIECE = 100
 
 
 def _base_tokenizer():
@@ -249,7 +275,8 @@ class Analyzer:
         return result
 
     def _tokens_of(self, text: str) -> list[str]:
-        words = [word for chunk in _WORD.findall(text) for word in self._jieba.cut_for_search(chunk, HMM=True)]
+        words = [word for chunk in _WORD.findall(text) for start in range(0, len(chunk), _JIEBA_PIECE)
+                 for word in self._jieba.cut_for_search(chunk[start:start + _JIEBA_PIECE], HMM=True)]
         result = [word for word in words if word.strip() and word not in STOPWORDS
                   and not (len(word) == 1 and word in _PARTICLES)]
         for run in _CJK.findall(text):
@@ -491,6 +518,7 @@ class QaIndex:
 
     def evidence(self, question: str) -> Evidence:
         """Everything the search knows about a question before deciding (not for verbatim questions)."""
+        question = clip_question(question)
         canonical = self.analyzer.canonical(question)
         query = self.analyzer.tokens(question, canonical)
         query_set = set(query)
@@ -503,6 +531,10 @@ class QaIndex:
 
     def search(self, question: str, *, answer_threshold: float = ANSWER_THRESHOLD,
                suggest_threshold: float = SUGGEST_THRESHOLD) -> Answer:
+        """What to reply to a question: its first QUESTION_MAX_CHARS characters, before anything else is done
+        to it (Answer.question is that part). Safe to call from worker threads: the index is only read, and
+        the one cache it writes (the slip look-ups) tolerates it."""
+        question = clip_question(question)
         verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
         if verbatim is not None:
             result = self.answer_of(self.faq[verbatim].id, question=question, confidence=1.0)

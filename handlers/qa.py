@@ -5,15 +5,31 @@ text nothing else matched. `问 …` forces a question. The search (content/sear
 (with the source on the last line), offers up to three "您是不是想问" choices (reply a number), or
 declines kindly and offers to pass the question to the branch secretaries through the outbox.
 A long document passage is shown in parts: "回复 更多" continues.
+
+Only a question's first QUESTION_MAX_CHARS characters are searched (content/search.py says why); a reply
+to a longer text says so. The search runs in a worker thread: a few milliseconds for a question, it would
+otherwise add its whole time to every other member's reply waiting on the event loop.
 """
 
 from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from bot.dispatch import CANCEL_WORDS, DIALOG_EXPIRED, NOT_UNDERSTOOD, NOTHING_TO_CANCEL, AnyText, Choice, Command
 from bot.dispatch import Context, Dialog, Router
 from bot.outbox import Outgoing
 from bot.text import utf8_len
-from content.search import ANSWERED, UNSURE, Answer, IndexHolder, QaIndex, holder_for, source_line
+from content.search import (
+    ANSWERED,
+    UNSURE,
+    Answer,
+    IndexHolder,
+    QaIndex,
+    clip_question,
+    holder_for,
+    source_line,
+)
 from storage.meetings import bound_leaders
 from storage.models import Member, Organization
 
@@ -21,7 +37,10 @@ router = Router("qa")
 
 DIALOG = "qa"
 REPLY_MAX_BYTES = 2048
-QUESTION_MAX_CHARS = 200
+# Searches run in this many worker threads. They are pure Python and take turns with the event loop for the
+# interpreter lock: a few threads keep one slow search from holding up the next question, and no more, so that
+# the loop always gets its turn.
+SEARCH_THREADS = 2
 
 ASK_HOW = "请在“问”后面写上问题，比如：问 农民党员党费交多少。也可以直接发问题。"
 SUGGEST = "您是不是想问：\n{options}\n回复数字查看答案；都不是的话，回复 {other} 把问题转给支部书记。"
@@ -35,6 +54,10 @@ NO_SECRETARY = "本支部的书记还没有绑定支部助手，暂时转不过�
 FORWARDED = "已把您的问题转给{names}，书记看到后会联系您。"
 TO_SECRETARY = "【党员提问】{name}（{org}）问：\n“{question}”\n支部助手没能回答，请您抽空回复一下。"
 UNAVAILABLE = "问答内容暂时不可用，请稍后再试，或直接问支部书记。"
+# A text longer than QUESTION_MAX_CHARS: only its beginning was read, and the reply says so first.
+CUT_NOTE = "您的消息很长，我只看了前面{read}个字，下面是按这部分找到的："
+CUT_DECLINE = ("您的消息很长，我只看了前面{read}个字，没有找到能回答的问题。请用一两句话问我，比如：农民党员党费交多少？\n"
+               "需要的话，回复 1 把这段话的开头转给支部书记。")
 
 
 def _holder(settings) -> IndexHolder:
@@ -83,28 +106,57 @@ def answer_text(answer: Answer, offset: int = 0, max_bytes: int = REPLY_MAX_BYTE
     return f"{heading}\n{part}\n{source}", None
 
 
-def _show(dialog: Dialog, answer: Answer, offset: int = 0) -> str:
-    text, following = answer_text(answer, offset)
+def _show(dialog: Dialog, answer: Answer, offset: int = 0, note: str = "") -> str:
+    """The reply for an answer (after note, on lines of its own, when there is one); sets up 更多."""
+    room = REPLY_MAX_BYTES - (utf8_len(note) + 1 if note else 0)
+    text, following = answer_text(answer, offset, room)
     if following is None:
         dialog.finish()
     else:
         dialog.start(DIALOG, "more", id=answer.entry_id, offset=following)
-    return text
+    return f"{note}\n{text}" if note else text
 
 
-def reply_for(index: QaIndex, question: str, dialog: Dialog) -> str:
+_executor: ThreadPoolExecutor | None = None
+
+
+def _search_executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:  # created on the event loop's thread only
+        _executor = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="qa-search")
+    return _executor
+
+
+def _search_now(holder: IndexHolder, question: str) -> Answer:
+    # The index is taken once, in the thread: a reload meanwhile swaps the holder's index for a new object and
+    # leaves this one whole, so the search reads one version of the content from start to end.
+    return holder.index.search(question)
+
+
+async def search(settings, question: str) -> Answer:
+    """The search for (the first QUESTION_MAX_CHARS characters of) a question, off the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_search_executor(), _search_now, _holder(settings), clip_question(question))
+
+
+async def reply_for(settings, question: str, dialog: Dialog) -> str:
     """Search, answer, and set up the dialog for what the member may reply next."""
-    result = index.search(question)
-    question = question[:QUESTION_MAX_CHARS]
+    read = clip_question(question)
+    cut = len(read) < len(question)
+    result = await search(settings, read)
+    # What the secretary gets if the member forwards it: the part that was read, marked as a beginning.
+    question = read + "……" if cut else read
+    note = CUT_NOTE.format(read=len(read)) if cut else ""
     if result.status == ANSWERED:
-        return _show(dialog, result)
+        return _show(dialog, result, note=note)
     if result.status == UNSURE and result.suggestions:
         ids = [suggestion.id for suggestion in result.suggestions]
         dialog.start(DIALOG, "choose", ids=ids, question=question)
         options = "\n".join(f"{number} {s.question}" for number, s in enumerate(result.suggestions, start=1))
-        return SUGGEST.format(options=options, other=len(ids) + 1)
+        text = SUGGEST.format(options=options, other=len(ids) + 1)
+        return f"{note}\n{text}" if note else text
     dialog.start(DIALOG, "forward", question=question)
-    return DECLINE.format(text=_excerpt(question))
+    return CUT_DECLINE.format(read=len(read)) if cut else DECLINE.format(text=_excerpt(question))
 
 
 def _excerpt(text: str, limit: int = 20) -> str:
@@ -166,7 +218,7 @@ async def _forward(ctx: Context, member: Member | None, question: str) -> str:
 async def ask(ctx: Context, dialog: Dialog, args: str) -> str:
     if not args:
         return ASK_HOW
-    return reply_for(_index(ctx.settings), args, dialog)
+    return await reply_for(ctx.settings, args, dialog)
 
 
 @router.on(AnyText())
@@ -181,4 +233,4 @@ async def any_text(ctx: Context, dialog: Dialog, text: str) -> str:
         return NOT_UNDERSTOOD.format(text=text[:20])
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
-    return reply_for(_index(ctx.settings), text, dialog)
+    return await reply_for(ctx.settings, text, dialog)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 from bot.cli import main
 from content.loader import DEFAULT_ROOT
-from content.search import holder_for
+from content.search import QUESTION_MAX_CHARS, holder_for
 from storage.models import Role
 
 FAQ = '''
@@ -138,6 +139,81 @@ async def test_out_of_scope_offers_the_secretary(qa_service):
     (pushed,) = qa_service.pushed("sec")
     assert "王大妈" in pushed and "今天天气怎么样" in pushed
     assert secretary and member
+
+
+def _spy_on_searches(monkeypatch, hold: dict | None = None) -> list[tuple[int, str]]:
+    """Records (characters read, thread name) for every search; hold maps a question to an Event it waits for."""
+    import content.search as search
+
+    original = search.QaIndex.search
+    seen: list[tuple[int, str]] = []
+
+    def spy(self, question, **options):
+        seen.append((len(question), threading.current_thread().name))
+        if hold and question in hold:
+            hold[question][0].set()
+            hold[question][1].wait(10)
+        return original(self, question, **options)
+
+    monkeypatch.setattr(search.QaIndex, "search", spy)
+    return seen
+
+
+async def test_a_very_long_text_is_answered_from_its_beginning_and_says_so(qa_service, monkeypatch):
+    seen = _spy_on_searches(monkeypatch)
+    # A question, then a long story (or a pasted notice): 10,000 characters.
+    story = "我是种地的农民，没有工资，年纪大了眼睛不好。"
+    text = "农村党员党费交多少？" + story * (10_000 // len(story))
+    reply = await qa_service.say("u1", text)
+    lines = reply.splitlines()
+    assert lines[0].startswith("您的消息很长，我只看了前面") and lines[0].endswith("下面是按这部分找到的：")
+    read = int(lines[0].removeprefix("您的消息很长，我只看了前面").split("个字")[0])
+    assert 0 < read <= QUESTION_MAX_CHARS
+    assert lines[1].startswith("农民党员每月交纳党费0.2元至1元")
+    assert lines[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第五条"
+    # The search read the beginning only, in its worker thread, never on the event loop.
+    assert seen and all(length <= QUESTION_MAX_CHARS and thread.startswith("qa-search") for length, thread in seen)
+    # A question of ordinary length gets no note.
+    assert (await qa_service.say("u1", "农村党员党费交多少")).startswith("农民党员每月交纳党费")
+
+
+async def test_a_very_long_voice_message_gets_a_polite_reply_and_can_go_to_the_secretary(qa_service, monkeypatch):
+    seen = _spy_on_searches(monkeypatch)
+    await qa_service.bind("sec", "李书记", role=Role.SECRETARY)
+    await qa_service.bind("m1", "王大妈")
+    chatter = "今天赶集买了两斤鸡蛋回来路上碰见老张聊了半天"
+    recognition = (chatter * (10_000 // len(chatter) + 1))[:10_000]
+    delivery = await qa_service.emulator.voice("m1", recognition)
+    assert delivery.reply.startswith(f"您的消息很长，我只看了前面{QUESTION_MAX_CHARS}个字，没有找到能回答的问题。")
+    assert "请用一两句话问我" in delivery.reply and "回复 1 把这段话的开头转给支部书记" in delivery.reply
+    assert all(length <= QUESTION_MAX_CHARS for length, _ in seen)
+    assert (await qa_service.say("m1", "1")).startswith("已把您的问题转给书记李书记")
+    await qa_service.deliver()
+    (pushed,) = qa_service.pushed("sec")
+    # The secretary gets the part that was read, marked as the beginning of something longer.
+    assert recognition[:QUESTION_MAX_CHARS] + "……" in pushed and recognition[:QUESTION_MAX_CHARS + 1] not in pushed
+
+
+async def test_a_search_in_its_thread_neither_holds_up_others_nor_minds_a_reload(make_service, content_dir,
+                                                                                   monkeypatch):
+    # Budgets long enough for a reload on a busy machine: the reply under test is the passive one.
+    qa_service = await make_service(content_dir=content_dir, reply_budget=60, reply_timeout=60)
+    started, release = threading.Event(), threading.Event()
+    _spy_on_searches(monkeypatch, hold={"农村党员党费交多少": (started, release)})
+    pending = asyncio.create_task(qa_service.say("u1", "农村党员党费交多少"))
+    try:
+        assert await asyncio.to_thread(started.wait, 10)
+        # While that search waits in its thread, another member is answered...
+        assert (await qa_service.say("u2", "五必访指什么")).startswith("重大节日、生病住院")
+        # ...and the content is reloaded with a new answer.
+        (content_dir / "faq" / "sample.toml").write_text(
+            FAQ.replace("农民党员每月交纳党费0.2元至1元", "（新）农民党员每月交纳党费0.2元至1元"), encoding="utf-8")
+        assert await asyncio.to_thread(holder_for(content_dir).reload)
+    finally:
+        release.set()
+    # The search under way finishes on the index it started with; the next one reads the new content.
+    assert (await pending).startswith("农民党员每月交纳党费0.2元至1元")
+    assert (await qa_service.say("u3", "农村党员党费交多少")).startswith("（新）农民党员每月交纳党费")
 
 
 async def test_unbound_users_are_asked_to_bind_before_forwarding(qa_service):
