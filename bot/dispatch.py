@@ -16,6 +16,7 @@ keeps running, the platform gets an empty answer, and the reply is pushed when i
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -106,8 +107,14 @@ class _Not(Filter):
 def typed_text(message: Message) -> str | None:
     """What the user typed or said (voice recognition), normalized for matching; None for other messages."""
     if message.kind in (Kind.TEXT, Kind.VOICE) and message.text:
-        return normalize_input(message.text)
+        return _normalized(message.text)
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _normalized(text: str) -> str:
+    # Every filter asks for the normalized text; a long message is folded once, not once per handler.
+    return normalize_input(text)
 
 
 def written_text(message: Message) -> str | None:
