@@ -49,6 +49,8 @@ CANCELLED = "已取消。"
 NOTHING_TO_CANCEL = "当前没有进行中的操作。"
 DIALOG_EXPIRED = "上一步操作因长时间未回复已结束，请重新开始。"
 CANCEL_WORDS = ("取消", "退出", "算了")
+# A dialog's data may hold, under this key, what to answer when the user cancels it.
+CANCEL_TEXT = "cancel_text"
 
 
 
@@ -681,8 +683,10 @@ class Dispatcher:
         message = ctx.message
         text = typed_text(message)
         if ctx.dialog.active and text in CANCEL_WORDS:
+            # A dialog may say what 取消 means in it ("好，会议照常举行" when cancelling a meeting is called off).
+            said = ctx.dialog.data.get(CANCEL_TEXT) or CANCELLED
             ctx.dialog.finish()
-            ctx.reply(CANCELLED)
+            ctx.reply(said)
             return
         if ctx.dialog.active and text in self._command_words:
             ctx.dialog.finish()

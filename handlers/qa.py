@@ -14,6 +14,7 @@ otherwise add its whole time to every other member's reply waiting on the event 
 from __future__ import annotations
 
 import asyncio
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.dispatch import CANCEL_WORDS, DIALOG_EXPIRED, NOT_UNDERSTOOD, NOTHING_TO_CANCEL, AnyText, Choice, Command
@@ -43,10 +44,16 @@ REPLY_MAX_BYTES = 2048
 SEARCH_THREADS = 2
 
 ASK_HOW = "请在“问”后面写上问题，比如：问 农民党员党费交多少。也可以直接发问题。"
-SUGGEST = "您是不是想问：\n{options}\n回复数字查看答案；都不是的话，回复 {other} 把问题转给支部书记。"
+SUGGEST = "您是不是想问：\n{options}\n回复数字查看答案。"
+SUGGEST_FORWARD = "都不是的话，回复 {other} 把问题转给支部书记。"
 PICK_A_NUMBER = "请回复 1 到 {last} 之间的数字。"
 DECLINE = ("没有听懂“{text}”，这个问题我暂时回答不了。我能回答党费、三会一课、发展党员、关怀帮扶等党务问题，"
-           "回复 帮助 查看可以做什么。\n需要的话，回复 1 把问题转给支部书记。")
+           "回复 帮助 查看可以做什么。")
+OFFER_FORWARD = "\n需要的话，回复 1 把问题转给支部书记。"
+# Words that make a text a question; a text without any, and short, is not offered to the secretary.
+_QUESTION = re.compile(r"[?？吗呢么嘛]|怎|什么|啥|咋|哪|谁|几|多少|多久|为何|为什么|能不能|可不可以|是不是|有没有|要不要|"
+                       r"如何|是否|请问|想问|问一下|能否|可否")
+QUESTION_MIN_CHARS = 8
 MORE_HINT = "……\n回复 更多 继续阅读"
 NOTHING_MORE = "没有需要继续显示的内容了。有问题可以直接发给我。"
 FORWARD_NEEDS_BINDING = "转给书记需要先绑定党员身份：回复 绑定 开始。"
@@ -56,8 +63,8 @@ TO_SECRETARY = "【党员提问】{name}（{org}）问：\n“{question}”\n支
 UNAVAILABLE = "问答内容暂时不可用，请稍后再试，或直接问支部书记。"
 # A text longer than QUESTION_MAX_CHARS: only its beginning was read, and the reply says so first.
 CUT_NOTE = "您的消息很长，我只看了前面{read}个字，下面是按这部分找到的："
-CUT_DECLINE = ("您的消息很长，我只看了前面{read}个字，没有找到能回答的问题。请用一两句话问我，比如：农民党员党费交多少？\n"
-               "需要的话，回复 1 把这段话的开头转给支部书记。")
+CUT_DECLINE = "您的消息很长，我只看了前面{read}个字，没有找到能回答的问题。请用一两句话问我，比如：农民党员党费交多少？"
+OFFER_FORWARD_CUT = "\n需要的话，回复 1 把这段话的开头转给支部书记。"
 
 
 def _holder(settings) -> IndexHolder:
@@ -139,8 +146,14 @@ async def search(settings, question: str) -> Answer:
     return await loop.run_in_executor(_search_executor(), _search_now, _holder(settings), clip_question(question))
 
 
-async def reply_for(settings, question: str, dialog: Dialog) -> str:
-    """Search, answer, and set up the dialog for what the member may reply next."""
+def looks_like_question(text: str) -> bool:
+    """Whether an unanswered text is worth a secretary's time: it asks something, or says enough."""
+    return bool(_QUESTION.search(text)) or len(text) >= QUESTION_MIN_CHARS
+
+
+async def reply_for(settings, question: str, dialog: Dialog, member: Member | None) -> str:
+    """Search, answer, and set up the dialog for what the member may reply next. Forwarding to the
+    secretary is offered only to a bound member, and only for what looks like a real question."""
     read = clip_question(question)
     cut = len(read) < len(question)
     result = await search(settings, read)
@@ -153,10 +166,18 @@ async def reply_for(settings, question: str, dialog: Dialog) -> str:
         ids = [suggestion.id for suggestion in result.suggestions]
         dialog.start(DIALOG, "choose", ids=ids, question=question)
         options = "\n".join(f"{number} {s.question}" for number, s in enumerate(result.suggestions, start=1))
-        text = SUGGEST.format(options=options, other=len(ids) + 1)
+        text = SUGGEST.format(options=options)
+        if member is not None:
+            text = text[:-1] + "；" + SUGGEST_FORWARD.format(other=len(ids) + 1)
         return f"{note}\n{text}" if note else text
+    if cut:
+        text, offer = CUT_DECLINE.format(read=len(read)), OFFER_FORWARD_CUT
+    else:
+        text, offer = DECLINE.format(text=_excerpt(read)), OFFER_FORWARD
+    if member is None or not (cut or looks_like_question(read)):
+        return text
     dialog.start(DIALOG, "forward", question=question)
-    return CUT_DECLINE.format(read=len(read)) if cut else DECLINE.format(text=_excerpt(question))
+    return text + offer
 
 
 def _excerpt(text: str, limit: int = 20) -> str:
@@ -169,12 +190,12 @@ def _excerpt(text: str, limit: int = 20) -> str:
 @router.on(Choice(), dialog=DIALOG, step="choose")
 async def choose(ctx: Context, dialog: Dialog, member: Member | None, choice: int) -> str:
     ids = dialog.data["ids"]
-    if choice == len(ids) + 1:
+    if choice == len(ids) + 1 and member is not None:
         question = dialog.data["question"]
         dialog.finish()
         return await _forward(ctx, member, question)
     if not 1 <= choice <= len(ids):
-        return PICK_A_NUMBER.format(last=len(ids) + 1)
+        return PICK_A_NUMBER.format(last=len(ids) + (member is not None))
     answer = _index(ctx.settings).answer_of(ids[choice - 1], question=dialog.data["question"])
     if answer is None:  # the content was reloaded without it in between
         dialog.finish()
@@ -215,14 +236,14 @@ async def _forward(ctx: Context, member: Member | None, question: str) -> str:
 
 
 @router.text("问", "提问", "请问", takes_args=True, usage="问 问题", summary="问党务政策（也可以直接发问题）")
-async def ask(ctx: Context, dialog: Dialog, args: str) -> str:
+async def ask(ctx: Context, dialog: Dialog, member: Member | None, args: str) -> str:
     if not args:
         return ASK_HOW
-    return await reply_for(ctx.settings, args, dialog)
+    return await reply_for(ctx.settings, args, dialog, member)
 
 
 @router.on(AnyText())
-async def any_text(ctx: Context, dialog: Dialog, text: str) -> str:
+async def any_text(ctx: Context, dialog: Dialog, member: Member | None, text: str) -> str:
     """Text no command matched (this router is last): a question, unless it is clearly something else."""
     if dialog.expired:
         return DIALOG_EXPIRED
@@ -233,4 +254,4 @@ async def any_text(ctx: Context, dialog: Dialog, text: str) -> str:
         return NOT_UNDERSTOOD.format(text=text[:20])
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
-    return await reply_for(ctx.settings, text, dialog)
+    return await reply_for(ctx.settings, text, dialog, member)

@@ -95,13 +95,23 @@ async def report(session: AsyncSession, notice: Notice, *, by_branch: bool, name
     return result
 
 
-async def acknowledge_latest(session: AsyncSession, member_id: int, now: datetime) -> Notice | None:
-    """Mark the newest notice this member received and has not acknowledged; the notice, or None."""
-    row = (await session.execute(
+async def _newest_unacknowledged(session: AsyncSession, member_id: int):
+    return (await session.execute(
         select(OutboxMessage.id, OutboxMessage.ref)
         .where(OutboxMessage.member_id == member_id, OutboxMessage.kind == NOTICE_KIND,
                OutboxMessage.acknowledged_at.is_(None), OutboxMessage.status != OutboxStatus.FAILED.value)
         .order_by(OutboxMessage.id.desc()).limit(1))).first()
+
+
+async def awaiting_acknowledgement(session: AsyncSession, member_id: int) -> Notice | None:
+    """The newest notice this member received and has not answered 收到 to, if any."""
+    row = await _newest_unacknowledged(session, member_id)
+    return None if row is None else await session.get(Notice, int(row.ref.split(":")[1]))
+
+
+async def acknowledge_latest(session: AsyncSession, member_id: int, now: datetime) -> Notice | None:
+    """Mark the newest notice this member received and has not acknowledged; the notice, or None."""
+    row = await _newest_unacknowledged(session, member_id)
     if row is None:
         return None
     await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(acknowledged_at=now))

@@ -216,9 +216,26 @@ async def test_a_search_in_its_thread_neither_holds_up_others_nor_minds_a_reload
     assert (await qa_service.say("u3", "农村党员党费交多少")).startswith("（新）农民党员每月交纳党费")
 
 
-async def test_unbound_users_are_asked_to_bind_before_forwarding(qa_service):
-    await qa_service.say("u9", "明天会下雨吗")
-    assert (await qa_service.say("u9", "1")).startswith("转给书记需要先绑定党员身份")
+async def test_forwarding_is_offered_only_to_members_and_only_for_questions(qa_service, monkeypatch):
+    # An unbound follower has no branch secretary to forward to: no offer, and 1 is no forward.
+    declined = await qa_service.say("u9", "明天会下雨吗")
+    assert declined.startswith("没有听懂“明天会下雨吗”") and "转给支部书记" not in declined
+    assert "转给" not in await qa_service.say("u9", "1")
+    # A member is offered it for a question, not for a word that asks nothing.
+    await qa_service.bind("m1", "王秀英")
+    assert "回复 1 把问题转给支部书记" in await qa_service.say("m1", "明天会下雨吗")
+    assert "转给支部书记" not in await qa_service.say("m1", "拖拉机")
+
+    import content.search as search
+
+    original = search.QaIndex.search
+    monkeypatch.setattr(search.QaIndex, "search", lambda self, question, **options: original(
+        self, question, answer_threshold=1.01, suggest_threshold=0.0))
+    suggested = await qa_service.say("u9", "党费")
+    assert suggested.startswith("您是不是想问") and "转给支部书记" not in suggested
+    last = len([line for line in suggested.splitlines() if line[:1].isdigit()])
+    assert (await qa_service.say("u9", str(last + 1))) == f"请回复 1 到 {last} 之间的数字。"
+    assert "转给支部书记" in await qa_service.say("m1", "党费")
 
 
 async def test_non_text_still_gets_the_unsupported_reply(qa_service):
