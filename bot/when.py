@@ -12,7 +12,8 @@ The rules, in local time (the `zone` given, Asia/Shanghai in practice):
   "晚上12点" is refused as ambiguous (midnight of which day?); say "0点" with the next day instead.
 - A month and day without a year ("11月1日") is this year's, unless that date is already before today,
   then it is next year's (typed on 11月24日 it means 1 November of next year); never further ahead, so
-  "2月29日" with no leap day this year or next is refused. A day of the month alone
+  "2月29日" with no leap day this year or next is refused. `read_when` says when next year's was taken,
+  so that the caller can ask: someone typing a date just past may have meant it. A day of the month alone
   ("28号") is this month's, or next month's once it is past.
 - A bare weekday ("周五", "星期五", "礼拜五"; 日/天 is Sunday) is the nearest such day from today on,
   today included while the time is still ahead; otherwise the one after. "这周五"/"本周五" is the
@@ -180,8 +181,23 @@ def _safe_date(year: int, month: int, day: int) -> date:
         raise WhenError(f"没有 {year}年{month}月{day}日 这一天，请检查日期。{EXAMPLES}") from None
 
 
+@dataclass(frozen=True)
+class When:
+    """A phrase read: the moment (aware, UTC), and whether its year is a guess the user should confirm:
+    a month and day with no year that had already passed this year, so next year's was taken
+    ("11月28日" typed on 6 December)."""
+
+    moment: datetime
+    next_year_guessed: bool = False
+
+
 def parse_when(text: str, *, now: datetime, zone: ZoneInfo) -> datetime:
     """The moment a phrase names, as an aware UTC datetime; WhenError (with a Chinese message) if unclear."""
+    return read_when(text, now=now, zone=zone).moment
+
+
+def read_when(text: str, *, now: datetime, zone: ZoneInfo) -> When:
+    """parse_when, telling also whether the year was guessed (see When)."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     phrase = (text or "").strip()
@@ -202,6 +218,9 @@ def parse_when(text: str, *, now: datetime, zone: ZoneInfo) -> datetime:
         return datetime.combine(day, clock, tzinfo=zone)
 
     kind, value = parts.date_kind, parts.date_value
+    # Only a month and day rolled into next year is a guess: "明天" on 31 December or "3号" late in
+    # December land in January the way anyone would read them.
+    guessed = False
     if kind is None:
         day = today if at(today) > local_now else today + timedelta(days=1)
     elif kind == "relative":
@@ -218,6 +237,7 @@ def parse_when(text: str, *, now: datetime, zone: ZoneInfo) -> datetime:
             day = None
         if day is None or day < today:
             day = _safe_date(today.year + 1, month, day_of_month)
+            guessed = True
     elif kind == "day":
         (day_of_month,) = value
         day = _safe_date(today.year, today.month, day_of_month) if day_of_month <= 31 else None
@@ -239,4 +259,4 @@ def parse_when(text: str, *, now: datetime, zone: ZoneInfo) -> datetime:
             day = today + timedelta(days=(weekday - 1 - today.weekday()) % 7)
             if at(day) <= local_now:
                 day += timedelta(days=7)
-    return at(day).astimezone(timezone.utc)
+    return When(at(day).astimezone(timezone.utc), guessed)

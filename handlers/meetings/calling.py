@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.dispatch import AnyText, Choice, Context, Dialog, JobContext, MessageKind
+from bot.dispatch import CANCEL_TEXT, AnyText, Choice, Context, Dialog, JobContext, MessageKind
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing, enqueue
-from bot.when import WhenError, parse_when
+from bot.when import When, WhenError, read_when
 from handlers.meetings.common import (
     ASK_CANCEL,
     ASK_GROUP,
     ASK_KIND,
     ASK_NEW_TIME,
+    ASK_NEXT_YEAR,
     ASK_PLACE,
     ASK_TIME,
     ASK_TOPIC,
@@ -21,13 +22,17 @@ from handlers.meetings.common import (
     CALLED,
     CANCEL,
     CANCELLED_DONE,
+    CONFIRM_MOVE,
     IN_THE_PAST,
+    KEEP_MEETING,
+    KEEP_TIME,
     KINDS,
     LOCATION_SET,
     MAX_PLACE,
     MAX_TOPIC,
     MOVE,
     MOVED,
+    NEXT_YEAR_MOVE,
     NO_GROUPS,
     NO_LONGER_LEADER,
     NO_UPCOMING_BRANCH,
@@ -40,6 +45,7 @@ from handlers.meetings.common import (
     SAME_TIME,
     TOO_LONG,
     _branch,
+    _day,
     _fields,
     _label,
     _numbered,
@@ -110,24 +116,47 @@ async def call_group(dialog: Dialog, choice: int) -> str:
     return ASK_TIME
 
 
-def _read_time(ctx: Context, text: str) -> datetime | str:
-    """The moment a phrase means, or the reply asking again (with the reason)."""
+def _read_time(ctx: Context, text: str) -> When | str:
+    """The time a phrase means, or the reply asking again (with the reason)."""
     try:
-        moment = parse_when(text, now=ctx.now, zone=ctx.settings.zone)
+        read = read_when(text, now=ctx.now, zone=ctx.settings.zone)
     except WhenError as error:
         return f"{error}\n{ASK_TIME}"
-    if moment <= ctx.now:
-        return IN_THE_PAST.format(when=_when(ctx.settings, moment)) + ASK_TIME
-    return moment
+    if read.moment <= ctx.now:
+        return IN_THE_PAST.format(when=_when(ctx.settings, read.moment, ctx.now)) + ASK_TIME
+    return read
 
 
 @router.on(AnyText(), dialog=CALL, step="time")
 async def call_time(ctx: Context, dialog: Dialog, text: str) -> str:
-    moment = _read_time(ctx, text)
-    if isinstance(moment, str):
-        return moment
-    dialog.goto("place", starts_at=moment.isoformat())
+    read = _read_time(ctx, text)
+    if isinstance(read, str):
+        return read
+    if read.next_year_guessed:
+        dialog.goto("year", starts_at=read.moment.isoformat())
+        # The day as typed (no year), then the full time with the year.
+        return ASK_NEXT_YEAR.format(day=_day(ctx.settings, read.moment, now=read.moment),
+                                    when=_when(ctx.settings, read.moment, ctx.now))
+    dialog.goto("place", starts_at=read.moment.isoformat())
     return ASK_PLACE
+
+
+@router.on(Choice(1), dialog=CALL, step="year")
+async def call_year_confirmed(dialog: Dialog) -> str:
+    dialog.goto("place")
+    return ASK_PLACE
+
+
+@router.on(Choice(), dialog=CALL, step="year")
+async def call_year_refused(dialog: Dialog) -> str:
+    dialog.goto("time")
+    return ASK_TIME
+
+
+@router.on(AnyText(), dialog=CALL, step="year")
+async def call_year_retold(ctx: Context, dialog: Dialog, text: str) -> str:
+    # Not a yes: the secretary is saying the time again.
+    return await call_time(ctx, dialog, text)
 
 
 def _location_of(message: Message) -> tuple[float, float, str] | None:
@@ -172,7 +201,7 @@ async def call_topic(ctx: Context, dialog: Dialog, member: Member, message: Mess
         return NOBODY_EXPECTED.format(kind=meeting.kind)
     data = dialog.data
     return PREVIEW.format(kind=meeting.kind, group=f"（{data['group_name']}）" if data.get("group_name") else "",
-                          when=_when(ctx.settings, meeting.starts_at), place=meeting.place,
+                          when=_when(ctx.settings, meeting.starts_at, ctx.now), place=meeting.place,
                           located="（已设会场位置）" if meeting.latitude is not None else "",
                           topic=meeting.topic, count=count)
 
@@ -195,11 +224,11 @@ async def call_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
     meeting = _draft(ctx, dialog, member)
     if meeting.starts_at <= ctx.now:  # the secretary took long enough for the time to pass
         dialog.goto("time")
-        return IN_THE_PAST.format(when=_when(ctx.settings, meeting.starts_at)) + ASK_TIME
+        return IN_THE_PAST.format(when=_when(ctx.settings, meeting.starts_at, ctx.now)) + ASK_TIME
     await store.add_meeting(session, meeting)
     org = await _branch(session, member)
     attendees = await store.expected_ids(session, meeting)
-    fields = _fields(ctx.settings, meeting, org)
+    fields = _fields(ctx.settings, meeting, org, ctx.now)
     # The caller knows already; everyone else hears now, and everyone (caller included) is reminded.
     _tell(ctx, meeting, [i for i in attendees if i != member.id], "called", NOTICE_CALLED.format(**fields), "会议通知")
     for item in _reminders(ctx, meeting, org, attendees, version=""):
@@ -213,27 +242,31 @@ async def call_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
 # ---------------------------------------------------------------- moving and cancelling
 
 
-async def _pick_upcoming(ctx: Context, dialog: Dialog, member: Member, name: str, then: str) -> Meeting | str:
+async def _pick_upcoming(ctx: Context, dialog: Dialog, member: Member, name: str, then: str,
+                         kept: str) -> Meeting | str:
+    """Start the dialog on the branch's one upcoming meeting, or ask which. kept is what 取消 typed in
+    the dialog answers: the meeting stays as it was, and "已取消。" would read as if it had been cancelled."""
     upcoming = await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
     if not upcoming:
         return NO_UPCOMING_BRANCH
     if len(upcoming) == 1:
-        dialog.start(name, then, meeting_id=upcoming[0].id, org_id=member.org_id)
+        dialog.start(name, then, meeting_id=upcoming[0].id, org_id=member.org_id, **{CANCEL_TEXT: kept})
         return upcoming[0]
-    dialog.start(name, "pick", ids=[meeting.id for meeting in upcoming], then=then, org_id=member.org_id)
-    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming))
+    dialog.start(name, "pick", ids=[meeting.id for meeting in upcoming], then=then, org_id=member.org_id,
+                 **{CANCEL_TEXT: kept})
+    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming, ctx.now))
 
 
 @router.text("改时间", "会议改时间", roles=BRANCH_LEADERS, usage="改时间", summary="修改还没开的会议的时间")
 async def move_meeting(ctx: Context, dialog: Dialog, member: Member) -> str:
-    meeting = await _pick_upcoming(ctx, dialog, member, MOVE, "time")
-    return meeting if isinstance(meeting, str) else ASK_NEW_TIME.format(meeting=_label(ctx.settings, meeting))
+    meeting = await _pick_upcoming(ctx, dialog, member, MOVE, "time", KEEP_TIME)
+    return meeting if isinstance(meeting, str) else ASK_NEW_TIME.format(meeting=_label(ctx.settings, meeting, ctx.now))
 
 
 @router.text("取消会议", roles=BRANCH_LEADERS, usage="取消会议", summary="取消还没开的会议")
 async def cancel_meeting(ctx: Context, dialog: Dialog, member: Member) -> str:
-    meeting = await _pick_upcoming(ctx, dialog, member, CANCEL, "confirm")
-    return meeting if isinstance(meeting, str) else ASK_CANCEL.format(meeting=_label(ctx.settings, meeting))
+    meeting = await _pick_upcoming(ctx, dialog, member, CANCEL, "confirm", KEEP_MEETING)
+    return meeting if isinstance(meeting, str) else ASK_CANCEL.format(meeting=_label(ctx.settings, meeting, ctx.now))
 
 
 @router.on(Choice(), dialog=MOVE, step="pick")
@@ -243,7 +276,7 @@ async def pick_upcoming(ctx: Context, dialog: Dialog, choice: int) -> str:
     if isinstance(meeting, str):
         return meeting
     dialog.goto(dialog.data["then"], meeting_id=meeting.id)
-    label = _label(ctx.settings, meeting)
+    label = _label(ctx.settings, meeting, ctx.now)
     return ASK_NEW_TIME.format(meeting=label) if dialog.name == MOVE else ASK_CANCEL.format(meeting=label)
 
 
@@ -255,8 +288,9 @@ async def _still_upcoming(ctx: Context, dialog: Dialog, member: Member) -> Meeti
     return meeting
 
 
-@router.on(AnyText(), dialog=MOVE, step="time")
-async def move_time(ctx: Context, dialog: Dialog, member: Member, text: str) -> str:
+async def _still_movable(ctx: Context, dialog: Dialog, member: Member) -> Meeting | str:
+    """The meeting being moved, or the reply that ends the dialog (sender no longer a leader, meeting
+    gone or started)."""
     if not _still_leader(dialog, member):
         dialog.finish()
         return NO_LONGER_LEADER.format(what="修改会议时间")
@@ -264,25 +298,71 @@ async def move_time(ctx: Context, dialog: Dialog, member: Member, text: str) -> 
     if meeting is None:
         dialog.finish()
         return NO_UPCOMING_BRANCH
-    moment = _read_time(ctx, text)
-    if isinstance(moment, str):
-        return moment
-    if moment == meeting.starts_at:
+    return meeting
+
+
+@router.on(AnyText(), dialog=MOVE, step="time")
+@router.on(AnyText() & ~Choice(), dialog=MOVE, step="confirm")  # at the confirm, a new time replaces the last
+async def move_time(ctx: Context, dialog: Dialog, member: Member, text: str) -> str:
+    meeting = await _still_movable(ctx, dialog, member)
+    if isinstance(meeting, str):
+        return meeting
+    read = _read_time(ctx, text)
+    if isinstance(read, str):
+        dialog.goto("time")
+        return read
+    if read.moment == meeting.starts_at:
+        dialog.goto("time")
         return SAME_TIME
-    old_when = _when(ctx.settings, meeting.starts_at)
+    # Applied only after a 1: the old and new time side by side, as 开会 shows its preview.
+    dialog.goto("confirm", starts_at=read.moment.isoformat(), next_year=read.next_year_guessed)
+    return _confirm_move(ctx, dialog, meeting)
+
+
+def _confirm_move(ctx: Context, dialog: Dialog, meeting: Meeting) -> str:
+    moment = datetime.fromisoformat(dialog.data["starts_at"])
+    # The day as typed (no year) in the question; the times below carry the year when not this year's.
+    question = NEXT_YEAR_MOVE.format(day=_day(ctx.settings, moment, now=moment)) if dialog.data["next_year"] else ""
+    return CONFIRM_MOVE.format(question=question, kind=meeting.kind, topic=meeting.topic,
+                               old=_when(ctx.settings, meeting.starts_at, ctx.now),
+                               new=_when(ctx.settings, moment, ctx.now))
+
+
+@router.on(Choice(1), dialog=MOVE, step="confirm")
+async def move_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
+    meeting = await _still_movable(ctx, dialog, member)
+    if isinstance(meeting, str):
+        return meeting
+    moment = datetime.fromisoformat(dialog.data["starts_at"])
+    if moment <= ctx.now:  # the secretary took long enough for the new time to pass
+        dialog.goto("time")
+        return IN_THE_PAST.format(when=_when(ctx.settings, moment, ctx.now)) + ASK_TIME
+    old_when = _when(ctx.settings, meeting.starts_at, ctx.now)
     await outbox_store.withdraw_pending(ctx.session, _ref(meeting.id), reason=f"会议已改时间（原定 {old_when}）")
     meeting.starts_at, meeting.updated_at = moment, ctx.now
     org = await _branch(ctx.session, member)
     attendees = await store.expected_ids(ctx.session, meeting)
     # A fresh version for every move: keys of withdrawn rows are never reused.
     version = f"@{int(ctx.now.timestamp() * 1_000_000):x}"
-    fields = _fields(ctx.settings, meeting, org)
+    fields = _fields(ctx.settings, meeting, org, ctx.now)
     _tell(ctx, meeting, [i for i in attendees if i != member.id], f"moved{version}", NOTICE_MOVED.format(**fields),
           "会议改时间")
     for item in _reminders(ctx, meeting, org, attendees, version=version):
         ctx.enqueue(item)
     dialog.finish()
-    return MOVED.format(when=_when(ctx.settings, moment), count=len(attendees))
+    return MOVED.format(when=_when(ctx.settings, moment, ctx.now), count=len(attendees))
+
+
+@router.on(Choice(2), dialog=MOVE, step="confirm")
+async def move_kept(dialog: Dialog) -> str:
+    dialog.finish()
+    return KEEP_TIME
+
+
+@router.on(Choice(), dialog=MOVE, step="confirm")
+async def move_confirm_again(ctx: Context, dialog: Dialog, member: Member) -> str:
+    meeting = await _still_movable(ctx, dialog, member)
+    return meeting if isinstance(meeting, str) else _confirm_move(ctx, dialog, meeting)
 
 
 @router.on(Choice(1), dialog=CANCEL, step="confirm")
@@ -299,9 +379,25 @@ async def cancel_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
     attendees = await store.expected_ids(ctx.session, meeting)
     told = [i for i in attendees if i != member.id]
     _tell(ctx, meeting, told, "cancelled",
-          NOTICE_CANCELLED.format(when=_when(ctx.settings, meeting.starts_at), kind=meeting.kind, topic=meeting.topic),
+          NOTICE_CANCELLED.format(when=_when(ctx.settings, meeting.starts_at, ctx.now), kind=meeting.kind,
+                                  topic=meeting.topic),
           "会议取消")
     return CANCELLED_DONE.format(count=len(told))
+
+
+@router.on(Choice(2), dialog=CANCEL, step="confirm")
+async def cancel_kept(dialog: Dialog) -> str:
+    dialog.finish()
+    return KEEP_MEETING
+
+
+@router.on(Choice(), dialog=CANCEL, step="confirm")
+async def cancel_confirm_again(ctx: Context, dialog: Dialog, member: Member) -> str:
+    meeting = await _still_upcoming(ctx, dialog, member)
+    if meeting is None:
+        dialog.finish()
+        return NO_UPCOMING_BRANCH
+    return ASK_CANCEL.format(meeting=_label(ctx.settings, meeting, ctx.now))
 
 
 
@@ -322,7 +418,8 @@ async def meeting_qr_code(ctx: Context, member: Member) -> str:
     if not meetings:
         return NO_MEETING_FOR_QR
     meeting = meetings[0]
-    label, code, meeting_id, secretary = _label(ctx.settings, meeting), meeting.checkin_code, meeting.id, member.id
+    label, code = _label(ctx.settings, meeting, ctx.now), meeting.checkin_code
+    meeting_id, secretary = meeting.id, member.id
     # Valid until the check-in window closes, plus a day of slack; WeChat caps it at 30 days.
     expire = int((meeting.starts_at + after - ctx.now).total_seconds()) + 86400
 

@@ -102,8 +102,8 @@ async def _none_open(ctx: Context, member: Member) -> str:
                 if await store.is_expected(ctx.session, meeting, member.id)]
     if not upcoming:
         return NONE_OPEN
-    return NONE_OPEN + NEXT_MEETING.format(when=_when(ctx.settings, upcoming[0].starts_at), kind=upcoming[0].kind,
-                                           minutes=ctx.settings.checkin_window_before_minutes)
+    return NONE_OPEN + NEXT_MEETING.format(when=_when(ctx.settings, upcoming[0].starts_at, ctx.now),
+                                           kind=upcoming[0].kind, minutes=ctx.settings.checkin_window_before_minutes)
 
 
 @router.text("签到", takes_args=True, bound=True, usage="签到 签到码", summary="开会时签到（也可点菜单 签到）")
@@ -139,7 +139,7 @@ async def _check_in_open(ctx: Context, dialog: Dialog, member: Member) -> str:
     if len(open_now) == 1:
         return await _check_in(ctx, member, open_now[0], CheckInMethod.MENU)
     dialog.start(CHECKIN, "pick", ids=[meeting.id for meeting in open_now])
-    return PICK_MEETING.format(count=len(open_now), options=_numbered(ctx.settings, open_now))
+    return PICK_MEETING.format(count=len(open_now), options=_numbered(ctx.settings, open_now, ctx.now))
 
 
 @router.on(Choice(), dialog=CHECKIN, step="pick")
@@ -240,4 +240,4 @@ async def proxy_check_in(ctx: Context, member: Member, args: str) -> str:
     # With two meetings open at once, the one nearest its start is the one in the room.
     meeting = min(open_now, key=lambda m: abs((m.starts_at - sent).total_seconds()))
     lines = [await _proxy_one(ctx, member, meeting, name, end) for name, end in targets]
-    return f"{_label(ctx.settings, meeting)}：\n" + "\n".join(lines)
+    return f"{_label(ctx.settings, meeting, ctx.now)}：\n" + "\n".join(lines)

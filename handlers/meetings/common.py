@@ -45,6 +45,8 @@ ASK_GROUP = "哪个党小组开会？回复数字：\n{options}"
 NO_GROUPS = "本支部还没有党小组，请选别的会议。\n"
 ASK_TIME = "什么时候开？例如：明天下午3点、11月28日 14:30、周五 9:00。"
 IN_THE_PAST = "{when} 已经过去了，请回复一个以后的时间。\n"
+# A month and day already past this year was read as next year's: asked, never assumed.
+ASK_NEXT_YEAR = "{day}今年已经过去了。是明年 {when} 吗？\n回复 1 是；不是的话请重新回复时间。"
 ASK_PLACE = ("在哪里开？请回复地点，如“村委会会议室”。\n"
              "也可以在会场发送位置（点 + → 位置），党员到场后发送位置就能签到。")
 ASK_TOPIC = "会议议题是什么？请用一两句话说明。"
@@ -113,9 +115,23 @@ MORE_PENDING = "\n还有 {count} 条请假待处理：{next}。回复 同意 或
 TOLD_APPROVED = "书记已同意您的请假（{meeting}）。"
 TOLD_DECLINED = "书记没有同意您的请假（{meeting}），请尽量参加；确有困难请直接联系书记。"
 
+# -- texts: 开会时间 (topic and place as written, each at the end of its line)
+UPCOMING_NONE = "最近没有安排会议。"
+UPCOMING_ONE = "下次会议："
+UPCOMING_MANY = "近期有 {count} 个会议："
+UPCOMING_ITEM = "{kind}{group}\n时间：{when}{open}\n地点：{place}\n议题：{topic}"
+UPCOMING_OPEN = "（现在可以签到）"
+UPCOMING_MORE = "还有 {count} 个会议，时间更晚。"
+UPCOMING_LEAVE = "不能参加请回复 请假 原因。"
+
 # -- texts: after the meeting
-NO_STARTED = "本支部还没有已经开始的会议。"
-REPORT_HEAD = "{kind}“{topic}”\n{when}，{place}\n应到 {expected} 人，实到 {present} 人，请假 {leave} 人，缺席 {absent} 人。"
+NO_STARTED = "本支部还没有开始签到的会议。"
+REPORT_HEAD = ("{kind}“{topic}”\n{when}，{place}\n"
+               "应到 {expected} 人，{came} {present} 人，请假 {leave} 人，{missing} {absent} 人。")
+# While check-in is open nobody is absent yet: they have just not signed in.
+REPORT_WORDS_CLOSED = ("实到", "缺席")
+REPORT_WORDS_OPEN = ("已签到", "还没签到")
+REPORT_STILL_OPEN = "签到 {closes} 截止。"
 RECORD_INTRO = "为{meeting}填写会议记录，共 5 项，每项回复一条消息；回复 跳过 可跳过该项。\n"
 RECORD_STEPS = [
     ("host", "1/5 主持人是谁？"),
@@ -132,8 +148,13 @@ NO_UPCOMING_BRANCH = "本支部没有还未开始的会议。"
 PICK_UPCOMING = "哪个会议？回复数字：\n{options}"
 ASK_NEW_TIME = "{meeting}改到什么时候？" + ASK_TIME[len("什么时候开？"):]
 SAME_TIME = "新时间和原来一样，请回复一个不同的时间。"
+CONFIRM_MOVE = ("{question}请核对：{kind}“{topic}”\n原定：{old}\n改到：{new}\n"
+                "回复 1 确定改时间并通知参会党员；回复 2 不改了。")
+NEXT_YEAR_MOVE = "{day}今年已经过去了，是改到明年吗？\n"
 MOVED = "已改到 {when}，已通知 {count} 人。"
-ASK_CANCEL = "确定取消{meeting}吗？回复 1 确定取消；回复 取消 保留会议。"
+KEEP_TIME = "好的，会议时间不变。"
+ASK_CANCEL = "确定取消{meeting}吗？回复 1 确定取消会议；回复 2 保留会议。"
+KEEP_MEETING = "好的，会议照常举行。"
 CANCELLED_DONE = "会议已取消，已通知 {count} 人。"
 
 
@@ -145,27 +166,36 @@ def _local(ctx_or_settings, moment: datetime) -> datetime:
     return moment.astimezone(settings.zone)
 
 
-def _when(settings, moment: datetime) -> str:
-    """"11月26日（周四）15:00" in local time."""
+def _day(settings, moment: datetime, now: datetime) -> str:
+    """"11月26日", or "2027年1月5日" when it is not in the current year: a January meeting called in
+    December says which January."""
     local = _local(settings, moment)
-    return f"{local.month}月{local.day}日（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
+    year = f"{local.year}年" if local.year != _local(settings, now).year else ""
+    return f"{year}{local.month}月{local.day}日"
+
+
+def _when(settings, moment: datetime, now: datetime) -> str:
+    """"11月26日（周四）15:00" in local time, with the year when it is not the current one."""
+    local = _local(settings, moment)
+    return f"{_day(settings, moment, now)}（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
 
 
 def _clock(settings, moment: datetime, now: datetime | None = None) -> str:
-    """"14:02", with the date in front when it is not today."""
+    """"14:02", with the date in front when it is not today (and the year when not this year's)."""
     local = _local(settings, moment)
     if now is not None and _local(settings, now).date() != local.date():
-        return f"{local.month}月{local.day}日 {local:%H:%M}"
+        return f"{_day(settings, moment, now)} {local:%H:%M}"
     return f"{local:%H:%M}"
 
 
-def _label(settings, meeting: Meeting) -> str:
+def _label(settings, meeting: Meeting, now: datetime) -> str:
     """How a meeting is named in replies: "11月26日（周四）15:00 支部党员大会"."""
-    return f"{_when(settings, meeting.starts_at)} {meeting.kind}"
+    return f"{_when(settings, meeting.starts_at, now)} {meeting.kind}"
 
 
-def _numbered(settings, meetings: list[Meeting]) -> str:
-    return "\n".join(f"{n} {_label(settings, meeting)}：{meeting.topic}" for n, meeting in enumerate(meetings, start=1))
+def _numbered(settings, meetings: list[Meeting], now: datetime) -> str:
+    return "\n".join(f"{n} {_label(settings, meeting, now)}：{meeting.topic}"
+                     for n, meeting in enumerate(meetings, start=1))
 
 
 def _window(settings) -> tuple[timedelta, timedelta]:
@@ -188,21 +218,22 @@ async def _branch(session: AsyncSession, member: Member) -> Organization:
 # ---------------------------------------------------------------- notices to attendees
 
 
-def _template(settings, meeting: Meeting, title: str) -> dict[str, str]:
-    return {"title": title, "content": f"{meeting.kind}：{meeting.topic}", "time": _when(settings, meeting.starts_at),
-            "place": meeting.place, "remark": "不能参加请回复 请假 原因"}
+def _template(settings, meeting: Meeting, title: str, now: datetime) -> dict[str, str]:
+    return {"title": title, "content": f"{meeting.kind}：{meeting.topic}",
+            "time": _when(settings, meeting.starts_at, now), "place": meeting.place,
+            "remark": "不能参加请回复 请假 原因"}
 
 
-def _fields(settings, meeting: Meeting, org: Organization) -> dict[str, str]:
+def _fields(settings, meeting: Meeting, org: Organization, now: datetime) -> dict[str, str]:
     return dict(org=org.name, kind=meeting.kind, topic=meeting.topic, place=meeting.place,
-                when=_when(settings, meeting.starts_at), time=_clock(settings, meeting.starts_at))
+                when=_when(settings, meeting.starts_at, now), time=_clock(settings, meeting.starts_at))
 
 
 def _reminders(ctx: Context, meeting: Meeting, org: Organization, member_ids: list[int], version: str) -> list[Outgoing]:
     """The day-before and hour-before reminders still ahead. version keeps a moved meeting's new
     reminders apart from the withdrawn ones (idempotency keys are never reused)."""
     settings, now = ctx.settings, ctx.now
-    fields = _fields(settings, meeting, org)
+    fields = _fields(settings, meeting, org, now)
     items = []
     for what, before, text in (("day", timedelta(days=1), NOTICE_DAY), ("hour", timedelta(hours=1), NOTICE_HOUR)):
         at = meeting.starts_at - before
@@ -211,7 +242,7 @@ def _reminders(ctx: Context, meeting: Meeting, org: Organization, member_ids: li
         for member_id in member_ids:
             items.append(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}{version}", kind=KIND_OF_MESSAGE,
                                   text=text.format(**fields), member_id=member_id, ref=_ref(meeting.id),
-                                  template=_template(settings, meeting, "会议提醒"), not_before=at, reminder=True))
+                                  template=_template(settings, meeting, "会议提醒", now), not_before=at, reminder=True))
     return items
 
 
@@ -219,12 +250,12 @@ def _tell(ctx: Context, meeting: Meeting, member_ids: list[int], what: str, text
     for member_id in member_ids:
         ctx.enqueue(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}", kind=KIND_OF_MESSAGE, text=text,
                              member_id=member_id, ref=_ref(meeting.id),
-                             template=_template(ctx.settings, meeting, title)))
+                             template=_template(ctx.settings, meeting, title, ctx.now)))
 
 
 async def _picked(ctx: Context, dialog: Dialog, choice: int) -> Meeting | str:
     ids = dialog.data["ids"]
     if not 1 <= choice <= len(ids):
         meetings = [await ctx.session.get(Meeting, meeting_id) for meeting_id in ids]
-        return PICK_AGAIN.format(options=_numbered(ctx.settings, meetings))
+        return PICK_AGAIN.format(options=_numbered(ctx.settings, meetings, ctx.now))
     return await ctx.session.get(Meeting, ids[choice - 1])

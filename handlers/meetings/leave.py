@@ -64,7 +64,7 @@ async def _leave_for(ctx: Context, dialog: Dialog, member: Member, reason: str) 
     if len(upcoming) == 1:
         return await _request_leave(ctx, member, upcoming[0], reason)
     dialog.start(LEAVE, "pick", ids=[meeting.id for meeting in upcoming], reason=reason)
-    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming))
+    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming, ctx.now))
 
 
 @router.on(Choice(), dialog=LEAVE, step="pick")
@@ -78,7 +78,7 @@ async def leave_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) 
 
 
 async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason: str) -> str:
-    session, label = ctx.session, _label(ctx.settings, meeting)
+    session, label = ctx.session, _label(ctx.settings, meeting, ctx.now)
     if meeting.starts_at <= ctx.sent_at:
         return NO_UPCOMING
     existing = await store.leave_of(session, meeting.id, member.id)
@@ -97,7 +97,8 @@ async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason:
         ctx.enqueue(Outgoing(key=f"leave:{request.id}:{leader_id}", kind="leave", text=text, member_id=leader_id,
                              ref=_ref(meeting.id),
                              template={"title": "请假申请", "content": f"{member.name}：{reason}",
-                                       "time": _when(ctx.settings, meeting.starts_at), "remark": "回复 同意 或 不同意"}))
+                                       "time": _when(ctx.settings, meeting.starts_at, ctx.now),
+                                       "remark": "回复 同意 或 不同意"}))
     return LEAVE_SENT.format(meeting=label, reason=reason)
 
 
@@ -121,12 +122,12 @@ async def _decide(ctx: Context, member: Member, name: str, *, approved: bool) ->
     request, asker, meeting = pending[0]
     request.status = (LeaveStatus.APPROVED if approved else LeaveStatus.DECLINED).value
     request.decided_at, request.decided_by = ctx.now, member.id
-    label = _label(settings, meeting)
+    label = _label(settings, meeting, ctx.now)
     ctx.enqueue(Outgoing(key=f"leave:{request.id}:decided", kind="leave",
                          text=(TOLD_APPROVED if approved else TOLD_DECLINED).format(meeting=label),
                          member_id=asker.id, ref=_ref(meeting.id),
                          template={"title": "请假结果", "content": "已同意" if approved else "未同意",
-                                   "time": _when(settings, meeting.starts_at)}))
+                                   "time": _when(settings, meeting.starts_at, ctx.now)}))
     reply = DECIDED.format(verb="同意" if approved else "不同意", name=asker.name, meeting=label)
     rest = await store.pending_leaves(session, member.org_id, started_after=started_after)
     rest = [entry for entry in rest if entry[0].id != request.id]

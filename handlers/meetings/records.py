@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,11 +17,15 @@ from handlers.meetings.common import (
     RECORD_SAVED,
     RECORD_STEPS,
     REPORT_HEAD,
+    REPORT_STILL_OPEN,
+    REPORT_WORDS_CLOSED,
+    REPORT_WORDS_OPEN,
     SKIP_WORDS,
     TOO_LONG,
     _clock,
     _label,
     _when,
+    _window,
     router,
 )
 from storage import meetings as store
@@ -34,13 +38,20 @@ from storage.models import BRANCH_LEADERS, Attendance, CheckInMethod, Meeting, M
 
 @router.text("出勤", "签到情况", "出勤情况", roles=BRANCH_LEADERS, usage="签到情况", summary="查看最近一次会议的出勤")
 async def attendance_report(ctx: Context, member: Member) -> str:
-    meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
+    meeting = await _latest_open(ctx, member)
     if meeting is None:
         return NO_STARTED
-    return await describe_attendance(ctx.session, meeting, ctx.settings)
+    return await describe_attendance(ctx.session, meeting, ctx.settings, ctx.now)
 
 
-async def describe_attendance(session: AsyncSession, meeting: Meeting, settings) -> str:
+async def _latest_open(ctx: Context, member: Member) -> Meeting | None:
+    """The branch's latest meeting whose check-in has opened: from then on people sign in, and the
+    secretary wants to see who is in (and may start the record) before the start time."""
+    before, _ = _window(ctx.settings)
+    return await store.latest_started(ctx.session, member.org_id, ctx.now + before)
+
+
+async def describe_attendance(session: AsyncSession, meeting: Meeting, settings, now: datetime) -> str:
     """The sign-in sheet as a message. Names are in roster order: never ranked (domain.md)."""
     sheet = await store.sign_in_sheet(session, meeting)
     proxies = {attendance.proxy_by for _, attendance in sheet.present + sheet.guests if attendance.proxy_by}
@@ -58,17 +69,21 @@ async def describe_attendance(session: AsyncSession, meeting: Meeting, settings)
         suffix = f"（{'，'.join(notes)}）" if notes else ""
         return f"{person.name} {_clock(settings, attendance.checked_in_at)}{suffix}"
 
-    lines = [REPORT_HEAD.format(kind=meeting.kind, topic=meeting.topic, when=_when(settings, meeting.starts_at),
-                                place=meeting.place, expected=sheet.expected, present=len(sheet.present),
-                                leave=len(sheet.on_leave), absent=len(sheet.absent))]
+    closes = meeting.starts_at + _window(settings)[1]
+    came, missing = REPORT_WORDS_OPEN if now <= closes else REPORT_WORDS_CLOSED
+    lines = [REPORT_HEAD.format(kind=meeting.kind, topic=meeting.topic, when=_when(settings, meeting.starts_at, now),
+                                place=meeting.place, expected=sheet.expected, came=came, present=len(sheet.present),
+                                leave=len(sheet.on_leave), missing=missing, absent=len(sheet.absent))]
     if sheet.present:
-        lines.append("实到：" + "、".join(present_line(person, attendance) for person, attendance in sheet.present))
+        lines.append(f"{came}：" + "、".join(present_line(person, attendance) for person, attendance in sheet.present))
     if sheet.on_leave:
         lines.append("请假：" + "、".join(f"{person.name}（{request.reason}）" for person, request in sheet.on_leave))
     if sheet.absent:
-        lines.append("缺席：" + "、".join(person.name for person in sheet.absent))
+        lines.append(f"{missing}：" + "、".join(person.name for person in sheet.absent))
     if sheet.guests:
         lines.append("列席：" + "、".join(present_line(person, attendance) for person, attendance in sheet.guests))
+    if now <= closes:
+        lines.append(REPORT_STILL_OPEN.format(closes=_clock(settings, closes, now)))
     return "\n".join(lines)
 
 
@@ -78,11 +93,11 @@ async def describe_attendance(session: AsyncSession, meeting: Meeting, settings)
 
 @router.text("会议记录", "填写会议记录", roles=BRANCH_LEADERS, usage="会议记录", summary="填写最近一次会议的记录")
 async def start_record(ctx: Context, dialog: Dialog, member: Member) -> str:
-    meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
+    meeting = await _latest_open(ctx, member)
     if meeting is None:
         return NO_STARTED
     dialog.start(RECORD, RECORD_STEPS[0][0], meeting_id=meeting.id)
-    return RECORD_INTRO.format(meeting=_label(ctx.settings, meeting)) + RECORD_STEPS[0][1]
+    return RECORD_INTRO.format(meeting=_label(ctx.settings, meeting, ctx.now)) + RECORD_STEPS[0][1]
 
 
 def _record_step(field_name: str):
@@ -123,7 +138,7 @@ async def _save_record(ctx: Context, dialog: Dialog) -> str:
         shown = value if value is None or len(value) <= 30 else value[:30] + "…"
         summary.append(f"{labels[name]}：{shown if shown else '（未填）'}")
     meeting.record_added_at = meeting.updated_at = ctx.now
-    return RECORD_SAVED.format(meeting=_label(ctx.settings, meeting), summary="\n".join(summary))
+    return RECORD_SAVED.format(meeting=_label(ctx.settings, meeting, ctx.now), summary="\n".join(summary))
 
 
 @router.on(MessageKind(Kind.IMAGE) & MemberRole(*BRANCH_LEADERS))
@@ -137,5 +152,5 @@ async def meeting_photo(ctx: Context, member: Member, message: Message) -> str:
                                  pic_url=(message.url or message.extra.get("pic_url", ""))[:500],
                                  added_by=member.id, added_at=ctx.now))
     await ctx.session.flush()
-    return PHOTO_SAVED.format(meeting=_label(ctx.settings, meeting),
+    return PHOTO_SAVED.format(meeting=_label(ctx.settings, meeting, ctx.now),
                               count=await store.photos_of(ctx.session, meeting.id))

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.when import WhenError, parse_when
+from bot.when import WhenError, parse_when, read_when
 
 ZONE = ZoneInfo("Asia/Shanghai")
 # Tuesday 24 November 2026, 10:00 in Shanghai.
@@ -110,6 +110,30 @@ def test_month_day_before_today_means_next_year():
     assert local("11月1日 9:00") == at(11, 1, 9, year=2027)
     assert local("11月24日 9:00") == at(11, 24, 9)  # today stays today, even if the hour has passed
     assert local("1月5日 9:00") == at(1, 5, 9, year=2027)
+
+
+DEC_6 = datetime(2026, 12, 6, 10, 0, tzinfo=ZONE)
+NEW_YEARS_EVE = datetime(2026, 12, 31, 20, 0, tzinfo=ZONE)
+
+
+@pytest.mark.parametrize("text, now, expected, guessed", [
+    # A month and day already past this year is next year's, and says so: the caller asks.
+    ("11月28日 14:30", DEC_6, at(11, 28, 14, 30, year=2027), True),
+    ("1月5日 9:00", NOW, at(1, 5, 9, year=2027), True),
+    ("2月29日 9:00", datetime(2027, 11, 1, 8, 0, tzinfo=ZONE), at(2, 29, 9, year=2028), True),
+    # Still ahead this year, or the year said: nothing guessed.
+    ("12月9日 14:30", DEC_6, at(12, 9, 14, 30), False),
+    ("11月24日 9:00", NOW, at(11, 24, 9), False),
+    ("2027年11月28日 14:30", DEC_6, at(11, 28, 14, 30, year=2027), False),
+    # Into January the way anyone reads it: tomorrow, a day of next month, next week.
+    ("明天上午9点", NEW_YEARS_EVE, at(1, 1, 9, year=2027), False),
+    ("3号 9:00", datetime(2026, 12, 20, 8, 0, tzinfo=ZONE), at(1, 3, 9, year=2027), False),
+    ("下周一 9:00", NEW_YEARS_EVE, at(1, 4, 9, year=2027), False),
+])
+def test_read_when_tells_when_next_year_was_guessed(text, now, expected, guessed):
+    read = read_when(text, now=now, zone=ZONE)
+    assert read.moment.astimezone(ZONE).replace(tzinfo=None) == expected
+    assert read.next_year_guessed is guessed
 
 
 def test_explicit_past_date_is_returned_as_is():

@@ -217,7 +217,10 @@ async def test_moving_a_meeting_replaces_its_reminders(service):
     assert listed.startswith("哪个会议？回复数字：\n1 11月25日（周三）15:00 支部党员大会")
     assert (await service.say(secretary, "1")).startswith("11月25日（周三）15:00 支部党员大会改到什么时候？")
     assert "例如" in await service.say(secretary, "下午")
-    assert await service.say(secretary, "后天下午3点") == "已改到 11月26日（周四）15:00，已通知 6 人。"
+    assert await service.say(secretary, "后天下午3点") == (
+        "请核对：支部党员大会“学习党的二十届四中全会精神”\n原定：11月25日（周三）15:00\n改到：11月26日（周四）15:00\n"
+        "回复 1 确定改时间并通知参会党员；回复 2 不改了。")
+    assert await service.say(secretary, "1") == "已改到 11月26日（周四）15:00，已通知 6 人。"
     await service.deliver()
     member = people["刘小梅"]
     assert service.pushed(member)[-1].startswith("【会议改时间】支部党员大会“学习党的二十届四中全会精神”改到 11月26日")
@@ -307,7 +310,7 @@ async def test_leave_with_two_upcoming_meetings_asks_which(service):
 async def test_the_record_dialog_and_photos(service):
     people = await hongqi_branch(service)
     secretary = people["李建国"]
-    assert await service.say(secretary, "会议记录") == "本支部还没有已经开始的会议。"
+    assert await service.say(secretary, "会议记录") == "本支部还没有开始签到的会议。"
     _, meeting = await call(service, secretary)
     # Before the meeting an image is just an image.
     assert (await service.emulator.image(secretary)).reply == "暂时不能处理这类消息。回复 帮助 查看可以做什么。"
