@@ -52,6 +52,10 @@ CANCEL_WORDS = ("取消", "退出", "算了")
 # A dialog's data may hold, under this key, what to answer when the user cancels it.
 CANCEL_TEXT = "cancel_text"
 
+# Things that happen in one feature that others may want to act on, in the same transaction.
+# MEMBER_BOUND (member=Member): a follower just bound to this member (the late binder's catch-up).
+MEMBER_BOUND = "member_bound"
+
 
 
 # ---------------------------------------------------------------- filters
@@ -285,7 +289,8 @@ class Context:
 
     def __init__(self, *, message: Message, session: AsyncSession, clock: Clock, identity: WeChatIdentity,
                  member: Member | None, dialog: Dialog, catalog: list["Handler"], settings: Any,
-                 received_at: datetime | None = None) -> None:
+                 received_at: datetime | None = None,
+                 listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] | None = None) -> None:
         self.message = message
         self.received_at = received_at or clock.now()
         self.session = session
@@ -295,6 +300,7 @@ class Context:
         self.dialog = dialog
         self.settings = settings
         self._catalog = catalog
+        self._listeners = listeners or {}
         self.replies: list[str] = []
         self.outgoing: list[Outgoing] = []
         # Set by a handler that made outbox rows due by other means than enqueue (wakes the outbox).
@@ -327,6 +333,16 @@ class Context:
         """Run work in the background once this message's changes are committed: for calls to the
         platform (never made inside a transaction). It is not retried; it should enqueue its result."""
         self.deferred.append(work)
+
+    async def announce(self, event: str, **facts: Any) -> list[str]:
+        """Tell every feature listening for event (see Router.when); what they add to the reply, in
+        router order. Their writes go into this message's transaction."""
+        said = []
+        for listener in self._listeners.get(event, []):
+            text = await listener(self, **facts)
+            if text:
+                said.append(text)
+        return said
 
     def enqueue(self, item: Outgoing) -> None:
         """Queue a message for the outbox; it is written in this message's transaction and commits with it."""
@@ -443,6 +459,15 @@ class Router:
         self.name = name
         self.handlers: list[Handler] = []
         self.jobs: list[JobSpec] = []
+        self.listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] = {}
+
+    def when(self, event: str):
+        """Act on something another feature announces (ctx.announce): @router.when(MEMBER_BOUND) over
+        `async def f(ctx, member) -> str | None`; a text returned is added to that feature's reply."""
+        def register(listener):
+            self.listeners.setdefault(event, []).append(listener)
+            return listener
+        return register
 
     def job(self, name: str, *, trigger: str = "interval", description: str = "", **trigger_args):
         """Declare a periodic job: @router.job("report", minutes=5) or trigger="cron", hour=8."""
@@ -509,6 +534,10 @@ class Dispatcher:
         # The platform, for work handlers leave for after their commit; set by the composition root.
         self.channel: Channel | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
+        self.listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] = {}
+        for router in self.routers:
+            for event, listeners in router.listeners.items():
+                self.listeners.setdefault(event, []).extend(listeners)
         # Typing one of these in the middle of a dialog starts that command instead of answering.
         self._command_words = frozenset(
             word for handler in self.handlers if handler.dialog is None
@@ -677,7 +706,8 @@ class Dispatcher:
             else:
                 dialog = Dialog(expired=True, changed=True)
         return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
-                       dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at)
+                       dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at,
+                       listeners=self.listeners)
 
     async def _route(self, ctx: Context) -> None:
         message = ctx.message

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import AnyText, Choice, Click, Context, Dialog, JobContext, MessageKind, Router
+from bot.dispatch import MEMBER_BOUND, AnyText, Choice, Click, Context, Dialog, JobContext, MessageKind, Router
 from bot.messages import Kind, Message
 from bot.outbox import UNBOUND, Outgoing, enqueue, enqueue_members, quiet_until
 from storage import audiences
+from storage.outbox import deliver_to_new_binding
 from storage.audiences import Audience
 from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Notice, Organization, OrgType, Role
 from storage.notices import (
@@ -38,6 +39,7 @@ DIALOG = "notice"
 MAX_TEXT = 1500  # leaves room for the heading and signature within one WeChat message
 EXCERPT = 18
 
+CAUGHT_UP = "您绑定前 {days} 天里支部发的 {count} 条通知，马上发给您。"
 ASK_TEXT = "请发送通知内容（打字、语音或转发文章都可以）。\n回复 取消 可退出。"
 TOO_LONG = f"通知太长了（最多 {MAX_TEXT} 字），请删减后重新发送。"
 ASK_GROUP = "发给哪个党小组？回复数字：\n{options}"
@@ -268,6 +270,19 @@ def _detail_lines(result: NoticeReport, late_binding_days: int, branch_limit: in
     if result.waiting_names:
         lines.append("还没回复收到：" + "、".join(result.waiting_names))
     return lines
+
+
+@router.when(MEMBER_BOUND)
+async def catch_up(ctx: Context, member: Member) -> str | None:
+    """A member who binds late gets the notices of the last days that could not reach them unbound."""
+    days = ctx.settings.late_binding_days
+    caught_up = await deliver_to_new_binding(ctx.session, member.id, ctx.identity.openid, kinds=[NOTICE_KIND],
+                                             unbound_reason=UNBOUND, since=ctx.now - timedelta(days=days),
+                                             now=ctx.now)
+    if not caught_up:
+        return None
+    ctx.outbox_touched = True
+    return CAUGHT_UP.format(days=days, count=caught_up)
 
 
 @router.job("follow_up", minutes=10, description="到时间后给发送人一份通知情况，并给未回复的党员一次温和提醒")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.dispatch import Click, Context, Filter, typed_text
+from bot.dispatch import MEMBER_BOUND, Click, Context, Filter, typed_text
 from handlers.meetings.common import (
     UPCOMING_ITEM,
     UPCOMING_LEAVE,
@@ -63,6 +63,13 @@ class MeetingQuestion(Filter):
         # Voice recognition punctuates (下次开会，是什么时候？); people type spaces. Neither matters here.
         bare = "".join(char for char in text if not unicodedata.category(char).startswith(("P", "Z", "S")))
         return _ASKED.fullmatch(_TRAILING.sub("", bare)) is not None
+
+
+@router.when(MEMBER_BOUND)
+async def meetings_for_the_newly_bound(ctx: Context, member: Member) -> str | None:
+    """A member who just bound hears of the meetings ahead, which they were not told of unbound."""
+    listing = await next_meetings(ctx, member)
+    return None if listing == UPCOMING_NONE else listing
 
 
 @router.text("开会时间", "会议时间", "开会安排", "会议安排", bound=True, usage="开会时间",

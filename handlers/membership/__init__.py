@@ -13,13 +13,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import AnyText, Context, Dialog, Router
-from bot.outbox import MUTED, UNBOUND, Outgoing
+from bot.dispatch import MEMBER_BOUND, AnyText, Context, Dialog, Router
+from bot.outbox import MUTED, Outgoing
 from storage import identities
 from storage.members import binding_code_expired, issue_binding_code, member_by_binding_code, namesakes
 from storage.models import BRANCH_LEADERS, Member, Organization, WeChatIdentity
-from storage.notices import NOTICE_KIND
-from storage.outbox import deliver_to_new_binding, withdraw_reminders
+from storage.outbox import withdraw_reminders
 
 router = Router("membership")
 log = logging.getLogger(__name__)
@@ -40,7 +39,6 @@ EXPIRED = ("这个绑定码已过期。请向支部书记要一个新的（书�
 MOVED_AWAY = ("您这个微信原来绑定的党员身份（{name}）现在已绑定到另一个微信号，这个微信不再绑定。\n"
               "如果不是您本人换的微信，请马上联系支部书记。")
 BOUND = "绑定成功！{name}，您好。\n您属于：{org}\n回复 帮助 查看可以做什么。"
-CAUGHT_UP = "您绑定前 {days} 天里支部发的 {count} 条通知，马上发给您。"
 CODE = re.compile(r"\d{6}")
 BIND_DIALOG = "bind"
 ASK_REISSUE_NAME = "请在后面写上党员的姓名，例如：新绑定码 王秀英"
@@ -147,13 +145,8 @@ async def _try_bind(ctx: Context, name: str, code: str) -> tuple[str, bool]:
     member.binding_code, member.binding_code_expires_at = None, None
     ctx.member = member
     reply = BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
-    days = ctx.settings.late_binding_days
-    caught_up = await deliver_to_new_binding(ctx.session, member.id, identity.openid, kinds=[NOTICE_KIND],
-                                             unbound_reason=UNBOUND, since=now - timedelta(days=days), now=now)
-    if caught_up:
-        ctx.outbox_touched = True
-        reply += "\n" + CAUGHT_UP.format(days=days, count=caught_up)
-    return reply, True
+    # Other features catch the new member up (notices sent before, meetings ahead) in this transaction.
+    return "\n\n".join([reply, *await ctx.announce(MEMBER_BOUND, member=member)]), True
 
 
 @router.text("绑定", "绑定身份", takes_args=True, usage="绑定 姓名 绑定码", summary="把微信和党员身份绑定",

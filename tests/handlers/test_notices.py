@@ -160,3 +160,15 @@ async def test_a_member_who_binds_late_gets_the_last_weeks_notices_and_the_repor
     assert "已送达 5，待发送 0，未送达 0，未绑定 1，" in after
     assert "未绑定微信（发出后 7 天内绑定的会补收这条通知）：赵德明\n" in after and "孙桂兰" in after.split("还没回复收到：")[1]
     assert (await service.say("late-binder", "收到")).startswith("已确认收到：“周六上午打扫村部卫生。")
+
+
+async def test_a_member_who_binds_late_hears_of_the_meetings_ahead(service):
+    people = await hongqi_branch(service)
+    _, code = await service.add_member("孙桂兰", "示范县委/城关镇党委/红旗村党支部/第一党小组")
+    secretary = people["李建国"]
+    for reply in ("开会", "1", "后天下午3点", "村委会", "学习新修订的条例", "1"):
+        last = await service.say(secretary, reply)
+    assert last.startswith("会议已召集，已通知 7 人。"), last
+    bound = await service.say("late-binder", f"绑定 孙桂兰 {code}")
+    assert bound.startswith("绑定成功！孙桂兰，您好。")
+    assert "下次会议：支部党员大会" in bound and "学习新修订的条例" in bound and "请假" in bound
