@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -27,9 +28,32 @@ def _settings() -> Settings:
         sys.exit(2)
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class _LocalTimeFormatter(logging.Formatter):
+    """Log times in the configured zone (ZHIBU_TIMEZONE), the clock the staff reading them live by."""
+
+    def __init__(self, fmt: str, zone) -> None:
+        super().__init__(fmt)
+        self.zone = zone
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 (logging's name)
+        moment = datetime.fromtimestamp(record.created, self.zone)
+        return moment.strftime("%Y-%m-%d %H:%M:%S") + f",{int(record.msecs):03d}"
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _zone():
+    try:
+        return Settings().zone
+    except Exception:  # a bad setting is reported by the command itself, in Chinese
+        return timezone.utc
+
+
+def _logging(verbose: bool, *, to_file: Path | None = None) -> None:
+    handler = logging.FileHandler(to_file, encoding="utf-8") if to_file else logging.StreamHandler()
+    handler.setFormatter(_LocalTimeFormatter(LOG_FORMAT, _zone()))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     # SQL and access logs drown the lines that matter; --verbose brings them back.
     if not verbose:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -40,9 +64,23 @@ def _logging(verbose: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(context: click.Context, verbose: bool) -> None:
     """支部助手 (zhibu): a WeChat bot for rural party branches."""
+    context.obj = {"verbose": verbose}
     _logging(verbose)
+
+
+def _require_database(settings: Settings) -> str:
+    """The database URL, once it is known to exist: the embedded SQLite file is created only by
+    `zhibu init` (or the demo), never as a side effect of a command run in the wrong folder."""
+    url = settings.effective_database_url
+    if not settings.database_url:
+        path = (settings.data_dir / "zhibu.db").resolve()
+        if not path.exists():
+            raise click.ClickException(f"这里没有数据库：{path}。请先运行 zhibu init，或设置 ZHIBU_DATA_DIR "
+                                       "指向已有的数据文件夹（或用 ZHIBU_DATABASE_URL 指定数据库）。")
+    return url
 
 
 @main.command()
@@ -69,6 +107,7 @@ def serve(host: str | None, port: int | None) -> None:
                                         ("ZHIBU_WECHAT_APP_SECRET", settings.wechat_app_secret)) if not value]
     if missing:
         raise click.ClickException("缺少配置：" + "、".join(missing) + "（见 README 的“接入公众号”）")
+    _require_database(settings)
     app = build_app(settings)
 
     async def require_schema(app: web.Application) -> None:
@@ -88,12 +127,23 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", type=int, default=8080, show_default=True, help="Port of the bot's webhook server.")
 @click.option("--emulator-port", type=int, default=8081, show_default=True, help="Port of the WeChat emulator.")
 @click.option("--no-chat", is_flag=True, help="Only serve; chat from another terminal with `zhibu chat`.")
-def demo(port: int, emulator_port: int, no_chat: bool) -> None:
+@click.option("--reset", is_flag=True, help="Start again from fresh demo data (the embedded SQLite only).")
+@click.pass_context
+def demo(context: click.Context, port: int, emulator_port: int, no_chat: bool, reset: bool) -> None:
     """Run a demo: demo data, the emulator and the server together, and a terminal chat."""
-    from bot.demo import run_demo
+    from bot.demo import remove_demo_database, run_demo
 
+    settings = _settings()
+    if reset:
+        if settings.database_url:
+            raise click.ClickException("--reset 只清空内置的 SQLite 演示数据库；设置了 ZHIBU_DATABASE_URL 时请自己清空那个库。")
+        remove_demo_database(settings)
+    # The server's log lines would break into the terminal chat: they go to a file named at start.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (settings.data_dir / "demo.log").resolve()
+    _logging(context.obj["verbose"], to_file=log_file)
     try:
-        asyncio.run(run_demo(_settings(), port=port, emulator_port=emulator_port, chat=not no_chat))
+        asyncio.run(run_demo(settings, port=port, emulator_port=emulator_port, chat=not no_chat, log_file=log_file))
     except KeyboardInterrupt:
         pass
 
@@ -387,7 +437,7 @@ async def _with_sessions(work):
     """Run work(sessions) against the configured database, which must be initialized."""
     from storage.db import create_engine, schema_is_current, session_factory
 
-    engine = create_engine(_settings().effective_database_url)
+    engine = create_engine(_require_database(_settings()))
     try:
         if not await schema_is_current(engine):
             raise click.ClickException("数据库结构不是最新的，请先运行 zhibu init")

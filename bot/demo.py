@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from bot.config import DemoDefaults, Settings
 from bot.wechat.chat import run_chat, stdin_is_interactive
 from bot.wechat.emulator import Emulator
 from storage.db import create_engine, session_factory, upgrade_schema_async
-from storage.members import MemberFields, upsert_member
+from storage.members import MemberFields, binding_code_expired, issue_binding_code, upsert_member
 from storage.models import MemberCategory, Role, WeChatIdentity
 
 BRANCH = "示范县委/城关镇党委/红旗村党支部"
@@ -69,6 +70,12 @@ async def seed_demo(settings: Settings, clock: Clock) -> tuple[dict[str, str], l
                         session.add(WeChatIdentity(openid=openid, member_id=member.id, first_seen_at=clock.now(),
                                                    bound_at=clock.now()))
                         member.binding_code = None
+                bound = (await session.execute(
+                    select(WeChatIdentity.openid).where(WeChatIdentity.member_id == member.id))).first()
+                if bound is None and (member.binding_code is None
+                                      or binding_code_expired(member.binding_code_expires_at, clock.now())):
+                    # A demo folder from last month: its codes expired; the hint must name one that works.
+                    await issue_binding_code(session, member, now=clock.now(), days=settings.binding_code_days)
                 if member.binding_code:
                     codes[name] = member.binding_code
             followers = list((await session.execute(
@@ -78,12 +85,20 @@ async def seed_demo(settings: Settings, clock: Clock) -> tuple[dict[str, str], l
     return codes, followers
 
 
-def greeting(settings: Settings, codes: dict[str, str], emulator_url: str) -> str:
+def remove_demo_database(settings: Settings) -> None:
+    """Delete the embedded SQLite database (with its WAL files), so the demo seeds afresh."""
+    database = settings.data_dir / "zhibu.db"
+    for path in (database, database.with_name("zhibu.db-wal"), database.with_name("zhibu.db-shm")):
+        path.unlink(missing_ok=True)
+
+
+def greeting(settings: Settings, codes: dict[str, str], emulator_url: str, log_file: Path | None = None) -> str:
     lines = [
         "支部助手演示已启动：",
         f"  · 服务（webhook）：http://{settings.host}:{settings.port}/wechat",
         f"  · 微信模拟器：{emulator_url}",
         f"  · 数据库：{settings.effective_database_url}",
+        *([f"  · 服务日志：{log_file}"] if log_file else []),
         f"你是党员 王秀英（{DEMO_MEMBER_OPENID}，已绑定）。试试：帮助、我的。",
         f"切换成支部书记 李建国：输入 /用户 {DEMO_SECRETARY_OPENID}",
     ]
@@ -91,10 +106,12 @@ def greeting(settings: Settings, codes: dict[str, str], emulator_url: str) -> st
         name, code = next(iter(codes.items()))
         lines.append(f"试试绑定：/用户 new-user，然后发 绑定 {name} {code}")
         lines.append("未绑定党员的绑定码：" + "，".join(f"{n} {c}" for n, c in codes.items()))
+    else:
+        lines.append("演示党员都已绑定过；想从头再试绑定，用 zhibu demo --reset 重新开始。")
     return "\n".join(lines)
 
 
-async def run_demo(base: Settings, *, port: int, emulator_port: int, chat: bool) -> None:
+async def run_demo(base: Settings, *, port: int, emulator_port: int, chat: bool, log_file: Path | None = None) -> None:
     settings = demo_settings(base, port=port, emulator_port=emulator_port)
     clock = Clock()
     codes, followers = await seed_demo(settings, clock)
@@ -110,7 +127,7 @@ async def run_demo(base: Settings, *, port: int, emulator_port: int, chat: bool)
             await web.TCPSite(runner, "127.0.0.1", bind_port).start()
             runners.append(runner)
         emulator_url = f"http://127.0.0.1:{emulator_port}"
-        text = greeting(settings, codes, emulator_url)
+        text = greeting(settings, codes, emulator_url, log_file)
         if chat and stdin_is_interactive():
             await run_chat(emulator_url, DEMO_MEMBER_OPENID, greeting=text)
         else:

@@ -39,9 +39,14 @@ def parse_command(line: str) -> dict | str | None:
             return "用法：/位置 纬度 经度 [地名]，例如 /位置 30.27 120.15 村委会"
         return {"MsgType": "location", "Location_X": latitude, "Location_Y": longitude, "Scale": 15,
                 "Label": parts[2] if len(parts) > 2 else ""}
-    if verb in ("点击", "click") and rest:
+    if verb in ("点击", "click"):
+        if not rest:
+            return "用法：/点击 菜单键，例如 /点击 HELP（菜单键见 README 的“配置”：CHECKIN、ME、ACK、MEETINGS…）"
         return {"MsgType": "event", "Event": "CLICK", "EventKey": rest}
-    if verb in ("扫码", "scan") and rest:
+    if verb in ("扫码", "scan"):
+        if not rest:
+            return ("用法：/扫码 场景值。会议签到二维码的场景值是 meeting:会议编号，会议按召集的先后编号，"
+                    "演示里召集的第一个会就是 /扫码 meeting:1")
         return {"MsgType": "event", "Event": "SCAN", "EventKey": rest, "Ticket": "terminal"}
     if verb in ("图片", "image"):
         return {"MsgType": "image", "PicUrl": "http://emulator.local/terminal.jpg", "MediaId": "terminal-image"}

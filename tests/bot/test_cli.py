@@ -190,3 +190,49 @@ async def test_demo_serves_a_bound_member_and_a_terminal_chat_binds_a_newcomer(t
         demo.terminate()
         output, _ = demo.communicate(timeout=20)
     assert "支部助手演示已启动" in output and "demo-secretary" in output
+    # The server's log lines went to the file the greeting names, not into the terminal.
+    log_file = (tmp_path / "demo-data" / "demo.log").resolve()
+    assert f"服务日志：{log_file}" in output and " INFO " not in output
+    assert "webhook" in log_file.read_text(encoding="utf-8")
+
+    # --reset starts from fresh demo data: the newcomer's member is unbound again, and the hint names a code.
+    port, emulator_port = free_port(), free_port()
+    again = _zhibu("demo", "--no-chat", "--reset", "--port", str(port), "--emulator-port", str(emulator_port),
+                   env=env)
+    try:
+        await _wait_for(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        again.terminate()
+        output, _ = again.communicate(timeout=20)
+    assert f"{unbound['name']} " in output.split("未绑定党员的绑定码：")[1]
+    assert "试试绑定：/用户 new-user，然后发 绑定 " in output
+
+
+def test_a_command_where_there_is_no_database_says_so_and_creates_nothing(tmp_path):
+    missing = tmp_path / "nothing-here"
+    result = CliRunner().invoke(main, ["members", "list"], env={"ZHIBU_DATA_DIR": str(missing),
+                                                                "ZHIBU_DATABASE_URL": ""})
+    assert result.exit_code != 0
+    assert "这里没有数据库" in result.output and "zhibu init" in result.output and "ZHIBU_DATA_DIR" in result.output
+    assert not missing.exists()
+
+
+def test_log_lines_carry_the_configured_time_zone():
+    import logging
+    from zoneinfo import ZoneInfo
+
+    from bot.cli import LOG_FORMAT, _LocalTimeFormatter
+
+    record = logging.LogRecord("zhibu", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = datetime(2026, 12, 6, 2, 30, tzinfo=timezone.utc).timestamp()
+    record.msecs = 0
+    line = _LocalTimeFormatter(LOG_FORMAT, ZoneInfo("Asia/Shanghai")).format(record)
+    assert line.startswith("2026-12-06 10:30:00,000 INFO zhibu: hello")
+
+
+def test_the_terminal_chat_explains_scan_and_click_without_their_argument():
+    from bot.wechat.chat import parse_command
+
+    assert "/扫码 meeting:1" in parse_command("/扫码")
+    assert "/点击 HELP" in parse_command("/点击")
+    assert parse_command("/扫码 meeting:3")["EventKey"] == "meeting:3"
