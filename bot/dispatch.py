@@ -174,6 +174,15 @@ class Regex(Filter):
         return {"match": match} if match else None
 
 
+class AnyCommand(Filter):
+    """The text is one of the registered commands, with or without its arguments ("签到 123456"): for a
+    dialog step that reads free text but should let a command through."""
+
+    def __call__(self, message, ctx):
+        return any(isinstance(check, Command) and check(message, ctx)
+                   for handler in ctx.catalog if handler.dialog is None for check in handler.filters)
+
+
 class Choice(Filter):
     """A numeric answer to a numbered question ("回复 1 确认，回复 2 取消")."""
 
@@ -264,10 +273,11 @@ class Dialog:
     def active(self) -> bool:
         return self.name is not None
 
-    def start(self, name: str, step: str, **data: Any) -> None:
+    # Positional-only: a dialog's own data may well hold a "name" or a "step".
+    def start(self, name: str, step: str, /, **data: Any) -> None:
         self.name, self.step, self.data, self.changed = name, step, dict(data), True
 
-    def goto(self, step: str, **data: Any) -> None:
+    def goto(self, step: str, /, **data: Any) -> None:
         self.step = step
         self.data.update(data)
         self.changed = True
@@ -347,6 +357,11 @@ class Context:
     def enqueue(self, item: Outgoing) -> None:
         """Queue a message for the outbox; it is written in this message's transaction and commits with it."""
         self.outgoing.append(item)
+
+    @property
+    def catalog(self) -> list["Handler"]:
+        """Every registered handler, in the order they are tried."""
+        return self._catalog
 
     def commands(self) -> list[CommandHelp]:
         """The documented commands this user may run, in registration order."""

@@ -48,6 +48,7 @@ from handlers.meetings.common import (
     _day,
     _fields,
     _label,
+    _notified,
     _numbered,
     _picked,
     _ref,
@@ -234,7 +235,8 @@ async def call_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
     for item in _reminders(ctx, meeting, org, attendees, version=""):
         ctx.enqueue(item)
     dialog.finish()
-    return CALLED.format(count=len(attendees), code=meeting.checkin_code,
+    notified = await _notified(ctx, [i for i in attendees if i != member.id])
+    return CALLED.format(notified=notified, code=meeting.checkin_code,
                          located="，或在会场发送位置" if meeting.latitude is not None else "")
 
 
@@ -350,7 +352,8 @@ async def move_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
     for item in _reminders(ctx, meeting, org, attendees, version=version):
         ctx.enqueue(item)
     dialog.finish()
-    return MOVED.format(when=_when(ctx.settings, moment, ctx.now), count=len(attendees))
+    return MOVED.format(when=_when(ctx.settings, moment, ctx.now),
+                        notified=await _notified(ctx, [i for i in attendees if i != member.id]))
 
 
 @router.on(Choice(2), dialog=MOVE, step="confirm")
@@ -382,7 +385,7 @@ async def cancel_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
           NOTICE_CANCELLED.format(when=_when(ctx.settings, meeting.starts_at, ctx.now), kind=meeting.kind,
                                   topic=meeting.topic),
           "会议取消")
-    return CANCELLED_DONE.format(count=len(told))
+    return CANCELLED_DONE.format(notified=await _notified(ctx, told))
 
 
 @router.on(Choice(2), dialog=CANCEL, step="confirm")

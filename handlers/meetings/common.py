@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import Context, Dialog, Router
 from bot.outbox import Outgoing
+from storage.outbox import reach_of_members
 from storage.models import LeaveStatus, Meeting, MeetingKind, Member, Organization
 
 router = Router("meetings")
@@ -54,7 +55,7 @@ LOCATION_SET = "已记下会场位置，党员到场后发送位置即可签到�
 TOO_LONG = "太长了（最多 {limit} 字），请精简后重新回复。"
 PREVIEW = ("请核对：\n{kind}{group}\n时间：{when}\n地点：{place}{located}\n议题：{topic}\n应到 {count} 人。\n"
            "回复 1 确认并通知参会党员；回复 取消 放弃。")
-CALLED = ("会议已召集，已通知 {count} 人。\n签到码：{code}（开会时念给大家，回复 签到 {code} 即可签到；"
+CALLED = ("会议已召集，{notified}。\n签到码：{code}（开会时念给大家，回复 签到 {code} 即可签到；"
           "也可以点菜单 签到{located}）。\n没带手机的党员，回复 代签 姓名 帮他签到。\n"
           "要改时间回复 改时间，要取消回复 取消会议。")
 NOBODY_EXPECTED = "这次会议没有应到的党员（{kind}），请重新选择会议类型。\n" + ASK_KIND
@@ -80,7 +81,7 @@ UNKNOWN_QR = "这个二维码不是有效的会议签到码。请回复 签到 �
 NOT_YOURS = "这不是您所在支部的会议，不能签到。"
 WAS_CANCELLED = "这次会议已取消，不用签到。"
 TOO_EARLY = "还没到签到时间，{opens} 起可以签到。"
-TOO_LATE = "这次会议的签到已在 {closed} 结束。如果您参加了会议，请联系书记代签。"
+TOO_LATE = "这次会议的签到已在 {closed} 结束。如果您参加了会议，请当面告诉书记，由书记在会议记录里说明。"
 NONE_OPEN = "现在没有可以签到的会议。"
 NEXT_MEETING = "\n下一次会议：{when}，{kind}。开会前 {minutes} 分钟起可以签到。"
 PICK_MEETING = "现在有 {count} 个会议可以签到，回复数字选择：\n{options}"
@@ -88,7 +89,8 @@ PICK_AGAIN = "请回复列表里的数字。\n{options}"
 FAR_AWAY = ("您离会场约 {distance}，不在签到范围（{radius} 米）内。\n"
             "到了会场再发送位置，或回复 签到 加会上公布的签到码。")
 NO_PLACE_LOCATION = "这次会议没有设置会场位置，请回复 签到 加会上公布的签到码，或点菜单 签到。"
-BIND_FIRST = "欢迎关注支部助手！请先绑定党员身份：回复 绑定，按提示回复姓名和绑定码。绑定后再扫一次会议二维码即可签到。"
+BIND_FIRST = ("欢迎关注支部助手！请先绑定党员身份：回复 绑定 姓名 绑定码，例如 绑定 王秀英 123456"
+              "（绑定码向支部书记要）。绑定后再扫一次会议二维码即可签到。")
 
 # -- texts: 代签
 ASK_PROXY_NAME = "请回复要代签的党员姓名，例如：代签 张三（多人用空格隔开）。"
@@ -111,6 +113,7 @@ LEAVE_STATUS = {LeaveStatus.PENDING.value: "等待书记回复", LeaveStatus.APP
 NO_PENDING_LEAVE = "目前没有待处理的请假。"
 NO_PENDING_LEAVE_OF = "没有 {name} 待处理的请假。"
 DECIDED = "已{verb} {name} 的请假（{meeting}），会告诉本人。"
+WHICH_LEAVE = "有 {count} 个请假等您回复：\n{lines}\n请在后面写上姓名，例如：{verb} 王秀英。"
 MORE_PENDING = "\n还有 {count} 条请假待处理：{next}。回复 同意 或 不同意 继续。"
 TOLD_APPROVED = "书记已同意您的请假（{meeting}）。"
 TOLD_DECLINED = "书记没有同意您的请假（{meeting}），请尽量参加；确有困难请直接联系书记。"
@@ -151,11 +154,13 @@ SAME_TIME = "新时间和原来一样，请回复一个不同的时间。"
 CONFIRM_MOVE = ("{question}请核对：{kind}“{topic}”\n原定：{old}\n改到：{new}\n"
                 "回复 1 确定改时间并通知参会党员；回复 2 不改了。")
 NEXT_YEAR_MOVE = "{day}今年已经过去了，是改到明年吗？\n"
-MOVED = "已改到 {when}，已通知 {count} 人。"
+MOVED = "已改到 {when}，{notified}。"
 KEEP_TIME = "好的，会议时间不变。"
 ASK_CANCEL = "确定取消{meeting}吗？回复 1 确定取消会议；回复 2 保留会议。"
 KEEP_MEETING = "好的，会议照常举行。"
-CANCELLED_DONE = "会议已取消，已通知 {count} 人。"
+CANCELLED_DONE = "会议已取消，{notified}。"
+NOTIFIED = "已通知 {count} 人"
+NOT_REACHED = "（{names}没绑定微信或已取消关注，收不到，请当面告诉）"
 
 
 # ---------------------------------------------------------------- small helpers
@@ -244,6 +249,19 @@ def _reminders(ctx: Context, meeting: Meeting, org: Organization, member_ids: li
                                   text=text.format(**fields), member_id=member_id, ref=_ref(meeting.id),
                                   template=_template(settings, meeting, "会议提醒", now), not_before=at, reminder=True))
     return items
+
+
+async def _notified(ctx: Context, member_ids: list[int]) -> str:
+    """"已通知 N 人", counting only those the message can reach, and naming the ones it cannot: a
+    secretary told "已通知 7 人" when five phones will ring would not think to tell the other two."""
+    reached = await reach_of_members(ctx.session, member_ids)
+    count = sum(1 for member_id in member_ids if member_id in reached and reached[member_id].subscribed)
+    text = NOTIFIED.format(count=count)
+    missing = [member_id for member_id in member_ids if member_id not in reached or not reached[member_id].subscribed]
+    if missing:
+        names = [(await ctx.session.get(Member, member_id)).name for member_id in missing[:10]]
+        text += NOT_REACHED.format(names="、".join(names) + (f"等 {len(missing)} 人" if len(missing) > 10 else ""))
+    return text
 
 
 def _tell(ctx: Context, meeting: Meeting, member_ids: list[int], what: str, text: str, title: str) -> None:

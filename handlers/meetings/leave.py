@@ -23,6 +23,7 @@ from handlers.meetings.common import (
     PICK_UPCOMING,
     TOLD_APPROVED,
     TOLD_DECLINED,
+    WHICH_LEAVE,
     TOO_LONG,
     _label,
     _numbered,
@@ -119,6 +120,11 @@ async def _decide(ctx: Context, member: Member, name: str, *, approved: bool) ->
     pending = await store.pending_leaves(session, member.org_id, started_after=started_after, name=name or None)
     if not pending:
         return NO_PENDING_LEAVE_OF.format(name=name) if name else NO_PENDING_LEAVE
+    if not name and len({asker.id for _, asker, _ in pending}) > 1:
+        # A bare 同意 with several people waiting could answer someone other than the one just read.
+        lines = "\n".join(f"· {asker.name}：{request.reason}（{_label(settings, meeting, ctx.now)}）"
+                          for request, asker, meeting in pending[:10])
+        return WHICH_LEAVE.format(count=len(pending), lines=lines, verb="同意" if approved else "不同意")
     request, asker, meeting = pending[0]
     request.status = (LeaveStatus.APPROVED if approved else LeaveStatus.DECLINED).value
     request.decided_at, request.decided_by = ctx.now, member.id

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import MEMBER_BOUND, AnyText, Context, Dialog, Router
+from bot.dispatch import MEMBER_BOUND, AnyCommand, AnyText, Context, Dialog, Regex, Router
 from bot.outbox import MUTED, Outgoing
 from storage import identities
 from storage.members import binding_code_expired, issue_binding_code, member_by_binding_code, namesakes
@@ -24,10 +24,10 @@ router = Router("membership")
 log = logging.getLogger(__name__)
 
 WELCOME = ("欢迎关注支部助手！\n"
-           "党员请先绑定身份：回复 绑定，再按提示回复姓名和绑定码（绑定码向支部书记要）。\n"
+           "党员请直接回复您的姓名和绑定码，例如：王秀英 123456（绑定码向支部书记要）。\n"
            "回复 帮助 查看可以做什么。")
 WELCOME_BACK = "{name}，欢迎回来！回复 帮助 查看可以做什么。"
-ASK_NAME = "请回复您的姓名（和党员名册上一致）。\n回复 取消 可退出。"
+ASK_NAME = "请回复您的姓名和绑定码，例如：王秀英 123456（姓名和党员名册上一致，绑定码向支部书记要）。\n回复 取消 可退出。"
 ASK_CODE = "请回复 6 位绑定码（向支部书记要）。\n回复 取消 可退出。"
 BAD_CODE_FORMAT = "绑定码是 6 位数字，请重新回复。\n回复 取消 可退出。"
 ALREADY_BOUND = "您已绑定为 {name}（{org}）。如需更换，请联系支部书记。"
@@ -170,11 +170,13 @@ async def bind(ctx: Context, dialog: Dialog, member: Member | None, args: str = 
 
 
 @router.on(AnyText(), dialog=BIND_DIALOG, step="name")
-async def bind_name(dialog: Dialog, text: str) -> str:
+async def bind_name(ctx: Context, dialog: Dialog, text: str) -> str:
     name, code = _parse_bind_args(text)
     if not name:
         return ASK_NAME
     dialog.goto("code", name=name[:20])
+    if code:  # the name and the code in one reply: nothing left to ask
+        return await _attempt_in_dialog(ctx, dialog, code)
     return ASK_CODE
 
 
@@ -183,11 +185,16 @@ async def bind_code(ctx: Context, dialog: Dialog, text: str) -> str:
     code = CODE.fullmatch(text.replace(" ", ""))
     if not code:
         return BAD_CODE_FORMAT
+    return await _attempt_in_dialog(ctx, dialog, code.group())
+
+
+async def _attempt_in_dialog(ctx: Context, dialog: Dialog, code: str) -> str:
+    """Try the dialog's name with code; the dialog ends unless another try makes sense."""
     refused = await _not_now(ctx)
     if refused:
         dialog.finish()
         return refused
-    reply, over = await _try_bind(ctx, dialog.data["name"], code.group())
+    reply, over = await _try_bind(ctx, dialog.data["name"], code)
     if over:
         dialog.finish()
     return reply
@@ -266,8 +273,23 @@ async def show_help(ctx: Context, member: Member | None) -> str:
 
 
 @router.event("subscribe")
-async def welcome(member: Member | None) -> str:
-    return WELCOME_BACK.format(name=member.name) if member else WELCOME
+async def welcome(dialog: Dialog, member: Member | None) -> str:
+    if member is not None:
+        return WELCOME_BACK.format(name=member.name)
+    # The welcome asks for name and code: the reply "王秀英 123456" binds. Anything else (a question, a
+    # greeting) goes on to the other handlers and ends this dialog.
+    dialog.start(BIND_DIALOG, "welcome")
+    return WELCOME
+
+
+@router.on(Regex(r".{1,20}?\s*[0-9]{6}") & ~AnyCommand(), dialog=BIND_DIALOG, step="welcome")
+async def bind_after_welcome(ctx: Context, dialog: Dialog, match) -> str:
+    name, code = _parse_bind_args(match.group(0))
+    if not name:
+        dialog.goto("name")
+        return ASK_NAME
+    dialog.goto("code", name=name[:20])
+    return await _attempt_in_dialog(ctx, dialog, code)
 
 
 @router.event("unsubscribe")

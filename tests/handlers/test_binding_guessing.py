@@ -171,3 +171,25 @@ async def test_the_old_wechat_hears_when_the_member_binds_on_a_new_one(service):
     assert not any("另一个微信号" in text for text in service.pushed("new-phone"))
     await service.deliver()  # told once, however often the outbox runs
     assert len(service.pushed(old_phone)) == 1
+
+
+async def test_after_following_the_name_and_code_alone_bind_and_nothing_else_is_taken_for_them(service):
+    _, code = await service.add_member("孙桂兰")
+    welcome = (await service.emulator.subscribe("newcomer")).reply
+    assert "直接回复您的姓名和绑定码，例如：王秀英 123456" in welcome
+    assert (await service.say("newcomer", f"孙桂兰 {code}")).startswith("绑定成功！孙桂兰")
+
+
+async def test_a_command_right_after_following_is_not_read_as_a_name(service):
+    from sqlalchemy import func, select
+
+    from storage.models import BindingFailure
+
+    await service.emulator.subscribe("newcomer")
+    reply = await service.say("newcomer", "签到 123456")
+    assert "姓名或绑定码不对" not in reply
+    async with service.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(BindingFailure))).scalar() == 0
+    # Nor is a question: it is answered, and the welcome's dialog is over.
+    await service.emulator.subscribe("asker")
+    assert "姓名或绑定码" not in await service.say("asker", "党费怎么交")

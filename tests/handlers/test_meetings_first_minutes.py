@@ -151,7 +151,7 @@ async def test_moving_shows_old_and_new_time_and_applies_only_on_1(service):
     # And on 1 it is moved, and everyone told.
     await service.say(secretary, "改时间")
     await service.say(secretary, "后天下午3点")
-    assert await service.say(secretary, "1") == "已改到 11月26日（周四）15:00，已通知 6 人。"
+    assert await service.say(secretary, "1") == "已改到 11月26日（周四）15:00，已通知 4 人（赵德明没绑定微信或已取消关注，收不到，请当面告诉）。"
     await service.deliver()
     assert service.pushed(member)[-1].startswith(f"【会议改时间】支部党员大会“{TOPIC}”改到 11月26日（周四）15:00")
 
@@ -210,7 +210,7 @@ async def test_moving_a_meeting_to_a_date_past_this_year_asks_about_next_year(se
     assert await service.say(secretary, "11月28日 14:30") == (
         f"11月28日今年已经过去了，是改到明年吗？\n请核对：支部党员大会“{TOPIC}”\n原定：12月9日（周三）14:30\n"
         "改到：2027年11月28日（周日）14:30\n回复 1 确定改时间并通知参会党员；回复 2 不改了。")
-    assert await service.say(secretary, "1") == "已改到 2027年11月28日（周日）14:30，已通知 6 人。"
+    assert await service.say(secretary, "1") == "已改到 2027年11月28日（周日）14:30，已通知 4 人（赵德明没绑定微信或已取消关注，收不到，请当面告诉）。"
     await service.deliver()
     assert service.pushed(people["刘小梅"])[-1].startswith(f"【会议改时间】支部党员大会“{TOPIC}”改到 2027年11月28日（周日）14:30")
 
