@@ -22,8 +22,8 @@ from bot.scheduler import SCHEDULER, scheduler_context
 from bot.wechat.client import WeChatClient
 from bot.wechat.webhook import Webhook
 from content.search import IndexHolder, holder_for
-from handlers import meetings, membership, notices, qa
-from storage.db import create_engine, session_factory
+from handlers import meetings, membership, notices, qa, smalltalk
+from storage.db import RoundFailures, create_engine, session_factory
 from storage.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ PID_FILE_NAME = "zhibu.pid"
 def feature_routers() -> list[Router]:
     """Every feature's router, in the order their handlers are tried."""
     # Meetings come before membership: a follow through a meeting's QR code is a check-in, not only a welcome.
-    # Q&A comes last: every other feature's commands win, and its catch-all takes the text nothing else matched.
-    return [meetings.router, membership.router, notices.router, qa.router]
+    # Small talk (greetings, thanks, nods) comes just before Q&A, whose catch-all takes the text nothing else
+    # matched: every other feature's commands win over both.
+    return [meetings.router, membership.router, notices.router, smalltalk.router, qa.router]
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None) -> web.Application:
@@ -165,11 +166,17 @@ def reload_on_signal(settings: Settings):
 
 
 async def _recover_orphans_forever(dispatcher: Dispatcher, interval: float) -> None:
+    """Look for messages a dead process left half-handled every interval. A round that fails (the database
+    locked by an import, say) is logged in one line and tried again after a short pause, never longer than
+    the interval; the loop ends only when cancelled."""
+    failures = RoundFailures(log, "orphan recovery", first=min(0.5, interval), limit=interval)
     while True:
         try:
             await dispatcher.recover_orphans()
-        except Exception:
-            log.exception("orphan recovery failed; will try again")
+        except Exception as error:
+            await asyncio.sleep(failures.failed(error))
+            continue
+        failures.succeeded()
         await asyncio.sleep(interval)
 
 

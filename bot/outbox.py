@@ -44,6 +44,7 @@ from bot.wechat.client import (
     WeChatError,
 )
 from storage import outbox as store
+from storage.db import RoundFailures, database_busy, short_error
 from storage.outbox import WINDOW_LENGTH, WINDOW_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ UNEXPECTED = "发送时出现程序错误"
 
 TEMPLATE_FIELD_MAX = 20
 RECORD_ATTEMPTS = 3
+# While the database keeps failing (SQLite locked by an import, PostgreSQL restarting), the delivery loop
+# waits this long after the first failed round, doubling up to the limit; it never gives up.
+LOOP_BACKOFF_FIRST = 0.5
+LOOP_BACKOFF_LIMIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,9 @@ class Outbox:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self._stopping = False
+        self._recover_now = False
+        self._failures = RoundFailures(log, "outbox: the delivery loop", first=LOOP_BACKOFF_FIRST,
+                                       limit=max(LOOP_BACKOFF_LIMIT, settings.outbox_poll_interval))
         self.in_flight = 0
 
     # Counters the bench and the logs read.
@@ -318,9 +326,18 @@ class Outbox:
     # -- lifecycle
 
     async def start(self) -> None:
-        """Recover what a dead process left behind, then deliver in the background until stop()."""
+        """Recover what a dead process left behind, then deliver in the background until stop().
+
+        A database that cannot be written now (SQLite locked by an import) does not stop the start: the
+        loop recovers as soon as it can.
+        """
         self._stopping = False
-        await self.recover()
+        try:
+            await self.recover()
+        except Exception as error:
+            log.warning("outbox: recovering rows left by a stopped process failed (%s); the delivery loop "
+                        "will try again", short_error(error), exc_info=None if database_busy(error) else error)
+            self._recover_now = True
         self._runner = asyncio.create_task(self._run(), name="outbox")
 
     async def stop(self) -> None:
@@ -374,24 +391,34 @@ class Outbox:
     # -- the loop
 
     async def _run(self) -> None:
+        """Claim and deliver until stop(). A round that fails (the database locked or unreachable) is logged
+        in one line and tried again after a short, growing pause; the loop itself never ends on an error."""
         loop = asyncio.get_running_loop()
         next_recovery = loop.time() + self.settings.outbox_recover_interval
         while not self._stopping:
             try:
-                if loop.time() >= next_recovery:
-                    next_recovery = loop.time() + self.settings.outbox_recover_interval
+                if self._recover_now or loop.time() >= next_recovery:
                     await self.recover()
+                    self._recover_now = False
+                    next_recovery = loop.time() + self.settings.outbox_recover_interval
                 # Cleared before looking, so rows committed while we look still wake the next wait.
                 self._wake.clear()
-                if await self._claim_next():
+                claimed = await self._claim_next()
+                self._failures.succeeded()
+                if claimed:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox: the delivery loop failed; trying again shortly")
-                await asyncio.sleep(self.settings.outbox_poll_interval)
+            except Exception as error:
+                delay = self._failures.failed(error)
+                if self._stopping:
+                    break
+                # stop() sets the wake event, and so does a commit that enqueued (the database works again).
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _wait_for_batches(self) -> None:
         while self._batches:
@@ -414,8 +441,15 @@ class Outbox:
             try:
                 plan.outcome = await self._outcome_of(plan)
             except Exception as error:  # never lose the row, nor the sender
-                log.exception("outbox: sending row %d failed unexpectedly", plan.row.id)
-                plan.outcome = self._failure(plan.row, None, f"{UNEXPECTED}：{type(error).__name__}", True, False)
+                if database_busy(error):
+                    # Nothing is wrong with the message (the token's row was locked, say): it goes back to
+                    # the queue untouched, as when sending is paused.
+                    log.warning("outbox: row %d held back: %s", plan.row.id, short_error(error))
+                    plan.outcome = _Outcome("release")
+                else:
+                    log.exception("outbox: sending row %d failed unexpectedly", plan.row.id)
+                    plan.outcome = self._failure(plan.row, None, f"{UNEXPECTED}：{type(error).__name__}", True,
+                                                 False)
             plan.batch.settle()
 
     def _new_gates(self) -> None:
@@ -596,11 +630,12 @@ class Outbox:
                     await store.record(session, now=now, sent=sent, failed=failed, retry=retry, release=release,
                                        window_used=window_used, windows_closed=closed)
                 break
-            except Exception:
+            except Exception as error:
                 # Unrecorded rows would be recovered and sent again once their lease ran out: worth a wait.
                 if attempt == RECORD_ATTEMPTS:
                     raise
-                log.warning("outbox: recording a batch failed (attempt %d); trying again", attempt, exc_info=True)
+                log.warning("outbox: recording a batch failed (attempt %d: %s); trying again", attempt,
+                            short_error(error), exc_info=None if database_busy(error) else error)
                 await asyncio.sleep(0.5 * 2 ** attempt)
         counters = self.counters
         counters.sent += len(sent)

@@ -69,13 +69,17 @@ from bot.clock import Clock
 from bot.dispatch import JobContext, JobSpec, Router
 from bot.leader import leader_lock
 from bot.text import display_width
-from storage.db import sqlite_file
+from storage.db import database_busy, short_error, sqlite_file
 
 log = logging.getLogger(__name__)
 
 # What every stored job calls; see the module docstring.
 JOB_FUNC = "bot.scheduler:run_registered_job"
 JOB_TABLE = "apscheduler_jobs"
+# A run that fails because the database is busy (SQLite locked by an import for longer than a transaction
+# waits) is tried again after these pauses (seconds) instead of waiting for the job's next time, which for
+# a daily job would be tomorrow. Jobs are safe to repeat: what they send has an idempotency key.
+JOB_BUSY_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0)
 
 
 class SchedulerConfigError(ValueError):
@@ -216,7 +220,16 @@ class _Registry:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await spec.func(self.context)
+            for delay in (*JOB_BUSY_RETRY_DELAYS, None):
+                try:
+                    await spec.func(self.context)
+                    break
+                except Exception as error:
+                    if delay is None or not database_busy(error):
+                        raise
+                    log.warning("scheduled job %s: the database is busy (%s); trying again in %.0f s",
+                                name, short_error(error), delay)
+                    await asyncio.sleep(delay)
         except Exception:
             # Logged here, once, with the job's name; the scheduler carries on and runs it at its next time.
             log.exception("scheduled job %s failed after %.2f s", name, loop.time() - started)
@@ -409,8 +422,8 @@ class JobScheduler:
                 failing = False
             except Exception as error:
                 # The traceback once; while the database stays unreachable, one line per attempt.
-                log.error("scheduler leadership step failed (%s); trying again in %.1f s", error,
-                          self.retry_interval, exc_info=not failing)
+                log.error("scheduler leadership step failed (%s); trying again in %.1f s", short_error(error),
+                          self.retry_interval, exc_info=not failing and not database_busy(error))
                 failing = True
                 with contextlib.suppress(Exception):
                     await self._step_down()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -10,10 +13,26 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# How long a SQLite transaction waits for the write lock another process holds (an import, say) before
+# it fails with "database is locked". Read at every BEGIN, so tests may lower it.
+SQLITE_LOCK_WAIT = 30.0
+# The waiting happens in rounds of this many milliseconds of SQLite's own busy handler. That handler
+# sleeps longer and longer between looks (1, 2, 5 … then 100 ms), and a writer that looks only every
+# 100 ms almost never lands in the gap between two transactions of another process: a server once
+# waited out a whole roster import (44 s), and its outbox failed with "database is locked". In short
+# rounds it looks at least every few milliseconds, so the import's short pause between its transactions
+# (handlers.membership.roster.IMPORT_PAUSE_SECONDS) lets it in.
+SQLITE_BUSY_ROUND_MS = 10
+# Execution option for a transaction that only reads: on SQLite it starts with a deferred BEGIN, which in
+# WAL mode neither takes nor waits for the write lock (an import's checks read for seconds; with
+# BEGIN IMMEDIATE they held every writer up that long). It must not write. Other engines ignore it.
+READ_ONLY = {"zhibu_read_only": True}
 
 
 def is_sqlite(url: str) -> bool:
@@ -46,17 +65,97 @@ def create_engine(url: str) -> AsyncEngine:
         # "database is locked" when another connection wrote in between, instead of waiting.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # These still wait up to the connect timeout (30 s) for a lock.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # From here on SQLite waits one short round at a time; _begin waits the rounds out (up to
+        # SQLITE_LOCK_WAIT). Inside a transaction begun IMMEDIATE, WAL mode never makes a statement wait.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_ROUND_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin_immediate(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection):
+        if connection.get_execution_options().get("zhibu_read_only"):
+            connection.exec_driver_sql("BEGIN")
+            return
+        _begin_immediate(connection)
 
     return engine
+
+
+def _begin_immediate(connection) -> None:
+    """BEGIN IMMEDIATE, looking for the write lock every few milliseconds for up to SQLITE_LOCK_WAIT."""
+    raw = connection.connection.dbapi_connection
+    deadline = None
+    while True:
+        cursor = raw.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if not _sqlite_busy(error):
+                break  # raised below, the way SQLAlchemy reports errors
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + SQLITE_LOCK_WAIT
+            if now >= deadline:
+                break
+            # Straight into the next round: the event loop ran while this one waited in the driver's thread.
+        finally:
+            cursor.close()
+    # Once more through SQLAlchemy: it fails the same way and raises the usual OperationalError.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_busy(error: BaseException) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "database is locked" in str(error) or "database table is locked" in str(error)
+
+
+def database_busy(error: BaseException) -> bool:
+    """Whether error means the database was busy, not broken: SQLite's write lock held by another process
+    too long, or no pooled connection came free in time. Trying again a little later is the remedy."""
+    if isinstance(error, sa_exc.TimeoutError):  # the pool's
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        error = error.orig
+    return isinstance(error, sqlite3.OperationalError) and _sqlite_busy(error)
+
+
+def short_error(error: BaseException) -> str:
+    """One line about error for a log: SQLAlchemy's own text adds the statement and a link on more lines."""
+    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class RoundFailures:
+    """What a background loop does when one of its rounds fails: one log line per failed round (with the
+    traceback only for the first of a run of unexpected errors; a locked database needs none), and a
+    pause that starts at first seconds and doubles up to limit while the rounds keep failing."""
+
+    def __init__(self, logger: logging.Logger, what: str, *, first: float = 0.5, limit: float = 10.0) -> None:
+        self.log = logger
+        self.what = what
+        self.first = first
+        self.limit = max(first, limit)
+        self.count = 0
+
+    def failed(self, error: BaseException) -> float:
+        """Log the failure; returns how long to wait before the next round."""
+        self.count += 1
+        delay = min(self.first * 2 ** (self.count - 1), self.limit)
+        self.log.warning("%s failed (%s); trying again in %.1f s", self.what, short_error(error), delay,
+                         exc_info=error if self.count == 1 and not database_busy(error) else None)
+        return delay
+
+    def succeeded(self) -> None:
+        if self.count:
+            self.log.info("%s works again after %d failed round(s)", self.what, self.count)
+            self.count = 0
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

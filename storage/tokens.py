@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.db import database_busy, short_error
 from storage.models import AccessToken
 from storage.upsert import insert_for
 
@@ -32,7 +33,8 @@ Fetch = Callable[[bool], Awaitable[tuple[str, int]]]
 
 
 class TokenRefreshTimeout(TimeoutError):
-    """Another process holds the refresh lease and produced no token in time."""
+    """No token in time: another process holds the refresh lease, or the database stayed locked.
+    The caller's message is not at fault; it may be sent again later."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,20 @@ class TokenStore:
         # Real time, not the service clock: tests freeze the clock, and the wait must still end.
         deadline = loop.time() + self._wait_limit
         while True:
-            held, lease = await self._take_lease(app_id, force=force, failed_token=failed_token)
+            try:
+                held, lease = await self._take_lease(app_id, force=force, failed_token=failed_token)
+            except Exception as error:
+                # SQLite locked by another process (an import) for longer than a transaction waits: try
+                # again until the wait limit, then let the caller treat it as a transient failure.
+                if not database_busy(error):
+                    raise
+                if loop.time() >= deadline:
+                    raise TokenRefreshTimeout(f"no access token for {app_id}: the database stayed busy "
+                                              f"({short_error(error)})") from error
+                log.warning("access token for %s: the database is busy (%s); trying again", app_id,
+                            short_error(error))
+                await asyncio.sleep(self._poll_interval)
+                continue
             if lease is None and self._usable(held, force=force, failed_token=failed_token):
                 return held
             if lease is not None:
@@ -132,15 +147,22 @@ class TokenStore:
             await self._give_back(app_id, lease)
             raise
         held = _Held(token, self._clock.now() + timedelta(seconds=expires_in))
-        async with self._sessions.begin() as session:
-            # Written even if the lease ran out meanwhile: the token is valid either way, and a
-            # second refresher only makes this one retire five minutes later.
-            await session.execute(
-                update(AccessToken)
-                .where(AccessToken.app_id == app_id)
-                .values(token=held.token, expires_at=held.expires_at, refresh_lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
+        try:
+            async with self._sessions.begin() as session:
+                # Written even if the lease ran out meanwhile: the token is valid either way, and a
+                # second refresher only makes this one retire five minutes later.
+                await session.execute(
+                    update(AccessToken)
+                    .where(AccessToken.app_id == app_id)
+                    .values(token=held.token, expires_at=held.expires_at, refresh_lease_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception as error:
+            if not database_busy(error):
+                raise
+            # The token is good: this process uses it (cached by get); other processes refresh once the
+            # lease runs out, as if this one had died.
+            log.warning("access token for %s: fetched, but could not store it (%s)", app_id, short_error(error))
         return held
 
     async def _give_back(self, app_id: str, lease: datetime) -> None:

@@ -25,24 +25,33 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.text import display_width
+from storage.db import READ_ONLY
 from storage.members import (
     MemberFields,
     MemberListing,
     MemberOrgCache,
     list_members,
-    namesakes,
+    member_org_for,
     pick_identity,
     save_member,
 )
-from storage.models import STAFF_ROLES, MemberCategory, Organization, OrgType, Role
-from storage.orgs import PATH_SEPARATOR, InvalidOrgPath, by_path, org_type_for, split_path
+from storage.models import STAFF_ROLES, Member, MemberCategory, Organization, OrgType, Role
+from storage.orgs import PATH_SEPARATOR, InvalidOrgPath, org_type_for, split_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
-# Rows written per transaction: a few hundred take well under a second, so the server's writes between
-# chunks never wait long on SQLite's lock.
+# The import writes in many short transactions, so that a server answering members on the same SQLite
+# file (one write lock for the whole file) waits a moment for each, never for the import. A transaction
+# ends after IMPORT_CHUNK rows or IMPORT_TRANSACTION_SECONDS, whichever comes first: a row costs a few
+# milliseconds (more on a busy machine), and 300 of them once held the lock for over a second at a time.
 IMPORT_CHUNK = 300
+IMPORT_TRANSACTION_SECONDS = 0.1
+# On SQLite the import then leaves the lock free this long. Waiting writers look for it every few
+# milliseconds (storage.db); without a pause the import takes it straight back and they wait on.
+IMPORT_PAUSE_SECONDS = 0.03
+# Ids per IN (...) when the checks read the stored roster in bulk.
+READ_CHUNK = 500
 
 # Header text → MemberFields attribute.
 COLUMNS = {
@@ -535,16 +544,37 @@ def parse_roster(path: Path, *, today: date) -> ParsedRoster:
     )
 
 
+def _chunks(items: list, size: int = READ_CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def _stored_roster(session: AsyncSession, org_paths: set[str]
+                         ) -> tuple[dict[str, Organization], dict[tuple[int, str], list]]:
+    """The stored organizations at these paths, and their members by (org id, name) in id order
+    (namesakes() for every row, in a few queries instead of one per row)."""
+    orgs: dict[str, Organization] = {}
+    for paths in _chunks(sorted(org_paths)):
+        for org in (await session.execute(select(Organization).where(Organization.path.in_(paths)))).scalars():
+            orgs[org.path] = org
+    members: dict[tuple[int, str], list] = {}
+    for org_ids in _chunks(sorted(org.id for org in orgs.values())):
+        rows = await session.execute(
+            select(Member.id, Member.org_id, Member.name, Member.phone, Member.role)
+            .where(Member.org_id.in_(org_ids)).order_by(Member.id))
+        for member in rows:
+            members.setdefault((member.org_id, member.name), []).append(member)
+    return orgs, members
+
+
 async def _check_against_database(session: AsyncSession, parsed: ParsedRoster) -> tuple[list[RowError], list[str]]:
     """Problems only the stored roster reveals: rows that would silently add a second person."""
     errors: list[RowError] = []
     warnings: list[str] = []
-    orgs: dict[str, Organization | None] = {}
+    orgs, stored_members = await _stored_roster(session, {row.member_org_path for row in parsed.valid})
     for row in parsed.valid:
-        if row.member_org_path not in orgs:
-            orgs[row.member_org_path] = await by_path(session, row.member_org_path)
-        org = orgs[row.member_org_path]
-        same_name = await namesakes(session, org.id, row.fields.name) if org is not None else []
+        org = orgs.get(row.member_org_path)
+        same_name = stored_members.get((org.id, row.fields.name), []) if org is not None else []
         stored = pick_identity(same_name, row.fields.phone)
         if row.staff_path_unchecked and (stored is None or stored.role not in STAFF_ROLES):
             errors.append(RowError(row.row, "所属组织", member_on_staff_org(
@@ -580,12 +610,14 @@ async def import_members(sessions: async_sessionmaker, path: Path, *, now: datet
                          allow_errors: bool = False, zone: tzinfo = DEFAULT_ZONE) -> ImportReport:
     """Import a roster file: all of it, or (allow_errors) its valid rows.
 
-    Every row is checked before anything is written, so a file with a problem imports nothing. The rows are
-    then written IMPORT_CHUNK at a time, each chunk its own short transaction: on SQLite one transaction for
-    a whole county would hold the write lock for tens of seconds, and a running server answering members
-    would wait on it past WeChat's 5 seconds. Importing the same file again changes nothing, so an import
-    cut short (a crash between chunks) is completed by running it again. Raises RosterFileError when the
-    file cannot be read at all.
+    Every row is checked before anything is written, so a file with a problem imports nothing; the checks
+    against the stored roster read in one read-only transaction, which on SQLite leaves the write lock to
+    others. Then the organizations are created, then the members written, each in many short transactions
+    (IMPORT_CHUNK rows or IMPORT_TRANSACTION_SECONDS) with a pause between them on SQLite: a running server
+    answering members waits a fraction of a second for one of them, never for the import (one transaction for
+    a whole county held the lock for over a minute). Importing the same file again changes nothing, so an
+    import cut short (a crash between transactions) is completed by running it again. Raises RosterFileError
+    when the file cannot be read at all.
     """
     path = Path(path)
     parsed = await asyncio.to_thread(parse_roster, path, today=_today(now, zone))
@@ -595,6 +627,7 @@ async def import_members(sessions: async_sessionmaker, path: Path, *, now: datet
         return report
 
     async with sessions() as session:
+        await session.connection(execution_options=READ_ONLY)
         db_errors, db_warnings = await _check_against_database(session, parsed)
     report.errors += db_errors
     report.errors.sort(key=lambda error: error.row)
@@ -605,22 +638,50 @@ async def import_members(sessions: async_sessionmaker, path: Path, *, now: datet
 
     rejected = {error.row for error in db_errors}
     rows = [row for row in parsed.valid if row.row not in rejected]
-    for start in range(0, len(rows), IMPORT_CHUNK):
-        async with sessions() as session, session.begin():
-            org_cache: MemberOrgCache = {}  # valid for one transaction only
-            for row in rows[start:start + IMPORT_CHUNK]:
-                saved = await save_member(session, row.fields, now=now, org_cache=org_cache)
-                if saved.created:
-                    report.created += 1
-                elif saved.changed:
-                    report.updated += 1
-                else:
-                    report.unchanged += 1
+
+    # Every organization first, so that the members' transactions only add members. They stay valid
+    # across transactions: each is committed before any member refers to it, and imports delete nothing.
+    org_cache: MemberOrgCache = {}
+
+    async def add_organizations(session: AsyncSession, org_path: str) -> None:
+        org_cache[org_path] = await member_org_for(session, org_path)
+
+    await _write_in_turns(sessions, list(dict.fromkeys(row.fields.org_path for row in rows)), add_organizations)
+
+    async def add_member(session: AsyncSession, row: RosterRow) -> None:
+        saved = await save_member(session, row.fields, now=now, org_cache=org_cache)
+        if saved.created:
+            report.created += 1
+        elif saved.changed:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+
+    await _write_in_turns(sessions, rows, add_member)
 
     report.imported = True
     log.info("roster %s: %d rows, %d created, %d updated, %d unchanged, %d rejected",
              path, report.rows, report.created, report.updated, report.unchanged, len(report.errors))
     return report
+
+
+async def _write_in_turns(sessions: async_sessionmaker, items: list, write) -> None:
+    """write(session, item) for every item, in short transactions taking turns with other writers."""
+    loop = asyncio.get_running_loop()
+    position = 0
+    while position < len(items):
+        async with sessions() as session:
+            sqlite = session.get_bind().dialect.name == "sqlite"
+            async with session.begin():
+                started = loop.time()
+                end = min(position + IMPORT_CHUNK, len(items))
+                while position < end:
+                    await write(session, items[position])
+                    position += 1
+                    if loop.time() - started >= IMPORT_TRANSACTION_SECONDS:
+                        break
+        if sqlite and position < len(items):
+            await asyncio.sleep(IMPORT_PAUSE_SECONDS)
 
 
 # Listing ----------------------------------------------------------------------------------------

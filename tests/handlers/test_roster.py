@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
+import sqlite3
 from datetime import date, datetime, timedelta, timezone
 
 import openpyxl
@@ -145,6 +147,109 @@ async def test_a_large_roster_is_written_in_short_transactions_with_the_same_res
     async with sessions() as session:
         codes = list((await session.execute(select(Member.binding_code))).scalars())
     assert len(set(codes)) == 7
+
+
+def county_roster(count: int) -> list[list[str]]:
+    """count (up to 600) members spread over ten village branches, as a county's roster has them."""
+    return [[f"党员{'甲乙丙丁戊己庚辛壬癸'[index % 10]}{'子丑寅卯辰巳午未申酉戌亥'[index // 10 % 12]}{'东南西北中'[index // 120]}",
+             f"139{index:08d}", f"{COUNTY}/河口镇党委/第{'一二三四五六七八九十'[index % 10]}村党支部",
+             "", "", "", "", "", ""] for index in range(count)]
+
+
+async def test_a_transaction_ends_after_its_time_so_other_writers_take_turns(sessions, tmp_path, monkeypatch):
+    # A slow machine (or a loaded one) writes fewer rows per transaction, not longer transactions: with no
+    # time at all each transaction holds one row.
+    import handlers.membership.roster as roster
+
+    monkeypatch.setattr(roster, "IMPORT_TRANSACTION_SECONDS", 0.0)
+    transactions = []
+    original = roster.save_member
+
+    async def counting(session, fields, **options):
+        if not transactions or transactions[-1] is not session:
+            transactions.append(session)
+        return await original(session, fields, **options)
+
+    monkeypatch.setattr(roster, "save_member", counting)
+    report = await import_members(sessions, write_csv(tmp_path / "花名册.csv", ROSTER), now=NOW)
+    assert report.imported and report.created == 7 and len(transactions) == 7
+
+
+async def test_a_server_writing_to_the_same_database_is_never_held_up_long_by_an_import(database_url, sessions,
+                                                                                      tmp_path):
+    # A second engine is a second process's connection (on SQLite: one write lock for the file between them).
+    # It writes every 10 ms throughout an import of 400 rows; each of its writes waits about one short
+    # import transaction at most, and it gets in between them all along, not only when the import is done.
+    from storage.db import create_engine, session_factory
+
+    server = create_engine(database_url)
+    server_sessions = session_factory(server)
+    waits: list[float] = []
+    importing = asyncio.Event()
+    done = asyncio.Event()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        number = 0
+        while not done.is_set():
+            started = loop.time()
+            async with server_sessions() as session, session.begin():
+                number += 1
+                session.add(Organization(name=f"服务{number}党支部", org_type="党支部", path=f"服务/{number}"))
+            if importing.is_set():
+                waits.append(loop.time() - started)
+            await asyncio.sleep(0.01)
+
+    server_task = asyncio.create_task(serve())
+    try:
+        await asyncio.sleep(0.05)
+        importing.set()
+        report = await import_members(sessions, write_csv(tmp_path / "县.csv", county_roster(400)), now=NOW)
+        done.set()
+        await server_task
+    finally:
+        done.set()
+        await server.dispose()
+    assert report.imported and report.created == 400
+    assert len(waits) >= 10  # it kept writing during the import
+    # An import transaction lasts 0.1 s; the margin is for a loaded machine.
+    assert max(waits) < 1.0, sorted(waits)[-5:]
+
+
+async def test_the_checks_read_the_stored_roster_in_a_few_queries_and_take_no_write_lock(database_url, sessions,
+                                                                                        tmp_path):
+    from sqlalchemy import event
+
+    from storage.db import is_sqlite, sqlite_file
+
+    await import_members(sessions, write_csv(tmp_path / "v1.csv", county_roster(200)), now=NOW)
+    statements: list[str] = []
+    engine = sessions.kw["bind"].sync_engine
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    # A file only the stored roster finds fault with (a namesake without a phone): checked, nothing written.
+    faulty = county_roster(200)
+    faulty[150][1] = ""
+    path = write_csv(tmp_path / "v2.csv", faulty)
+    holder = None
+    if is_sqlite(database_url):
+        # Another process is writing (the server, say): checking needs none of the write lock.
+        holder = sqlite3.connect(sqlite_file(database_url), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        report = await asyncio.wait_for(import_members(sessions, path, now=NOW), 10)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert not report.imported and problems(report) == {(152, "手机号")}
+    selects = [statement for statement in statements if statement.lstrip().upper().startswith("SELECT")]
+    assert len(selects) <= 4, selects  # organizations, then their members: not a query per row
+    assert not any(statement.lstrip().upper().startswith(("INSERT", "UPDATE")) for statement in statements)
 
 
 async def test_importing_the_same_file_again_changes_nothing(sessions, tmp_path):
