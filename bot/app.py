@@ -23,7 +23,7 @@ from bot.wechat.client import WeChatClient
 from bot.wechat.webhook import Webhook
 from content.search import IndexHolder, holder_for
 from handlers import meetings, membership, notices, qa, smalltalk
-from storage.db import RoundFailures, create_engine, session_factory
+from storage.db import READ_ONLY, RoundFailures, create_engine, session_factory
 from storage.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,8 @@ async def _recover_orphans_forever(dispatcher: Dispatcher, interval: float) -> N
 async def healthz(request: web.Request) -> web.Response:
     try:
         async with request.app[ENGINE].connect() as connection:
+            # A read that takes no write lock: the health check answers during an import too.
+            connection = await connection.execution_options(**READ_ONLY)
             await connection.execute(text("SELECT 1"))
     except Exception as error:
         log.error("health check: database unreachable: %s", error)

@@ -191,8 +191,10 @@ def import_members_command(file: Path, allow_errors: bool) -> None:
     from handlers.membership.roster import RosterFileError, import_members
 
     try:
+        settings = _settings()
         report = asyncio.run(_with_sessions(lambda sessions: import_members(
-            sessions, file, now=Clock().now(), allow_errors=allow_errors)))
+            sessions, file, now=Clock().now(), allow_errors=allow_errors, zone=settings.zone,
+            code_days=settings.binding_code_days)))
     except RosterFileError as error:
         raise click.ClickException(str(error)) from error
     click.echo(report.describe())
@@ -209,31 +211,13 @@ def members() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for other tools.")
 def members_list(as_json: bool) -> None:
     """List members with their organization, role, and binding code (marked when expired) or binding state."""
-    from handlers.membership.roster import format_member_table
+    from handlers.membership.roster import format_member_table, member_listing_json
 
-    rows = asyncio.run(_with_sessions(lambda sessions: _member_rows(sessions, now=Clock().now())))
+    rows = asyncio.run(_with_sessions(lambda sessions: member_listing_json(sessions, Clock().now())))
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        # The table shows the code column as it is given: an expired code is marked there, so nobody hands it out.
-        click.echo(format_member_table([
-            {**row, "binding_code": f"{row['binding_code']}（已过期）"} if row["binding_code_expired"] else row
-            for row in rows]))
-
-
-async def _member_rows(sessions, *, now) -> list[dict]:
-    """Every member as `members list --json` gives it: the roster's fields, and when the binding code expires."""
-    from handlers.membership.roster import listing_json
-    from storage.members import binding_code_expired, list_members
-
-    async with sessions() as session:
-        listings = await list_members(session)
-    return [{**listing_json(listing),
-             "binding_code_expires_at": (listing.binding_code_expires_at.isoformat()
-                                         if listing.binding_code and listing.binding_code_expires_at else None),
-             "binding_code_expired": bool(listing.binding_code)
-             and binding_code_expired(listing.binding_code_expires_at, now)}
-            for listing in listings]
+        click.echo(format_member_table(rows))
 
 
 @main.group("export")

@@ -36,6 +36,7 @@ from bot.outbox import Outgoing
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import normalize_input, split_text
 from storage import dialogs, identities, inbound
+from storage.db import READ_ONLY
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
 
 log = logging.getLogger(__name__)
@@ -793,6 +794,8 @@ class Dispatcher:
         """Handle messages whose process died after claiming them; their replies are pushed."""
         cutoff = self.clock.now() - timedelta(seconds=self.settings.claim_lease)
         async with self.sessions() as session:
+            # Only a read: on SQLite it must not wait behind an import for the write lock.
+            await session.connection(execution_options=READ_ONLY)
             orphans = await inbound.orphaned(session, claimed_before=cutoff)
         recovered = 0
         for orphan in orphans:

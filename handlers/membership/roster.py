@@ -27,9 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.text import display_width
 from storage.db import READ_ONLY
 from storage.members import (
+    BINDING_CODE_DAYS,
     MemberFields,
     MemberListing,
     MemberOrgCache,
+    binding_code_expired,
     list_members,
     member_org_for,
     pick_identity,
@@ -398,6 +400,9 @@ def _validate_row(number: int, values: dict[str, Cell], given: frozenset[str],
         fail("姓名", "没有填姓名")
     elif len(name) > MAX_NAME_LENGTH:
         fail("姓名", f"姓名太长（最多 {MAX_NAME_LENGTH} 个字）")
+    elif any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
+        # Invisible characters (pasted from another system) break the exported sheet and any search.
+        fail("姓名", "姓名里有看不见的控制字符，请删掉后重新导入")
     elif any(char.isdigit() for char in name):
         fail("姓名", f"“{name}”里有数字，是不是填到了别的列？")
 
@@ -607,7 +612,8 @@ def _today(now: datetime, zone: tzinfo) -> date:
 
 
 async def import_members(sessions: async_sessionmaker, path: Path, *, now: datetime,
-                         allow_errors: bool = False, zone: tzinfo = DEFAULT_ZONE) -> ImportReport:
+                         allow_errors: bool = False, zone: tzinfo = DEFAULT_ZONE,
+                         code_days: int = BINDING_CODE_DAYS) -> ImportReport:
     """Import a roster file: all of it, or (allow_errors) its valid rows.
 
     Every row is checked before anything is written, so a file with a problem imports nothing; the checks
@@ -649,7 +655,7 @@ async def import_members(sessions: async_sessionmaker, path: Path, *, now: datet
     await _write_in_turns(sessions, list(dict.fromkeys(row.fields.org_path for row in rows)), add_organizations)
 
     async def add_member(session: AsyncSession, row: RosterRow) -> None:
-        saved = await save_member(session, row.fields, now=now, org_cache=org_cache)
+        saved = await save_member(session, row.fields, now=now, org_cache=org_cache, code_days=code_days)
         if saved.created:
             report.created += 1
         elif saved.changed:
@@ -686,7 +692,8 @@ async def _write_in_turns(sessions: async_sessionmaker, items: list, write) -> N
 
 # Listing ----------------------------------------------------------------------------------------
 
-def listing_json(listing: MemberListing) -> dict:
+def listing_json(listing: MemberListing, now: datetime) -> dict:
+    expired = bool(listing.binding_code) and binding_code_expired(listing.binding_code_expires_at, now)
     return {
         "id": listing.id,
         "name": listing.name,
@@ -700,15 +707,19 @@ def listing_json(listing: MemberListing) -> dict:
         "hardship": listing.hardship,
         "away_from_home": listing.away_from_home,
         "binding_code": listing.binding_code,
+        # When the code stops binding (UTC); None without a code, or for a code from before codes expired.
+        "binding_code_expires_at": (listing.binding_code_expires_at.isoformat()
+                                    if listing.binding_code and listing.binding_code_expires_at else None),
+        "binding_code_expired": expired,
         "bound": listing.bound,
         "subscribed": listing.subscribed,
     }
 
 
-async def member_listing_json(sessions: async_sessionmaker) -> list[dict]:
+async def member_listing_json(sessions: async_sessionmaker, now: datetime) -> list[dict]:
     """Every member as a JSON-ready dict, for `zhibu members list --json`."""
     async with sessions() as session:
-        return [listing_json(listing) for listing in await list_members(session)]
+        return [listing_json(listing, now) for listing in await list_members(session)]
 
 
 def _pad(text: str, width: int) -> str:
@@ -718,6 +729,9 @@ def _pad(text: str, width: int) -> str:
 def binding_state(listing: dict) -> str:
     if listing["bound"]:
         return "已绑定" if listing["subscribed"] else "已绑定（已取消关注）"
+    if listing["binding_code_expired"]:
+        # Shown so that nobody hands it out: 新绑定码 gives a fresh one.
+        return f"{listing['binding_code']}（已过期）"
     return listing["binding_code"] or "—"
 
 

@@ -497,7 +497,7 @@ async def test_a_broken_xlsx_is_refused_clearly(sessions, tmp_path):
 async def test_listing_json_and_table_show_codes_until_bound(sessions, tmp_path):
     await import_members(sessions, write_csv(tmp_path / "roster.csv", ROSTER), now=NOW)
 
-    listing = await member_listing_json(sessions)
+    listing = await member_listing_json(sessions, NOW)
     # By organization path, then name, the same on SQLite and PostgreSQL.
     assert [item["name"] for item in listing] == ["刘志强", "张德福", "李建国", "王秀英", "赵春生", "孙大山", "陈桂兰"]
     by_name = {item["name"]: item for item in listing}
@@ -506,6 +506,7 @@ async def test_listing_json_and_table_show_codes_until_bound(sessions, tmp_path)
         "id": elder["id"], "name": "张德福", "phone": "", "org_path": LIUSHU, "group": "第一党小组",
         "role": "党员", "category": "正式党员", "birth_date": "1948-10-01", "join_date": "1972-07-01",
         "hardship": True, "away_from_home": False, "binding_code": elder["binding_code"],
+        "binding_code_expires_at": "2026-12-24T02:00:00+00:00", "binding_code_expired": False,
         "bound": False, "subscribed": None,
     }
     assert all(re.fullmatch(r"\d{6}", item["binding_code"]) and item["bound"] is False for item in listing)
@@ -516,7 +517,7 @@ async def test_listing_json_and_table_show_codes_until_bound(sessions, tmp_path)
         secretary.binding_code = None
         await session.commit()
 
-    table = format_member_table(await member_listing_json(sessions))
+    table = format_member_table(await member_listing_json(sessions, NOW))
     lines = table.splitlines()
     assert lines[0].split() == ["姓名", "组织", "职务", "绑定码/已绑定"]
     li_line = next(line for line in lines if line.startswith("李建国"))
@@ -525,7 +526,7 @@ async def test_listing_json_and_table_show_codes_until_bound(sessions, tmp_path)
     assert elder["binding_code"] in table
     assert lines[-1] == "共 7 人，已绑定 1 人"
     assert format_member_table([]).startswith("还没有党员")
-    assert {item["name"]: item["bound"] for item in await member_listing_json(sessions)}["李建国"] is True
+    assert {item["name"]: item["bound"] for item in await member_listing_json(sessions, NOW)}["李建国"] is True
 
 
 async def test_members_of_a_township_are_its_own_branches_and_staff(sessions, tmp_path):
@@ -550,7 +551,7 @@ async def test_binding_codes_are_unique_and_found(sessions, monkeypatch):
         # Force the generator to offer the taken code first: it must move on to a free one.
         offers = iter([int(taken) - 100_000, 23_456])
         monkeypatch.setattr(members_module.secrets, "randbelow", lambda _: next(offers))
-        assert await issue_binding_code(session, second) == "123456"
+        assert await issue_binding_code(session, second, now=NOW) == "123456"
         await session.commit()
 
     async with sessions() as session:
@@ -592,3 +593,20 @@ async def test_a_path_missing_its_county_is_flagged(sessions, tmp_path):
 
     assert report.imported and report.created == 1
     assert report.warnings == ["将有多个顶层组织：河口镇党委、青山县委。如果它们本应在同一个县委下，请把所属组织从县委写起"]
+
+
+async def test_a_name_with_an_invisible_control_character_is_refused_with_its_row(sessions, tmp_path):
+    rows = [ROSTER[0], ["王\x01秀英", "", LIUSHU, "", "", "", "", "", ""], ["李\u200b明", "", LIUSHU, "", "", "", "", "", ""]]
+    report = await import_members(sessions, write_csv(tmp_path / "hidden.csv", rows), now=NOW)
+    assert not report.imported and problems(report) == {(3, "姓名"), (4, "姓名")}
+    assert "第 3 行 姓名：姓名里有看不见的控制字符" in report.describe()
+
+
+async def test_imported_codes_expire_after_the_configured_days(sessions, tmp_path):
+    await import_members(sessions, write_csv(tmp_path / "花名册.csv", ROSTER), now=NOW, code_days=10)
+    listing = await member_listing_json(sessions, NOW)
+    assert {item["binding_code_expires_at"] for item in listing} == {(NOW + timedelta(days=10)).isoformat()}
+    assert not any(item["binding_code_expired"] for item in listing)
+    later = await member_listing_json(sessions, NOW + timedelta(days=10))
+    assert all(item["binding_code_expired"] for item in later)
+    assert "（已过期）" in format_member_table(later)
