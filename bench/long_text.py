@@ -25,14 +25,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.webhook import USERS, connection_worker, free_port, seed, start_server, wait_healthy  # noqa: E402
-from bot.config import DemoDefaults  # noqa: E402
-from bot.wechat.emulator import Emulator, message_xml  # noqa: E402
+from bench.webhook import (  # noqa: E402
+    USERS,
+    connection_worker,
+    free_port,
+    seed,
+    signed_requests,
+    start_server,
+    wait_healthy,
+)
 from storage.db import reset_postgres_schema  # noqa: E402
 
 CONNECTIONS = 16  # for the ordinary traffic; the long messages have their own
@@ -65,22 +70,6 @@ def long_messages(count: int, length: int, kind: str) -> list[tuple[str, dict]]:
             fields = {"MsgType": "voice", "MediaId": f"long-voice-{index}", "Format": "amr", "Recognition": text}
         messages.append((f"long-{index}", fields))
     return messages
-
-
-def signed_requests(messages: list[tuple[str, dict]], safe: bool, port: int, first_msg_id: int) -> list[bytes]:
-    """Each message as WeChat would post it (signed, and encrypted in safe mode), ready to write to a socket."""
-    emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret, token=DemoDefaults.token,
-                        aes_key=DemoDefaults.aes_key if safe else "")
-    requests = []
-    for index, (openid, fields) in enumerate(messages):
-        plaintext = message_xml({"ToUserName": "gh_bench", "FromUserName": openid, "CreateTime": int(time.time()),
-                                 **fields, "MsgId": first_msg_id + index})
-        query, body = emulator.sign(plaintext)
-        payload = body.encode()
-        head = (f"POST /wechat?{urlencode(query)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Content-Type: text/xml\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
-        requests.append(head + payload)
-    return requests
 
 
 async def run(port: int, ordinary: list[bytes], seconds: float, long: list[bytes] | None = None) -> dict:

@@ -98,13 +98,19 @@ async def seed(database_url: str) -> None:
 
 
 def build_requests(count: int, safe: bool, port: int, first_msg_id: int) -> list[bytes]:
+    """count 我的 messages from USERS members, taking turns."""
+    messages = [(f"bench-{index % USERS}", {"MsgType": "text", "Content": "我的"}) for index in range(count)]
+    return signed_requests(messages, safe, port, first_msg_id)
+
+
+def signed_requests(messages: list[tuple[str, dict]], safe: bool, port: int, first_msg_id: int) -> list[bytes]:
+    """Each (openid, fields) as WeChat would post it (signed, and encrypted in safe mode), ready for a socket."""
     emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret, token=DemoDefaults.token,
                         aes_key=DemoDefaults.aes_key if safe else "")
     requests = []
-    for index in range(count):
-        plaintext = message_xml({"ToUserName": "gh_bench", "FromUserName": f"bench-{index % USERS}",
-                                 "CreateTime": int(time.time()), "MsgType": "text", "Content": "我的",
-                                 "MsgId": first_msg_id + index})
+    for index, (openid, fields) in enumerate(messages):
+        plaintext = message_xml({"ToUserName": "gh_bench", "FromUserName": openid, "CreateTime": int(time.time()),
+                                 **fields, "MsgId": first_msg_id + index})
         query, body = emulator.sign(plaintext)
         payload = body.encode()
         head = (f"POST /wechat?{urlencode(query)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"

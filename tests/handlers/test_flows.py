@@ -556,7 +556,7 @@ async def _(service, people):
 
 
 async def _asked_leave(service, people, reply: str, reason: str, meeting: str = "支部党员大会") -> None:
-    assert reply.startswith(f"已向书记请假（") and meeting in reply and reply.endswith(f"原因：{reason}")
+    assert reply.startswith("已向书记请假（") and meeting in reply and reply.endswith(f"原因：{reason}")
     async with service.sessions() as session:
         (request,) = (await session.execute(select(LeaveRequest))).scalars()
     assert request.reason == reason and request.status == "pending"

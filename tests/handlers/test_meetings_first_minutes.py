@@ -234,7 +234,7 @@ async def test_attendance_and_the_record_work_from_the_moment_check_in_opens(ser
         f"支部党员大会“{TOPIC}”\n11月25日（周三）15:00，村委会\n"
         "应到 6 人，已签到 1 人，请假 0 人，还没签到 5 人。\n已签到：王秀英 14:35\n"
         "还没签到：李建国、张卫东、刘小梅、陈志强、赵德明\n签到 16:00 截止。")
-    assert (await service.say(secretary, "会议记录")).startswith(f"为11月25日（周三）15:00 支部党员大会填写会议记录")
+    assert (await service.say(secretary, "会议记录")).startswith("为11月25日（周三）15:00 支部党员大会填写会议记录")
     await service.say(secretary, "取消")
 
     at(service, 11, 25, 16, 1)  # check-in closed: now they are absent

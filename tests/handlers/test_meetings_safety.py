@@ -3,7 +3,7 @@ a secretary replaced mid-dialog, a busy server, and odd numbers in codes and QR 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
