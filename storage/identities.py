@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import BindingFailure, DialogState, Member, WeChatIdentity
+from storage.upsert import insert_for
 
 # The customer-service window lasts 48 hours; refreshing its start more often than this only costs writes.
 WINDOW_PRECISION = timedelta(minutes=1)
@@ -32,17 +33,24 @@ async def touch(session: AsyncSession, openid: str, *, now: datetime, opens_wind
 
     opens_window: the message is one after which WeChat lets us send customer-service messages.
     """
-    row = (await session.execute(
-        select(WeChatIdentity, Member, DialogState)
-        .outerjoin(Member, Member.id == WeChatIdentity.member_id)
-        .outerjoin(DialogState, DialogState.openid == WeChatIdentity.openid)
-        .where(WeChatIdentity.openid == openid)
-    )).first()
+    # The identity row is locked until the handling transaction ends: one user's messages are handled one
+    # after another across processes too, so two of them cannot interleave inside a dialog. (On SQLite the
+    # write lock already serializes every transaction; FOR UPDATE renders nothing there.)
+    query = (select(WeChatIdentity, Member, DialogState)
+             .outerjoin(Member, Member.id == WeChatIdentity.member_id)
+             .outerjoin(DialogState, DialogState.openid == WeChatIdentity.openid)
+             .where(WeChatIdentity.openid == openid)
+             .with_for_update(of=WeChatIdentity))
+    row = (await session.execute(query)).first()
     if row is None:
-        identity, member, dialog = WeChatIdentity(openid=openid, first_seen_at=now), None, None
-        session.add(identity)
-    else:
-        identity, member, dialog = row
+        # First contact: insert the follower unless another process just did (the insert then waits for
+        # that one to commit), then lock the row.
+        await session.execute(insert_for(session, WeChatIdentity.__table__)
+                              .values(openid=openid, first_seen_at=now, subscribed=True, failed_bind_attempts=0,
+                                      window_sent=0)
+                              .on_conflict_do_nothing(index_elements=["openid"]))
+        row = (await session.execute(query)).first()
+    identity, member, dialog = row
     if opens_window and (identity.last_message_at is None or now - identity.last_message_at >= WINDOW_PRECISION):
         identity.last_message_at, identity.window_sent = now, 0
     if subscribed and not identity.subscribed:

@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.app import build_app
@@ -272,3 +273,34 @@ async def test_filters_compose_with_and_or_not(make_service):
     assert await service.say("u1", "乙") == "甲或乙"
     assert await service.say("u1", "丁") == "不是丙"
     assert (await service.say("u1", "丙")).startswith("没有听懂")
+
+
+# ---------------------------------------------------------------- one user, one message at a time
+
+
+def tally_router() -> Router:
+    """Counts one user's messages in the database, slowly: two handled at once would both read the same
+    count, and one message would be lost."""
+    router = Router("tally")
+
+    @router.on(Command("加一"))
+    async def add_one(session, message) -> str:
+        count = (await session.execute(select(func.count()).select_from(Organization)
+                                       .where(Organization.path.like("tally/%")))).scalar()
+        await asyncio.sleep(0.3)
+        session.add(Organization(name=f"第{count + 1}", org_type="党支部", path=f"tally/{message.msg_id}"))
+        return f"第 {count + 1} 次"
+
+    return router
+
+
+@pytest.mark.parametrize("first_contact", [False, True], ids=["known user", "first contact"])
+async def test_one_users_messages_on_two_processes_are_handled_one_after_the_other(make_service, first_contact):
+    first = await make_service(routers=[tally_router()])
+    second = await make_service(routers=[tally_router()])  # another process on the same database
+    if not first_contact:
+        assert (await first.say("u1", "加一")) == "第 1 次"
+    replies = await asyncio.gather(first.emulator.post_xml(fixed_text("u1", "加一", 7001)),
+                                   second.emulator.post_xml(fixed_text("u1", "加一", 7002)))
+    done = 1 if not first_contact else 0
+    assert sorted(delivery.reply for delivery in replies) == [f"第 {done + 1} 次", f"第 {done + 2} 次"]
