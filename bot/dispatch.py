@@ -62,6 +62,12 @@ MEMBER_BOUND = "member_bound"
 # ---------------------------------------------------------------- filters
 
 
+class SkipHandler(Exception):
+    """Raised by a handler that matched a message but finds it is not its own (a photo sent when no
+    meeting is on may be a care visit's): the next matching handler, else the fallback, gets it. Raise it
+    before writing or replying anything."""
+
+
 class Filter:
     """A test on a message. Returns False/None (no match), True, or a dict of values for the handler."""
 
@@ -285,6 +291,13 @@ class Dialog:
 
     def finish(self) -> None:
         self.name, self.step, self.data, self.changed = None, None, {}, True
+
+    def snapshot(self) -> tuple:
+        return self.name, self.step, dict(self.data), self.changed
+
+    def restore(self, snapshot: tuple) -> None:
+        self.name, self.step, data, self.changed = snapshot
+        self.data = dict(data)
 
 
 @dataclass(frozen=True)
@@ -748,10 +761,16 @@ class Dispatcher:
             if not handler.permits(ctx.member):
                 ctx.reply(NEED_BINDING if ctx.member is None else WRONG_ROLE.format(roles=_role_names(handler.roles)))
                 return
+            before = ctx.dialog.snapshot()
             if ctx.dialog.active and handler.dialog is None:
                 # The user turned to something else; a stale dialog would misread their next answer.
                 ctx.dialog.finish()
-            result = await handler.run(ctx, values)
+            try:
+                result = await handler.run(ctx, values)
+            except SkipHandler:
+                # Not this handler's after all (a photo with no meeting on): the next one that matches gets it.
+                ctx.dialog.restore(before)
+                continue
             if isinstance(result, str):
                 ctx.reply(result)
             elif isinstance(result, list):

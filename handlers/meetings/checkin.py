@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 from bot.dispatch import (
-    UNSUPPORTED,
     Choice,
     Click,
     Context,
@@ -18,6 +17,7 @@ from bot.dispatch import (
     MemberRole,
     MessageKind,
     Scene,
+    SkipHandler,
 )
 from bot.messages import Kind, Message
 from handlers.meetings.common import (
@@ -169,8 +169,7 @@ async def check_in_scanned(ctx: Context, member: Member | None, scene: str) -> s
 async def check_in_located(ctx: Context, member: Member, message: Message) -> str:
     open_now = await _open_for(ctx, member)
     if not open_now:
-        # A location with no meeting on is not a check-in: the answer any location gets.
-        return UNSUPPORTED
+        raise SkipHandler  # a location with no meeting on is not a check-in
     placed = [meeting for meeting in open_now if meeting.latitude is not None and meeting.longitude is not None]
     if not placed:
         return NO_PLACE_LOCATION

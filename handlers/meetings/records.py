@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import UNSUPPORTED, AnyText, Context, Dialog, MemberRole, MessageKind
+from bot.dispatch import AnyText, Context, Dialog, MemberRole, MessageKind, SkipHandler
 from bot.messages import Kind, Message
 from handlers.meetings.common import (
     MAX_RECORD_FIELD,
@@ -146,8 +146,7 @@ async def meeting_photo(ctx: Context, member: Member, message: Message) -> str:
     meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
     window = timedelta(hours=ctx.settings.meeting_photo_hours)
     if meeting is None or ctx.now - meeting.starts_at > window or not message.media_id:
-        # Not meeting evidence: the same answer any image gets.
-        return UNSUPPORTED
+        raise SkipHandler  # not meeting evidence: whoever else takes photos, or the answer any image gets
     ctx.session.add(MeetingPhoto(meeting_id=meeting.id, media_id=message.media_id[:200],
                                  pic_url=(message.url or message.extra.get("pic_url", ""))[:500],
                                  added_by=member.id, added_at=ctx.now))

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import build_app
-from bot.dispatch import SORRY, Choice, Click, Command, Context, Dialog, MessageKind, Regex, Router, Scene
+from bot.dispatch import SORRY, Choice, Click, Command, Context, Dialog, MessageKind, Regex, Router, Scene, SkipHandler
 from bot.messages import Kind, Message
 from bot.wechat.emulator import message_xml
 from handlers import membership
 from storage import inbound
-from storage.models import InboundMessage, InboundStatus, Organization, Role
+from storage.models import DialogState, InboundMessage, InboundStatus, Organization, Role
 
 
 def counting_router(calls: list, *, delay: float = 0.0, fail: bool = False) -> Router:
@@ -304,3 +304,37 @@ async def test_one_users_messages_on_two_processes_are_handled_one_after_the_oth
                                    second.emulator.post_xml(fixed_text("u1", "加一", 7002)))
     done = 1 if not first_contact else 0
     assert sorted(delivery.reply for delivery in replies) == [f"第 {done + 1} 次", f"第 {done + 2} 次"]
+
+
+async def test_a_handler_that_skips_passes_the_message_on_with_the_dialog_untouched(make_service):
+    router = Router("photos")
+    seen: list[str] = []
+
+    @router.text("开始")
+    async def start(dialog) -> str:
+        dialog.start("talk", "open")
+        return "开始了"
+
+    @router.on(MessageKind(Kind.IMAGE))
+    async def meeting_photo(message) -> str:
+        seen.append("meeting")
+        raise SkipHandler  # no meeting on
+
+    @router.on(MessageKind(Kind.IMAGE))
+    async def care_photo(dialog) -> str:
+        seen.append("care")
+        return f"关怀照片（对话：{dialog.name}）"
+
+    @router.on(MessageKind(Kind.LOCATION))
+    async def nobody(message) -> str:
+        raise SkipHandler
+
+    service = await make_service(routers=[router])
+    await service.say("u1", "开始")
+    # Every matching handler skips: the fallback answers, and the dialog the user is in stays as it was.
+    assert (await service.emulator.location("u1", 30.2, 120.1)).reply.startswith("暂时不能处理这类消息")
+    async with service.sessions() as session:
+        assert (await session.get(DialogState, "u1")).name == "talk"
+    # One skips, the next takes it.
+    assert (await service.emulator.image("u1")).reply == "关怀照片（对话：None）"
+    assert seen == ["meeting", "care"]
