@@ -343,7 +343,10 @@ async def test_a_leader_whose_lock_connection_is_cut_stops_and_another_takes_ove
     async with engine.connect() as connection:
         killed = (await connection.execute(text(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = :high AND objid = :low AND objsubid = 1"), {"high": high, "low": low})).scalars().all()
+            "AND classid = :high AND objid = :low AND objsubid = 1 "
+            # Advisory locks are per database; another test run on the same server holds its own.
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"high": high, "low": low})).scalars().all()
     assert killed == [True]
     await until(lambda: second.is_leader and not first.is_leader)
     handed_over = len(runs)
