@@ -41,8 +41,8 @@ PID_FILE_NAME = "zhibu.pid"
 def feature_routers() -> list[Router]:
     """Every feature's router, in the order their handlers are tried."""
     # Meetings come before membership: a follow through a meeting's QR code is a check-in, not only a welcome.
-    # Small talk (greetings, thanks, nods) comes just before Q&A, whose catch-all takes the text nothing else
-    # matched: every other feature's commands win over both.
+    # Among commands the longest word wins, and Q&A's text fallback runs only when nothing else took the text,
+    # wherever they are listed; the follow above is the one case where the order still decides.
     return [meetings.router, membership.router, notices.router, smalltalk.router, qa.router]
 
 

@@ -152,7 +152,9 @@ def _written_after(written: str, word: str) -> str:
 class Command(Filter):
     """A command word with its Chinese aliases. With takes_args, the rest of the text is `args`
     (normalized, for reading names and numbers) and `written_args` (as written, for storing):
-    "绑定 张三 123456" and "签到123456" both match (people often leave out the space)."""
+    "绑定 张三 123456" and "签到123456" both match (people often leave out the space). `command` is the
+    word matched: when several commands match ("签到情况" is also 签到 + "情况"), the longest wins,
+    whatever order the features were listed in."""
 
     def __init__(self, *words: str, takes_args: bool = False) -> None:
         self.words = tuple(normalize_input(word) for word in words)
@@ -164,9 +166,9 @@ class Command(Filter):
             return None
         for word in self.words:
             if text == word:
-                return {"args": "", "written_args": ""}
+                return {"args": "", "written_args": "", "command": word}
             if self.takes_args and text.startswith(word):
-                return {"args": text[len(word):].strip(),
+                return {"args": text[len(word):].strip(), "command": word,
                         "written_args": _written_after(written_text(message) or "", word)}
         return None
 
@@ -489,6 +491,17 @@ class Router:
         self.handlers: list[Handler] = []
         self.jobs: list[JobSpec] = []
         self.listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] = {}
+        self.fallback: Handler | None = None
+
+    def text_fallback(self):
+        """The one handler for text nothing else took (Q&A). The dispatcher has already answered what is
+        no question: 取消 with nothing to cancel, a dialog that timed out, a bare number. It gets `text`
+        and `written`, like AnyText."""
+        def register(callback):
+            self.fallback = Handler(callback=callback, filters=(AnyText(),), roles=None, bound=False, dialog=None,
+                                    step=None, help=None)
+            return callback
+        return register
 
     def when(self, event: str):
         """Act on something another feature announces (ctx.announce): @router.when(MEMBER_BOUND) over
@@ -567,6 +580,10 @@ class Dispatcher:
         for router in self.routers:
             for event, listeners in router.listeners.items():
                 self.listeners.setdefault(event, []).extend(listeners)
+        fallbacks = [router.fallback for router in self.routers if router.fallback is not None]
+        if len(fallbacks) > 1:
+            raise ValueError("only one feature may take the text nothing else matched")
+        self.text_fallback = fallbacks[0] if fallbacks else None
         # Typing one of these in the middle of a dialog starts that command instead of answering.
         self._command_words = frozenset(
             word for handler in self.handlers if handler.dialog is None
@@ -754,10 +771,13 @@ class Dispatcher:
         if ctx.dialog.active:
             ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + \
                       [h for h in self.handlers if h.dialog != ctx.dialog.name]
+        longest = self._longest_command(ctx)
         for handler in ordered:
             values = handler.match(message, ctx)
             if values is None:
                 continue
+            if handler.dialog is None and "command" in values and len(values["command"]) < longest:
+                continue  # a longer command matches too: "签到情况" is not 签到 with "情况"
             if not handler.permits(ctx.member):
                 ctx.reply(NEED_BINDING if ctx.member is None else WRONG_ROLE.format(roles=_role_names(handler.roles)))
                 return
@@ -777,9 +797,19 @@ class Dispatcher:
                 for text in result:
                     ctx.reply(text)
             return
-        self._fallback(ctx)
+        await self._fallback(ctx)
 
-    def _fallback(self, ctx: Context) -> None:
+    def _longest_command(self, ctx: Context) -> int:
+        """The length of the longest command word this text starts with, among commands outside dialogs."""
+        if typed_text(ctx.message) is None:
+            return 0
+        lengths = [len(values["command"]) for handler in self.handlers if handler.dialog is None
+                   for check in handler.filters if isinstance(check, Command)
+                   for values in [check(ctx.message, ctx)] if values]
+        return max(lengths, default=0)
+
+    async def _fallback(self, ctx: Context) -> None:
+        """What nothing took: the answers for what is no question, else the text fallback (Q&A)."""
         message = ctx.message
         text = typed_text(message)
         if text is not None:
@@ -787,6 +817,13 @@ class Dispatcher:
                 ctx.reply(NOTHING_TO_CANCEL)
             elif ctx.dialog.expired:
                 ctx.reply(DIALOG_EXPIRED)
+            elif self.text_fallback is not None and not text.isdigit():
+                # A bare number answers a numbered question; with none open there is nothing to look up.
+                if ctx.dialog.active:
+                    ctx.dialog.finish()
+                result = await self.text_fallback.run(ctx, {"text": text, "written": written_text(message)})
+                if result:
+                    ctx.reply(result)
             else:
                 ctx.reply(NOT_UNDERSTOOD.format(text=text[:20]))
         elif message.kind != Kind.EVENT:

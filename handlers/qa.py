@@ -1,7 +1,7 @@
 """Policy Q&A: any text no other feature takes is a question, answered from the curated content.
 
-This router comes last (bot/app.py): every other feature's commands win, and its catch-all takes the
-text nothing else matched. `问 …` forces a question. The search (content/search.py) either answers
+Its text fallback (Router.text_fallback) runs only when no other handler took the text and the dispatcher
+has not answered it itself (取消, a timed-out dialog, a bare number). `问 …` forces a question. The search (content/search.py) either answers
 (with the source on the last line), offers up to three "您是不是想问" choices (reply a number), or
 declines kindly and offers to pass the question to the branch secretaries through the outbox.
 A long document passage is shown in parts: "回复 更多" continues.
@@ -17,8 +17,7 @@ import asyncio
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.dispatch import CANCEL_WORDS, DIALOG_EXPIRED, NOT_UNDERSTOOD, NOTHING_TO_CANCEL, AnyText, Choice, Command
-from bot.dispatch import Context, Dialog, Router
+from bot.dispatch import Choice, Command, Context, Dialog, Router
 from bot.outbox import Outgoing
 from bot.text import utf8_len
 from content.search import (
@@ -242,16 +241,9 @@ async def ask(ctx: Context, dialog: Dialog, member: Member | None, args: str) ->
     return await reply_for(ctx.settings, args, dialog, member)
 
 
-@router.on(AnyText())
+@router.text_fallback()
 async def any_text(ctx: Context, dialog: Dialog, member: Member | None, text: str) -> str:
-    """Text no command matched (this router is last): a question, unless it is clearly something else."""
-    if dialog.expired:
-        return DIALOG_EXPIRED
-    if text in CANCEL_WORDS:
-        return NOTHING_TO_CANCEL
-    if text.isdigit():
-        # A number answers a numbered question; with none open there is nothing to look up.
-        return NOT_UNDERSTOOD.format(text=text[:20])
+    """Text nothing else took: a question (the dispatcher has answered 取消, a timed-out dialog, a number)."""
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
     return await reply_for(ctx.settings, text, dialog, member)

@@ -3,7 +3,7 @@
 A greeting (你好, 在吗) gets a short greeting and the two or three things the person can do right now,
 pending things first (a meeting open for check-in, a notice to answer, leave requests to decide). Thanks
 get a short 不客气; a nod (好的, 嗯, 👍, a sticker) gets nothing, as a nod would. None of them is taken for a
-question, so none is offered to the branch secretary. This router comes just before Q&A's catch-all.
+question, so none is offered to the branch secretary: they are handled before Q&A's text fallback.
 """
 
 from __future__ import annotations

@@ -338,3 +338,41 @@ async def test_a_handler_that_skips_passes_the_message_on_with_the_dialog_untouc
     # One skips, the next takes it.
     assert (await service.emulator.image("u1")).reply == "关怀照片（对话：None）"
     assert seen == ["meeting", "care"]
+
+
+async def test_the_longest_command_wins_whatever_the_order_they_were_registered_in(make_service):
+    router = Router("order")
+
+    @router.text("签到", takes_args=True)
+    async def check_in(args: str) -> str:
+        return f"签到：{args}"
+
+    @router.text("签到情况")
+    async def attendance() -> str:
+        return "签到情况"
+
+    service = await make_service(routers=[router])
+    assert await service.say("u1", "签到情况") == "签到情况"
+    assert await service.say("u1", "签到 123456") == "签到：123456"
+    assert await service.say("u1", "签到123456") == "签到：123456"
+
+
+async def test_one_text_fallback_takes_what_is_left_after_the_dispatchers_own_answers(make_service):
+    asked: list[str] = []
+    router = Router("answers")
+
+    @router.text_fallback()
+    async def answer(text: str, written: str) -> str:
+        asked.append(written)
+        return f"答：{text}"
+
+    service = await make_service(routers=[router])
+    assert await service.say("u1", "党费交多少？") == "答：党费交多少"
+    assert await service.say("u1", "7") == "没有听懂“7”。回复 帮助 查看可以做什么。"
+    assert await service.say("u1", "取消") == "当前没有进行中的操作。"
+    assert asked == ["党费交多少？"]
+
+    other = Router("more answers")
+    other.text_fallback()(answer)
+    with pytest.raises(ValueError, match="only one feature"):
+        await make_service(routers=[router, other])
