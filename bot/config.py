@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import time
+from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def local(self, moment: datetime) -> datetime:
+        """moment in the configured zone: what people read."""
+        return moment.astimezone(self.zone)
 
     @property
     def safe_mode(self) -> bool:

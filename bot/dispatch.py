@@ -24,7 +24,7 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -336,6 +336,15 @@ class Context:
     @property
     def now(self) -> datetime:
         return self.clock.now()
+
+    def local(self, moment: datetime) -> datetime:
+        """moment in the configured zone (ZHIBU_TIMEZONE)."""
+        return self.settings.local(moment)
+
+    @property
+    def today(self) -> date:
+        """Today's date where the members are."""
+        return self.local(self.now).date()
 
     @property
     def sent_at(self) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 TRIMMED_NOTE = "……（内容较长，已省略后面部分）"
@@ -35,6 +36,13 @@ def split_text(text: str, max_bytes: int, max_parts: int) -> list[str]:
         head, _ = _cut(parts[-1], max_bytes - note_bytes)
         parts[-1] = head + TRIMMED_NOTE
     return parts
+
+
+def excerpt(text: str, limit: int = 20) -> str:
+    """The start of a text as written, on one line, for quoting it in a reply, a report or a template
+    field: line breaks become a space, every other character is kept."""
+    flat = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
 
 
 def normalize_input(text: str) -> str:

@@ -9,7 +9,7 @@ and those who have not answered get one gentle reminder — never more (no naggi
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.dispatch import MEMBER_BOUND, AnyText, Choice, Click, Context, Dialog, JobContext, MessageKind, Router
 from bot.messages import Kind, Message
 from bot.outbox import UNBOUND, Outgoing, enqueue, enqueue_members, quiet_until
+from bot.text import excerpt
 from storage import audiences
 from storage.outbox import deliver_to_new_binding
 from storage.audiences import Audience
@@ -62,13 +63,6 @@ BRANCH_MENU = [Audience.ALL, Audience.COMMITTEE, Audience.GROUP, Audience.ELDERL
 SUBTREE_MENU = [Audience.ALL, Audience.COMMITTEE, Audience.ELDERLY, Audience.AWAY]
 
 
-def _excerpt(text: str) -> str:
-    """The start of a notice as written, on one line: a quote inside a report or a reminder sentence.
-    Line breaks become a space; every other character is kept as written."""
-    flat = re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
-    return flat if len(flat) <= EXCERPT else flat[:EXCERPT] + "…"
-
-
 def _menu(org: Organization) -> list[Audience]:
     return SUBTREE_MENU if org.org_type == OrgType.COMMITTEE else BRANCH_MENU
 
@@ -79,10 +73,6 @@ def _menu_text(org: Organization) -> str:
         label = f"{org.name}{audience.value}" if audience is Audience.ALL else audience.value
         lines.append(f"{number} {label}")
     return "\n".join(lines)
-
-
-def _local(settings, moment: datetime) -> datetime:
-    return moment.astimezone(settings.zone)
 
 
 def _notice_text(org: Organization, sender: Member, text: str) -> str:
@@ -177,7 +167,7 @@ def _selection(dialog: Dialog, org: Organization, sender: Member, today) -> tupl
 
 
 async def _preview(ctx: Context, dialog: Dialog, org: Organization) -> str:
-    query, label = _selection(dialog, org, ctx.member, _local(ctx.settings, ctx.now).date())
+    query, label = _selection(dialog, org, ctx.member, ctx.today)
     count = await audiences.count(ctx.session, query)
     if count == 0:
         dialog.goto("audience")
@@ -200,7 +190,7 @@ async def confirm(ctx: Context, dialog: Dialog, member: Member, choice: int) -> 
         dialog.finish()
         return NO_LONGER_SENDER
     org = await _scope(session, member)
-    query, _ = _selection(dialog, org, member, _local(settings, now).date())
+    query, _ = _selection(dialog, org, member, settings.local(now).date())
     urgent = choice == 2
     notice = Notice(sender_id=member.id, org_id=org.id, audience=dialog.data["label"][:200], text=dialog.data["text"],
                     urgent=urgent, created_at=now,
@@ -210,7 +200,7 @@ async def confirm(ctx: Context, dialog: Dialog, member: Member, choice: int) -> 
     notice.recipients = await enqueue_members(
         session, query, key_prefix=notice_ref(notice.id), kind=NOTICE_KIND,
         text=_notice_text(org, member, notice.text), ref=notice_ref(notice.id), urgent=urgent,
-        template={"title": f"{org.name}通知", "content": _excerpt(notice.text), "sender": member.name,
+        template={"title": f"{org.name}通知", "content": excerpt(notice.text, EXCERPT), "sender": member.name,
                   "remark": "回复 收到 确认"},
         now=now, settings=settings)
     dialog.finish()
@@ -223,7 +213,7 @@ async def confirm(ctx: Context, dialog: Dialog, member: Member, choice: int) -> 
 @router.on(Click("ACK"), bound=True)
 async def acknowledge(ctx: Context, member: Member) -> str:
     notice = await acknowledge_latest(ctx.session, member.id, ctx.now)
-    return ACKNOWLEDGED.format(excerpt=_excerpt(notice.text)) if notice else NOTHING_TO_ACKNOWLEDGE
+    return ACKNOWLEDGED.format(excerpt=excerpt(notice.text, EXCERPT)) if notice else NOTHING_TO_ACKNOWLEDGE
 
 
 @router.text("通知情况", "通知回执", roles=SENDERS, usage="通知情况", summary="查看最近一条通知的送达和收到情况")
@@ -238,8 +228,8 @@ async def describe_report(session: AsyncSession, notice: Notice, settings) -> st
     org = await session.get(Organization, notice.org_id)
     by_branch = org.org_type == OrgType.COMMITTEE
     result = await report(session, notice, by_branch=by_branch)
-    sent_at = _local(settings, notice.created_at)
-    lines = [f"通知“{_excerpt(notice.text)}”（{sent_at.month}月{sent_at.day}日 {sent_at:%H:%M} 发给{notice.audience}）",
+    sent_at = settings.local(notice.created_at)
+    lines = [f"通知“{excerpt(notice.text, EXCERPT)}”（{sent_at.month}月{sent_at.day}日 {sent_at:%H:%M} 发给{notice.audience}）",
              _totals_line(result)]
     lines += _detail_lines(result, settings.late_binding_days)
     return "\n".join(lines)
@@ -299,9 +289,9 @@ async def follow_up(job: JobContext) -> int:
                           now=now, settings=job.settings)
             await enqueue_members(
                 session, unacknowledged_recipients(notice.id), key_prefix=f"{notice_ref(notice.id)}:remind",
-                kind="reminder", text=REMINDER.format(org=org.name, excerpt=_excerpt(notice.text)),
+                kind="reminder", text=REMINDER.format(org=org.name, excerpt=excerpt(notice.text, EXCERPT)),
                 ref=notice_ref(notice.id), urgent=False,
-                template={"title": "温馨提醒", "content": _excerpt(notice.text), "remark": "看过后回复 收到"},
+                template={"title": "温馨提醒", "content": excerpt(notice.text, EXCERPT), "remark": "看过后回复 收到"},
                 now=now, settings=job.settings, reminder=True)
             notice.reported_at = notice.reminded_at = now
     return len(due)

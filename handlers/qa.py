@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bot.dispatch import Choice, Command, Context, Dialog, Router
 from bot.outbox import Outgoing
-from bot.text import utf8_len
+from bot.text import excerpt, utf8_len
 from content.search import (
     ANSWERED,
     UNSURE,
@@ -172,15 +172,11 @@ async def reply_for(settings, question: str, dialog: Dialog, member: Member | No
     if cut:
         text, offer = CUT_DECLINE.format(read=len(read)), OFFER_FORWARD_CUT
     else:
-        text, offer = DECLINE.format(text=_excerpt(read)), OFFER_FORWARD
+        text, offer = DECLINE.format(text=excerpt(read)), OFFER_FORWARD
     if member is None or not (cut or looks_like_question(read)):
         return text
     dialog.start(DIALOG, "forward", question=question)
     return text + offer
-
-
-def _excerpt(text: str, limit: int = 20) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # ---------------------------------------------------------------- handlers
@@ -229,7 +225,7 @@ async def _forward(ctx: Context, member: Member | None, question: str) -> str:
     for leader in leaders:
         ctx.enqueue(Outgoing(key=f"qa:{ctx.message.dedup_key}:{leader.id}", kind="question", text=text,
                              member_id=leader.id, ref=f"member:{member.id}",
-                             template={"title": "党员提问", "content": _excerpt(question), "sender": member.name,
+                             template={"title": "党员提问", "content": excerpt(question), "sender": member.name,
                                        "remark": "请抽空回复"}))
     return FORWARDED.format(names="、".join(f"{leader.role}{leader.name}" for leader in leaders))
 

@@ -13,7 +13,7 @@ import unicodedata
 from datetime import timedelta
 
 from bot.dispatch import Context, Filter, Router, typed_text
-from bot.text import normalize_input
+from bot.text import excerpt, normalize_input
 from storage import meetings as meeting_store
 from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Role
 from storage.notices import awaiting_acknowledgement
@@ -102,8 +102,7 @@ async def _pending(ctx: Context, member: Member) -> list[str]:
             break
     notice = await awaiting_acknowledgement(ctx.session, member.id)
     if notice is not None:
-        excerpt = " ".join(notice.text.split())[:12]
-        lines.append(f"回复 收到 —— 确认通知“{excerpt}…”")
+        lines.append(f"回复 收到 —— 确认通知“{excerpt(notice.text, 12)}”")
     if Role(member.role) in BRANCH_LEADERS:
         leaves = await meeting_store.pending_leaves(ctx.session, member.org_id, started_after=now)
         if leaves:

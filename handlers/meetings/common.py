@@ -166,29 +166,24 @@ NOT_REACHED = "（{names}没绑定微信或已取消关注，收不到，请当�
 # ---------------------------------------------------------------- small helpers
 
 
-def _local(ctx_or_settings, moment: datetime) -> datetime:
-    settings = getattr(ctx_or_settings, "settings", ctx_or_settings)
-    return moment.astimezone(settings.zone)
-
-
 def _day(settings, moment: datetime, now: datetime) -> str:
     """"11月26日", or "2027年1月5日" when it is not in the current year: a January meeting called in
     December says which January."""
-    local = _local(settings, moment)
-    year = f"{local.year}年" if local.year != _local(settings, now).year else ""
+    local = settings.local(moment)
+    year = f"{local.year}年" if local.year != settings.local(now).year else ""
     return f"{year}{local.month}月{local.day}日"
 
 
 def _when(settings, moment: datetime, now: datetime) -> str:
     """"11月26日（周四）15:00" in local time, with the year when it is not the current one."""
-    local = _local(settings, moment)
+    local = settings.local(moment)
     return f"{_day(settings, moment, now)}（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
 
 
 def _clock(settings, moment: datetime, now: datetime | None = None) -> str:
     """"14:02", with the date in front when it is not today (and the year when not this year's)."""
-    local = _local(settings, moment)
-    if now is not None and _local(settings, now).date() != local.date():
+    local = settings.local(moment)
+    if now is not None and settings.local(now).date() != local.date():
         return f"{_day(settings, moment, now)} {local:%H:%M}"
     return f"{local:%H:%M}"
 

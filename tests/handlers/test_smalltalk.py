@@ -31,7 +31,7 @@ async def test_a_member_is_greeted_by_name_with_what_is_pending_first(service):
     await service.say(secretary, "1")
     await service.deliver()
     pending = await service.say(member, "在吗")
-    assert pending.splitlines()[1] == "· 回复 收到 —— 确认通知“周六打扫村部卫生…”"
+    assert pending.splitlines()[1] == "· 回复 收到 —— 确认通知“周六打扫村部卫生”"
 
     leader = await service.say(secretary, "你好")
     assert leader.startswith("李建国，您好！") and "回复 开会" in leader and "回复 发通知" in leader
