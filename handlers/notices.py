@@ -21,6 +21,7 @@ from bot.text import excerpt
 from storage import audiences
 from storage.outbox import deliver_to_new_binding
 from storage.audiences import Audience
+from storage.orgs import party_groups
 from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Notice, Organization, OrgType, Role
 from storage.notices import (
     NOTICE_KIND,
@@ -117,7 +118,7 @@ async def choose_audience(ctx: Context, dialog: Dialog, member: Member, choice: 
         return _menu_text(org)
     audience = menu[choice - 1]
     if audience is Audience.GROUP:
-        groups = await audiences.groups_of(ctx.session, org)
+        groups = await party_groups(ctx.session, org)
         if not groups:
             return NO_GROUPS + "\n" + _menu_text(org)
         dialog.goto("group", audience=audience.value, groups=[[group.id, group.name] for group in groups])

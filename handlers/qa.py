@@ -30,7 +30,7 @@ from content.search import (
     holder_for,
     source_line,
 )
-from storage.meetings import bound_leaders
+from storage.members import bound_leaders
 from storage.models import Member, Organization
 
 router = Router("qa")

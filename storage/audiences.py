@@ -62,12 +62,6 @@ async def count(session: AsyncSession, ids: Select) -> int:
     return (await session.execute(select(func.count()).select_from(ids.subquery()))).scalar_one()
 
 
-async def groups_of(session: AsyncSession, branch: Organization) -> list[Organization]:
-    """The party groups directly under a branch, in creation order."""
-    return list((await session.execute(
-        select(Organization).where(Organization.parent_id == branch.id).order_by(Organization.id))).scalars())
-
-
 async def find_by_names(session: AsyncSession, org: Organization, names: list[str]) -> tuple[list[Member], list[str]]:
     """Members of org's subtree with these names, and the names nobody there has."""
     found = list((await session.execute(

@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
-    BRANCH_LEADERS,
     COMMITTEE_ROLES,
     Attendance,
     LeaveRequest,
@@ -23,9 +22,7 @@ from storage.models import (
     MeetingStatus,
     Member,
     Organization,
-    OrgType,
     Role,
-    WeChatIdentity,
 )
 from storage.upsert import insert_for
 
@@ -199,12 +196,6 @@ def distance_m(latitude_1: float, longitude_1: float, latitude_2: float, longitu
     return 2 * radius * math.asin(math.sqrt(a))
 
 
-async def leader_ids(session: AsyncSession, org_id: int, roles: frozenset) -> list[int]:
-    return list((await session.execute(
-        select(Member.id).where(Member.org_id == org_id, Member.role.in_([role.value for role in roles]))
-        .order_by(Member.id))).scalars())
-
-
 async def leave_of(session: AsyncSession, meeting_id: int, member_id: int) -> LeaveRequest | None:
     return (await session.execute(select(LeaveRequest).where(
         LeaveRequest.meeting_id == meeting_id, LeaveRequest.member_id == member_id))).scalar_one_or_none()
@@ -240,26 +231,9 @@ async def held_meetings(session: AsyncSession, branch: Organization, start: date
     return list((await session.execute(query)).scalars())
 
 
-async def party_groups(session: AsyncSession, branch: Organization) -> list[Organization]:
-    """The party groups (党小组) directly under a branch, in creation order."""
-    return list((await session.execute(
-        select(Organization).where(Organization.parent_id == branch.id,
-                                   Organization.org_type == OrgType.GROUP.value)
-        .order_by(Organization.id))).scalars())
-
-
 async def has_committee(session: AsyncSession, branch: Organization) -> bool:
     """Whether the branch has a committee beyond its secretary (a 副书记 or 委员 on the roster): branches
     under seven members elect none, and then there is no 支委会 to hold."""
     query = select(Member.id).where(Member.org_id == branch.id,
                                     Member.role.in_([Role.DEPUTY_SECRETARY.value, Role.COMMITTEE_MEMBER.value]))
     return (await session.execute(query.limit(1))).first() is not None
-
-
-async def bound_leaders(session: AsyncSession, branch: Organization) -> list[Member]:
-    """The branch's secretaries and deputies who have bound a WeChat that still follows the account."""
-    query = (select(Member).join(WeChatIdentity, WeChatIdentity.member_id == Member.id)
-             .where(Member.org_id == branch.id, Member.role.in_([role.value for role in BRANCH_LEADERS]),
-                    WeChatIdentity.subscribed.is_(True))
-             .order_by(Member.id))
-    return list((await session.execute(query)).scalars())

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.models import Member, MemberCategory, Organization, OrgType, Role, WeChatIdentity
+from storage.models import BRANCH_LEADERS, Member, MemberCategory, Organization, OrgType, Role, WeChatIdentity
 from storage.orgs import InvalidOrgPath, ensure_path
 
 BINDING_CODE_ATTEMPTS = 50
@@ -241,3 +241,18 @@ async def list_members(session: AsyncSession, *, org: Organization | None = None
     listings.sort(key=lambda listing: (listing.org_path, listing.name, listing.id))
     return listings
 
+
+async def leader_ids(session: AsyncSession, org_id: int, roles: frozenset) -> list[int]:
+    """Ids of the organization's members with these roles (its secretaries, say), in roster order."""
+    return list((await session.execute(
+        select(Member.id).where(Member.org_id == org_id, Member.role.in_([role.value for role in roles]))
+        .order_by(Member.id))).scalars())
+
+
+async def bound_leaders(session: AsyncSession, branch: Organization) -> list[Member]:
+    """The branch's secretaries and deputies who have bound a WeChat that still follows the account."""
+    query = (select(Member).join(WeChatIdentity, WeChatIdentity.member_id == Member.id)
+             .where(Member.org_id == branch.id, Member.role.in_([role.value for role in BRANCH_LEADERS]),
+                    WeChatIdentity.subscribed.is_(True))
+             .order_by(Member.id))
+    return list((await session.execute(query)).scalars())

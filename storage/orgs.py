@@ -60,3 +60,11 @@ async def ensure_path(session: AsyncSession, path: str) -> Organization:
         parent = org
     assert parent is not None
     return parent
+
+
+async def party_groups(session: AsyncSession, branch: Organization) -> list[Organization]:
+    """The party groups (党小组) directly under a branch, in creation order."""
+    return list((await session.execute(
+        select(Organization).where(Organization.parent_id == branch.id,
+                                   Organization.org_type == OrgType.GROUP.value)
+        .order_by(Organization.id))).scalars())

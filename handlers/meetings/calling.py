@@ -60,6 +60,7 @@ from handlers.meetings.common import (
 )
 from storage import audiences, meetings as store, outbox as outbox_store
 from storage.models import BRANCH_LEADERS, Meeting, MeetingKind, MeetingStatus, Member, Role
+from storage.orgs import party_groups
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _still_leader(dialog: Dialog, member: Member) -> bool:
 
 async def _kind_chosen(ctx: Context, dialog: Dialog, member: Member, kind: MeetingKind) -> str:
     if kind is MeetingKind.GROUP:
-        groups = await audiences.groups_of(ctx.session, await _branch(ctx.session, member))
+        groups = await party_groups(ctx.session, await _branch(ctx.session, member))
         if not groups:
             return NO_GROUPS + ASK_KIND
         dialog.goto("group", kind=kind.value, groups=[[group.id, group.name] for group in groups])

@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.dispatch import Context, JobContext
 from bot.outbox import Outgoing, enqueue
 from handlers.meetings.common import router
-from storage.meetings import bound_leaders, has_committee, held_meetings, party_groups
+from storage.meetings import has_committee, held_meetings
+from storage.members import bound_leaders
+from storage.orgs import party_groups
 from storage.models import BRANCH_LEADERS, MeetingKind, Member, Organization, OrgType
 
 REMINDER_KIND = "compliance"

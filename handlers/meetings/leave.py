@@ -33,6 +33,7 @@ from handlers.meetings.common import (
     router,
 )
 from storage import meetings as store
+from storage.members import leader_ids
 from storage.models import BRANCH_LEADERS, LeaveRequest, LeaveStatus, Meeting, Member
 
 
@@ -88,7 +89,7 @@ async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason:
     request = LeaveRequest(meeting_id=meeting.id, member_id=member.id, reason=reason, requested_at=ctx.sent_at)
     session.add(request)
     await session.flush()
-    leaders = [i for i in await store.leader_ids(session, member.org_id, BRANCH_LEADERS) if i != member.id]
+    leaders = [i for i in await leader_ids(session, member.org_id, BRANCH_LEADERS) if i != member.id]
     if not leaders:
         # The secretary asking for leave has nobody to ask: the request stands as given.
         request.status, request.decided_at, request.decided_by = LeaveStatus.APPROVED.value, ctx.now, member.id
