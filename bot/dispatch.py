@@ -62,6 +62,16 @@ MEMBER_BOUND = "member_bound"
 # ---------------------------------------------------------------- filters
 
 
+class Refusal(Exception):
+    """Ends a handler with this reply: a refusal, or a question back ("which meeting?"), raised from
+    wherever it is found instead of travelling up as a `Thing | str` return. What the handler changed
+    before raising (its dialog, its writes) stands, as with any reply."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
 class SkipHandler(Exception):
     """Raised by a handler that matched a message but finds it is not its own (a photo sent when no
     meeting is on may be a care visit's): the next matching handler, else the fallback, gets it. Raise it
@@ -796,6 +806,8 @@ class Dispatcher:
                 ctx.dialog.finish()
             try:
                 result = await handler.run(ctx, values)
+            except Refusal as refusal:
+                result = refusal.text
             except SkipHandler:
                 # Not this handler's after all (a photo with no meeting on): the next one that matches gets it.
                 ctx.dialog.restore(before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.dispatch import CANCEL_TEXT, AnyText, Choice, Context, Dialog, JobContext, MessageKind
+from bot.dispatch import CANCEL_TEXT, AnyText, Choice, Context, Dialog, JobContext, MessageKind, Refusal
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing, enqueue
 from bot.when import When, WhenError, read_when
@@ -118,22 +118,20 @@ async def call_group(dialog: Dialog, choice: int) -> str:
     return ASK_TIME
 
 
-def _read_time(ctx: Context, text: str) -> When | str:
-    """The time a phrase means, or the reply asking again (with the reason)."""
+def _read_time(ctx: Context, text: str) -> When:
+    """The time a phrase means; a Refusal asking again (with the reason) when it means none ahead."""
     try:
         read = read_when(text, now=ctx.now, zone=ctx.settings.zone)
     except WhenError as error:
-        return f"{error}\n{ASK_TIME}"
+        raise Refusal(f"{error}\n{ASK_TIME}") from None
     if read.moment <= ctx.now:
-        return IN_THE_PAST.format(when=_when(ctx.settings, read.moment, ctx.now)) + ASK_TIME
+        raise Refusal(IN_THE_PAST.format(when=_when(ctx.settings, read.moment, ctx.now)) + ASK_TIME)
     return read
 
 
 @router.on(AnyText(), dialog=CALL, step="time")
 async def call_time(ctx: Context, dialog: Dialog, text: str) -> str:
     read = _read_time(ctx, text)
-    if isinstance(read, str):
-        return read
     if read.next_year_guessed:
         dialog.goto("year", starts_at=read.moment.isoformat())
         # The day as typed (no year), then the full time with the year.
@@ -246,38 +244,37 @@ async def call_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
 
 
 async def _pick_upcoming(ctx: Context, dialog: Dialog, member: Member, name: str, then: str,
-                         kept: str) -> Meeting | str:
-    """Start the dialog on the branch's one upcoming meeting, or ask which. kept is what 取消 typed in
-    the dialog answers: the meeting stays as it was, and "已取消。" would read as if it had been cancelled."""
+                         kept: str) -> Meeting:
+    """Start the dialog on the branch's one upcoming meeting, or ask which (a Refusal). kept is what 取消
+    typed in the dialog answers: the meeting stays as it was, and "已取消。" would read as if it had been
+    cancelled."""
     upcoming = await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
     if not upcoming:
-        return NO_UPCOMING_BRANCH
+        raise Refusal(NO_UPCOMING_BRANCH)
     if len(upcoming) == 1:
         dialog.start(name, then, meeting_id=upcoming[0].id, org_id=member.org_id, **{CANCEL_TEXT: kept})
         return upcoming[0]
     dialog.start(name, "pick", ids=[meeting.id for meeting in upcoming], then=then, org_id=member.org_id,
                  **{CANCEL_TEXT: kept})
-    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming, ctx.now))
+    raise Refusal(PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming, ctx.now)))
 
 
 @router.text("改时间", "会议改时间", roles=BRANCH_LEADERS, usage="改时间", summary="修改还没开的会议的时间")
 async def move_meeting(ctx: Context, dialog: Dialog, member: Member) -> str:
     meeting = await _pick_upcoming(ctx, dialog, member, MOVE, "time", KEEP_TIME)
-    return meeting if isinstance(meeting, str) else ASK_NEW_TIME.format(meeting=_label(ctx.settings, meeting, ctx.now))
+    return ASK_NEW_TIME.format(meeting=_label(ctx.settings, meeting, ctx.now))
 
 
 @router.text("取消会议", roles=BRANCH_LEADERS, usage="取消会议", summary="取消还没开的会议")
 async def cancel_meeting(ctx: Context, dialog: Dialog, member: Member) -> str:
     meeting = await _pick_upcoming(ctx, dialog, member, CANCEL, "confirm", KEEP_MEETING)
-    return meeting if isinstance(meeting, str) else ASK_CANCEL.format(meeting=_label(ctx.settings, meeting, ctx.now))
+    return ASK_CANCEL.format(meeting=_label(ctx.settings, meeting, ctx.now))
 
 
 @router.on(Choice(), dialog=MOVE, step="pick")
 @router.on(Choice(), dialog=CANCEL, step="pick")
 async def pick_upcoming(ctx: Context, dialog: Dialog, choice: int) -> str:
     meeting = await _picked(ctx, dialog, choice)
-    if isinstance(meeting, str):
-        return meeting
     dialog.goto(dialog.data["then"], meeting_id=meeting.id)
     label = _label(ctx.settings, meeting, ctx.now)
     return ASK_NEW_TIME.format(meeting=label) if dialog.name == MOVE else ASK_CANCEL.format(meeting=label)
@@ -291,16 +288,16 @@ async def _still_upcoming(ctx: Context, dialog: Dialog, member: Member) -> Meeti
     return meeting
 
 
-async def _still_movable(ctx: Context, dialog: Dialog, member: Member) -> Meeting | str:
-    """The meeting being moved, or the reply that ends the dialog (sender no longer a leader, meeting
-    gone or started)."""
+async def _still_movable(ctx: Context, dialog: Dialog, member: Member) -> Meeting:
+    """The meeting being moved; a Refusal that ends the dialog when the sender is no longer a leader or
+    the meeting is gone or started."""
     if not _still_leader(dialog, member):
         dialog.finish()
-        return NO_LONGER_LEADER.format(what="修改会议时间")
+        raise Refusal(NO_LONGER_LEADER.format(what="修改会议时间"))
     meeting = await _still_upcoming(ctx, dialog, member)
     if meeting is None:
         dialog.finish()
-        return NO_UPCOMING_BRANCH
+        raise Refusal(NO_UPCOMING_BRANCH)
     return meeting
 
 
@@ -308,12 +305,8 @@ async def _still_movable(ctx: Context, dialog: Dialog, member: Member) -> Meetin
 @router.on(AnyText() & ~Choice(), dialog=MOVE, step="confirm")  # at the confirm, a new time replaces the last
 async def move_time(ctx: Context, dialog: Dialog, member: Member, text: str) -> str:
     meeting = await _still_movable(ctx, dialog, member)
-    if isinstance(meeting, str):
-        return meeting
+    dialog.goto("time")  # where a time that cannot be read leaves the secretary
     read = _read_time(ctx, text)
-    if isinstance(read, str):
-        dialog.goto("time")
-        return read
     if read.moment == meeting.starts_at:
         dialog.goto("time")
         return SAME_TIME
@@ -334,8 +327,6 @@ def _confirm_move(ctx: Context, dialog: Dialog, meeting: Meeting) -> str:
 @router.on(Choice(1), dialog=MOVE, step="confirm")
 async def move_confirm(ctx: Context, dialog: Dialog, member: Member) -> str:
     meeting = await _still_movable(ctx, dialog, member)
-    if isinstance(meeting, str):
-        return meeting
     moment = datetime.fromisoformat(dialog.data["starts_at"])
     if moment <= ctx.now:  # the secretary took long enough for the new time to pass
         dialog.goto("time")
@@ -366,7 +357,7 @@ async def move_kept(dialog: Dialog) -> str:
 @router.on(Choice(), dialog=MOVE, step="confirm")
 async def move_confirm_again(ctx: Context, dialog: Dialog, member: Member) -> str:
     meeting = await _still_movable(ctx, dialog, member)
-    return meeting if isinstance(meeting, str) else _confirm_move(ctx, dialog, meeting)
+    return _confirm_move(ctx, dialog, meeting)
 
 
 @router.on(Choice(1), dialog=CANCEL, step="confirm")

@@ -145,8 +145,6 @@ async def _check_in_open(ctx: Context, dialog: Dialog, member: Member) -> str:
 @router.on(Choice(), dialog=CHECKIN, step="pick")
 async def check_in_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
     meeting = await _picked(ctx, dialog, choice)
-    if isinstance(meeting, str):
-        return meeting
     dialog.finish()
     return await _check_in(ctx, member, meeting, CheckInMethod.MENU)
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import Context, Dialog, Router
+from bot.dispatch import Context, Dialog, Refusal, Router
 from bot.outbox import Outgoing
 from storage.outbox import reach_of_members
 from storage.models import LeaveStatus, Meeting, MeetingKind, Member, Organization
@@ -266,9 +266,9 @@ def _tell(ctx: Context, meeting: Meeting, member_ids: list[int], what: str, text
                              template=_template(ctx.settings, meeting, title, ctx.now)))
 
 
-async def _picked(ctx: Context, dialog: Dialog, choice: int) -> Meeting | str:
+async def _picked(ctx: Context, dialog: Dialog, choice: int) -> Meeting:
     ids = dialog.data["ids"]
     if not 1 <= choice <= len(ids):
         meetings = [await ctx.session.get(Meeting, meeting_id) for meeting_id in ids]
-        return PICK_AGAIN.format(options=_numbered(ctx.settings, meetings, ctx.now))
+        raise Refusal(PICK_AGAIN.format(options=_numbered(ctx.settings, meetings, ctx.now)))
     return await ctx.session.get(Meeting, ids[choice - 1])

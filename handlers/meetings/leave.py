@@ -72,8 +72,6 @@ async def _leave_for(ctx: Context, dialog: Dialog, member: Member, reason: str) 
 @router.on(Choice(), dialog=LEAVE, step="pick")
 async def leave_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
     meeting = await _picked(ctx, dialog, choice)
-    if isinstance(meeting, str):
-        return meeting
     reason = dialog.data["reason"]
     dialog.finish()
     return await _request_leave(ctx, member, meeting, reason)

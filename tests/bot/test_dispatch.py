@@ -10,7 +10,20 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import build_app
-from bot.dispatch import SORRY, Choice, Click, Command, Context, Dialog, MessageKind, Regex, Router, Scene, SkipHandler
+from bot.dispatch import (
+    SORRY,
+    Choice,
+    Click,
+    Command,
+    Context,
+    Dialog,
+    MessageKind,
+    Refusal,
+    Regex,
+    Router,
+    Scene,
+    SkipHandler,
+)
 from bot.messages import Kind, Message
 from bot.wechat.emulator import message_xml
 from handlers import membership
@@ -376,3 +389,23 @@ async def test_one_text_fallback_takes_what_is_left_after_the_dispatchers_own_an
     other.text_fallback()(answer)
     with pytest.raises(ValueError, match="only one feature"):
         await make_service(routers=[router, other])
+
+
+async def test_a_refusal_raised_deep_inside_a_handler_is_its_reply_and_what_it_changed_stands(make_service):
+    router = Router("refusing")
+
+    def parse_code(args: str) -> int:
+        if not (args.isascii() and args.isdigit()):
+            raise Refusal("签到码是 6 位数字，请重新回复。")
+        return int(args)
+
+    @router.text("登记", takes_args=True)
+    async def register(dialog, args: str) -> str:
+        dialog.start("register", "retry")  # kept: the next reply is read as a retry
+        return f"已登记 {parse_code(args)}"
+
+    service = await make_service(routers=[router])
+    assert await service.say("u1", "登记 abc") == "签到码是 6 位数字，请重新回复。"
+    async with service.sessions() as session:
+        assert (await session.get(DialogState, "u1")).name == "register"
+    assert await service.say("u1", "登记 123456") == "已登记 123456"
