@@ -201,6 +201,7 @@ async def enqueue_notice(sessions, settings, tree_path: str, notice: str) -> int
     from sqlalchemy import select
 
     from bot.outbox import enqueue_members
+    from bot.summary import Summary
     from storage.models import Member, Organization
 
     audience = (select(Member.id).join(Organization, Organization.id == Member.org_id)
@@ -208,7 +209,7 @@ async def enqueue_notice(sessions, settings, tree_path: str, notice: str) -> int
     async with sessions() as session, session.begin():
         return await enqueue_members(session, audience, key_prefix=notice, kind="notice", text=NOTICE_TEXT,
                                      ref=notice, urgent=False,
-                                     template={"title": "示范市委通知", "content": "学习新修订的农村基层组织工作条例"},
+                                     summary=Summary(title="示范市委通知", content="学习新修订的农村基层组织工作条例"),
                                      now=datetime.now(timezone.utc), settings=settings)
 
 

@@ -7,7 +7,9 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -15,13 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.config import Settings
-from bot.dispatch import Dispatcher, Router
+from bot.config import Configs, Settings
+from bot.dispatch import Dispatcher, Router, Runtime
 from bot.outbox import Outbox
 from bot.scheduler import SCHEDULER, scheduler_context
 from bot.wechat.client import WeChatClient
 from bot.wechat.webhook import Webhook
-from content.search import IndexHolder, holder_for
 from handlers import meetings, membership, notices, qa, smalltalk
 from storage.db import READ_ONLY, RoundFailures, create_engine, session_factory
 from storage.tokens import TokenStore
@@ -34,30 +35,47 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CLIENT = web.AppKey("wechat_client", WeChatClient)
 OUTBOX = web.AppKey("outbox", Outbox)
-CONTENT = web.AppKey("content", IndexHolder)
+CONFIGS = web.AppKey("configs", Configs)
+# What features provide by name (Runtime.provide), for pages as for handlers.
+PROVIDED = web.AppKey("provided", dict)
+RELOADERS = web.AppKey("reloaders", list)
 PID_FILE_NAME = "zhibu.pid"
 
 
 def feature_routers() -> list[Router]:
-    """Every feature's router, in the order their handlers are tried."""
-    # Meetings come before membership: a follow through a meeting's QR code is a check-in, not only a welcome.
-    # Among commands the longest word wins, and Q&A's text fallback runs only when nothing else took the text,
-    # wherever they are listed; the follow above is the one case where the order still decides.
+    """Every feature's router. The order is what 帮助 lists first, the order in which features add to a
+    reply (what a newly bound member is told, Context.announce) and the order start-up hooks run in;
+    which handler takes a message does not depend on it (the longest command wins, declined messages
+    pass on, the text fallback runs only when nothing else took the text, and membership's welcome
+    leaves a follow through a meeting's QR code to meetings). tests/handlers/test_router_order.py
+    checks this."""
     return [meetings.router, membership.router, notices.router, smalltalk.router, qa.router]
 
 
-def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None) -> web.Application:
+def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None,
+              overrides: dict[str, Any] | None = None, env_file: str | Path | None = ".env") -> web.Application:
+    """The service: the webhook, every feature's handlers, jobs, pages and hooks, the outbox.
+    `overrides` sets features' settings by name (tests); `env_file` is where they are read besides the
+    environment."""
     clock = clock or Clock()
     app = web.Application(client_max_size=settings.max_body_bytes)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
     routers = routers if routers is not None else feature_routers()
-    dispatcher = Dispatcher(routers, sessions=sessions, clock=clock, settings=settings)
+    configs = Configs(settings, overrides, env_file)
+    # Every feature's settings are read now: a bad value stops the process before anything starts.
+    configs.check(router.settings for router in routers)
+    provided: dict[str, Any] = {}
+    reloaders: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+    dispatcher = Dispatcher(routers, sessions=sessions, clock=clock, settings=settings, configs=configs,
+                            provided=provided)
     # Built here, not on startup, so a bad job schedule in configuration stops the process at once.
-    jobs = scheduler_context(settings=settings, sessions=sessions, clock=clock, routers=routers)
+    jobs = scheduler_context(settings=settings, sessions=sessions, clock=clock, routers=routers, configs=configs,
+                             provided=provided)
     if jobs.scheduler is not None:
         app[SCHEDULER] = jobs.scheduler
     app[SETTINGS], app[ENGINE], app[SESSIONS], app[DISPATCHER] = settings, engine, sessions, dispatcher
+    app[CONFIGS], app[PROVIDED], app[RELOADERS] = configs, provided, reloaders
 
     async def wechat_client(app: web.Application):
         async with aiohttp.ClientSession() as http:
@@ -91,46 +109,26 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
         yield
         await engine.dispose()
 
-    # Started in this order and stopped in reverse: jobs stop before the client and the engine close.
-    app.cleanup_ctx.extend([close_engine, wechat_client, orphan_recovery, jobs])
-    if qa.router in routers:
-        # First: invalid content stops the start before anything else runs.
-        app.cleanup_ctx.insert(0, content_context(settings))
+    # Started in this order and stopped in reverse. The features' hooks start before anything is served or
+    # sent (invalid Q&A content refuses the start), and jobs stop before the client and the engine close.
+    feature_hooks = [_feature_hook(hook, Runtime(configs.of(router.settings), sessions, clock, provided, reloaders))
+                     for router in routers for hook in router.hooks]
+    app.cleanup_ctx.extend([close_engine, *feature_hooks, wechat_client, orphan_recovery, jobs])
     Webhook(settings, dispatcher, clock).add_routes(app)
     app.router.add_get("/healthz", healthz)
+    for router in routers:
+        app.router.add_routes(router.web)
     return app
 
 
-def content_context(settings: Settings):
-    """Load the Q&A content before serving (a ContentError refuses the start), then reload it whenever its
-    files change (polling their modification times). A reload that fails keeps the last good index."""
-    holder = holder_for(settings.content_dir)
+def _feature_hook(hook: Callable[[Runtime], AsyncIterator[None]], runtime: Runtime):
+    """A feature's start-up hook as an aiohttp cleanup context."""
+    async def context(app: web.Application):
+        async for _ in hook(runtime):
+            yield
 
-    async def content_index(app: web.Application):
-        if holder.changed() or holder.last_error is not None or not holder.loaded:
-            await asyncio.to_thread(holder.load)
-        app[CONTENT] = holder
-        watcher = None
-        if settings.content_poll_seconds > 0:
-            watcher = asyncio.create_task(_watch_content(holder, settings.content_poll_seconds))
-        yield
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-
-    return content_index
-
-
-async def _watch_content(holder: IndexHolder, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            if holder.changed():
-                log.info("content files changed; reloading")
-                await asyncio.to_thread(holder.reload)
-        except Exception:
-            log.exception("content watch failed; will look again")
+    context.__qualname__ = getattr(hook, "__qualname__", "feature hook")
+    return context
 
 
 def pid_file(settings: Settings) -> Path:
@@ -138,20 +136,20 @@ def pid_file(settings: Settings) -> Path:
 
 
 def reload_on_signal(settings: Settings):
-    """For `zhibu serve`: write the process id to ZHIBU_DATA_DIR/zhibu.pid and reload the content on
-    SIGHUP (what `zhibu content reload` sends)."""
+    """For `zhibu serve`: write the process id to ZHIBU_DATA_DIR/zhibu.pid and, on SIGHUP (what
+    `zhibu content reload` sends), run what features asked to run on a reload (Runtime.on_reload)."""
     path = pid_file(settings)
-    holder = holder_for(settings.content_dir)
 
     async def signal_context(app: web.Application):
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Future] = set()
 
         def reload() -> None:
-            log.info("SIGHUP: reloading content")
-            future = asyncio.ensure_future(asyncio.to_thread(holder.reload))
-            reloads.add(future)
-            future.add_done_callback(reloads.discard)
+            for what, reloader in app[RELOADERS]:
+                log.info("SIGHUP: reloading %s", what)
+                future = asyncio.ensure_future(reloader())
+                reloads.add(future)
+                future.add_done_callback(reloads.discard)
 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{os.getpid()}\n", encoding="utf-8")

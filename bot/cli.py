@@ -14,14 +14,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.clock import Clock
-from bot.config import DemoDefaults, Settings
+from bot.config import Configs, DemoDefaults, Settings, SettingsT
 
 log = logging.getLogger("zhibu")
 
 
-def _settings() -> Settings:
+def _settings(kind: type[SettingsT] = Settings) -> SettingsT:
+    """The core settings, or a feature's (a subclass of Settings), from the environment."""
     try:
-        return Settings()
+        return kind()
     except ValidationError as error:
         for problem in error.errors():
             click.echo(f"配置错误 ZHIBU_{str(problem['loc'][0]).upper()}: {problem['msg']}", err=True)
@@ -188,10 +189,11 @@ def import_group() -> None:
 @click.option("--allow-errors", is_flag=True, help="Import the valid rows even if some rows have errors.")
 def import_members_command(file: Path, allow_errors: bool) -> None:
     """Import members from a CSV or XLSX file with Chinese headers (姓名, 所属组织, …)."""
+    from handlers.membership import MembershipSettings
     from handlers.membership.roster import RosterFileError, import_members
 
     try:
-        settings = _settings()
+        settings = _settings(MembershipSettings)
         report = asyncio.run(_with_sessions(lambda sessions: import_members(
             sessions, file, now=Clock().now(), allow_errors=allow_errors, zone=settings.zone,
             code_days=settings.binding_code_days)))
@@ -317,7 +319,7 @@ def jobs_run(name: str) -> None:
     started = time.monotonic()
     try:
         asyncio.run(_with_sessions(lambda sessions: run_job_now(
-            name, jobs=[plan.spec for plan in planned], context=JobContext(sessions, Clock(), settings))))
+            name, jobs=[plan.spec for plan in planned], context=JobContext(sessions, Clock(), settings, configs=Configs(settings)))))
     except click.ClickException:
         raise
     except Exception as error:
@@ -333,8 +335,9 @@ def ask(question: str, as_json: bool) -> None:
     """Ask the Q&A a QUESTION, or "-" for one question per line of standard input (index loaded once)."""
     from content.loader import ContentError
     from content.search import holder_for
+    from handlers.qa import QaSettings
 
-    settings = _settings()
+    settings = _settings(QaSettings)
     try:
         index = holder_for(settings.content_dir).index
     except ContentError as error:
@@ -375,8 +378,9 @@ def content() -> None:
 def content_check() -> None:
     """Validate every content file; print each problem as file:line, exit 1 if there is any."""
     from content.loader import DEFAULT_ROOT, load_content
+    from handlers.qa import QaSettings
 
-    root = Path(_settings().content_dir or DEFAULT_ROOT)
+    root = Path(_settings(QaSettings).content_dir or DEFAULT_ROOT)
     loaded, problems = load_content(root)
     for problem in problems:
         click.echo(problem.describe(root))
@@ -397,8 +401,9 @@ def content_reload() -> None:
 
     from bot.app import pid_file
     from content.loader import DEFAULT_ROOT, load_content
+    from handlers.qa import QaSettings
 
-    settings = _settings()
+    settings = _settings(QaSettings)
     root = Path(settings.content_dir or DEFAULT_ROOT)
     _, problems = load_content(root)
     if problems:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime, time
 from pathlib import Path
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
@@ -45,6 +47,14 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # The address members' phones reach this service at (the HTTPS proxy in front of it), for links in
+    # messages, e.g. https://zhibu.example.gov.cn. Empty: http://HOST:PORT, which only works on this machine.
+    public_url: str = ""
+    # Keys that sign members' page links, oldest first: the last signs, all verify (append a new one to rotate,
+    # drop an old one once its links have expired). Empty: one kept in ZHIBU_DATA_DIR/link-key.
+    link_keys: list[str] = Field(default_factory=list)
+    # Days a link in a message keeps opening its page.
+    link_days: int = Field(default=60, ge=1)
 
     # Seconds a handler may take before WeChat gets "success" and the reply is pushed later.
     reply_budget: float = 4.0
@@ -54,48 +64,8 @@ class Settings(BaseSettings):
     # A message claimed this long ago and still unfinished is treated as orphaned (its process died).
     claim_lease: float = 60.0
     dialog_timeout_minutes: int = 15
-    bind_max_failures: int = 5
-    bind_lockout_minutes: int = 60
-    # Across the whole account: this many failed binding attempts within the window (from any followers) pause
-    # binding for everyone until a window has passed since the last one. 30 in 10 minutes leaves room for a few
-    # branches binding at once after a meeting, each member mistyping now and then, and holds a guesser with any
-    # number of followers to 30 tries per 10 minutes (at most 4,320 a day against 900,000 possible codes).
-    bind_account_max_failures: int = Field(default=30, ge=1)
-    bind_account_window_minutes: int = Field(default=10, ge=1)
-    # Days a binding code binds after it is issued; 新绑定码 gives a fresh one. (The roster import reads no
-    # settings: it uses storage.members.BINDING_CODE_DAYS, the same 30.)
-    binding_code_days: int = Field(default=30, ge=1)
-    # Hours after a notice when its sender gets the report and non-responders one reminder.
-    notice_follow_up_hours: float = 24.0
-    # A member who binds late gets the notices of this many last days that could not reach them unbound.
-    late_binding_days: int = Field(default=7, ge=0)
-
-    # Meeting check-in is open from this many minutes before the start to this many after.
-    checkin_window_before_minutes: int = Field(default=30, ge=0)
-    checkin_window_after_minutes: int = Field(default=60, ge=0)
-    # A check-in this many minutes after the start is marked late on the sign-in sheet.
-    late_after_minutes: int = Field(default=10, ge=0)
-    # A secretary's photo this many hours after a meeting started is attached to it as evidence.
-    meeting_photo_hours: float = Field(default=6.0, gt=0)
-    # 党课 a branch should hold per year. The 条例 asks for at least one; once a quarter (4) is a common
-    # local rule, so it is a setting. It must divide 12 (1, 2, 3, 4, 6 or 12) so periods are whole months.
-    lecture_per_year: int = Field(default=4, ge=1, le=12)
-    # Days before a month, quarter or year ends when secretaries hear which required meetings are missing.
-    compliance_reminder_days: int = Field(default=7, ge=1, le=27)
-
-    @field_validator("lecture_per_year")
-    @classmethod
-    def _whole_months(cls, value: int) -> int:
-        if 12 % value:
-            raise ValueError("ZHIBU_LECTURE_PER_YEAR must divide 12 (1, 2, 3, 4, 6 or 12)")
-        return value
 
     menu_file: Path | None = None
-
-    # Curated Q&A content (FAQ, documents, dictionary); None: the content/ folder shipped with the package.
-    content_dir: Path | None = None
-    # Seconds between looks at the content files' modification times (a change reloads the index); 0: never.
-    content_poll_seconds: float = Field(default=5.0, ge=0)
 
     # Periodic jobs (bot/scheduler.py). A job's schedule by its name, replacing the declared one, e.g.
     # '{"notices.report": {"trigger": "cron", "hour": 8}}'; a name no feature declares stops the start.
@@ -167,6 +137,10 @@ class Settings(BaseSettings):
         return moment.astimezone(self.zone)
 
     @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
     def safe_mode(self) -> bool:
         return bool(self.wechat_aes_key)
 
@@ -180,6 +154,49 @@ class Settings(BaseSettings):
         if self.menu_file is None:
             return DEFAULT_MENU
         return json.loads(self.menu_file.read_text(encoding="utf-8"))
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+class Configs:
+    """The core settings and each feature's typed settings, built from them once.
+
+    A feature declares its settings as a subclass of Settings (`class MeetingSettings(Settings)` with its own
+    fields, read from the same ZHIBU_* variables): its handlers and jobs then get one object that has both
+    the core (the time zone, quiet hours) and its own fields, while bot/config.py knows nothing of them.
+    `overrides` sets feature fields by name (the tests' way; a deployment uses the environment); a name no
+    settings class has is refused by `check`, so a typo cannot pass silently.
+    """
+
+    def __init__(self, core: Settings, overrides: Mapping[str, Any] | None = None,
+                 env_file: str | Path | None = ".env") -> None:
+        self.core = core
+        self.overrides = dict(overrides or {})
+        self.env_file = env_file
+        self._built: dict[type, Settings] = {type(core): core}
+
+    def of(self, kind: type[SettingsT] | None) -> SettingsT:
+        """The settings of type kind (None: the core), built on first use."""
+        if kind is None:
+            return self.core  # type: ignore[return-value]
+        found = self._built.get(kind)
+        if found is None:
+            own = {name: value for name, value in self.overrides.items()
+                   if name in kind.model_fields and name not in Settings.model_fields}
+            # The core's values are given explicitly, so a feature sees exactly the core this process runs with.
+            found = self._built[kind] = kind(_env_file=self.env_file, **self.core.model_dump(), **own)
+        return found  # type: ignore[return-value]
+
+    def check(self, kinds: Iterable[type[Settings] | None]) -> None:
+        """Build every feature's settings now (a bad value stops the start) and refuse unknown overrides."""
+        kinds = [kind for kind in kinds if kind is not None]
+        for kind in kinds:
+            self.of(kind)
+        known = set(Settings.model_fields).union(*(kind.model_fields for kind in kinds))
+        unknown = sorted(set(self.overrides) - known)
+        if unknown:
+            raise ValueError(f"no feature has the settings {', '.join(unknown)}")
 
 
 class DemoDefaults:

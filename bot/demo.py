@@ -15,9 +15,10 @@ from sqlalchemy import select
 
 from bot.app import build_app
 from bot.clock import Clock
-from bot.config import DemoDefaults, Settings
+from bot.config import Configs, DemoDefaults, Settings
 from bot.wechat.chat import run_chat, stdin_is_interactive
 from bot.wechat.emulator import Emulator
+from handlers.membership import MembershipSettings
 from storage.db import create_engine, session_factory, upgrade_schema_async
 from storage.members import MemberFields, binding_code_expired, issue_binding_code, upsert_member
 from storage.models import MemberCategory, Role, WeChatIdentity
@@ -56,6 +57,7 @@ async def seed_demo(settings: Settings, clock: Clock) -> tuple[dict[str, str], l
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
     codes: dict[str, str] = {}
+    code_days = Configs(settings).of(MembershipSettings).binding_code_days
     try:
         async with sessions() as session, session.begin():
             for name, phone, path, role, born, joined, category, hardship, away in DEMO_PEOPLE:
@@ -75,7 +77,7 @@ async def seed_demo(settings: Settings, clock: Clock) -> tuple[dict[str, str], l
                 if bound is None and (member.binding_code is None
                                       or binding_code_expired(member.binding_code_expires_at, clock.now())):
                     # A demo folder from last month: its codes expired; the hint must name one that works.
-                    await issue_binding_code(session, member, now=clock.now(), days=settings.binding_code_days)
+                    await issue_binding_code(session, member, now=clock.now(), days=code_days)
                 if member.binding_code:
                     codes[name] = member.binding_code
             followers = list((await session.execute(

@@ -22,14 +22,17 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
+from bot.config import Configs, Settings, SettingsT
 from bot.group_commit import GroupCommit
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing
@@ -52,10 +55,15 @@ DIALOG_EXPIRED = "上一步操作因长时间未回复已结束，请重新开�
 CANCEL_WORDS = ("取消", "退出", "算了")
 # A dialog's data may hold, under this key, what to answer when the user cancels it.
 CANCEL_TEXT = "cancel_text"
+# And under this one, the options of the numbered question its step asked (bot/dialogs.py, offer).
+CHOICES = "choices"
 
 # Things that happen in one feature that others may want to act on, in the same transaction.
 # MEMBER_BOUND (member=Member): a follower just bound to this member (the late binder's catch-up).
 MEMBER_BOUND = "member_bound"
+# WHAT_IS_WAITING (member=Member): what this member could do now, one line each ("回复 签到 —— …"), the most
+# urgent first; a greeting lists them.
+WHAT_IS_WAITING = "what_is_waiting"
 
 
 
@@ -294,10 +302,13 @@ class Dialog:
 
     # Positional-only: a dialog's own data may well hold a "name" or a "step".
     def start(self, name: str, step: str, /, **data: Any) -> None:
+        _check_step(name, step)
         self.name, self.step, self.data, self.changed = name, step, dict(data), True
 
     def goto(self, step: str, /, **data: Any) -> None:
         self.step = step
+        # A numbered question belongs to the step that asked it.
+        self.data.pop(CHOICES, None)
         self.data.update(data)
         self.changed = True
 
@@ -310,6 +321,13 @@ class Dialog:
     def restore(self, snapshot: tuple) -> None:
         self.name, self.step, data, self.changed = snapshot
         self.data = dict(data)
+
+
+def _check_step(dialog: str | None, step: str | None) -> None:
+    """A dialog declared with its steps (bot.dialogs.Steps) refuses a step it does not have."""
+    check = getattr(dialog, "check", None)
+    if check is not None:
+        check(step)
 
 
 @dataclass(frozen=True)
@@ -326,7 +344,9 @@ class Context:
     def __init__(self, *, message: Message, session: AsyncSession, clock: Clock, identity: WeChatIdentity,
                  member: Member | None, dialog: Dialog, catalog: list["Handler"], settings: Any,
                  received_at: datetime | None = None,
-                 listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] | None = None) -> None:
+                 listeners: dict[str, list["Listener"]] | None = None,
+                 configs: Configs | None = None, provided: dict[str, Any] | None = None,
+                 reminder_kinds: list[ReminderKind] | None = None) -> None:
         self.message = message
         self.received_at = received_at or clock.now()
         self.session = session
@@ -334,18 +354,28 @@ class Context:
         self.identity = identity
         self.member = member
         self.dialog = dialog
+        # The settings of the feature whose handler is running (a subclass of the core Settings).
         self.settings = settings
+        self.configs = configs or Configs(settings)
+        # What features provide to handlers by name (the Q&A index…), set by their start-up hooks.
+        self.provided = provided if provided is not None else {}
         self._catalog = catalog
         self._listeners = listeners or {}
+        self._reminder_kinds = reminder_kinds or []
         self.replies: list[str] = []
         self.outgoing: list[Outgoing] = []
         # Set by a handler that made outbox rows due by other means than enqueue (wakes the outbox).
         self.outbox_touched = False
-        self.deferred: list[Callable[[JobContext], Awaitable[Any]]] = []
+        # Work left for after the commit, with the settings of the feature that left it.
+        self.deferred: list[tuple[Any, Callable[[JobContext], Awaitable[Any]]]] = []
 
     @property
     def now(self) -> datetime:
         return self.clock.now()
+
+    def config(self, kind: type[SettingsT]) -> SettingsT:
+        """Another feature's settings, by their class (a feature's own come as ctx.settings)."""
+        return self.configs.of(kind)
 
     def local(self, moment: datetime) -> datetime:
         """moment in the configured zone (ZHIBU_TIMEZONE)."""
@@ -377,14 +407,19 @@ class Context:
     def after_commit(self, work: Callable[[JobContext], Awaitable[Any]]) -> None:
         """Run work in the background once this message's changes are committed: for calls to the
         platform (never made inside a transaction). It is not retried; it should enqueue its result."""
-        self.deferred.append(work)
+        self.deferred.append((self.settings, work))
 
     async def announce(self, event: str, **facts: Any) -> list[str]:
         """Tell every feature listening for event (see Router.when); what they add to the reply, in
         router order. Their writes go into this message's transaction."""
         said = []
         for listener in self._listeners.get(event, []):
-            text = await listener(self, **facts)
+            own = self.settings
+            self.settings = self.configs.of(listener.settings_type)
+            try:
+                text = await listener.callback(self, **facts)
+            finally:
+                self.settings = own
             if text:
                 said.append(text)
         return said
@@ -397,6 +432,10 @@ class Context:
     def catalog(self) -> list["Handler"]:
         """Every registered handler, in the order they are tried."""
         return self._catalog
+
+    def reminder_kinds(self) -> list[str]:
+        """The kinds of reminder this member can get, as features declared them (Router.reminds)."""
+        return [kind.label for kind in self._reminder_kinds if kind.reaches(self.member)]
 
     def commands(self) -> list[CommandHelp]:
         """The documented commands this user may run, in registration order."""
@@ -414,6 +453,26 @@ class Context:
 # ---------------------------------------------------------------- routers and handlers
 
 
+@dataclass(frozen=True)
+class ReminderKind:
+    """A kind of reminder a feature sends (Outgoing(reminder=True)), as 关闭提醒's reply names it; roles:
+    only members with one of these roles get it (None: everyone)."""
+
+    label: str
+    roles: frozenset[Role] | None = None
+
+    def reaches(self, member: Member | None) -> bool:
+        return self.roles is None or (member is not None and Role(member.role) in self.roles)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A feature's reaction to an announced event (Router.when), run with that feature's settings."""
+
+    callback: Callable[..., Awaitable[str | None]]
+    settings_type: type[Settings] | None
+
+
 # Names a handler may ask for; each maps to how the Context provides it.
 _INJECTABLE: dict[str, Callable[[Context], Any]] = {
     "ctx": lambda ctx: ctx,
@@ -429,6 +488,13 @@ _INJECTABLE: dict[str, Callable[[Context], Any]] = {
 }
 
 
+def _provide(ctx: Context, name: str) -> Any:
+    """An argument a handler names: from the context, else from what features provide."""
+    if name in _INJECTABLE:
+        return _INJECTABLE[name](ctx)
+    return ctx.provided[name]
+
+
 @dataclass
 class Handler:
     callback: Callable[..., Awaitable[Any]]
@@ -438,6 +504,8 @@ class Handler:
     dialog: str | None
     step: str | None
     help: CommandHelp | None
+    # The settings class of the feature that registered it (None: the core Settings).
+    settings_type: type[Settings] | None = None
     # The parameters the callback names, and whether each has a default.
     wants: tuple[tuple[str, bool], ...] = ()
 
@@ -463,12 +531,13 @@ class Handler:
         return self.roles is None or Role(member.role) in self.roles
 
     async def run(self, ctx: Context, values: dict) -> Any:
+        ctx.settings = ctx.configs.of(self.settings_type)
         arguments = {}
         for name, optional in self.wants:
             if name in values:
                 arguments[name] = values[name]
-            elif name in _INJECTABLE:
-                arguments[name] = _INJECTABLE[name](ctx)
+            elif name in _INJECTABLE or name in ctx.provided:
+                arguments[name] = _provide(ctx, name)
             elif not optional:
                 raise TypeError(f"{self.callback.__qualname__} asks for {name!r}, which no filter or context gives")
         return await self.callback(**arguments)
@@ -487,8 +556,21 @@ class JobContext:
 
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
+    # The job's own feature's settings (a subclass of the core Settings).
     settings: Any
     channel: Channel | None = None
+    configs: Configs | None = None
+    provided: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, kind: type[SettingsT]) -> SettingsT:
+        """A feature's settings by their class."""
+        return (self.configs or Configs(self.settings)).of(kind)
+
+    def for_feature(self, kind: type[Settings] | None) -> "JobContext":
+        """This context with the settings of the feature whose job or work runs in it."""
+        if self.configs is None:
+            return self
+        return replace(self, settings=self.configs.of(kind))
 
 
 @dataclass(frozen=True)
@@ -500,17 +582,76 @@ class JobSpec:
     trigger: str  # an APScheduler trigger: "interval" or "cron"
     trigger_args: dict
     description: str
+    settings_type: type[Settings] | None = None
+
+
+@dataclass
+class Runtime:
+    """What a feature's start-up hook (Router.lifespan) gets: its settings, the database, the clock, and
+    `provide` to hand handlers, jobs and pages something by name (the Q&A index as `answers`)."""
+
+    settings: Any
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    provided: dict[str, Any]
+    # What `zhibu content reload` (SIGHUP to `zhibu serve`) runs: (what it reloads, how).
+    reloaders: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
+
+    def on_reload(self, what: str, reload: Callable[[], Awaitable[Any]]) -> None:
+        """Run reload when the operator asks the running service to reload what it read from files."""
+        self.reloaders.append((what, reload))
+
+    def provide(self, name: str, value: Any) -> None:
+        if name in _INJECTABLE:
+            raise ValueError(f"{name!r} is a context argument; a feature cannot provide it")
+        if name in self.provided:
+            raise ValueError(f"{name!r} is provided twice")
+        self.provided[name] = value
 
 
 class Router:
-    """One feature's handlers, tried in the order they were registered, and the jobs it schedules."""
+    """Everything one feature adds to the service: its chat handlers (tried in the order registered, a
+    longer command before a shorter one), the jobs it schedules, its web pages (`router.web`, an aiohttp
+    RouteTableDef), its settings class, start-up hooks, and what it announces or listens for.
 
-    def __init__(self, name: str) -> None:
+    `settings`: a subclass of bot.config.Settings with the feature's own fields; its handlers, jobs and hooks
+    get an instance as `settings`.
+    """
+
+    def __init__(self, name: str, *, settings: type[Settings] | None = None, templates: Path | None = None) -> None:
         self.name = name
+        self.settings = settings
+        # The folder of this feature's page templates (Jinja2), beside its code.
+        self.templates = templates
+        # Member pages by the kind of thing they show ("notice" for ref "notice:12"): handler, settings class.
+        self.pages: dict[str, tuple[Callable[..., Awaitable[Any]], type[Settings] | None]] = {}
         self.handlers: list[Handler] = []
         self.jobs: list[JobSpec] = []
-        self.listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] = {}
+        self.listeners: dict[str, list[Listener]] = {}
         self.fallback: Handler | None = None
+        self.web = web.RouteTableDef()
+        self.hooks: list[Callable[[Runtime], AsyncIterator[None]]] = []
+        self.reminder_kinds: list[ReminderKind] = []
+
+    def page(self, kind: str):
+        """The member page for things of this kind (outbox rows with ref "<kind>:<id>"): a template message
+        about one links to it, signed for its recipient. `async def f(page: MemberPage) -> web.Response`;
+        it serves the GET and the form's POST (bot/web/pages.py)."""
+        def register(handler):
+            self.pages[kind] = (handler, self.settings)
+            return handler
+        return register
+
+    def reminds(self, label: str, *, roles: Iterable[Role] | None = None) -> None:
+        """Declare a kind of reminder this feature sends, so that 关闭提醒 can say what stops."""
+        self.reminder_kinds.append(ReminderKind(label, frozenset(roles) if roles is not None else None))
+
+    def lifespan(self, hook: Callable[[Runtime], AsyncIterator[None]]):
+        """Register an async generator over a Runtime: what comes before its `yield` runs at start-up,
+        before any message or request is served (an exception stops the start); what comes after, at
+        shutdown. Hooks start in router order and stop in reverse."""
+        self.hooks.append(hook)
+        return hook
 
     def text_fallback(self):
         """The one handler for text nothing else took (Q&A). The dispatcher has already answered what is
@@ -518,7 +659,7 @@ class Router:
         and `written`, like AnyText."""
         def register(callback):
             self.fallback = Handler(callback=callback, filters=(AnyText(),), roles=None, bound=False, dialog=None,
-                                    step=None, help=None)
+                                    step=None, help=None, settings_type=self.settings)
             return callback
         return register
 
@@ -526,25 +667,28 @@ class Router:
         """Act on something another feature announces (ctx.announce): @router.when(MEMBER_BOUND) over
         `async def f(ctx, member) -> str | None`; a text returned is added to that feature's reply."""
         def register(listener):
-            self.listeners.setdefault(event, []).append(listener)
+            self.listeners.setdefault(event, []).append(Listener(listener, self.settings))
             return listener
         return register
 
     def job(self, name: str, *, trigger: str = "interval", description: str = "", **trigger_args):
         """Declare a periodic job: @router.job("report", minutes=5) or trigger="cron", hour=8."""
         def register(func):
-            self.jobs.append(JobSpec(f"{self.name}.{name}", func, trigger, trigger_args, description))
+            self.jobs.append(JobSpec(f"{self.name}.{name}", func, trigger, trigger_args, description, self.settings))
             return func
         return register
 
     def on(self, *filters: Filter, roles: Iterable[Role] | None = None, bound: bool = False,
            dialog: str | None = None, step: str | None = None, usage: str | None = None,
            summary: str | None = None, unbound_only: bool = False):
+        _check_step(dialog, step)
+
         def register(callback):
             self.handlers.append(Handler(
                 callback=callback, filters=filters, roles=frozenset(roles) if roles is not None else None,
                 bound=bound, dialog=dialog, step=step,
                 help=CommandHelp(usage, summary or "", unbound_only) if usage else None,
+                settings_type=self.settings,
             ))
             return callback
         return register
@@ -583,11 +727,14 @@ def _role_names(roles: frozenset[Role]) -> str:
 
 class Dispatcher:
     def __init__(self, routers: Iterable[Router], *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                 settings: Any, reply_max_bytes: int = 2048, max_parts: int = 5) -> None:
+                 settings: Any, reply_max_bytes: int = 2048, max_parts: int = 5, configs: Configs | None = None,
+                 provided: dict[str, Any] | None = None) -> None:
         self.routers = list(routers)
         self.sessions = sessions
         self.clock = clock
         self.settings = settings
+        self.configs = configs or Configs(settings)
+        self.provided = provided if provided is not None else {}
         self.reply_max_bytes = reply_max_bytes
         self.max_parts = max_parts
         # Called after a handler's enqueued messages committed (the outbox's wake-up).
@@ -595,7 +742,8 @@ class Dispatcher:
         # The platform, for work handlers leave for after their commit; set by the composition root.
         self.channel: Channel | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
-        self.listeners: dict[str, list[Callable[..., Awaitable[str | None]]]] = {}
+        self.reminder_kinds = [kind for router in self.routers for kind in router.reminder_kinds]
+        self.listeners: dict[str, list[Listener]] = {}
         for router in self.routers:
             for event, listeners in router.listeners.items():
                 self.listeners.setdefault(event, []).extend(listeners)
@@ -682,17 +830,17 @@ class Dispatcher:
                          urgent=True, not_before=now + timedelta(seconds=index))
                 for index, part in enumerate(parts, start=first)]
 
-    def _run_deferred(self, works: list[Callable[[JobContext], Awaitable[Any]]]) -> None:
-        context = JobContext(sessions=self.sessions, clock=self.clock, settings=self.settings, channel=self.channel)
-
-        async def run(work) -> None:
+    def _run_deferred(self, works: list[tuple[Any, Callable[[JobContext], Awaitable[Any]]]]) -> None:
+        async def run(settings, work) -> None:
+            context = JobContext(sessions=self.sessions, clock=self.clock, settings=settings, channel=self.channel,
+                                 configs=self.configs, provided=self.provided)
             try:
                 await work(context)
             except Exception:
                 log.exception("work left for after a commit failed")
 
-        for work in works:
-            self._spawn(run(work))
+        for settings, work in works:
+            self._spawn(run(settings, work))
 
     def _wake_outbox(self) -> None:
         if self.on_enqueued is not None:
@@ -772,7 +920,8 @@ class Dispatcher:
                 dialog = Dialog(expired=True, changed=True)
         return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
                        dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at,
-                       listeners=self.listeners)
+                       listeners=self.listeners, configs=self.configs, provided=self.provided,
+                       reminder_kinds=self.reminder_kinds)
 
     async def _route(self, ctx: Context) -> None:
         message = ctx.message
@@ -838,6 +987,9 @@ class Dispatcher:
                 ctx.reply(NOTHING_TO_CANCEL)
             elif ctx.dialog.expired:
                 ctx.reply(DIALOG_EXPIRED)
+            elif CHOICES in ctx.dialog.data and Choice()(message, ctx):
+                # A number outside the options of the question this step asked: ask again.
+                ctx.reply(ctx.dialog.data[CHOICES]["again"])
             elif self.text_fallback is not None and not text.isdigit():
                 # A bare number answers a numbered question; with none open there is nothing to look up.
                 if ctx.dialog.active:

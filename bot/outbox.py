@@ -34,6 +34,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
+from bot.summary import Summary
 from bot.wechat.client import (
     CredentialsRejected,
     OutsideWindow,
@@ -78,8 +79,9 @@ class Outgoing:
     openid: str | None = None  # None: the member's bound follower
     ref: str | None = None  # the feature record, e.g. "notice:12"
     urgent: bool = False  # goes out during quiet hours too
-    # Short fields for the template channel; trimmed to 20 characters without line breaks.
-    template: dict[str, str] | None = None
+    # What the message is about, for the template channel (each field trimmed to 20 characters on one line);
+    # None: the text's beginning.
+    summary: Summary | None = None
     # Not before this moment (parts of one long reply are spaced so they arrive in order).
     not_before: datetime | None = None
     # A reminder rather than the message itself: a member who turned reminders off does not get it.
@@ -97,10 +99,19 @@ def template_field(value: str) -> str:
     return line[:TEMPLATE_FIELD_MAX - 1] + "…"
 
 
-def template_json(template: dict[str, str] | None, text: str) -> str:
-    # Without fields from the feature, the text's beginning is better than a blank template.
-    fields = template if template is not None else {"content": text}
-    return json.dumps({name: template_field(value) for name, value in fields.items()}, ensure_ascii=False)
+def template_json(summary: Summary | None, text: str) -> str:
+    """The stored template data (outbox.template_data) for a summary: our field names, the ones
+    settings.wechat_template_fields maps onto each template's own, and fields left None left out."""
+    # Without a summary from the feature, the text's beginning is better than a blank template.
+    if summary is None:
+        fields = {"content": text}
+    else:
+        # The stored names predate Summary: "remark" is its note. Its link is not stored yet; it will go
+        # out as the template message's url, outside the fields.
+        fields = {"title": summary.title, "content": summary.content, "time": summary.time,
+                  "place": summary.place, "sender": summary.sender, "remark": summary.note}
+    return json.dumps({name: template_field(value) for name, value in fields.items() if value is not None},
+                      ensure_ascii=False)
 
 
 def quiet_until(now: datetime, settings: Any) -> datetime | None:
@@ -166,7 +177,7 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
                 error = UNFOLLOWED
             rows.append({
                 "idempotency_key": item.key, "kind": item.kind, "ref": item.ref, "member_id": item.member_id,
-                "openid": openid, "text": item.text, "template_data": template_json(item.template, item.text),
+                "openid": openid, "text": item.text, "template_data": template_json(item.summary, item.text),
                 "urgent": item.urgent, "reminder": item.reminder,
                 "status": store.FAILED if error else store.PENDING, "attempts": 0,
                 "due_at": due_time(max(now, item.not_before or now), urgent=item.urgent, settings=settings),
@@ -177,7 +188,7 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
 
 
 async def enqueue_members(session: AsyncSession, member_ids: Select, *, key_prefix: str, kind: str, text: str,
-                          ref: str | None, urgent: bool, template: dict[str, str] | None, now: datetime,
+                          ref: str | None, urgent: bool, summary: Summary | None, now: datetime,
                           settings: Any, reminder: bool = False) -> int:
     """One row per member id the select yields (keys "<key_prefix>:<member id>"); returns how many were new.
 
@@ -185,7 +196,7 @@ async def enqueue_members(session: AsyncSession, member_ids: Select, *, key_pref
     """
     return await store.insert_for_members(
         session, member_ids, key_prefix=key_prefix, kind=kind, text=text, ref=ref,
-        template_data=template_json(template, text), urgent=urgent,
+        template_data=template_json(summary, text), urgent=urgent,
         due_at=due_time(now, urgent=urgent, settings=settings), now=now,
         unbound_reason=UNBOUND, unfollowed_reason=UNFOLLOWED, reminder=reminder, muted_reason=MUTED)
 

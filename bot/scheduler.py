@@ -66,6 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from bot.clock import Clock
+from bot.config import Configs
 from bot.dispatch import JobContext, JobSpec, Router
 from bot.leader import leader_lock
 from bot.text import display_width
@@ -222,7 +223,7 @@ class _Registry:
         try:
             for delay in (*JOB_BUSY_RETRY_DELAYS, None):
                 try:
-                    await spec.func(self.context)
+                    await spec.func(self.context.for_feature(spec.settings_type))
                     break
                 except Exception as error:
                     if delay is None or not database_busy(error):
@@ -268,7 +269,7 @@ class _RegistryExecutor(AsyncIOExecutor):
 async def run_job_now(name: str, *, jobs: Iterable[JobSpec], context: JobContext) -> None:
     """Run one job immediately in this process (`zhibu jobs run`); its errors reach the caller."""
     spec = find_job(jobs, name)
-    await spec.func(context)
+    await spec.func(context.for_feature(spec.settings_type))
 
 
 # ---------------------------------------------------------------- where the job store lives
@@ -371,13 +372,16 @@ class JobScheduler:
     """Leader election plus, while this process leads, an AsyncIOScheduler running the declared jobs."""
 
     def __init__(self, *, settings, sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                 jobs: Iterable[JobSpec], retry_interval: float | None = None, stop_grace: float = 10.0) -> None:
+                 jobs: Iterable[JobSpec], retry_interval: float | None = None, stop_grace: float = 10.0,
+                 configs: Configs | None = None, provided: dict[str, Any] | None = None) -> None:
         self.settings = settings
         # Planned now so that a bad override stops the service at start, in every process.
         self.planned = plan_jobs(jobs, settings)
         self.retry_interval = settings.scheduler_retry_interval if retry_interval is None else retry_interval
         self.stop_grace = stop_grace
-        self._registry = _Registry((plan.spec for plan in self.planned), JobContext(sessions, clock, settings))
+        context = JobContext(sessions, clock, settings, configs=configs or Configs(settings),
+                             provided=provided if provided is not None else {})
+        self._registry = _Registry((plan.spec for plan in self.planned), context)
         self._lock = leader_lock(settings.effective_database_url)
         self._campaign: asyncio.Task | None = None
         self.scheduler: AsyncIOScheduler | None = None
@@ -503,11 +507,13 @@ class SchedulerContext:
 
 
 def scheduler_context(*, settings, sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                      routers: Iterable[Router]) -> SchedulerContext:
+                      routers: Iterable[Router], configs: Configs | None = None,
+                      provided: dict[str, Any] | None = None) -> SchedulerContext:
     """The scheduler for app.cleanup_ctx. Raises SchedulerConfigError now for a bad job or override.
 
     With ZHIBU_SCHEDULER_ENABLED=false the process never runs jobs (configuration is still checked).
     """
     jobs = registered_jobs(routers)
-    scheduler = JobScheduler(settings=settings, sessions=sessions, clock=clock, jobs=jobs)
+    scheduler = JobScheduler(settings=settings, sessions=sessions, clock=clock, jobs=jobs, configs=configs,
+                             provided=provided)
     return SchedulerContext(scheduler if settings.scheduler_enabled else None)

@@ -14,18 +14,25 @@ otherwise add its whole time to every other member's reply waiting on the event 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from bot.dispatch import Choice, Command, Context, Dialog, Router
+from pydantic import Field
+
+from bot.config import Settings
+from bot.dialogs import Steps
+from bot.dispatch import Choice, Command, Context, Dialog, Router, Runtime
 from bot.outbox import Outgoing
+from bot.summary import Summary
 from bot.text import excerpt, utf8_len
 from content.search import (
     ANSWERED,
     UNSURE,
     Answer,
     IndexHolder,
-    QaIndex,
     clip_question,
     holder_for,
     source_line,
@@ -33,9 +40,20 @@ from content.search import (
 from storage.members import bound_leaders
 from storage.models import Member, Organization
 
-router = Router("qa")
+log = logging.getLogger(__name__)
 
-DIALOG = "qa"
+
+class QaSettings(Settings):
+    # Curated Q&A content (FAQ, documents, dictionary); None: the content/ folder shipped with the package.
+    content_dir: Path | None = None
+    # Seconds between looks at the content files' modification times (a change reloads the index); 0: never.
+    content_poll_seconds: float = Field(default=5.0, ge=0)
+
+
+router = Router("qa", settings=QaSettings)
+
+DIALOG = Steps("qa", choose="您是不是想问：选一个（数字），或转给书记", forward="回复 1 把问题转给书记",
+               more="长答案：回复 更多 继续")
 REPLY_MAX_BYTES = 2048
 # Searches run in this many worker threads. They are pure Python and take turns with the event loop for the
 # interpreter lock: a few threads keep one slow search from holding up the next question, and no more, so that
@@ -66,12 +84,40 @@ CUT_DECLINE = "您的消息很长，我只看了前面{read}个字，没有找�
 OFFER_FORWARD_CUT = "\n需要的话，回复 1 把这段话的开头转给支部书记。"
 
 
-def _holder(settings) -> IndexHolder:
-    return holder_for(getattr(settings, "content_dir", None))
+# ---------------------------------------------------------------- the content, provided as `answers`
 
 
-def _index(settings) -> QaIndex:
-    return _holder(settings).index
+@router.lifespan
+async def content_index(runtime: Runtime):
+    """Load the content before serving (a ContentError refuses the start) and provide it to handlers as
+    `answers`; then reload it whenever its files change (polling their modification times) and on
+    `zhibu content reload`. A reload that fails keeps the last good index."""
+    settings: QaSettings = runtime.settings
+    # One holder per folder per process: a second app in the same process (the tests) reuses a loaded index.
+    holder = holder_for(settings.content_dir)
+    if holder.changed() or holder.last_error is not None or not holder.loaded:
+        await asyncio.to_thread(holder.load)
+    runtime.provide("answers", holder)
+    runtime.on_reload("content", lambda: asyncio.to_thread(holder.reload))
+    watcher = None
+    if settings.content_poll_seconds > 0:
+        watcher = asyncio.create_task(_watch_content(holder, settings.content_poll_seconds))
+    yield
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _watch_content(holder: IndexHolder, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if holder.changed():
+                log.info("content files changed; reloading")
+                await asyncio.to_thread(holder.reload)
+        except Exception:
+            log.exception("content watch failed; will look again")
 
 
 # ---------------------------------------------------------------- reply texts
@@ -139,10 +185,10 @@ def _search_now(holder: IndexHolder, question: str) -> Answer:
     return holder.index.search(question)
 
 
-async def search(settings, question: str) -> Answer:
+async def search(answers: IndexHolder, question: str) -> Answer:
     """The search for (the first QUESTION_MAX_CHARS characters of) a question, off the event loop."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_search_executor(), _search_now, _holder(settings), clip_question(question))
+    return await loop.run_in_executor(_search_executor(), _search_now, answers, clip_question(question))
 
 
 def looks_like_question(text: str) -> bool:
@@ -150,12 +196,12 @@ def looks_like_question(text: str) -> bool:
     return bool(_QUESTION.search(text)) or len(text) >= QUESTION_MIN_CHARS
 
 
-async def reply_for(settings, question: str, dialog: Dialog, member: Member | None) -> str:
+async def reply_for(answers: IndexHolder, question: str, dialog: Dialog, member: Member | None) -> str:
     """Search, answer, and set up the dialog for what the member may reply next. Forwarding to the
     secretary is offered only to a bound member, and only for what looks like a real question."""
     read = clip_question(question)
     cut = len(read) < len(question)
-    result = await search(settings, read)
+    result = await search(answers, read)
     # What the secretary gets if the member forwards it: the part that was read, marked as a beginning.
     question = read + "……" if cut else read
     note = CUT_NOTE.format(read=len(read)) if cut else ""
@@ -183,7 +229,7 @@ async def reply_for(settings, question: str, dialog: Dialog, member: Member | No
 
 
 @router.on(Choice(), dialog=DIALOG, step="choose")
-async def choose(ctx: Context, dialog: Dialog, member: Member | None, choice: int) -> str:
+async def choose(ctx: Context, dialog: Dialog, member: Member | None, choice: int, answers: IndexHolder) -> str:
     ids = dialog.data["ids"]
     if choice == len(ids) + 1 and member is not None:
         question = dialog.data["question"]
@@ -191,7 +237,7 @@ async def choose(ctx: Context, dialog: Dialog, member: Member | None, choice: in
         return await _forward(ctx, member, question)
     if not 1 <= choice <= len(ids):
         return PICK_A_NUMBER.format(last=len(ids) + (member is not None))
-    answer = _index(ctx.settings).answer_of(ids[choice - 1], question=dialog.data["question"])
+    answer = answers.index.answer_of(ids[choice - 1], question=dialog.data["question"])
     if answer is None:  # the content was reloaded without it in between
         dialog.finish()
         return UNAVAILABLE
@@ -206,8 +252,8 @@ async def forward(ctx: Context, dialog: Dialog, member: Member | None) -> str:
 
 
 @router.on(Command("更多", "继续", "下一页"), dialog=DIALOG, step="more")
-async def more(ctx: Context, dialog: Dialog) -> str:
-    answer = _index(ctx.settings).answer_of(dialog.data["id"])
+async def more(dialog: Dialog, answers: IndexHolder) -> str:
+    answer = answers.index.answer_of(dialog.data["id"])
     if answer is None:
         dialog.finish()
         return UNAVAILABLE
@@ -225,21 +271,21 @@ async def _forward(ctx: Context, member: Member | None, question: str) -> str:
     for leader in leaders:
         ctx.enqueue(Outgoing(key=f"qa:{ctx.message.dedup_key}:{leader.id}", kind="question", text=text,
                              member_id=leader.id, ref=f"member:{member.id}",
-                             template={"title": "党员提问", "content": excerpt(question), "sender": member.name,
-                                       "remark": "请抽空回复"}))
+                             summary=Summary(title="党员提问", content=excerpt(question), sender=member.name,
+                                             note="请抽空回复")))
     return FORWARDED.format(names="、".join(f"{leader.role}{leader.name}" for leader in leaders))
 
 
 @router.text("问", "提问", "请问", takes_args=True, usage="问 问题", summary="问党务政策（也可以直接发问题）")
-async def ask(ctx: Context, dialog: Dialog, member: Member | None, args: str) -> str:
+async def ask(dialog: Dialog, member: Member | None, args: str, answers: IndexHolder) -> str:
     if not args:
         return ASK_HOW
-    return await reply_for(ctx.settings, args, dialog, member)
+    return await reply_for(answers, args, dialog, member)
 
 
 @router.text_fallback()
-async def any_text(ctx: Context, dialog: Dialog, member: Member | None, text: str) -> str:
+async def any_text(dialog: Dialog, member: Member | None, text: str, answers: IndexHolder) -> str:
     """Text nothing else took: a question (the dispatcher has answered 取消, a timed-out dialog, a number)."""
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
-    return await reply_for(ctx.settings, text, dialog, member)
+    return await reply_for(answers, text, dialog, member)

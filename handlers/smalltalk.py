@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import timedelta
 
-from bot.dispatch import Context, Filter, Router, typed_text
-from bot.text import excerpt, normalize_input
-from storage import meetings as meeting_store
+from bot.dispatch import WHAT_IS_WAITING, Context, Filter, Router, typed_text
+from bot.text import normalize_input
 from storage.models import BRANCH_LEADERS, STAFF_ROLES, Member, Role
-from storage.notices import awaiting_acknowledgement
 
 router = Router("smalltalk")
 
@@ -90,24 +87,9 @@ class SmallTalk(Filter):
 
 
 async def _pending(ctx: Context, member: Member) -> list[str]:
-    """What is waiting for this member now, most urgent first."""
-    settings, now = ctx.settings, ctx.now
-    before = timedelta(minutes=settings.checkin_window_before_minutes)
-    after = timedelta(minutes=settings.checkin_window_after_minutes)
-    lines = []
-    for meeting in await meeting_store.branch_meetings_between(ctx.session, member.org_id, now - after, now + before):
-        if await meeting_store.is_expected(ctx.session, meeting, member.id) and \
-                await meeting_store.attendance_of(ctx.session, meeting.id, member.id) is None:
-            lines.append(f"回复 签到 —— {meeting.kind}正在签到")
-            break
-    notice = await awaiting_acknowledgement(ctx.session, member.id)
-    if notice is not None:
-        lines.append(f"回复 收到 —— 确认通知“{excerpt(notice.text, 12)}”")
-    if Role(member.role) in BRANCH_LEADERS:
-        leaves = await meeting_store.pending_leaves(ctx.session, member.org_id, started_after=now)
-        if leaves:
-            lines.append(f"回复 同意 或 不同意 —— {len(leaves)} 个请假等您回复")
-    return lines
+    """What is waiting for this member now, as the features that hold it tell (a meeting open for check-in,
+    leave requests to decide, a notice to answer)."""
+    return [line for said in await ctx.announce(WHAT_IS_WAITING, member=member) for line in said.splitlines()]
 
 
 def _usual(member: Member | None) -> list[str]:

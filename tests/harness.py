@@ -8,10 +8,10 @@ from datetime import date
 import pytest
 from aiohttp import web
 
-from bot.app import DISPATCHER, OUTBOX, build_app
+from bot.app import CONFIGS, DISPATCHER, OUTBOX, PROVIDED, build_app
 from bot.clock import ManualClock
 from bot.config import DemoDefaults, Settings
-from bot.dispatch import Dispatcher
+from bot.dispatch import Dispatcher, JobContext
 from bot.outbox import Outbox
 from bot.wechat.emulator import Emulator
 from storage.models import MemberCategory, Role
@@ -40,6 +40,15 @@ class Service:
     @property
     def sessions(self):
         return self.dispatcher.sessions
+
+    def config(self, kind):
+        """A feature's settings as this service runs with them (kind: its Settings subclass)."""
+        return self.app[CONFIGS].of(kind)
+
+    def job_context(self, kind=None) -> JobContext:
+        """What a scheduled job of the feature with settings kind gets, to run one by hand."""
+        return JobContext(sessions=self.sessions, clock=self.clock, settings=self.config(kind),
+                          configs=self.app[CONFIGS], provided=self.app[PROVIDED])
 
     async def deliver(self) -> None:
         """Let handlers still running finish, then send everything the outbox holds that is due."""
@@ -89,10 +98,12 @@ async def make_service(database_url, aiohttp_server):
                             token=account["wechat_token"], aes_key=account["wechat_aes_key"], clock=clock,
                             reply_timeout=reply_timeout)
         emulator_server = await aiohttp_server(emulator.web_app())
+        # The core's settings go to Settings; the rest are features' (build_app refuses a name nobody has).
+        core = {name: overrides.pop(name) for name in list(overrides) if name in Settings.model_fields}
         settings = Settings(_env_file=None, database_url=database_url, wechat_app_secret=DemoDefaults.app_secret,
                             wechat_api_base=str(emulator_server.make_url("")).rstrip("/"),
-                            **account, **{"outbox_enabled": False, **overrides})
-        app = build_app(settings, clock=clock, routers=routers)
+                            **account, **{"outbox_enabled": False, **core})
+        app = build_app(settings, clock=clock, routers=routers, overrides=overrides, env_file=None)
         server = await aiohttp_server(app)
         emulator.webhook_url = str(server.make_url("/wechat"))
         service = Service(app=app, emulator=emulator, clock=clock, settings=settings, url=str(server.make_url("")))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.dispatch import CANCEL_TEXT, AnyText, Choice, Context, Dialog, JobContext, MessageKind, Refusal
+from bot.dialogs import Picked, offer
+from bot.dispatch import CANCEL_TEXT, CHOICES, AnyText, Choice, Context, Dialog, JobContext, MessageKind, Refusal
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing, enqueue
 from bot.when import When, WhenError, read_when
@@ -49,8 +50,7 @@ from handlers.meetings.common import (
     _fields,
     _label,
     _notified,
-    _numbered,
-    _picked,
+    _offer_meetings,
     _ref,
     _reminders,
     _tell,
@@ -72,7 +72,11 @@ log = logging.getLogger(__name__)
 async def call_meeting(dialog: Dialog, member: Member) -> str:
     # The branch the meeting is for: the group and attendees chosen later belong to it.
     dialog.start(CALL, "kind", org_id=member.org_id)
-    return ASK_KIND
+    return _ask_kind(dialog)
+
+
+def _ask_kind(dialog: Dialog, before: str = "") -> str:
+    return offer(dialog, "kind", before + ASK_KIND, [(kind.value, kind.value) for kind in KINDS])
 
 
 def _still_leader(dialog: Dialog, member: Member) -> bool:
@@ -86,18 +90,16 @@ async def _kind_chosen(ctx: Context, dialog: Dialog, member: Member, kind: Meeti
     if kind is MeetingKind.GROUP:
         groups = await party_groups(ctx.session, await _branch(ctx.session, member))
         if not groups:
-            return NO_GROUPS + ASK_KIND
-        dialog.goto("group", kind=kind.value, groups=[[group.id, group.name] for group in groups])
-        return ASK_GROUP.format(options="\n".join(f"{n} {group.name}" for n, group in enumerate(groups, start=1)))
+            return _ask_kind(dialog, NO_GROUPS)
+        return offer(dialog, "group", ASK_GROUP, [([group.id, group.name], group.name) for group in groups],
+                     kind=kind.value)
     dialog.goto("time", kind=kind.value, group_id=None, group_name="")
     return ASK_TIME
 
 
-@router.on(Choice(), dialog=CALL, step="kind")
-async def call_kind_number(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
-    if not 1 <= choice <= len(KINDS):
-        return ASK_KIND
-    return await _kind_chosen(ctx, dialog, member, KINDS[choice - 1])
+@router.on(Picked(), dialog=CALL, step="kind")
+async def call_kind_number(ctx: Context, dialog: Dialog, member: Member, picked: str) -> str:
+    return await _kind_chosen(ctx, dialog, member, MeetingKind(picked))
 
 
 @router.on(AnyText(), dialog=CALL, step="kind")
@@ -105,15 +107,12 @@ async def call_kind_name(ctx: Context, dialog: Dialog, member: Member, text: str
     for kind in KINDS:
         if text in (kind.value, kind.value.removeprefix("支部")):
             return await _kind_chosen(ctx, dialog, member, kind)
-    return ASK_KIND
+    return dialog.data[CHOICES]["again"]
 
 
-@router.on(Choice(), dialog=CALL, step="group")
-async def call_group(dialog: Dialog, choice: int) -> str:
-    groups = dialog.data["groups"]
-    if not 1 <= choice <= len(groups):
-        return ASK_GROUP.format(options="\n".join(f"{n} {name}" for n, (_, name) in enumerate(groups, start=1)))
-    group_id, group_name = groups[choice - 1]
+@router.on(Picked(), dialog=CALL, step="group")
+async def call_group(dialog: Dialog, picked: list) -> str:
+    group_id, group_name = picked
     dialog.goto("time", group_id=group_id, group_name=group_name)
     return ASK_TIME
 
@@ -197,8 +196,7 @@ async def call_topic(ctx: Context, dialog: Dialog, member: Member, message: Mess
     meeting = _draft(ctx, dialog, member)
     count = await audiences.count(ctx.session, store.expected_member_ids(meeting))
     if count == 0:
-        dialog.goto("kind")
-        return NOBODY_EXPECTED.format(kind=meeting.kind)
+        return _ask_kind(dialog, NOBODY_EXPECTED.format(kind=meeting.kind))
     data = dialog.data
     return PREVIEW.format(kind=meeting.kind, group=f"（{data['group_name']}）" if data.get("group_name") else "",
                           when=_when(ctx.settings, meeting.starts_at, ctx.now), place=meeting.place,
@@ -254,9 +252,8 @@ async def _pick_upcoming(ctx: Context, dialog: Dialog, member: Member, name: str
     if len(upcoming) == 1:
         dialog.start(name, then, meeting_id=upcoming[0].id, org_id=member.org_id, **{CANCEL_TEXT: kept})
         return upcoming[0]
-    dialog.start(name, "pick", ids=[meeting.id for meeting in upcoming], then=then, org_id=member.org_id,
-                 **{CANCEL_TEXT: kept})
-    raise Refusal(PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming, ctx.now)))
+    dialog.start(name, "pick", then=then, org_id=member.org_id, **{CANCEL_TEXT: kept})
+    raise Refusal(_offer_meetings(ctx, dialog, "pick", PICK_UPCOMING, upcoming))
 
 
 @router.text("改时间", "会议改时间", roles=BRANCH_LEADERS, usage="改时间", summary="修改还没开的会议的时间")
@@ -271,10 +268,10 @@ async def cancel_meeting(ctx: Context, dialog: Dialog, member: Member) -> str:
     return ASK_CANCEL.format(meeting=_label(ctx.settings, meeting, ctx.now))
 
 
-@router.on(Choice(), dialog=MOVE, step="pick")
-@router.on(Choice(), dialog=CANCEL, step="pick")
-async def pick_upcoming(ctx: Context, dialog: Dialog, choice: int) -> str:
-    meeting = await _picked(ctx, dialog, choice)
+@router.on(Picked(), dialog=MOVE, step="pick")
+@router.on(Picked(), dialog=CANCEL, step="pick")
+async def pick_upcoming(ctx: Context, dialog: Dialog, picked: int) -> str:
+    meeting = await ctx.session.get(Meeting, picked)
     dialog.goto(dialog.data["then"], meeting_id=meeting.id)
     label = _label(ctx.settings, meeting, ctx.now)
     return ASK_NEW_TIME.format(meeting=label) if dialog.name == MOVE else ASK_CANCEL.format(meeting=label)

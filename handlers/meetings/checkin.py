@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
+from bot.dialogs import Picked
 from bot.dispatch import (
-    Choice,
+    WHAT_IS_WAITING,
     Click,
     Context,
     Dialog,
@@ -47,8 +48,7 @@ from handlers.meetings.common import (
     _clock,
     _is_late,
     _label,
-    _numbered,
-    _picked,
+    _offer_meetings,
     _when,
     _window,
     router,
@@ -138,13 +138,13 @@ async def _check_in_open(ctx: Context, dialog: Dialog, member: Member) -> str:
     open_now = [meeting for meeting in open_now if meeting.id not in signed]
     if len(open_now) == 1:
         return await _check_in(ctx, member, open_now[0], CheckInMethod.MENU)
-    dialog.start(CHECKIN, "pick", ids=[meeting.id for meeting in open_now])
-    return PICK_MEETING.format(count=len(open_now), options=_numbered(ctx.settings, open_now, ctx.now))
+    dialog.start(CHECKIN, "pick")
+    return _offer_meetings(ctx, dialog, "pick", PICK_MEETING.format(count=len(open_now), options="{options}"), open_now)
 
 
-@router.on(Choice(), dialog=CHECKIN, step="pick")
-async def check_in_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
-    meeting = await _picked(ctx, dialog, choice)
+@router.on(Picked(), dialog=CHECKIN, step="pick")
+async def check_in_pick(ctx: Context, dialog: Dialog, member: Member, picked: int) -> str:
+    meeting = await ctx.session.get(Meeting, picked)
     dialog.finish()
     return await _check_in(ctx, member, meeting, CheckInMethod.MENU)
 
@@ -238,3 +238,15 @@ async def proxy_check_in(ctx: Context, member: Member, args: str) -> str:
     meeting = min(open_now, key=lambda m: abs((m.starts_at - sent).total_seconds()))
     lines = [await _proxy_one(ctx, member, meeting, name, end) for name, end in targets]
     return f"{_label(ctx.settings, meeting, ctx.now)}：\n" + "\n".join(lines)
+
+
+@router.when(WHAT_IS_WAITING)
+async def check_in_waiting(ctx: Context, member: Member) -> str | None:
+    """A meeting of this member's open for check-in, which they have not signed in to (for a greeting)."""
+    before, after = _window(ctx.settings)
+    now = ctx.now
+    for meeting in await store.branch_meetings_between(ctx.session, member.org_id, now - after, now + before):
+        if await store.is_expected(ctx.session, meeting, member.id) and \
+                await store.attendance_of(ctx.session, meeting.id, member.id) is None:
+            return f"回复 签到 —— {meeting.kind}正在签到"
+    return None

@@ -20,12 +20,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import Context, Dialog, Refusal, Router
+from bot.dialogs import Steps, offer
+from bot.dispatch import Context, Dialog, Router
 from bot.outbox import Outgoing
+from bot.summary import Summary
+from handlers.meetings.settings import MeetingSettings
 from storage.outbox import reach_of_members
 from storage.models import LeaveStatus, Meeting, MeetingKind, Member, Organization
 
-router = Router("meetings")
+router = Router("meetings", settings=MeetingSettings)
+router.reminds("开会前一天、前一小时的提醒")
 
 KINDS = list(MeetingKind)
 WEEKDAYS = "一二三四五六日"
@@ -36,12 +40,19 @@ MAX_RECORD_FIELD = 4000
 SKIP_WORDS = ("跳过", "无", "没有")
 KIND_OF_MESSAGE = "meeting"
 
-CALL, CHECKIN, LEAVE, MOVE, CANCEL, RECORD = ("meeting_call", "meeting_checkin", "meeting_leave", "meeting_move",
-                                              "meeting_cancel", "meeting_record")
+# The dialogs, each with its steps in the order a secretary or member meets them.
+CALL = Steps("meeting_call", kind="开什么会（数字或名称）", group="党小组会：哪个小组（数字）",
+             time="什么时候开", year="日期今年已过：是明年吗（1 是，或重说时间）", place="在哪里开（文字或位置）",
+             topic="议题", confirm="核对后回复 1 召集")
+CHECKIN = Steps("meeting_checkin", pick="同时开着几个会：签哪个（数字）")
+LEAVE = Steps("meeting_leave", reason="请假原因", pick="请哪个会的假（数字）")
+MOVE = Steps("meeting_move", pick="改哪个会（数字）", time="改到什么时候", confirm="回复 1 改、2 不改，或重说时间")
+CANCEL = Steps("meeting_cancel", pick="取消哪个会（数字）", confirm="回复 1 取消会议、2 不取消")
+RECORD = Steps("meeting_record", host="主持人", recorder="记录人", minutes="议题和发言", resolutions="决议（可跳过）",
+               votes="表决情况（可跳过）")
 
 # -- texts: calling
-ASK_KIND = ("开什么会？回复数字：\n" + "\n".join(f"{n} {kind.value}" for n, kind in enumerate(KINDS, start=1))
-            + "\n回复 取消 可退出。")
+ASK_KIND = "开什么会？回复数字：\n{options}\n回复 取消 可退出。"
 ASK_GROUP = "哪个党小组开会？回复数字：\n{options}"
 NO_GROUPS = "本支部还没有党小组，请选别的会议。\n"
 ASK_TIME = "什么时候开？例如：明天下午3点、11月28日 14:30、周五 9:00。"
@@ -58,7 +69,7 @@ PREVIEW = ("请核对：\n{kind}{group}\n时间：{when}\n地点：{place}{locat
 CALLED = ("会议已召集，{notified}。\n签到码：{code}（开会时念给大家，回复 签到 {code} 即可签到；"
           "也可以点菜单 签到{located}）。\n没带手机的党员，回复 代签 姓名 帮他签到。\n"
           "要改时间回复 改时间，要取消回复 取消会议。")
-NOBODY_EXPECTED = "这次会议没有应到的党员（{kind}），请重新选择会议类型。\n" + ASK_KIND
+NOBODY_EXPECTED = "这次会议没有应到的党员（{kind}），请重新选择会议类型。\n"
 NO_LONGER_LEADER = "您现在已不是本支部的书记或副书记，不能{what}，这次操作已取消。"
 
 # -- texts: notices to attendees
@@ -193,9 +204,11 @@ def _label(settings, meeting: Meeting, now: datetime) -> str:
     return f"{_when(settings, meeting.starts_at, now)} {meeting.kind}"
 
 
-def _numbered(settings, meetings: list[Meeting], now: datetime) -> str:
-    return "\n".join(f"{n} {_label(settings, meeting, now)}：{meeting.topic}"
-                     for n, meeting in enumerate(meetings, start=1))
+def _offer_meetings(ctx: Context, dialog: Dialog, step: str, question: str, meetings: list[Meeting],
+                    **data) -> str:
+    """Ask which of these meetings (question has `{options}`); the step's Picked() handler gets its id."""
+    options = [(meeting.id, f"{_label(ctx.settings, meeting, ctx.now)}：{meeting.topic}") for meeting in meetings]
+    return offer(dialog, step, question, options, again=PICK_AGAIN, **data)
 
 
 def _window(settings) -> tuple[timedelta, timedelta]:
@@ -218,10 +231,9 @@ async def _branch(session: AsyncSession, member: Member) -> Organization:
 # ---------------------------------------------------------------- notices to attendees
 
 
-def _template(settings, meeting: Meeting, title: str, now: datetime) -> dict[str, str]:
-    return {"title": title, "content": f"{meeting.kind}：{meeting.topic}",
-            "time": _when(settings, meeting.starts_at, now), "place": meeting.place,
-            "remark": "不能参加请回复 请假 原因"}
+def _summary(settings, meeting: Meeting, title: str, now: datetime) -> Summary:
+    return Summary(title=title, content=f"{meeting.kind}：{meeting.topic}",
+                   time=_when(settings, meeting.starts_at, now), place=meeting.place, note="不能参加请回复 请假 原因")
 
 
 def _fields(settings, meeting: Meeting, org: Organization, now: datetime) -> dict[str, str]:
@@ -242,7 +254,7 @@ def _reminders(ctx: Context, meeting: Meeting, org: Organization, member_ids: li
         for member_id in member_ids:
             items.append(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}{version}", kind=KIND_OF_MESSAGE,
                                   text=text.format(**fields), member_id=member_id, ref=_ref(meeting.id),
-                                  template=_template(settings, meeting, "会议提醒", now), not_before=at, reminder=True))
+                                  summary=_summary(settings, meeting, "会议提醒", now), not_before=at, reminder=True))
     return items
 
 
@@ -263,12 +275,6 @@ def _tell(ctx: Context, meeting: Meeting, member_ids: list[int], what: str, text
     for member_id in member_ids:
         ctx.enqueue(Outgoing(key=f"{_ref(meeting.id)}:{member_id}:{what}", kind=KIND_OF_MESSAGE, text=text,
                              member_id=member_id, ref=_ref(meeting.id),
-                             template=_template(ctx.settings, meeting, title, ctx.now)))
+                             summary=_summary(ctx.settings, meeting, title, ctx.now)))
 
 
-async def _picked(ctx: Context, dialog: Dialog, choice: int) -> Meeting:
-    ids = dialog.data["ids"]
-    if not 1 <= choice <= len(ids):
-        meetings = [await ctx.session.get(Meeting, meeting_id) for meeting_id in ids]
-        raise Refusal(PICK_AGAIN.format(options=_numbered(ctx.settings, meetings, ctx.now)))
-    return await ctx.session.get(Meeting, ids[choice - 1])

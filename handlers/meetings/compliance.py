@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import Context, JobContext
 from bot.outbox import Outgoing, enqueue
+from bot.summary import Summary
 from handlers.meetings.common import router
 from storage.meetings import has_committee, held_meetings
 from storage.members import bound_leaders
@@ -31,6 +32,7 @@ from storage.orgs import party_groups
 from storage.models import BRANCH_LEADERS, MeetingKind, Member, Organization, OrgType
 
 REMINDER_KIND = "compliance"
+router.reminds("书记的会议缺项提醒", roles=BRANCH_LEADERS)
 
 REMINDER_HEAD = "【会议提醒】{branch}：{period}还有 {days} 天结束，下面这些会议本期还没有签到记录："
 # Check-in only works around a meeting's start, so a meeting held without it cannot be signed for later:
@@ -278,8 +280,8 @@ async def remind_branch(session: AsyncSession, branch: Organization, *, today: d
     period = period_of(last_day, 1).key
     ref = f"compliance:{branch.id}:{period}"
     items = [Outgoing(key=f"{ref}:{leader.id}", kind=REMINDER_KIND, text=text, member_id=leader.id, ref=ref,
-                      template={"title": "会议提醒", "content": f"本期还有 {len(missing)} 项会议未记录",
-                                "remark": "回复 开会 可安排会议"}, reminder=True)
+                      summary=Summary(title="会议提醒", content=f"本期还有 {len(missing)} 项会议未记录",
+                                      note="回复 开会 可安排会议"), reminder=True)
              for leader in leaders]
     return await enqueue(session, items, now=now, settings=settings)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.dispatch import AnyText, Choice, Context, Dialog
+from bot.dialogs import Picked
+from bot.dispatch import WHAT_IS_WAITING, AnyText, Context, Dialog
 from bot.outbox import Outgoing
+from bot.summary import Summary
 from handlers.meetings.common import (
     ASK_REASON,
     DECIDED,
@@ -26,15 +28,14 @@ from handlers.meetings.common import (
     WHICH_LEAVE,
     TOO_LONG,
     _label,
-    _numbered,
-    _picked,
+    _offer_meetings,
     _ref,
     _when,
     router,
 )
 from storage import meetings as store
 from storage.members import leader_ids
-from storage.models import BRANCH_LEADERS, LeaveRequest, LeaveStatus, Meeting, Member
+from storage.models import BRANCH_LEADERS, LeaveRequest, LeaveStatus, Meeting, Member, Role
 
 
 # ---------------------------------------------------------------- 请假: leave
@@ -65,13 +66,13 @@ async def _leave_for(ctx: Context, dialog: Dialog, member: Member, reason: str) 
         return NO_UPCOMING
     if len(upcoming) == 1:
         return await _request_leave(ctx, member, upcoming[0], reason)
-    dialog.start(LEAVE, "pick", ids=[meeting.id for meeting in upcoming], reason=reason)
-    return PICK_UPCOMING.format(options=_numbered(ctx.settings, upcoming, ctx.now))
+    dialog.start(LEAVE, "pick", reason=reason)
+    return _offer_meetings(ctx, dialog, "pick", PICK_UPCOMING, upcoming)
 
 
-@router.on(Choice(), dialog=LEAVE, step="pick")
-async def leave_pick(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
-    meeting = await _picked(ctx, dialog, choice)
+@router.on(Picked(), dialog=LEAVE, step="pick")
+async def leave_pick(ctx: Context, dialog: Dialog, member: Member, picked: int) -> str:
+    meeting = await ctx.session.get(Meeting, picked)
     reason = dialog.data["reason"]
     dialog.finish()
     return await _request_leave(ctx, member, meeting, reason)
@@ -96,9 +97,9 @@ async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason:
     for leader_id in leaders:
         ctx.enqueue(Outgoing(key=f"leave:{request.id}:{leader_id}", kind="leave", text=text, member_id=leader_id,
                              ref=_ref(meeting.id),
-                             template={"title": "请假申请", "content": f"{member.name}：{reason}",
-                                       "time": _when(ctx.settings, meeting.starts_at, ctx.now),
-                                       "remark": "回复 同意 或 不同意"}))
+                             summary=Summary(title="请假申请", content=f"{member.name}：{reason}",
+                                             time=_when(ctx.settings, meeting.starts_at, ctx.now),
+                                             note="回复 同意 或 不同意")))
     return LEAVE_SENT.format(meeting=label, reason=reason)
 
 
@@ -131,8 +132,8 @@ async def _decide(ctx: Context, member: Member, name: str, *, approved: bool) ->
     ctx.enqueue(Outgoing(key=f"leave:{request.id}:decided", kind="leave",
                          text=(TOLD_APPROVED if approved else TOLD_DECLINED).format(meeting=label),
                          member_id=asker.id, ref=_ref(meeting.id),
-                         template={"title": "请假结果", "content": "已同意" if approved else "未同意",
-                                   "time": _when(settings, meeting.starts_at, ctx.now)}))
+                         summary=Summary(title="请假结果", content="已同意" if approved else "未同意",
+                                         time=_when(settings, meeting.starts_at, ctx.now))))
     reply = DECIDED.format(verb="同意" if approved else "不同意", name=asker.name, meeting=label)
     rest = await store.pending_leaves(session, member.org_id, started_after=started_after)
     rest = [entry for entry in rest if entry[0].id != request.id]
@@ -140,3 +141,12 @@ async def _decide(ctx: Context, member: Member, name: str, *, approved: bool) ->
         following = rest[0]
         reply += MORE_PENDING.format(count=len(rest), next=f"{following[1].name}（{following[0].reason}）")
     return reply
+
+
+@router.when(WHAT_IS_WAITING)
+async def leaves_waiting(ctx: Context, member: Member) -> str | None:
+    """For a secretary: leave requests waiting for an answer (for a greeting)."""
+    if Role(member.role) not in BRANCH_LEADERS:
+        return None
+    leaves = await store.pending_leaves(ctx.session, member.org_id, started_after=ctx.now)
+    return f"回复 同意 或 不同意 —— {len(leaves)} 个请假等您回复" if leaves else None

@@ -100,28 +100,30 @@ async def start_record(ctx: Context, dialog: Dialog, member: Member) -> str:
     return RECORD_INTRO.format(meeting=_label(ctx.settings, meeting, ctx.now)) + RECORD_STEPS[0][1]
 
 
-def _record_step(field_name: str):
-    index = [name for name, _ in RECORD_STEPS].index(field_name)
-
-    async def take(ctx: Context, dialog: Dialog, text: str, written: str) -> str:
-        limit = 50 if field_name in ("host", "recorder") else 200 if field_name == "votes" else MAX_RECORD_FIELD
-        # The skip words are recognized however they are typed; anything else is kept as written.
-        value = None if text in SKIP_WORDS else written
-        if value is not None and len(value) > limit:
-            return TOO_LONG.format(limit=limit)
-        dialog.goto(field_name, **{f"value_{field_name}": value})
-        if index + 1 < len(RECORD_STEPS):
-            next_name, question = RECORD_STEPS[index + 1]
-            dialog.goto(next_name)
-            return question
-        return await _save_record(ctx, dialog)
-
-    take.__name__ = f"record_{field_name}"
-    return take
+# The longest answer each field takes: names are short and a vote a line; the minutes and resolutions may be long.
+RECORD_LIMITS = {"host": 50, "recorder": 50, "votes": 200}
+RECORD_FIELDS = [name for name, _question in RECORD_STEPS]
 
 
-for _name, _ in RECORD_STEPS:
-    router.on(AnyText(), dialog=RECORD, step=_name)(_record_step(_name))
+# The record dialog's only handler, whatever its step: dialog.step is the field the user is answering.
+@router.on(AnyText(), dialog=RECORD)
+async def record_answer(ctx: Context, dialog: Dialog, text: str, written: str) -> str:
+    """Keep the answer to the current question, then ask the next one; after the last, save the record."""
+    field_name = dialog.step
+    if field_name not in RECORD_FIELDS:
+        raise SkipHandler  # a step this dialog never has: not an answer to it
+    limit = RECORD_LIMITS.get(field_name, MAX_RECORD_FIELD)
+    # The skip words are recognized however they are typed; anything else is kept as written.
+    value = None if text in SKIP_WORDS else written
+    if value is not None and len(value) > limit:
+        return TOO_LONG.format(limit=limit)
+    dialog.goto(field_name, **{f"value_{field_name}": value})
+    following = RECORD_FIELDS.index(field_name) + 1
+    if following < len(RECORD_STEPS):
+        next_name, question = RECORD_STEPS[following]
+        dialog.goto(next_name)
+        return question
+    return await _save_record(ctx, dialog)
 
 
 async def _save_record(ctx: Context, dialog: Dialog) -> str:

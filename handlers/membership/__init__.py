@@ -13,14 +13,34 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import MEMBER_BOUND, AnyCommand, AnyText, Context, Dialog, Regex, Router
+from pydantic import Field
+
+from bot.config import Settings
+from bot.dialogs import Steps
+from bot.dispatch import MEMBER_BOUND, AnyCommand, AnyText, Context, Dialog, EventType, Regex, Router, Scene
 from bot.outbox import MUTED, Outgoing
+from bot.summary import Summary
 from storage import identities
 from storage.members import binding_code_expired, issue_binding_code, member_by_binding_code, namesakes
 from storage.models import BRANCH_LEADERS, Member, Organization, WeChatIdentity
 from storage.outbox import withdraw_reminders
 
-router = Router("membership")
+
+
+class MembershipSettings(Settings):
+    bind_max_failures: int = 5
+    bind_lockout_minutes: int = 60
+    # Across the whole account: this many failed binding attempts within the window (from any followers) pause
+    # binding for everyone until a window has passed since the last one. 30 in 10 minutes leaves room for a few
+    # branches binding at once after a meeting, each member mistyping now and then, and holds a guesser with any
+    # number of followers to 30 tries per 10 minutes (at most 4,320 a day against 900,000 possible codes).
+    bind_account_max_failures: int = Field(default=30, ge=1)
+    bind_account_window_minutes: int = Field(default=10, ge=1)
+    # Days a binding code binds after it is issued; 新绑定码 and `zhibu import members` give fresh ones.
+    binding_code_days: int = Field(default=30, ge=1)
+
+
+router = Router("membership", settings=MembershipSettings)
 log = logging.getLogger(__name__)
 
 WELCOME = ("欢迎关注支部助手！\n"
@@ -40,14 +60,15 @@ MOVED_AWAY = ("您这个微信原来绑定的党员身份（{name}）现在已�
               "如果不是您本人换的微信，请马上联系支部书记。")
 BOUND = "绑定成功！{name}，您好。\n您属于：{org}\n回复 帮助 查看可以做什么。"
 CODE = re.compile(r"\d{6}")
-BIND_DIALOG = "bind"
+BIND_DIALOG = Steps("bind", welcome="刚关注：姓名和绑定码（或别的命令）", name="姓名（可连同绑定码）",
+                    code="6 位绑定码")
 ASK_REISSUE_NAME = "请在后面写上党员的姓名，例如：新绑定码 王秀英"
 REISSUE_UNKNOWN = "本支部的名册里没有“{name}”。请核对姓名；不在名册里的，请乡镇组织员先导入名册。"
 REISSUE_WHICH = ("本支部有 {count} 位党员叫{name}，请在姓名后加上手机号的后四位，例如：新绑定码 {name} {example}")
 REISSUED = ("{name}的新绑定码：{code}\n"
             "请当面或打电话告诉本人：在新微信里关注公众号，回复 绑定 {name} {code}。\n"
             "绑定后原来的微信自动解除；这个码 {days} 天内有效，用一次就失效，之前给的码作废。")
-REMINDERS_OFF = ("好的，提醒已关闭：开会前一天、前一小时的提醒和通知的催看提醒都不再发给您{withdrawn}。\n"
+REMINDERS_OFF = ("好的，提醒已关闭：{kinds}都不再发给您{withdrawn}。\n"
                  "会议通知、支部的通知照常收到。想再打开，回复 打开提醒。")
 REMINDERS_ALREADY_OFF = "您的提醒已经是关闭的。想打开，回复 打开提醒。"
 REMINDERS_ON = "好的，提醒已打开：以后开会前和通知没看时会提醒您。想关掉，回复 关闭提醒。"
@@ -137,8 +158,8 @@ async def _try_bind(ctx: Context, name: str, code: str) -> tuple[str, bool]:
         await ctx.session.flush()
         ctx.enqueue(Outgoing(key=f"rebound:{ctx.message.dedup_key}", kind="binding", openid=previous.openid,
                              text=MOVED_AWAY.format(name=member.name), ref=f"member:{member.id}",
-                             template={"title": "绑定变更提醒", "content": f"{member.name}已绑定到另一个微信号",
-                                       "remark": "不是您本人操作请联系支部书记"}))
+                             summary=Summary(title="绑定变更提醒", content=f"{member.name}已绑定到另一个微信号",
+                                             note="不是您本人操作请联系支部书记")))
         log.info("binding: member %s moved from %s to %s", member.id, previous.openid, identity.openid)
     identity.member_id, identity.bound_at = member.id, now
     identity.failed_bind_attempts, identity.bind_locked_until = 0, None
@@ -242,14 +263,17 @@ async def reissue_binding_code(ctx: Context, member: Member, args: str) -> str:
 
 
 @router.text("关闭提醒", "退订提醒", "不要提醒", bound=True, usage="关闭提醒", summary="不再收开会前和通知的提醒")
-async def reminders_off(session: AsyncSession, member: Member) -> str:
+async def reminders_off(ctx: Context, session: AsyncSession, member: Member) -> str:
     # Reminders are helpers, never obligations (国办函〔2026〕12号): one word turns them off, including the
     # ones already queued for a meeting next week.
     if member.reminders_muted:
         return REMINDERS_ALREADY_OFF
     member.reminders_muted = True
     withdrawn = await withdraw_reminders(session, member.id, reason=MUTED)
-    return REMINDERS_OFF.format(withdrawn=f"（已取消 {withdrawn} 条待发的提醒）" if withdrawn else "")
+    # The kinds as the features that send them declare them (Router.reminds), in feature order.
+    kinds = ctx.reminder_kinds()
+    listed = "、".join(kinds[:-1]) + "和" + kinds[-1] if len(kinds) > 1 else "".join(kinds) or "各种提醒"
+    return REMINDERS_OFF.format(kinds=listed, withdrawn=f"（已取消 {withdrawn} 条待发的提醒）" if withdrawn else "")
 
 
 @router.text("打开提醒", "订阅提醒", bound=True, usage="打开提醒", summary="重新收开会前和通知的提醒")
@@ -272,7 +296,13 @@ async def show_help(ctx: Context, member: Member | None) -> str:
     return "\n".join(lines)
 
 
-@router.event("subscribe")
+# A follow through a meeting's QR code ("meeting:<id>") is not ours: meetings checks the member in, or asks a
+# newcomer to bind first (handlers/meetings/checkin.py). Excluded here, so that it does not depend on which
+# feature is listed first; a follow through any other code (a poster's) is welcomed like a plain one.
+MEETING_CODE = Scene("meeting:")
+
+
+@router.on(EventType("subscribe") & ~MEETING_CODE)
 async def welcome(dialog: Dialog, member: Member | None) -> str:
     if member is not None:
         return WELCOME_BACK.format(name=member.name)

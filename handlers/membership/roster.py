@@ -3,19 +3,17 @@
 Township staff keep rosters in Excel, typed by hand over years, so reading is forgiving (column
 order, title rows above the header, date styles, full-width characters) while validation is strict
 and reports every problem at once with the row number Excel shows, so the file can be fixed in one
-pass. Nothing is imported from a file with problems unless the caller allows it.
+pass. Nothing is imported from a file with problems unless the caller allows it. Reading the file
+into rows (encodings, CSV or XLSX, Excel's row numbers) is bot.tables's job; this module knows what a
+roster's columns mean.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import csv
-import io
 import logging
 import re
 import unicodedata
-import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -24,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.tables import Cell, RowError, TableFileError, cell_text, normalize_header, read_table
 from bot.text import display_width
 from storage.db import READ_ONLY
 from storage.members import (
@@ -74,9 +73,6 @@ QUIETLY_IGNORED = {"序号"}
 # Title rows ("某村党员花名册") often sit above the header; look this far down for it.
 HEADER_SEARCH_ROWS = 10
 
-SUFFIXES_CSV = {".csv", ".txt"}
-SUFFIXES_XLSX = {".xlsx", ".xlsm"}
-
 MAX_NAME_LENGTH = 20
 MAX_ORG_NAME_LENGTH = 100
 MAX_ORG_PATH_LENGTH = 500
@@ -114,21 +110,8 @@ PHONE_NOISE = re.compile(r"[\s\-()（）]")
 CJK_NAME = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\s]+")
 
 
-class RosterFileError(ValueError):
-    """The file cannot be read as a roster at all (its message is for the user, in Chinese)."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    # The row number Excel shows for the row.
-    row: int
-    # The header of the column at fault, or None when the problem is the row (or the file) as a whole.
-    column: str | None
-    message: str
-
-    def describe(self) -> str:
-        where = f"第 {self.row} 行" + (f" {self.column}" if self.column else "")
-        return f"{where}：{self.message}"
+# The roster's name for a file that cannot be read as a table at all (bot.cli and the tests catch it).
+RosterFileError = TableFileError
 
 
 @dataclass
@@ -178,90 +161,11 @@ class ParsedRoster:
     top_level_orgs: set[str]
 
 
-# Reading ----------------------------------------------------------------------------------------
+# Cell values (bot.tables reads the file into rows of cells) -------------------------------------
 
-Cell = str | int | float | bool | date | datetime | None
-
-
-def read_table(path: Path) -> list[tuple[int, list[Cell]]]:
-    """Every row of the file as (Excel row number, cells). Blocking."""
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise RosterFileError(f"找不到文件：{path}")
-    if suffix in SUFFIXES_CSV:
-        return _read_csv(path)
-    if suffix in SUFFIXES_XLSX:
-        return _read_xlsx(path)
-    if suffix in {".xls", ".et", ".wps", ".ods", ".numbers"}:
-        raise RosterFileError(f"不支持 {suffix} 格式。请在 Excel 或 WPS 里“另存为” .xlsx 或 .csv 后再导入。")
-    raise RosterFileError(f"不认识的文件类型“{path.suffix or path.name}”。请用 .xlsx 或 .csv 文件。")
-
-
-def _decode(raw: bytes) -> str:
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
-    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        # Excel's "Unicode text" export.
-        return raw.decode("utf-16")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    # Excel on Chinese Windows writes CSV in the ANSI code page; GB18030 is a superset of it.
-    try:
-        return raw.decode("gb18030")
-    except UnicodeDecodeError:
-        raise RosterFileError("读不出文件里的文字（编码不对）。请在 Excel 里另存为“CSV UTF-8”或 .xlsx。") from None
-
-
-def _read_csv(path: Path) -> list[tuple[int, list[Cell]]]:
-    text = _decode(path.read_bytes())
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    # Numbered by record, not by line: a quoted cell may span lines yet is one row in Excel.
-    return [(number, list(cells)) for number, cells in enumerate(reader, start=1)]
-
-
-def _read_xlsx(path: Path) -> list[tuple[int, list[Cell]]]:
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        log.info("roster %s: cannot open as xlsx: %r", path, exc)
-        raise RosterFileError("打不开这个 Excel 文件。请确认它是 .xlsx 格式，并且没有加密码。") from None
-    try:
-        if not workbook.worksheets:
-            return []
-        sheet = workbook.worksheets[0]
-        # Some generators write a wrong sheet size; read-only mode would then cut columns off.
-        sheet.reset_dimensions()
-        return [(number, list(cells))
-                for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1)]
-    finally:
-        workbook.close()
-
-
-# Cell values ------------------------------------------------------------------------------------
-
-def cell_text(value: Cell) -> str:
-    """A cell as the text a person sees, folded to half-width and trimmed."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, datetime):
-        value = value.date()
-    return unicodedata.normalize("NFKC", str(value)).strip()
-
-
-def normalize_header(value: Cell) -> str:
-    # Forms pad two-character headers ("姓  名") and mark required ones with an asterisk.
-    text = "".join(cell_text(value).split()).strip("*＊")
+def column_name(value: Cell) -> str:
+    """A header cell as the roster column it names: "手机号码" is 手机号."""
+    text = normalize_header(value)
     return HEADER_ALIASES.get(text, text)
 
 
@@ -359,7 +263,7 @@ class _Header:
 
 def _find_header(table: list[tuple[int, list[Cell]]]) -> tuple[int, list[Cell]] | None:
     for number, cells in table[:HEADER_SEARCH_ROWS]:
-        if any(normalize_header(cell) == "姓名" for cell in cells):
+        if any(column_name(cell) == "姓名" for cell in cells):
             return number, cells
     return next(((number, cells) for number, cells in table if any(cell_text(c) for c in cells)), None)
 
@@ -369,7 +273,7 @@ def _read_header(number: int, cells: list[Cell]) -> _Header:
     seen: dict[str, int] = {}
     unknown: list[str] = []
     for index, cell in enumerate(cells):
-        text = normalize_header(cell)
+        text = column_name(cell)
         if not text or text in QUIETLY_IGNORED:
             continue
         if text not in COLUMNS:

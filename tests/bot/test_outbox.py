@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from bot.app import CLIENT
 from bot.dispatch import Command, Router
 from bot.outbox import NO_CHANNEL, UNBOUND, UNFOLLOWED, Outbox, Outgoing, enqueue, enqueue_members, quiet_until
+from bot.summary import Summary
 from bot.wechat.client import WeChatClient
 from handlers import membership
 from storage.models import Member, OutboxMessage, WeChatIdentity
@@ -111,7 +112,7 @@ async def test_members_in_their_window_get_a_message_and_the_others_the_notice_t
     zhang = await in_window(svc, "o-zhang", "张三")
     li = await out_of_window(svc, "o-li", "李四")
     long_title = "关于召开二〇二六年第四季度支部党员大会暨民主评议党员的通知"
-    added = await put(svc, notice_for(zhang), notice_for(li, template={"title": long_title, "time": "周五\n上午9点"}))
+    added = await put(svc, notice_for(zhang), notice_for(li, summary=Summary(title=long_title, time="周五\n上午9点")))
     assert added == 2
     await svc.outbox.run_until_idle()
 
@@ -134,8 +135,8 @@ async def test_template_fields_go_out_under_the_names_the_accounts_template_uses
     fields = {"TPL-NOTICE": {"title": "first", "content": "keyword1", "remark": "remark"}}
     svc = await make_service(**FAST, wechat_template_fields=fields)
     li = await out_of_window(svc, "o-li", "李四")
-    await put(svc, notice_for(li, template={"title": "党员大会通知", "content": "周五上午9点", "sender": "李建国",
-                                            "remark": "回复 收到"}))
+    await put(svc, notice_for(li, summary=Summary(title="党员大会通知", content="周五上午9点", sender="李建国",
+                                                  note="回复 收到")))
     await svc.outbox.run_until_idle()
     [template] = svc.emulator.api.templates("o-li")
     assert {name: value["value"] for name, value in template["data"].items()} == {
@@ -198,7 +199,7 @@ async def test_members_without_wechat_or_who_unfollowed_are_recorded_with_reason
     ids = await crowd(svc, 6, unbound=2, unfollowed=1)
     async with svc.sessions() as session, session.begin():
         added = await enqueue_members(session, select(Member.id).where(Member.id.in_(ids)), key_prefix="notice:7",
-                                      kind="notice", text="通知", ref="notice:7", urgent=False, template=None,
+                                      kind="notice", text="通知", ref="notice:7", urgent=False, summary=None,
                                       now=svc.clock.now(), settings=svc.settings)
     # A single item for an unbound member is recorded the same way.
     assert added == 6 and await put(svc, Outgoing(key="reply:1", kind="reply", text="x", member_id=ids[0])) == 1
@@ -425,7 +426,7 @@ async def test_enqueueing_the_same_messages_again_adds_nothing_and_sends_nothing
     for expected in (3, 0):
         async with svc.sessions() as session, session.begin():
             assert await enqueue_members(session, select_all, key_prefix="notice:2", kind="notice", text="二号通知",
-                                         ref="notice:2", urgent=False, template=None, now=svc.clock.now(),
+                                         ref="notice:2", urgent=False, summary=None, now=svc.clock.now(),
                                          settings=svc.settings) == expected
     await svc.outbox.run_until_idle()
     assert await put(svc, notice_for(ids[0])) == 0  # already sent: still nothing new
@@ -439,7 +440,7 @@ async def test_enqueue_members_for_a_few_hundred_makes_one_row_each(svc):
     async with svc.sessions() as session, session.begin():
         added = await enqueue_members(session, select(Member.id).where(Member.name.like("c%")), key_prefix="notice:9",
                                       kind="notice", text="全村通知", ref="notice:9", urgent=False,
-                                      template={"title": "红旗村党支部通知"}, now=svc.clock.now(), settings=svc.settings)
+                                      summary=Summary(title="红旗村党支部通知"), now=svc.clock.now(), settings=svc.settings)
     assert added == 300
     all_rows = await rows(svc, ref="notice:9")
     assert sorted(row.member_id for row in all_rows) == sorted(ids)

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import ManualClock
-from bot.config import Settings
 from bot.dispatch import JobContext
 from handlers.meetings import compliance, router
 from handlers.meetings.compliance import check_compliance, check_compliance_for, compliance_reminder, period_of
@@ -28,6 +27,7 @@ from storage.models import (
     WeChatIdentity,
 )
 from storage.orgs import by_path
+from handlers.meetings.settings import MeetingSettings
 
 ZONE = ZoneInfo("Asia/Shanghai")
 TOWN = "示范县委/城关镇党委"
@@ -36,8 +36,8 @@ DONGFENG = f"{TOWN}/东风村党支部"
 CODES = itertools.count(100000)
 
 
-def settings(**overrides) -> Settings:
-    return Settings(_env_file=None, **overrides)
+def settings(**overrides) -> MeetingSettings:
+    return MeetingSettings(_env_file=None, **overrides)
 
 
 def local(year: int, month: int, day: int, hour: int = 9) -> datetime:
@@ -319,7 +319,7 @@ async def test_the_reminder_reaches_the_secretary_through_the_service(service):
     await service.bind("hq-secretary", "李建国", role=Role.SECRETARY)
     await service.bind("hq-member", "王秀英")
     service.clock._now = local(2026, 11, 23).astimezone(timezone.utc)
-    job = JobContext(sessions=service.sessions, clock=service.clock, settings=service.settings)
+    job = service.job_context(MeetingSettings)
     assert await compliance.compliance_reminder(job) == 1
     await service.deliver()
     pushed = service.pushed("hq-secretary")

@@ -7,10 +7,10 @@ import re
 
 from sqlalchemy import select
 
-from bot.dispatch import JobContext
 from handlers import notices
 from harness import DONGFENG, hongqi_branch
 from storage.models import Member, OutboxMessage, Role, WeChatIdentity
+from handlers.notices import NoticeSettings
 
 BRANCH = "示范县委/城关镇党委/红旗村党支部"
 
@@ -151,8 +151,8 @@ async def test_reminders_queued_after_turning_them_off_are_not_sent_until_turned
     await service.say(secretary, "1")
     await service.say(secretary, "1")
     await service.deliver()
-    job = JobContext(sessions=service.sessions, clock=service.clock, settings=service.settings)
-    service.clock.advance(hours=service.settings.notice_follow_up_hours + 1)
+    job = service.job_context(NoticeSettings)
+    service.clock.advance(hours=service.config(NoticeSettings).notice_follow_up_hours + 1)
     assert await notices.follow_up(job) == 1
     await service.deliver()
     assert any("请交党费" in text for text in service.pushed(member))  # the notice came
@@ -218,3 +218,13 @@ async def test_namesakes_are_told_apart_by_the_end_of_their_phone_number(service
     async with service.sessions() as session:
         holder = (await session.execute(select(Member).where(Member.binding_code == code))).scalar_one()
     assert holder.phone == "13700001111"
+
+
+async def test_turning_reminders_off_names_the_reminders_this_member_can_get(service):
+    # Each feature declares the reminders it sends; a secretary also gets the missing-meetings reminder.
+    people = await hongqi_branch(service)
+    member_reply = await service.say(people["王秀英"], "关闭提醒")
+    assert "开会前一天、前一小时的提醒和通知的催看提醒都不再发给您" in member_reply
+    assert "缺项" not in member_reply
+    secretary_reply = await service.say(people["李建国"], "关闭提醒")
+    assert "开会前一天、前一小时的提醒、书记的会议缺项提醒和通知的催看提醒都不再发给您" in secretary_reply

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.dispatch import JobContext
 from handlers import notices
 from harness import DONGFENG, TOWN, hongqi_branch
 from storage.models import OutboxMessage, Role
+from handlers.notices import NoticeSettings
 
 
 
@@ -91,9 +91,9 @@ async def test_one_report_and_one_gentle_reminder_after_the_follow_up_time(servi
     await send_notice(service, secretary, "请交党费", "1", "1")
     await service.deliver()
     await service.say(people["王秀英"], "收到")
-    job = JobContext(sessions=service.sessions, clock=service.clock, settings=service.settings)
+    job = service.job_context(NoticeSettings)
     assert await notices.follow_up(job) == 0  # not due yet
-    service.clock.advance(hours=service.settings.notice_follow_up_hours + 1)
+    service.clock.advance(hours=service.config(NoticeSettings).notice_follow_up_hours + 1)
     assert await notices.follow_up(job) == 1
     assert await notices.follow_up(job) == 0  # never a second time
     await service.deliver()

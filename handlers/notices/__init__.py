@@ -14,9 +14,14 @@ from datetime import timedelta
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import MEMBER_BOUND, AnyText, Choice, Click, Context, Dialog, JobContext, MessageKind, Router
+from pydantic import Field
+
+from bot.config import Settings
+from bot.dialogs import Picked, Steps, offer
+from bot.dispatch import MEMBER_BOUND, WHAT_IS_WAITING, AnyText, Choice, Click, Context, Dialog, JobContext, MessageKind, Router
 from bot.messages import Kind, Message
 from bot.outbox import UNBOUND, Outgoing, enqueue, enqueue_members, quiet_until
+from bot.summary import Summary
 from bot.text import excerpt
 from storage import audiences
 from storage.outbox import deliver_to_new_binding
@@ -27,6 +32,7 @@ from storage.notices import (
     NOTICE_KIND,
     NoticeReport,
     acknowledge_latest,
+    awaiting_acknowledgement,
     due_for_follow_up,
     latest_sent_by,
     notice_ref,
@@ -34,10 +40,21 @@ from storage.notices import (
     unacknowledged_recipients,
 )
 
-router = Router("notices")
+
+
+class NoticeSettings(Settings):
+    # Hours after a notice when its sender gets the report and non-responders one reminder.
+    notice_follow_up_hours: float = 24.0
+    # A member who binds late gets the notices of this many last days that could not reach them unbound.
+    late_binding_days: int = Field(default=7, ge=0)
+
+
+router = Router("notices", settings=NoticeSettings)
+router.reminds("通知的催看提醒")
 
 SENDERS = BRANCH_LEADERS | STAFF_ROLES
-DIALOG = "notice"
+DIALOG = Steps("notice", text="通知内容（文字、语音或转发的文章）", audience="发给谁（数字）",
+               group="哪个党小组（数字）", names="点名：党员姓名", confirm="预览后回复 1 发送、2 紧急发送")
 MAX_TEXT = 1500  # leaves room for the heading and signature within one WeChat message
 EXCERPT = 18
 
@@ -46,9 +63,11 @@ ASK_TEXT = "请发送通知内容（打字、语音或转发文章都可以）�
 TOO_LONG = f"通知太长了（最多 {MAX_TEXT} 字），请删减后重新发送。"
 ASK_GROUP = "发给哪个党小组？回复数字：\n{options}"
 NO_GROUPS = "本支部还没有党小组，请选别的范围。"
+PICK_AGAIN = "请回复列表里的数字。"
 ASK_NAMES = "请回复要通知的党员姓名，多个姓名用空格或逗号隔开。"
 UNKNOWN_NAMES = "本支部没有：{names}。请重新回复姓名。"
-EMPTY_AUDIENCE = "这个范围里没有党员，请重新选择。\n{menu}"
+EMPTY_AUDIENCE = "这个范围里没有党员，请重新选择。\n"
+ASK_AUDIENCE = "发给谁？回复数字：\n{options}"
 PREVIEW = ("将发给{audience}，共 {count} 人：\n——\n{text}\n——\n"
            "回复 1 发送；回复 2 作为紧急通知发送（夜间也立即送达）；回复 取消 放弃。")
 SENT = "通知已发出，共 {count} 人。{night}\n回复 通知情况 可查看送达和收到情况。"
@@ -68,12 +87,10 @@ def _menu(org: Organization) -> list[Audience]:
     return SUBTREE_MENU if org.org_type == OrgType.COMMITTEE else BRANCH_MENU
 
 
-def _menu_text(org: Organization) -> str:
-    lines = ["发给谁？回复数字："]
-    for number, audience in enumerate(_menu(org), start=1):
-        label = f"{org.name}{audience.value}" if audience is Audience.ALL else audience.value
-        lines.append(f"{number} {label}")
-    return "\n".join(lines)
+def _ask_audience(dialog: Dialog, org: Organization, before: str = "", **data) -> str:
+    options = [(audience.value, f"{org.name}{audience.value}" if audience is Audience.ALL else audience.value)
+               for audience in _menu(org)]
+    return offer(dialog, "audience", before + ASK_AUDIENCE, options, **data)
 
 
 def _notice_text(org: Organization, sender: Member, text: str) -> str:
@@ -106,23 +123,19 @@ async def take_text(ctx: Context, dialog: Dialog, message: Message, member: Memb
         return ASK_TEXT
     if len(content) > MAX_TEXT:
         return TOO_LONG
-    dialog.goto("audience", text=content)
-    return _menu_text(await _scope(ctx.session, member))
+    return _ask_audience(dialog, await _scope(ctx.session, member), text=content)
 
 
-@router.on(Choice(), dialog=DIALOG, step="audience")
-async def choose_audience(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
+@router.on(Picked(), dialog=DIALOG, step="audience")
+async def choose_audience(ctx: Context, dialog: Dialog, member: Member, picked: str) -> str:
     org = await _scope(ctx.session, member)
-    menu = _menu(org)
-    if not 1 <= choice <= len(menu):
-        return _menu_text(org)
-    audience = menu[choice - 1]
+    audience = Audience(picked)
     if audience is Audience.GROUP:
         groups = await party_groups(ctx.session, org)
         if not groups:
-            return NO_GROUPS + "\n" + _menu_text(org)
-        dialog.goto("group", audience=audience.value, groups=[[group.id, group.name] for group in groups])
-        return ASK_GROUP.format(options="\n".join(f"{n} {g.name}" for n, g in enumerate(groups, start=1)))
+            return _ask_audience(dialog, org, NO_GROUPS + "\n")
+        return offer(dialog, "group", ASK_GROUP, [([group.id, group.name], group.name) for group in groups],
+                     again=PICK_AGAIN, audience=audience.value)
     if audience is Audience.NAMED:
         dialog.goto("names", audience=audience.value)
         return ASK_NAMES
@@ -130,12 +143,9 @@ async def choose_audience(ctx: Context, dialog: Dialog, member: Member, choice: 
     return await _preview(ctx, dialog, org)
 
 
-@router.on(Choice(), dialog=DIALOG, step="group")
-async def choose_group(ctx: Context, dialog: Dialog, member: Member, choice: int) -> str:
-    groups = dialog.data["groups"]
-    if not 1 <= choice <= len(groups):
-        return "请回复列表里的数字。"
-    group_id, group_name = groups[choice - 1]
+@router.on(Picked(), dialog=DIALOG, step="group")
+async def choose_group(ctx: Context, dialog: Dialog, member: Member, picked: list) -> str:
+    group_id, group_name = picked
     dialog.goto("confirm", group_id=group_id, group_name=group_name)
     return await _preview(ctx, dialog, await _scope(ctx.session, member))
 
@@ -171,8 +181,7 @@ async def _preview(ctx: Context, dialog: Dialog, org: Organization) -> str:
     query, label = _selection(dialog, org, ctx.member, ctx.today)
     count = await audiences.count(ctx.session, query)
     if count == 0:
-        dialog.goto("audience")
-        return EMPTY_AUDIENCE.format(menu=_menu_text(org))
+        return _ask_audience(dialog, org, EMPTY_AUDIENCE)
     dialog.goto("confirm", label=label, count=count)
     return PREVIEW.format(audience=label, count=count, text=dialog.data["text"])
 
@@ -201,8 +210,8 @@ async def confirm(ctx: Context, dialog: Dialog, member: Member, choice: int) -> 
     notice.recipients = await enqueue_members(
         session, query, key_prefix=notice_ref(notice.id), kind=NOTICE_KIND,
         text=_notice_text(org, member, notice.text), ref=notice_ref(notice.id), urgent=urgent,
-        template={"title": f"{org.name}通知", "content": excerpt(notice.text, EXCERPT), "sender": member.name,
-                  "remark": "回复 收到 确认"},
+        summary=Summary(title=f"{org.name}通知", content=excerpt(notice.text, EXCERPT), sender=member.name,
+                        note="回复 收到 确认"),
         now=now, settings=settings)
     dialog.finish()
     held = not urgent and quiet_until(now, settings) is not None
@@ -292,7 +301,14 @@ async def follow_up(job: JobContext) -> int:
                 session, unacknowledged_recipients(notice.id), key_prefix=f"{notice_ref(notice.id)}:remind",
                 kind="reminder", text=REMINDER.format(org=org.name, excerpt=excerpt(notice.text, EXCERPT)),
                 ref=notice_ref(notice.id), urgent=False,
-                template={"title": "温馨提醒", "content": excerpt(notice.text, EXCERPT), "remark": "看过后回复 收到"},
+                summary=Summary(title="温馨提醒", content=excerpt(notice.text, EXCERPT), note="看过后回复 收到"),
                 now=now, settings=job.settings, reminder=True)
             notice.reported_at = notice.reminded_at = now
     return len(due)
+
+
+@router.when(WHAT_IS_WAITING)
+async def notice_waiting(ctx: Context, member: Member) -> str | None:
+    """The latest notice this member has not answered 收到 to (for a greeting)."""
+    notice = await awaiting_acknowledgement(ctx.session, member.id)
+    return f"回复 收到 —— 确认通知“{excerpt(notice.text, 12)}”" if notice is not None else None
