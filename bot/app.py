@@ -18,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.config import Configs, Settings
-from bot.dispatch import Dispatcher, Router, Runtime
+from bot.keys import CLIENT, PROVIDED
+from bot.dispatch import REPLY_PAGE, Dispatcher, Router, Runtime
 from bot.outbox import Outbox
 from bot.scheduler import SCHEDULER, scheduler_context
 from bot.wechat.client import WeChatClient
+from bot.web.links import Links, Subject, link_keys
+from bot.web.pages import OUTBOX_WAKE, PageSpec, reply_page, setup_pages
 from bot.wechat.webhook import Webhook
-from handlers import meetings, membership, notices, qa, smalltalk
+from handlers import console, meetings, membership, notices, qa, smalltalk
 from storage.db import READ_ONLY, RoundFailures, create_engine, session_factory
 from storage.tokens import TokenStore
 
@@ -33,12 +36,11 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-CLIENT = web.AppKey("wechat_client", WeChatClient)
 OUTBOX = web.AppKey("outbox", Outbox)
 CONFIGS = web.AppKey("configs", Configs)
-# What features provide by name (Runtime.provide), for pages as for handlers.
-PROVIDED = web.AppKey("provided", dict)
 RELOADERS = web.AppKey("reloaders", list)
+# (ref, member id, openid) → the address of the member page for that outbox row, or None.
+LINK_FOR = web.AppKey("link_for", object)
 PID_FILE_NAME = "zhibu.pid"
 
 
@@ -49,7 +51,7 @@ def feature_routers() -> list[Router]:
     pass on, the text fallback runs only when nothing else took the text, and membership's welcome
     leaves a follow through a meeting's QR code to meetings). tests/handlers/test_router_order.py
     checks this."""
-    return [meetings.router, membership.router, notices.router, smalltalk.router, qa.router]
+    return [meetings.router, membership.router, notices.router, smalltalk.router, qa.router, console.router]
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None,
@@ -88,9 +90,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
             outbox_client = WeChatClient(http=http, app_id=settings.wechat_app_id,
                                          app_secret=settings.wechat_app_secret, api_base=settings.wechat_api_base,
                                          tokens=tokens, max_attempts=1)
-            outbox = Outbox(sessions=sessions, client=outbox_client, clock=clock, settings=settings)
+            outbox = Outbox(sessions=sessions, client=outbox_client, clock=clock, settings=settings,
+                            link_for=app[LINK_FOR])
             app[OUTBOX] = outbox
-            dispatcher.on_enqueued = outbox.wake
+            dispatcher.on_enqueued = app[OUTBOX_WAKE] = outbox.wake
             if settings.outbox_enabled:
                 await outbox.start()
             yield
@@ -118,7 +121,33 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     app.router.add_get("/healthz", healthz)
     for router in routers:
         app.router.add_routes(router.web)
+    pages = _member_pages(routers)
+    links = Links(link_keys(settings.link_keys, settings.data_dir), public_url=settings.effective_public_url,
+                  days=settings.link_days, clock=clock)
+    setup_pages(app, pages=pages, template_dirs=[r.templates for r in routers if r.templates is not None],
+                sessions=sessions, clock=clock, configs=configs, links=links)
+    app[LINK_FOR] = dispatcher.link_for = _link_maker(links, pages)
     return app
+
+
+def _member_pages(routers: list[Router]) -> dict[str, PageSpec]:
+    """The member page of each kind of thing: the dispatcher's own for long replies, then the features'."""
+    pages: dict[str, PageSpec] = {REPLY_PAGE: PageSpec(reply_page, None)}
+    for router in routers:
+        for kind, (handler, settings_type) in router.pages.items():
+            if kind in pages:
+                raise ValueError(f"two features declare the member page for {kind!r}")
+            pages[kind] = PageSpec(handler, settings_type)
+    return pages
+
+
+def _link_maker(links: Links, pages: dict[str, PageSpec]):
+    """What the outbox asks for a row: the signed address of its thing's page, for its recipient."""
+    def link_for(ref: str | None, member_id: int | None, openid: str | None) -> str | None:
+        if not ref or ref.split(":", 1)[0] not in pages or (member_id is None and openid is None):
+            return None
+        return links.url(Subject(ref=ref, member_id=member_id, openid=None if member_id is not None else openid))
+    return link_for
 
 
 def _feature_hook(hook: Callable[[Runtime], AsyncIterator[None]], runtime: Runtime):

@@ -222,6 +222,56 @@ def members_list(as_json: bool) -> None:
         click.echo(format_member_table(rows))
 
 
+@main.group()
+def staff() -> None:
+    """Secretaries and organization staff who use the web console."""
+
+
+@staff.command("passwd")
+@click.argument("name")
+@click.option("--org", "org_path", default=None,
+              help="Organization path when several secretaries or staff share the name, e.g. 示范县委/城关镇党委.")
+def staff_passwd(name: str, org_path: str | None) -> None:
+    """Set a console password for NAME (a secretary, deputy or staff member), for computers that cannot scan.
+    Their console sessions end."""
+    from handlers.console.passwords import PasswordError, check_new_password, find_console_member, hash_password, \
+        save_password
+
+    async def find(sessions):
+        async with sessions() as session:
+            member = await find_console_member(session, name, org_path)
+            return member.id, member.name, member.role
+
+    try:
+        member_id, member_name, role = asyncio.run(_with_sessions(find))
+    except PasswordError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"为 {member_name}（{role}）设置后台密码，至少 8 位。")
+    while True:
+        password = click.prompt("新密码", hide_input=True, confirmation_prompt="再输一次")
+        try:
+            check_new_password(password)
+            break
+        except PasswordError as error:
+            click.echo(str(error), err=True)
+    password_hash = hash_password(password)
+
+    async def store(sessions):
+        from storage.models import Member
+
+        async with sessions() as session, session.begin():
+            member = await session.get(Member, member_id)
+            if member is None:
+                raise PasswordError(f"{member_name} 已不在名册上。")
+            await save_password(session, member, password_hash, Clock().now())
+
+    try:
+        asyncio.run(_with_sessions(store))
+    except PasswordError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"已设置。{member_name} 可以在登录页面点“用密码登录”，填姓名和这个密码；原来的后台登录都已结束。")
+
+
 @main.group("export")
 def export_group() -> None:
     """Export records to files."""

@@ -37,7 +37,7 @@ from bot.group_commit import GroupCommit
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing
 from bot.outbox import enqueue as enqueue_outgoing
-from bot.text import normalize_input, split_text
+from bot.text import TRIMMED_NOTE, normalize_input, split_reply
 from storage import dialogs, identities, inbound
 from storage.db import READ_ONLY
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
@@ -53,6 +53,8 @@ CANCELLED = "已取消。"
 NOTHING_TO_CANCEL = "当前没有进行中的操作。"
 DIALOG_EXPIRED = "上一步操作因长时间未回复已结束，请重新开始。"
 CANCEL_WORDS = ("取消", "退出", "算了")
+# The member page kind of a reply too long for chat ("reply:<inbound message id>").
+REPLY_PAGE = "reply"
 # A dialog's data may hold, under this key, what to answer when the user cancels it.
 CANCEL_TEXT = "cancel_text"
 # And under this one, the options of the numbered question its step asked (bot/dialogs.py, offer).
@@ -741,6 +743,8 @@ class Dispatcher:
         self.on_enqueued: Callable[[], None] | None = None
         # The platform, for work handlers leave for after their commit; set by the composition root.
         self.channel: Channel | None = None
+        # (ref, member id, openid) → a signed page address; set by the composition root when pages are served.
+        self.link_for: Callable[[str, int | None, str | None], str | None] | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
         self.reminder_kinds = [kind for router in self.routers for kind in router.reminder_kinds]
         self.listeners: dict[str, list[Listener]] = {}
@@ -879,10 +883,11 @@ class Dispatcher:
                         ctx = await self._context(session, message, entry.received_at)
                         await self._route(ctx)
                         await self._save_dialog(ctx)
-                        parts = self._fit("\n\n".join(ctx.replies)) if ctx.replies else []
+                        parts, full = self._fit("\n\n".join(ctx.replies), message_id, message.user_id) \
+                            if ctx.replies else ([], None)
                         late = entry.late
                         enqueued = await self._record(session, message, message_id, parts, late, ctx.outgoing,
-                                                      InboundStatus.DONE) or ctx.outbox_touched
+                                                      InboundStatus.DONE, full_reply=full) or ctx.outbox_touched
                     self._run_deferred(ctx.deferred)
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
@@ -895,7 +900,8 @@ class Dispatcher:
         return parts, late
 
     async def _record(self, session: AsyncSession, message: Message, message_id: int, parts: list[str], late: bool,
-                      outgoing: list[Outgoing], status: InboundStatus, error: str | None = None) -> bool:
+                      outgoing: list[Outgoing], status: InboundStatus, error: str | None = None,
+                      full_reply: str | None = None) -> bool:
         """The outcome of a message, written in its transaction: the stored reply, and through the outbox
         whatever is not answered passively (every part once the budget ran out, else the parts after the
         first) together with what the handler enqueued. Returns whether anything went to the outbox."""
@@ -904,7 +910,7 @@ class Dispatcher:
         if outgoing or pushed:
             await enqueue_outgoing(session, [*outgoing, *pushed], now=self.clock.now(), settings=self.settings)
         await inbound.finish(session, message_id, status=status, replies=parts, now=self.clock.now(),
-                             error=error, reply_mode="push" if late else None)
+                             error=error, reply_mode="push" if late else None, full_reply=full_reply)
         return bool(outgoing or pushed)
 
     async def _context(self, session: AsyncSession, message: Message, received_at: datetime | None) -> Context:
@@ -1014,8 +1020,13 @@ class Dispatcher:
         else:
             await dialogs.clear(ctx.session, openid)
 
-    def _fit(self, text: str) -> list[str]:
-        return split_text(text, self.reply_max_bytes, self.max_parts)
+    def _fit(self, text: str, message_id: int, openid: str) -> tuple[list[str], str | None]:
+        """The reply in chat-sized parts, and the whole text when it did not fit: its last part then ends
+        with a link to a page showing all of it (when pages are served)."""
+        link = self.link_for(f"{REPLY_PAGE}:{message_id}", None, openid) if self.link_for is not None else None
+        note = f"……\n全文：{link}" if link else TRIMMED_NOTE
+        parts, trimmed = split_reply(text, self.reply_max_bytes, self.max_parts, note)
+        return parts, (text if trimmed else None)
 
     # -- recovery
 

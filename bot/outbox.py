@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from itertools import islice
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.summary import Summary
+from bot.text import TRIMMED_NOTE, fit_bytes, utf8_len
 from bot.wechat.client import (
     CredentialsRejected,
     OutsideWindow,
@@ -61,6 +62,8 @@ GAVE_UP = "{reason}（已尝试 {attempts} 次，不再重试）"
 UNEXPECTED = "发送时出现程序错误"
 
 TEMPLATE_FIELD_MAX = 20
+# WeChat's limit for one customer-service text message.
+CUSTOM_TEXT_MAX_BYTES = 2048
 RECORD_ATTEMPTS = 3
 # While the database keeps failing (SQLite locked by an import, PostgreSQL restarting), the delivery loop
 # waits this long after the first failed round, doubling up to the limit; it never gives up.
@@ -106,10 +109,9 @@ def template_json(summary: Summary | None, text: str) -> str:
     if summary is None:
         fields = {"content": text}
     else:
-        # The stored names predate Summary: "remark" is its note. Its link is not stored yet; it will go
-        # out as the template message's url, outside the fields.
+        # The link to the whole message is no field: the outbox gives it as the template message's url.
         fields = {"title": summary.title, "content": summary.content, "time": summary.time,
-                  "place": summary.place, "sender": summary.sender, "remark": summary.note}
+                  "place": summary.place, "sender": summary.sender}
     return json.dumps({name: template_field(value) for name, value in fields.items() if value is not None},
                       ensure_ascii=False)
 
@@ -283,11 +285,14 @@ class Counters:
 
 class Outbox:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], client: WeChatClient, clock: Clock,
-                 settings: Any) -> None:
+                 settings: Any, link_for: Callable[[str | None, int | None, str | None], str | None] | None = None
+                 ) -> None:
         self.sessions = sessions
         self.client = client
         self.clock = clock
         self.settings = settings
+        # (ref, member id, openid) → the signed address of the page showing that row's whole message, if any.
+        self.link_for = link_for
         self.counters = Counters()
         self._limiter = RateLimiter(settings.outbox_rate, settings.outbox_burst)
         # Senders shared by every batch, each making one API call at a time: a fixed pool costs less
@@ -568,7 +573,7 @@ class Outbox:
         try:
             if plan.channel == CUSTOM:
                 try:
-                    await self.client.send_text(row.openid, row.text)
+                    await self.client.send_text(row.openid, self._custom_text(row))
                     return _Outcome("sent", channel=CUSTOM, used_window=True)
                 except (OutsideWindow, TooManyMessages) as refusal:
                     # The stored window was out of date (the member's window closed, or another sender
@@ -578,7 +583,8 @@ class Outbox:
                         return _Outcome("failed", error_code=refusal.errcode, error=NO_CHANNEL, window_closed=True)
                     await self._limiter.take()
             await self.client.send_template(row.openid, plan.template_id,
-                                            self._template_fields(plan.template_id, self._template_data(row)))
+                                            self._template_fields(plan.template_id, self._template_data(row)),
+                                            url=self._link(row))
             return _Outcome("sent", channel=TEMPLATE, window_closed=window_closed)
         except (QuotaExceeded, CredentialsRejected, TokenInvalid) as error:
             # Nothing about this member is wrong: every other message would meet the same refusal.
@@ -586,6 +592,20 @@ class Outbox:
             return _Outcome("release", window_closed=window_closed)
         except WeChatError as error:
             return self._failure(row, error.errcode, error.reason, error.transient, window_closed)
+
+    def _link(self, row: store.Claimed) -> str | None:
+        if self.link_for is None or row.ref is None:
+            return None
+        return self.link_for(row.ref, row.member_id, row.openid)
+
+    def _custom_text(self, row: store.Claimed) -> str:
+        """The text as a customer-service message: whole when it fits WeChat's limit, else cut, ending with
+        its page's link (or a note that the rest was cut)."""
+        if utf8_len(row.text) <= CUSTOM_TEXT_MAX_BYTES:
+            return row.text
+        link = self._link(row)
+        tail = f"……\n全文：{link}" if link else TRIMMED_NOTE
+        return fit_bytes(row.text, CUSTOM_TEXT_MAX_BYTES - utf8_len(tail)) + tail
 
     def _template_data(self, row: store.Claimed) -> dict[str, str]:
         # A broadcast's rows share one JSON text: decode it once, not once per recipient.

@@ -3,7 +3,8 @@ the full text.
 
 A feature says what its message is about (Summary); it never names a channel's fields. The outbox turns a
 Summary into the WeChat template's data (bot.outbox.template_json), and another channel could read the
-same fields its own way.
+same fields its own way. Each field is a short pointer (WeChat shows at most 20 characters on one line);
+the whole message is one tap away on its page.
 """
 
 from __future__ import annotations
@@ -24,5 +25,5 @@ class Summary:
     time: str | None = None  # when, as people read it: "明天 09:00"
     place: str | None = None
     sender: str | None = None  # who the message is from, a person's name
-    note: str | None = None  # what to do about it: "回复 收到 确认"
-    link: str | None = None  # a page with the whole message (not yet carried by the outbox)
+    # No "what to do" line: since 2023 a template has no remark, and the message's page (its link, made by
+    # the outbox from the row's ref) says it with the whole text.

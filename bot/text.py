@@ -24,18 +24,29 @@ def _cut(text: str, max_bytes: int) -> tuple[str, str]:
     return head.rstrip("\n"), text[len(head):].lstrip("\n")
 
 
-def split_text(text: str, max_bytes: int, max_parts: int) -> list[str]:
+def fit_bytes(text: str, max_bytes: int) -> str:
+    """The beginning of text that fits in max_bytes of UTF-8 (ending at a line break when one is near)."""
+    return _cut(text, max_bytes)[0]
+
+
+def split_text(text: str, max_bytes: int, max_parts: int, trimmed_note: str = TRIMMED_NOTE) -> list[str]:
     """Split text into at most max_parts pieces of at most max_bytes each, trimming what is left."""
+    return split_reply(text, max_bytes, max_parts, trimmed_note)[0]
+
+
+def split_reply(text: str, max_bytes: int, max_parts: int,
+                trimmed_note: str = TRIMMED_NOTE) -> tuple[list[str], bool]:
+    """split_text, and whether something was trimmed (the last part then ends with trimmed_note)."""
     parts: list[str] = []
     rest = text
     while rest and len(parts) < max_parts:
         head, rest = _cut(rest, max_bytes)
         parts.append(head)
     if rest:
-        note_bytes = utf8_len(TRIMMED_NOTE)
+        note_bytes = utf8_len(trimmed_note)
         head, _ = _cut(parts[-1], max_bytes - note_bytes)
-        parts[-1] = head + TRIMMED_NOTE
-    return parts
+        parts[-1] = head + trimmed_note
+    return parts, bool(rest)
 
 
 def excerpt(text: str, limit: int = 20) -> str:

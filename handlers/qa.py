@@ -271,8 +271,7 @@ async def _forward(ctx: Context, member: Member | None, question: str) -> str:
     for leader in leaders:
         ctx.enqueue(Outgoing(key=f"qa:{ctx.message.dedup_key}:{leader.id}", kind="question", text=text,
                              member_id=leader.id, ref=f"member:{member.id}",
-                             summary=Summary(title="党员提问", content=excerpt(question), sender=member.name,
-                                             note="请抽空回复")))
+                             summary=Summary(title="党员提问", content=excerpt(question), sender=member.name)))
     return FORWARDED.format(names="、".join(f"{leader.role}{leader.name}" for leader in leaders))
 
 

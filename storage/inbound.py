@@ -63,12 +63,13 @@ async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:
 
 
 async def finish(session: AsyncSession, message_id: int, *, status: InboundStatus, replies: list[str],
-                 now: datetime, error: str | None = None, reply_mode: str | None = None) -> None:
+                 now: datetime, error: str | None = None, reply_mode: str | None = None,
+                 full_reply: str | None = None) -> None:
     await session.execute(
         update(_TABLE)
         .where(_TABLE.c.id == message_id)
         .values(status=status.value, reply=json.dumps(replies, ensure_ascii=False), finished_at=now, error=error,
-                reply_mode=reply_mode)
+                reply_mode=reply_mode, full_reply=full_reply)
     )
 
 

@@ -7,9 +7,10 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.models import (
     COMMITTEE_ROLES,
@@ -24,7 +25,11 @@ from storage.models import (
     Organization,
     Role,
 )
+from storage.orgs import under
 from storage.upsert import insert_for
+
+# Roles that make a committee a branch can hold 支委会 with (a secretary alone is none).
+COMMITTEE_BEYOND_SECRETARY = (Role.DEPUTY_SECRETARY.value, Role.COMMITTEE_MEMBER.value)
 
 
 def expected_member_ids(meeting: Meeting) -> Select:
@@ -201,6 +206,34 @@ async def leave_of(session: AsyncSession, meeting_id: int, member_id: int) -> Le
         LeaveRequest.meeting_id == meeting_id, LeaveRequest.member_id == member_id))).scalar_one_or_none()
 
 
+async def add_leave(session: AsyncSession, meeting_id: int, member_id: int, *, reason: str,
+                    now: datetime) -> tuple[LeaveRequest, bool]:
+    """Record a member's leave request; returns the request and whether this call created it.
+
+    INSERT … ON CONFLICT DO NOTHING, like a check-in: two requests racing (a double tap on the page, the
+    chat and the page at once) leave one request and neither fails; the loser reads the winner's.
+    """
+    table = LeaveRequest.__table__
+    statement = (insert_for(session, table)
+                 .values(meeting_id=meeting_id, member_id=member_id, reason=reason, requested_at=now,
+                         status=LeaveStatus.PENDING.value)
+                 .on_conflict_do_nothing(index_elements=["meeting_id", "member_id"])
+                 .returning(table.c.id))
+    created = (await session.execute(statement)).first() is not None
+    request = (await session.execute(
+        select(LeaveRequest).where(LeaveRequest.meeting_id == meeting_id, LeaveRequest.member_id == member_id)
+        .execution_options(populate_existing=True))).scalar_one()
+    return request, created
+
+
+async def leaves_of_meeting(session: AsyncSession, meeting_id: int) -> list[tuple[LeaveRequest, Member]]:
+    """A meeting's leave requests with who asked, oldest first."""
+    return [tuple(row) for row in (await session.execute(
+        select(LeaveRequest, Member).join(Member, Member.id == LeaveRequest.member_id)
+        .where(LeaveRequest.meeting_id == meeting_id)
+        .order_by(LeaveRequest.requested_at, LeaveRequest.id))).all()]
+
+
 async def pending_leaves(session: AsyncSession, org_id: int, *, started_after: datetime,
                          name: str | None = None) -> list[tuple[LeaveRequest, Member, Meeting]]:
     """Undecided leave requests for a branch's meetings that start after started_after, oldest first."""
@@ -223,17 +256,129 @@ async def photos_of(session: AsyncSession, meeting_id: int) -> int:
 async def held_meetings(session: AsyncSession, branch: Organization, start: datetime, end: datetime) -> list[Meeting]:
     """The branch's own meetings starting in [start, end) that were held: not cancelled, and with at least
     one check-in on the sign-in sheet (a meeting nobody signed for is no evidence for an audit)."""
-    signed = select(Attendance.id).where(Attendance.meeting_id == Meeting.id).exists()
-    query = (select(Meeting)
-             .where(Meeting.org_id == branch.id, Meeting.status != MeetingStatus.CANCELLED.value,
-                    Meeting.starts_at >= start, Meeting.starts_at < end, signed)
+    query = (select(Meeting).where(Meeting.org_id == branch.id, *_held_between(start, end))
              .order_by(Meeting.starts_at, Meeting.id))
     return list((await session.execute(query)).scalars())
+
+
+def _held_between(start: datetime, end: datetime, *, signed: bool = True) -> list:
+    """What makes a meeting count as held (for compliance and for attendance figures): not cancelled,
+    started in [start, end), and (unless the caller joins the check-ins itself) signed by someone."""
+    conditions = [Meeting.status != MeetingStatus.CANCELLED.value, Meeting.starts_at >= start, Meeting.starts_at < end]
+    if signed:
+        conditions.append(select(Attendance.id).where(Attendance.meeting_id == Meeting.id).exists())
+    return conditions
 
 
 async def has_committee(session: AsyncSession, branch: Organization) -> bool:
     """Whether the branch has a committee beyond its secretary (a 副书记 or 委员 on the roster): branches
     under seven members elect none, and then there is no 支委会 to hold."""
-    query = select(Member.id).where(Member.org_id == branch.id,
-                                    Member.role.in_([Role.DEPUTY_SECRETARY.value, Role.COMMITTEE_MEMBER.value]))
+    query = select(Member.id).where(Member.org_id == branch.id, Member.role.in_(COMMITTEE_BEYOND_SECRETARY))
     return (await session.execute(query.limit(1))).first() is not None
+
+
+# ---------------------------------------------------------------- a whole subtree at once (the staff console)
+# A county has a few hundred branches: these read all of them in a few grouped queries instead of a few
+# queries per branch. Each states the same rule as its one-meeting or one-branch counterpart above.
+
+
+def expected_clause(kind, org_id, group_id, *, member=Member, by_org_index: bool = True):
+    """expected_member_ids as a condition on member (Member or an alias) for a meeting given as columns
+    (in a join): the committee for 支委会, the group for 党小组会, else every member of the branch.
+    by_org_index=False writes the branch test so that no planner looks members up by their branch (for
+    joins that reach each member by id anyway)."""
+    return and_((member.org_id == org_id) if by_org_index else (member.org_id + 0 == org_id),
+                or_(kind != MeetingKind.COMMITTEE.value, member.role.in_([role.value for role in COMMITTEE_ROLES])),
+                or_(kind != MeetingKind.GROUP.value, group_id.is_(None), member.group_id == group_id))
+
+
+@dataclass(frozen=True)
+class HeldMeeting:
+    """A held meeting (see held_meetings), from a subtree-wide query; with its sign-in sheet's counts when
+    they were asked for."""
+
+    id: int
+    org_id: int  # the branch
+    group_id: int | None
+    kind: str
+    starts_at: datetime
+    signed: int | None = None  # everyone who signed, guests included (None: not counted)
+    present: int | None = None  # expected members who signed: the sheet's 实到
+    on_leave: int | None = None  # expected members who did not sign and had leave approved: 请假
+
+
+async def held_meetings_under(session: AsyncSession, scope: Organization, start: datetime, end: datetime, *,
+                              with_counts: bool = False) -> list[HeldMeeting]:
+    """The held meetings of every branch in scope's subtree that start in [start, end), oldest first; with
+    with_counts, the sheet's head counts too (how many were expected comes from `roster_under`)."""
+    columns = (Meeting.id, Meeting.org_id, Meeting.group_id, Meeting.kind, Meeting.starts_at)
+    if not with_counts:
+        query = (select(*columns).join(Organization, Organization.id == Meeting.org_id)
+                 .where(under(scope), *_held_between(start, end)).order_by(Meeting.starts_at, Meeting.id))
+        return [HeldMeeting(*row) for row in (await session.execute(query)).all()]
+    expected = expected_clause(Meeting.kind, Meeting.org_id, Meeting.group_id)
+    # Joining the check-ins (inner) is itself the "someone signed" condition. The meetings drive the join
+    # through their time index: "+ 0" keeps SQLite's planner from scanning every check-in ever made and
+    # looking its meeting up instead (three times slower for a county's quarter, and worse each year).
+    rows = (await session.execute(
+        select(*columns, func.count(Attendance.id), func.count(case((expected, 1))))
+        .join(Organization, Organization.id == Meeting.org_id)
+        .join(Attendance, Attendance.meeting_id == Meeting.id + 0)
+        .join(Member, Member.id == Attendance.member_id)
+        .where(under(scope), *_held_between(start, end, signed=False))
+        .group_by(*columns).order_by(Meeting.starts_at, Meeting.id))).all()
+    # Leave is counted by a statement of its own. Joined to the counts (or as a subquery per meeting), it
+    # led PostgreSQL, which cannot estimate how few rows it gives, to rerun it for every meeting.
+    leave_taker, check_in = aliased(Member), aliased(Attendance)
+    signed_too = select(check_in.id).where(check_in.meeting_id == LeaveRequest.meeting_id,
+                                           check_in.member_id == LeaveRequest.member_id).exists()
+    # by_org_index=False: SQLite would otherwise look members up by branch rather than leave by meeting.
+    leaves = dict((await session.execute(
+        select(LeaveRequest.meeting_id, func.count(LeaveRequest.id))
+        .join(Meeting, Meeting.id == LeaveRequest.meeting_id)
+        .join(Organization, Organization.id == Meeting.org_id)
+        .join(leave_taker, leave_taker.id == LeaveRequest.member_id)
+        .where(under(scope), *_held_between(start, end, signed=False),
+               LeaveRequest.status == LeaveStatus.APPROVED.value, ~signed_too,
+               expected_clause(Meeting.kind, Meeting.org_id, Meeting.group_id, member=leave_taker, by_org_index=False))
+        .group_by(LeaveRequest.meeting_id))).all())
+    return [HeldMeeting(*row, leaves.get(row[0], 0)) for row in rows]
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Head counts of a subtree's roster, enough to say how many were expected at any of its meetings."""
+
+    members: dict[int, int]  # branch id → members
+    committee: dict[int, int]  # branch id → members in COMMITTEE_ROLES
+    groups: dict[tuple[int, int], int]  # (branch id, group id) → members
+    committees: frozenset[int]  # branches with a committee beyond the secretary (has_committee)
+
+    def expected(self, kind: str, org_id: int, group_id: int | None) -> int:
+        """len(expected_member_ids(meeting)) for a meeting of this kind, branch and group."""
+        if kind == MeetingKind.COMMITTEE.value:
+            return self.committee.get(org_id, 0)
+        if kind == MeetingKind.GROUP.value and group_id is not None:
+            return self.groups.get((org_id, group_id), 0)
+        return self.members.get(org_id, 0)
+
+
+async def roster_under(session: AsyncSession, scope: Organization) -> Roster:
+    rows = await session.execute(
+        select(Member.org_id, Member.group_id, Member.role, func.count())
+        .join(Organization, Organization.id == Member.org_id).where(under(scope))
+        .group_by(Member.org_id, Member.group_id, Member.role))
+    members: dict[int, int] = {}
+    committee: dict[int, int] = {}
+    groups: dict[tuple[int, int], int] = {}
+    committees = set()
+    committee_roles = {role.value for role in COMMITTEE_ROLES}
+    for org_id, group_id, role, number in rows:
+        members[org_id] = members.get(org_id, 0) + number
+        if role in committee_roles:
+            committee[org_id] = committee.get(org_id, 0) + number
+        if role in COMMITTEE_BEYOND_SECRETARY:
+            committees.add(org_id)
+        if group_id is not None:
+            groups[(org_id, group_id)] = groups.get((org_id, group_id), 0) + number
+    return Roster(members, committee, groups, frozenset(committees))

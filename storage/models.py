@@ -143,6 +143,8 @@ class InboundMessage(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=utc_column())
     # The handler's reply as a JSON list of texts; the first one is the passive reply.
     reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # The whole reply when it did not fit in chat (its last part links to a page showing this).
+    full_reply: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     # "push" when the handler outran the reply budget and the reply was sent later as customer-service
     # messages; NULL when it went back in the HTTP response (retries then get it again).
     reply_mode: str | None = Field(default=None, max_length=10)
@@ -357,3 +359,83 @@ class MeetingPhoto(SQLModel, table=True):
     pic_url: str = Field(default="", max_length=500)
     added_by: int = Field(foreign_key="member.id")
     added_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+# ---------------------------------------------------------------- the staff console (handlers/console)
+
+
+class ConsoleScan(SQLModel, table=True):
+    """A one-time request to sign a browser in by scanning a QR code (scene "login:<nonce>"). The browser
+    keeps the nonce in its session; a staff member's scan confirms the request for them, and the same
+    browser's next look signs it in, once."""
+
+    __tablename__ = "console_scan"
+
+    id: int | None = Field(default=None, primary_key=True)
+    nonce: str = Field(max_length=64, unique=True)
+    # The address that asked for it (how many QR codes one address may ask for is limited).
+    client: str = Field(default="", max_length=64, index=True)
+    created_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    expires_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # The QR code's image address, once the platform made it.
+    qr_url: str | None = Field(default=None, max_length=500)
+    member_id: int | None = Field(default=None, foreign_key="member.id")
+    confirmed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Set once, when the browser signed in with it (or when 退出后台 withdrew the confirmation).
+    used_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class ConsoleLogin(SQLModel, table=True):
+    """One signed-in browser. Its cookie holds a random token whose digest is here; ending the row (sign-out,
+    退出后台, idle time) ends the session whatever the cookie says."""
+
+    __tablename__ = "console_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    method: str = Field(max_length=10)  # "scan" | "password"
+    # The token every form of this login carries (CSRF).
+    csrf_token: str = Field(max_length=64)
+    client: str = Field(default="", max_length=64)
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    last_seen_at: datetime = Field(sa_column=utc_column(nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=utc_column())
+    ended_reason: str | None = Field(default=None, max_length=20)
+
+
+class ConsolePassword(SQLModel, table=True):
+    """A staff member's console password (argon2), for machines where scanning is impossible."""
+
+    __tablename__ = "console_password"
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    password_hash: str = Field(max_length=200)
+    set_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class ConsoleFailure(SQLModel, table=True):
+    """A failed password sign-in: the name typed (known or not) and the address it came from."""
+
+    __tablename__ = "console_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50, index=True)
+    client: str = Field(max_length=64, index=True)
+    failed_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+
+
+class AuditEntry(SQLModel, table=True):
+    """What staff did in the console (signing in and out, exports, imports, changes), for the county."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    # The member's name and organization when it happened (they may change later).
+    member_name: str = Field(default="", max_length=50)
+    org_id: int | None = Field(default=None, foreign_key="organization.id", index=True)
+    action: str = Field(max_length=30)
+    detail: str = Field(default="", max_length=500)
+    client: str = Field(default="", max_length=64)

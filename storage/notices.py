@@ -10,10 +10,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, func, select, update
+from sqlalchemy import Select, String, and_, case, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Member, Notice, Organization, OutboxMessage, OutboxStatus
+from storage.orgs import under
 
 NOTICE_KIND = "notice"
 
@@ -118,6 +119,25 @@ async def acknowledge_latest(session: AsyncSession, member_id: int, now: datetim
     return await session.get(Notice, int(row.ref.split(":")[1]))
 
 
+async def copy_of(session: AsyncSession, notice_id: int, member_id: int) -> OutboxMessage | None:
+    """This member's copy of the notice (with when they acknowledged it), if it was sent to them."""
+    return (await session.execute(
+        select(OutboxMessage).where(_recipients(notice_id), OutboxMessage.member_id == member_id)
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+
+
+async def acknowledge(session: AsyncSession, notice_id: int, member_id: int, now: datetime) -> bool:
+    """Mark this notice acknowledged by this member (收到 on its page); whether this call did it.
+
+    One conditional UPDATE: a second tap, or two at once, finds acknowledged_at set and changes nothing.
+    """
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(_recipients(notice_id), OutboxMessage.member_id == member_id, OutboxMessage.acknowledged_at.is_(None))
+        .values(acknowledged_at=now).execution_options(synchronize_session=False))
+    return (result.rowcount or 0) > 0
+
+
 async def due_for_follow_up(session: AsyncSession, now: datetime, limit: int = 50) -> list[Notice]:
     return list((await session.execute(
         select(Notice).where(Notice.reported_at.is_(None), Notice.report_due_at <= now)
@@ -129,3 +149,47 @@ def unacknowledged_recipients(notice_id: int) -> Select:
     return select(OutboxMessage.member_id).where(
         _recipients(notice_id), OutboxMessage.status == OutboxStatus.SENT.value,
         OutboxMessage.acknowledged_at.is_(None), OutboxMessage.member_id.is_not(None))
+
+
+@dataclass(frozen=True)
+class NoticeTotals:
+    """A notice and `report`'s totals for it (sent, failed, pending, acknowledged), without names."""
+
+    id: int
+    org_id: int
+    org_name: str
+    audience: str
+    text: str
+    urgent: bool
+    created_at: datetime
+    recipients: int
+    sent: int  # delivered
+    pending: int
+    failed: int
+    acknowledged: int  # answered 收到
+
+
+async def totals_under(session: AsyncSession, scope: Organization, start: datetime, end: datetime) -> list[NoticeTotals]:
+    """Every notice sent to an organization in scope's subtree in [start, end), oldest first, with its
+    recipients counted as `report` counts them: one query however many notices there are."""
+    in_scope = (Notice.org_id.in_(select(Organization.id).where(under(scope))),
+                Notice.created_at >= start, Notice.created_at < end)
+    ref = literal(f"{NOTICE_KIND}:") + cast(Notice.id, String)
+    status = OutboxMessage.status
+    # Recipients are reached by the outbox's ref index ("notice:<id>") and counted per ref, before they
+    # meet the notices: no sort of tens of thousands of rows, and no list of refs sent as parameters.
+    counts = (select(OutboxMessage.ref, func.count().label("recipients"),
+                     func.count(case((status == OutboxStatus.SENT.value, 1))).label("sent"),
+                     func.count(case((and_(status != OutboxStatus.SENT.value, status != OutboxStatus.FAILED.value),
+                                      1))).label("pending"),
+                     func.count(case((status == OutboxStatus.FAILED.value, 1))).label("failed"),
+                     func.count(OutboxMessage.acknowledged_at).label("acknowledged"))
+              .where(OutboxMessage.kind == NOTICE_KIND, OutboxMessage.ref.in_(select(ref).where(*in_scope)))
+              .group_by(OutboxMessage.ref).subquery())
+    rows = await session.execute(
+        select(Notice.id, Notice.org_id, Organization.name, Notice.audience, Notice.text, Notice.urgent,
+               Notice.created_at, *(func.coalesce(column, 0) for column in list(counts.c)[1:]))
+        .join(Organization, Organization.id == Notice.org_id)
+        .outerjoin(counts, counts.c.ref == ref)
+        .where(*in_scope).order_by(Notice.created_at, Notice.id))
+    return [NoticeTotals(*row) for row in rows]

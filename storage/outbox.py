@@ -159,6 +159,7 @@ class Claimed:
     last_message_at: datetime | None
     window_sent: int
     subscribed: bool | None  # None: no follower row for this openid
+    ref: str | None = None  # the feature record ("notice:12"): its page is the template's link
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int,
@@ -171,7 +172,7 @@ async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, 
     query = (
         select(OUTBOX.c.id, OUTBOX.c.openid, OUTBOX.c.member_id, OUTBOX.c.kind, OUTBOX.c.text,
                OUTBOX.c.template_data, OUTBOX.c.urgent, OUTBOX.c.attempts, IDENTITY.c.last_message_at,
-               IDENTITY.c.window_sent, IDENTITY.c.subscribed)
+               IDENTITY.c.window_sent, IDENTITY.c.subscribed, OUTBOX.c.ref)
         .select_from(OUTBOX.outerjoin(IDENTITY, IDENTITY.c.openid == OUTBOX.c.openid))
         .where(OUTBOX.c.status == PENDING, OUTBOX.c.due_at <= now)
         # No tie-break on id: on PostgreSQL it would sort every due row of a big broadcast for each claim.
@@ -189,9 +190,9 @@ async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, 
         .values(status=SENDING, lease_until=lease_until, attempts=OUTBOX.c.attempts + 1))
     # Unpacked by position: a batch is hundreds of rows, and named access costs a lookup per field.
     return [Claimed(row_id, openid, member_id, kind, text, template_data, urgent, attempts + 1, last_message_at,
-                    window_sent or 0, subscribed)
+                    window_sent or 0, subscribed, ref)
             for (row_id, openid, member_id, kind, text, template_data, urgent, attempts, last_message_at,
-                 window_sent, subscribed) in rows]
+                 window_sent, subscribed, ref) in rows]
 
 
 # A worker whose lease ran out may still report; a row another process recovered (pending again) is
@@ -310,3 +311,10 @@ async def withdraw_pending(session: AsyncSession, ref: str, *, reason: str) -> i
         update(OUTBOX).where(OUTBOX.c.ref == ref, OUTBOX.c.status == PENDING)
         .values(status=FAILED, error=reason[:ERROR_MAX], lease_until=None))
     return max(result.rowcount or 0, 0)
+
+
+async def addressed_to(session: AsyncSession, ref: str, member_id: int) -> bool:
+    """Whether any message about this record (ref "notice:12") was addressed to this member: who may open
+    its page from a link."""
+    query = select(OUTBOX.c.id).where(OUTBOX.c.ref == ref, OUTBOX.c.member_id == member_id).limit(1)
+    return (await session.execute(query)).first() is not None

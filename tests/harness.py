@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from bot.app import CONFIGS, DISPATCHER, OUTBOX, PROVIDED, build_app
+from bot.web.pages import LINKS
 from bot.clock import ManualClock
 from bot.config import DemoDefaults, Settings
 from bot.dispatch import Dispatcher, JobContext
@@ -102,10 +103,12 @@ async def make_service(database_url, aiohttp_server):
         core = {name: overrides.pop(name) for name in list(overrides) if name in Settings.model_fields}
         settings = Settings(_env_file=None, database_url=database_url, wechat_app_secret=DemoDefaults.app_secret,
                             wechat_api_base=str(emulator_server.make_url("")).rstrip("/"),
-                            **account, **{"outbox_enabled": False, **core})
+                            **account, **{"outbox_enabled": False, "link_keys": ["test-link-key"], **core})
         app = build_app(settings, clock=clock, routers=routers, overrides=overrides, env_file=None)
         server = await aiohttp_server(app)
         emulator.webhook_url = str(server.make_url("/wechat"))
+        # Links in messages point at this test server (a deployment sets ZHIBU_PUBLIC_URL).
+        app[LINKS].public_url = str(server.make_url("")).rstrip("/")
         service = Service(app=app, emulator=emulator, clock=clock, settings=settings, url=str(server.make_url("")))
         created.append(service)
         return service

@@ -46,7 +46,8 @@ def parse_command(line: str) -> dict | str | None:
     if verb in ("扫码", "scan"):
         if not rest:
             return ("用法：/扫码 场景值。会议签到二维码的场景值是 meeting:会议编号，会议按召集的先后编号，"
-                    "演示里召集的第一个会就是 /扫码 meeting:1")
+                    "演示里召集的第一个会就是 /扫码 meeting:1；登录后台的二维码是 login:…，"
+                    "登录页面（http://127.0.0.1:8080/console/login）上写着整句")
         return {"MsgType": "event", "Event": "SCAN", "EventKey": rest, "Ticket": "terminal"}
     if verb in ("图片", "image"):
         return {"MsgType": "image", "PicUrl": "http://emulator.local/terminal.jpg", "MediaId": "terminal-image"}

@@ -17,6 +17,7 @@ the secretary its image address through the outbox.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,8 @@ from handlers.meetings.settings import MeetingSettings
 from storage.outbox import reach_of_members
 from storage.models import LeaveStatus, Meeting, MeetingKind, Member, Organization
 
-router = Router("meetings", settings=MeetingSettings)
+# Its member page (page.py) renders templates/meeting.html.
+router = Router("meetings", settings=MeetingSettings, templates=Path(__file__).parent / "templates")
 router.reminds("开会前一天、前一小时的提醒")
 
 KINDS = list(MeetingKind)
@@ -233,7 +235,7 @@ async def _branch(session: AsyncSession, member: Member) -> Organization:
 
 def _summary(settings, meeting: Meeting, title: str, now: datetime) -> Summary:
     return Summary(title=title, content=f"{meeting.kind}：{meeting.topic}",
-                   time=_when(settings, meeting.starts_at, now), place=meeting.place, note="不能参加请回复 请假 原因")
+                   time=_when(settings, meeting.starts_at, now), place=meeting.place)
 
 
 def _fields(settings, meeting: Meeting, org: Organization, now: datetime) -> dict[str, str]:

@@ -16,8 +16,11 @@ meetings are still missing; nothing is sent when nothing is missing, and nobody 
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -147,6 +150,49 @@ class ComplianceReport:
         return not self.missing
 
 
+class HeldLike(Protocol):
+    """What the rules read of a held meeting: a Meeting, or storage.meetings.HeldMeeting from a batch query."""
+
+    org_id: int
+    kind: str
+    group_id: int | None
+    starts_at: datetime
+
+
+def requirements_for(wanted: Iterable[tuple[Rule, Period]], held: Iterable[HeldLike], *,
+                     groups: Sequence[Organization], committee: bool, zone) -> list[Requirement]:
+    """The rules applied to one branch's held meetings (oldest first), without touching the database: the
+    one place that says which meeting fulfils which requirement, for one branch (check_compliance) or a
+    county's at once (`reports_for`)."""
+    # Each kind's (and each group's) local meeting days in order; a period's meetings are a slice of them.
+    by_kind: dict[str, list[date]] = {}
+    by_group: dict[tuple[str, int | None], list[date]] = {}
+    for meeting in held:
+        local_day = meeting.starts_at.astimezone(zone).date()
+        by_kind.setdefault(meeting.kind, []).append(local_day)
+        by_group.setdefault((meeting.kind, meeting.group_id), []).append(local_day)
+
+    def within(days: list[date], period: Period) -> list[date]:
+        return days[bisect_left(days, period.start):bisect_left(days, period.end)]
+
+    requirements = []
+    for rule, period in wanted:
+        if rule.kind == MeetingKind.COMMITTEE and not committee:
+            continue
+        if rule.kind == MeetingKind.GROUP:
+            for group in groups:
+                dates = within(by_group.get((rule.kind.value, group.id), []), period)
+                requirements.append(Requirement(rule.kind, period, rule.frequency, rule.local_rule, group, dates))
+        else:
+            dates = within(by_kind.get(rule.kind.value, []), period)
+            requirements.append(Requirement(rule.kind, period, rule.frequency, rule.local_rule, None, dates))
+    return requirements
+
+
+def _utc(day: date, zone) -> datetime:
+    return datetime.combine(day, time(), tzinfo=zone)
+
+
 async def _evaluate(session: AsyncSession, branch: Organization, wanted: list[tuple[Rule, Period]],
                     settings) -> ComplianceReport:
     zone = settings.zone
@@ -155,34 +201,49 @@ async def _evaluate(session: AsyncSession, branch: Organization, wanted: list[tu
     report = ComplianceReport(branch, start, end)
     groups = await party_groups(session, branch)
     committee = await has_committee(session, branch)
-
-    def utc(day: date) -> datetime:
-        return datetime.combine(day, time(), tzinfo=zone)
-
-    held = await held_meetings(session, branch, utc(start), utc(end))
-    for rule, period in wanted:
-        if rule.kind == MeetingKind.COMMITTEE and not committee:
-            continue
-        subjects: list[Organization | None] = [None]
-        if rule.kind == MeetingKind.GROUP:
-            if not groups:
-                continue
-            subjects = list(groups)
-        for group in subjects:
-            dates = []
-            for meeting in held:
-                local_day = meeting.starts_at.astimezone(zone).date()
-                if (meeting.kind == rule.kind.value and period.contains(local_day)
-                        and (group is None or meeting.group_id == group.id)):
-                    dates.append(local_day)
-            report.requirements.append(Requirement(rule.kind, period, rule.frequency, rule.local_rule, group, dates))
+    held = await held_meetings(session, branch, _utc(start, zone), _utc(end, zone))
+    report.requirements = requirements_for(wanted, held, groups=groups, committee=committee, zone=zone)
     return report
+
+
+def reports_for(branches: Sequence[tuple[Organization, Sequence[Organization]]], wanted: list[tuple[Rule, Period]],
+                held: Iterable[HeldLike], *, committees: set[int], zone) -> list[ComplianceReport]:
+    """check_compliance's reports for many branches at once, from data fetched in a few grouped queries
+    (storage.orgs.branches_under, storage.meetings.held_meetings_under, Roster.committees): branches
+    with their party groups, the held meetings of all of them (each with its org_id), and the ids of the
+    branches that have a committee. Reports come in the order of `branches`."""
+    start = min(period.start for _, period in wanted)
+    end = max(period.end for _, period in wanted)
+    held_by_branch: dict[int, list[HeldLike]] = {}
+    for meeting in held:
+        held_by_branch.setdefault(meeting.org_id, []).append(meeting)
+    reports = []
+    for branch, groups in branches:
+        report = ComplianceReport(branch, start, end)
+        report.requirements = requirements_for(wanted, held_by_branch.get(branch.id, []), groups=groups,
+                                               committee=branch.id in committees, zone=zone)
+        reports.append(report)
+    return reports
 
 
 async def check_compliance(session: AsyncSession, branch: Organization, *, today: date, settings) -> ComplianceReport:
     """The current month's, quarter's and year's requirements (each rule's period containing today)."""
     return await _evaluate(session, branch, [(rule, period_of(today, rule.months)) for rule in rules(settings)],
                            settings)
+
+
+def wanted_within(start: date, end: date, settings) -> list[tuple[Rule, Period]]:
+    """Every rule's periods that lie inside [start, end) (whole months): a quarter holds its three months'
+    支委会 and its 支部党员大会, a month only the monthly ones, a year all of them."""
+    wanted = []
+    for rule in rules(settings):
+        day = start
+        while day < end:
+            period = period_of(day, rule.months)
+            if period.start >= start and period.end <= end:
+                wanted.append((rule, period))
+            day = period.end
+    return wanted
 
 
 async def check_compliance_for(session: AsyncSession, branch: Organization, *, year: int,
@@ -196,14 +257,7 @@ async def check_compliance_for(session: AsyncSession, branch: Organization, *, y
     else:
         start, months = date(year, 1, 1), 12
     end = _add_months(start, months)
-    wanted = []
-    for rule in rules(settings):
-        day = start
-        while day < end:
-            period = period_of(day, rule.months)
-            if period.start >= start and period.end <= end:
-                wanted.append((rule, period))
-            day = period.end
+    wanted = wanted_within(start, end, settings)
     if not wanted:
         return ComplianceReport(branch, start, end)
     report = await _evaluate(session, branch, wanted, settings)
@@ -280,8 +334,7 @@ async def remind_branch(session: AsyncSession, branch: Organization, *, today: d
     period = period_of(last_day, 1).key
     ref = f"compliance:{branch.id}:{period}"
     items = [Outgoing(key=f"{ref}:{leader.id}", kind=REMINDER_KIND, text=text, member_id=leader.id, ref=ref,
-                      summary=Summary(title="会议提醒", content=f"本期还有 {len(missing)} 项会议未记录",
-                                      note="回复 开会 可安排会议"), reminder=True)
+                      summary=Summary(title="会议提醒", content=f"本期还有 {len(missing)} 项会议未记录"), reminder=True)
              for leader in leaders]
     return await enqueue(session, items, now=now, settings=settings)
 

@@ -146,42 +146,49 @@ async def collect_sheets(session: AsyncSession, org: Organization, start: date, 
     org_ids = {meeting.org_id for meeting in meetings} | {m.group_id for m in meetings if m.group_id is not None}
     orgs = {row.id: row for row in (await session.execute(
         select(Organization).where(Organization.id.in_(org_ids)))).scalars()} if org_ids else {}
-    sheets = []
-    for meeting in meetings:
-        sheet = await sign_in_sheet(session, meeting)
-        proxies = await _names(session, {attendance.proxy_by for _, attendance in sheet.present + sheet.guests
-                                         if attendance.proxy_by is not None})
-        group = orgs.get(meeting.group_id) if meeting.group_id is not None else None
-        data = MeetingSheet(
-            branch=orgs[meeting.org_id].name, kind=meeting.kind, group=group.name if group else "",
-            starts_at=meeting.starts_at.astimezone(zone), place=meeting.place, topic=meeting.topic,
-            host=meeting.host or "", recorder=meeting.recorder or "", resolutions=meeting.resolutions or "",
-            votes=meeting.votes or "", photos=await photos_of(session, meeting.id),
-            expected=sheet.expected, present=len(sheet.present), on_leave=len(sheet.on_leave),
-            absent=len(sheet.absent))
+    return [await meeting_sheet(session, meeting, zone, orgs) for meeting in meetings]
 
-        def signed(member: Member, attendance, status: str, remarks: list[str]) -> SheetLine:
-            if attendance.late:
-                remarks.insert(0, "迟到")
-            if attendance.method == CheckInMethod.PROXY.value:
-                by = proxies.get(attendance.proxy_by)
-                remarks.append(f"由{by}代签" if by else "代签")
-            return SheetLine(member.name, status, f"{attendance.checked_in_at.astimezone(zone):%H:%M}",
-                             METHOD_LABELS.get(attendance.method, attendance.method), "；".join(remarks))
 
-        # Roster order, as on the paper form: everyone expected, whatever became of them.
-        entries: list[tuple[int, SheetLine]] = []
-        for member, attendance in sheet.present:
-            entries.append((member.id, signed(member, attendance, "已签到", [])))
-        for member, leave in sheet.on_leave:
-            entries.append((member.id, SheetLine(member.name, "请假", remark=f"请假：{leave.reason}")))
-        for member in sheet.absent:
-            entries.append((member.id, SheetLine(member.name, "缺席", remark="缺席")))
-        data.lines = [line for _, line in sorted(entries, key=lambda entry: entry[0])]
-        # Those who came without being expected (another group's member) sign below, as on paper.
-        data.lines += [signed(member, attendance, "列席", ["列席（不在应到名单）"]) for member, attendance in sheet.guests]
-        sheets.append(data)
-    return sheets
+async def meeting_sheet(session: AsyncSession, meeting, zone: ZoneInfo,
+                        orgs: dict[int, Organization] | None = None) -> MeetingSheet:
+    """One meeting's sign-in sheet (orgs: its branch and group by id, when the caller has them already)."""
+    if orgs is None:
+        ids = {meeting.org_id} | ({meeting.group_id} if meeting.group_id is not None else set())
+        orgs = {row.id: row for row in (await session.execute(
+            select(Organization).where(Organization.id.in_(ids)))).scalars()}
+    sheet = await sign_in_sheet(session, meeting)
+    proxies = await _names(session, {attendance.proxy_by for _, attendance in sheet.present + sheet.guests
+                                     if attendance.proxy_by is not None})
+    group = orgs.get(meeting.group_id) if meeting.group_id is not None else None
+    data = MeetingSheet(
+        branch=orgs[meeting.org_id].name, kind=meeting.kind, group=group.name if group else "",
+        starts_at=meeting.starts_at.astimezone(zone), place=meeting.place, topic=meeting.topic,
+        host=meeting.host or "", recorder=meeting.recorder or "", resolutions=meeting.resolutions or "",
+        votes=meeting.votes or "", photos=await photos_of(session, meeting.id),
+        expected=sheet.expected, present=len(sheet.present), on_leave=len(sheet.on_leave),
+        absent=len(sheet.absent))
+
+    def signed(member: Member, attendance, status: str, remarks: list[str]) -> SheetLine:
+        if attendance.late:
+            remarks.insert(0, "迟到")
+        if attendance.method == CheckInMethod.PROXY.value:
+            by = proxies.get(attendance.proxy_by)
+            remarks.append(f"由{by}代签" if by else "代签")
+        return SheetLine(member.name, status, f"{attendance.checked_in_at.astimezone(zone):%H:%M}",
+                         METHOD_LABELS.get(attendance.method, attendance.method), "；".join(remarks))
+
+    # Roster order, as on the paper form: everyone expected, whatever became of them.
+    entries: list[tuple[int, SheetLine]] = []
+    for member, attendance in sheet.present:
+        entries.append((member.id, signed(member, attendance, "已签到", [])))
+    for member, leave in sheet.on_leave:
+        entries.append((member.id, SheetLine(member.name, "请假", remark=f"请假：{leave.reason}")))
+    for member in sheet.absent:
+        entries.append((member.id, SheetLine(member.name, "缺席", remark="缺席")))
+    data.lines = [line for _, line in sorted(entries, key=lambda entry: entry[0])]
+    # Those who came without being expected (another group's member) sign below, as on paper.
+    data.lines += [signed(member, attendance, "列席", ["列席（不在应到名单）"]) for member, attendance in sheet.guests]
+    return data
 
 
 def _facts(sheet: MeetingSheet) -> list[tuple[str, str]]:
@@ -206,7 +213,8 @@ def _append(ws, values: list) -> None:
     _as_text(ws[ws.max_row])
 
 
-def write_xlsx(path: Path, sheets: list[MeetingSheet], *, heading: str) -> None:
+def write_xlsx(path, sheets: list[MeetingSheet], *, heading: str) -> None:
+    """path: a file's path, or a binary file object (the console sends the bytes)."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Border, Font, Side
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dialogs import Picked
 from bot.dispatch import WHAT_IS_WAITING, AnyText, Context, Dialog
@@ -33,9 +36,10 @@ from handlers.meetings.common import (
     _when,
     router,
 )
+from handlers.meetings.settings import MeetingSettings
 from storage import meetings as store
 from storage.members import leader_ids
-from storage.models import BRANCH_LEADERS, LeaveRequest, LeaveStatus, Meeting, Member, Role
+from storage.models import BRANCH_LEADERS, LeaveStatus, Meeting, Member, Role
 
 
 # ---------------------------------------------------------------- 请假: leave
@@ -79,28 +83,48 @@ async def leave_pick(ctx: Context, dialog: Dialog, member: Member, picked: int) 
 
 
 async def _request_leave(ctx: Context, member: Member, meeting: Meeting, reason: str) -> str:
-    session, label = ctx.session, _label(ctx.settings, meeting, ctx.now)
-    if meeting.starts_at <= ctx.sent_at:
-        return NO_UPCOMING
-    existing = await store.leave_of(session, meeting.id, member.id)
-    if existing is not None:
-        return LEAVE_EXISTS.format(meeting=label, status=LEAVE_STATUS.get(existing.status, existing.status))
-    request = LeaveRequest(meeting_id=meeting.id, member_id=member.id, reason=reason, requested_at=ctx.sent_at)
-    session.add(request)
-    await session.flush()
+    asked = await request_leave(ctx.session, ctx.settings, member, meeting, reason, asked_at=ctx.sent_at,
+                                now=ctx.now)
+    for message in asked.messages:
+        ctx.enqueue(message)
+    return asked.reply
+
+
+@dataclass
+class LeaveAsked:
+    """What asking for leave did: the answer for the member, and the messages for the secretaries, to be
+    written to the outbox in the caller's transaction (a handler's ctx.enqueue, a page's enqueue)."""
+
+    reply: str
+    messages: list[Outgoing] = field(default_factory=list)
+
+
+async def request_leave(session: AsyncSession, settings: MeetingSettings, member: Member, meeting: Meeting,
+                        reason: str, *, asked_at: datetime, now: datetime) -> LeaveAsked:
+    """Ask leave of one meeting for a member: the one rule behind 请假 in chat and on the meeting page.
+
+    asked_at is when the member asked (a chat message's send time, a page's now): asked before the meeting
+    began is in time. The reason is taken as written; its length is the caller's to check (MAX_REASON).
+    """
+    label = _label(settings, meeting, now)
+    if meeting.starts_at <= asked_at:
+        return LeaveAsked(NO_UPCOMING)
+    request, created = await store.add_leave(session, meeting.id, member.id, reason=reason, now=asked_at)
+    if not created:
+        # Asked before (or twice at once, a double tap): the first request stands, asked once.
+        return LeaveAsked(LEAVE_EXISTS.format(meeting=label, status=LEAVE_STATUS.get(request.status, request.status)))
     leaders = [i for i in await leader_ids(session, member.org_id, BRANCH_LEADERS) if i != member.id]
     if not leaders:
         # The secretary asking for leave has nobody to ask: the request stands as given.
-        request.status, request.decided_at, request.decided_by = LeaveStatus.APPROVED.value, ctx.now, member.id
-        return LEAVE_AUTO.format(meeting=label, reason=reason)
+        request.status, request.decided_at, request.decided_by = LeaveStatus.APPROVED.value, now, member.id
+        return LeaveAsked(LEAVE_AUTO.format(meeting=label, reason=reason))
     text = LEAVE_TO_LEADER.format(name=member.name, reason=reason, meeting=label)
-    for leader_id in leaders:
-        ctx.enqueue(Outgoing(key=f"leave:{request.id}:{leader_id}", kind="leave", text=text, member_id=leader_id,
-                             ref=_ref(meeting.id),
-                             summary=Summary(title="请假申请", content=f"{member.name}：{reason}",
-                                             time=_when(ctx.settings, meeting.starts_at, ctx.now),
-                                             note="回复 同意 或 不同意")))
-    return LEAVE_SENT.format(meeting=label, reason=reason)
+    messages = [Outgoing(key=f"leave:{request.id}:{leader_id}", kind="leave", text=text, member_id=leader_id,
+                         ref=_ref(meeting.id),
+                         summary=Summary(title="请假申请", content=f"{member.name}：{reason}",
+                                         time=_when(settings, meeting.starts_at, now)))
+                for leader_id in leaders]
+    return LeaveAsked(LEAVE_SENT.format(meeting=label, reason=reason), messages)
 
 
 @router.text("同意", "批准", takes_args=True, roles=BRANCH_LEADERS, usage="同意 / 不同意", summary="回复党员的请假")

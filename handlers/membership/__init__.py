@@ -158,8 +158,7 @@ async def _try_bind(ctx: Context, name: str, code: str) -> tuple[str, bool]:
         await ctx.session.flush()
         ctx.enqueue(Outgoing(key=f"rebound:{ctx.message.dedup_key}", kind="binding", openid=previous.openid,
                              text=MOVED_AWAY.format(name=member.name), ref=f"member:{member.id}",
-                             summary=Summary(title="绑定变更提醒", content=f"{member.name}已绑定到另一个微信号",
-                                             note="不是您本人操作请联系支部书记")))
+                             summary=Summary(title="绑定变更提醒", content=f"{member.name}已绑定到另一个微信号")))
         log.info("binding: member %s moved from %s to %s", member.id, previous.openid, identity.openid)
     identity.member_id, identity.bound_at = member.id, now
     identity.failed_bind_attempts, identity.bind_locked_until = 0, None
@@ -300,9 +299,11 @@ async def show_help(ctx: Context, member: Member | None) -> str:
 # newcomer to bind first (handlers/meetings/checkin.py). Excluded here, so that it does not depend on which
 # feature is listed first; a follow through any other code (a poster's) is welcomed like a plain one.
 MEETING_CODE = Scene("meeting:")
+# And a follow through the console's sign-in code is a sign-in (handlers/console).
+LOGIN_CODE = Scene("login:")
 
 
-@router.on(EventType("subscribe") & ~MEETING_CODE)
+@router.on(EventType("subscribe") & ~MEETING_CODE & ~LOGIN_CODE)
 async def welcome(dialog: Dialog, member: Member | None) -> str:
     if member is not None:
         return WELCOME_BACK.format(name=member.name)

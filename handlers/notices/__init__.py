@@ -4,12 +4,14 @@
 reply to send. Recipients are outbox rows written in the same transaction as the notice, so a crash
 can neither lose the notice nor send it twice. After a configurable time the sender gets one report
 and those who have not answered get one gentle reminder — never more (no nagging, see domain.md).
+A template message's link opens the notice's page (page.py): the whole text, and a 收到 button.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,7 +51,8 @@ class NoticeSettings(Settings):
     late_binding_days: int = Field(default=7, ge=0)
 
 
-router = Router("notices", settings=NoticeSettings)
+# Its member page (page.py) renders templates/notice.html.
+router = Router("notices", settings=NoticeSettings, templates=Path(__file__).parent / "templates")
 router.reminds("通知的催看提醒")
 
 SENDERS = BRANCH_LEADERS | STAFF_ROLES
@@ -210,8 +213,7 @@ async def confirm(ctx: Context, dialog: Dialog, member: Member, choice: int) -> 
     notice.recipients = await enqueue_members(
         session, query, key_prefix=notice_ref(notice.id), kind=NOTICE_KIND,
         text=_notice_text(org, member, notice.text), ref=notice_ref(notice.id), urgent=urgent,
-        summary=Summary(title=f"{org.name}通知", content=excerpt(notice.text, EXCERPT), sender=member.name,
-                        note="回复 收到 确认"),
+        summary=Summary(title=f"{org.name}通知", content=excerpt(notice.text, EXCERPT), sender=member.name),
         now=now, settings=settings)
     dialog.finish()
     held = not urgent and quiet_until(now, settings) is not None
@@ -301,7 +303,7 @@ async def follow_up(job: JobContext) -> int:
                 session, unacknowledged_recipients(notice.id), key_prefix=f"{notice_ref(notice.id)}:remind",
                 kind="reminder", text=REMINDER.format(org=org.name, excerpt=excerpt(notice.text, EXCERPT)),
                 ref=notice_ref(notice.id), urgent=False,
-                summary=Summary(title="温馨提醒", content=excerpt(notice.text, EXCERPT), note="看过后回复 收到"),
+                summary=Summary(title="温馨提醒", content=excerpt(notice.text, EXCERPT)),
                 now=now, settings=job.settings, reminder=True)
             notice.reported_at = notice.reminded_at = now
     return len(due)
@@ -312,3 +314,6 @@ async def notice_waiting(ctx: Context, member: Member) -> str | None:
     """The latest notice this member has not answered 收到 to (for a greeting)."""
     notice = await awaiting_acknowledgement(ctx.session, member.id)
     return f"回复 收到 —— 确认通知“{excerpt(notice.text, 12)}”" if notice is not None else None
+
+
+from handlers.notices import page  # noqa: E402,F401  (registers the notice page on the router)

@@ -21,6 +21,8 @@ from handlers import membership
 from storage.models import Member, OutboxMessage, WeChatIdentity
 from storage.orgs import ensure_path
 from storage.tokens import TokenStore
+from bot.web.links import Subject
+from bot.web.pages import LINKS
 
 BRANCH = "示范县委/城关镇党委/红旗村党支部"
 TEMPLATES = {"notice": "TPL-NOTICE", "default": "TPL-DEFAULT"}
@@ -130,17 +132,17 @@ async def test_members_in_their_window_get_a_message_and_the_others_the_notice_t
 
 
 async def test_template_fields_go_out_under_the_names_the_accounts_template_uses(make_service):
-    # A real template has its own field names ("first", "keyword1", "remark"); ours are mapped onto them and
-    # fields the template lacks are left out rather than sent to be rejected.
-    fields = {"TPL-NOTICE": {"title": "first", "content": "keyword1", "remark": "remark"}}
+    # A real template has its own field names ("thing1", "time2"…); ours are mapped onto them and fields the
+    # template lacks are left out rather than sent to be rejected.
+    fields = {"TPL-NOTICE": {"title": "thing1", "content": "thing2", "time": "time3"}}
     svc = await make_service(**FAST, wechat_template_fields=fields)
     li = await out_of_window(svc, "o-li", "李四")
-    await put(svc, notice_for(li, summary=Summary(title="党员大会通知", content="周五上午9点", sender="李建国",
-                                                  note="回复 收到")))
+    await put(svc, notice_for(li, summary=Summary(title="党员大会通知", content="学习新条例", time="周五上午9点",
+                                                  sender="李建国")))
     await svc.outbox.run_until_idle()
     [template] = svc.emulator.api.templates("o-li")
     assert {name: value["value"] for name, value in template["data"].items()} == {
-        "first": "党员大会通知", "keyword1": "周五上午9点", "remark": "回复 收到"}
+        "thing1": "党员大会通知", "thing2": "学习新条例", "time3": "周五上午9点"}
 
 
 async def test_the_sixth_message_in_a_window_goes_as_a_template(svc):
@@ -493,3 +495,28 @@ async def test_a_handlers_enqueued_message_commits_with_it_and_the_running_engin
 
     assert (await service.say("o-zhang", "提醒后出错")).startswith("抱歉")
     assert len(await rows(service)) == 1  # rolled back with the handler
+
+
+async def test_a_template_links_to_the_page_and_a_text_too_long_for_wechat_ends_with_it(svc):
+    # The template can only point (20 characters a field since 2023): its url opens the whole message.
+    # A customer-service text longer than WeChat takes is cut, and its end carries the same page.
+    zhang = await in_window(svc, "o-zhang", "张三")
+    li = await out_of_window(svc, "o-li", "李四")
+    long_text = "\n".join(f"第{n}项：请各位党员按时参加，带好笔记本。" for n in range(1, 200))
+    await put(svc, notice_for(zhang, text=long_text), notice_for(li, text=long_text))
+    await svc.outbox.run_until_idle()
+    [template] = svc.emulator.api.templates("o-li")
+    assert template["url"].startswith(f"{svc.url}/m/")
+    assert svc.app[LINKS].read(template["url"].rsplit("/", 1)[1]) == Subject(ref="notice:1", member_id=li)
+    [text] = svc.pushed("o-zhang")
+    assert len(text.encode("utf-8")) <= 2048 and text.startswith("第1项：请各位党员按时参加，带好笔记本。\n第2项")
+    link = text.rsplit("全文：", 1)[1]
+    assert svc.app[LINKS].read(link.rsplit("/", 1)[1]) == Subject(ref="notice:1", member_id=zhang)
+
+
+async def test_a_row_whose_thing_has_no_page_gets_no_link(svc):
+    li = await out_of_window(svc, "o-li", "李四")
+    await put(svc, Outgoing(key=f"binding:1:{li}", kind="binding", text="绑定变更", member_id=li, ref=f"member:{li}"))
+    await svc.outbox.run_until_idle()
+    [template] = svc.emulator.api.templates("o-li")
+    assert "url" not in template
