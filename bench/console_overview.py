@@ -11,6 +11,9 @@ measured in the same run: a bare `SELECT count(*) FROM attendance`, and the naiv
 other functions are timed too.
 
     python bench/console_overview.py [--branches 300] [--members 12000] [--runs 9] [--database-url URL]
+
+Today is fixed at 2026-11-24, so "this quarter" holds two thirds of a quarter's meetings; the last quarter
+is timed too, complete.
 """
 
 from __future__ import annotations
@@ -247,8 +250,9 @@ async def run(args) -> None:
                 some_meeting = rows[0].id
                 session.expunge_all()
 
-            def overview(scope, period):
-                return lambda session: branch_overview(session, scope, period=period, today=TODAY, settings=settings)
+            def overview(scope, period, day=None):
+                return lambda session: branch_overview(session, scope, period=period, today=TODAY, settings=settings,
+                                                       day=day)
 
             async def naive(session):
                 for branch in county_branches:
@@ -259,6 +263,7 @@ async def run(args) -> None:
 
             cases = [
                 ("county overview, quarter", overview(county, "quarter")),
+                ("county overview, last quarter (complete)", overview(county, "quarter", date(2026, 8, 1))),
                 ("county overview, year", overview(county, "year")),
                 ("county overview, month", overview(county, "month")),
                 ("township overview, quarter", overview(township, "quarter")),
@@ -293,8 +298,9 @@ async def run(args) -> None:
         versus = f"{seconds / naive_s:.1%}" if "overview" in name else ""
         print(f"| {name} | {seconds * 1000:.1f} | {statements:,} | {seconds / count_s:.1f} | {versus} |")
     quarter_s = results["county overview, quarter"][0]
-    print(f"\nCounty overview (quarter): {quarter_s * 1000:.0f} ms, goal well under 300 ms: "
-          f"{'met' if quarter_s < 0.3 else 'NOT met'}.")
+    last_s = results["county overview, last quarter (complete)"][0]
+    print(f"\nCounty overview: this quarter so far {quarter_s * 1000:.0f} ms, the last (complete) quarter "
+          f"{last_s * 1000:.0f} ms; goal well under 300 ms: {'met' if max(quarter_s, last_s) < 0.3 else 'NOT met'}.")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.config import Configs, Settings
-from bot.keys import CLIENT, PROVIDED
+from bot.keys import CLIENT, CONFIGS, PROVIDED
 from bot.dispatch import REPLY_PAGE, Dispatcher, Router, Runtime
 from bot.outbox import Outbox
 from bot.scheduler import SCHEDULER, scheduler_context
@@ -37,7 +37,6 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTBOX = web.AppKey("outbox", Outbox)
-CONFIGS = web.AppKey("configs", Configs)
 RELOADERS = web.AppKey("reloaders", list)
 # (ref, member id, openid) → the address of the member page for that outbox row, or None.
 LINK_FOR = web.AppKey("link_for", object)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.config import Configs
 from bot.wechat.client import WeChatClient
+
+# Each feature's typed settings (bot.config.Configs).
+CONFIGS = web.AppKey("configs", Configs)
 
 # What features provide by name (Runtime.provide), for pages as for handlers.
 PROVIDED = web.AppKey("provided", dict)

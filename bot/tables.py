@@ -15,6 +15,7 @@ import codecs
 import csv
 import io
 import logging
+import re
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -147,3 +148,33 @@ def normalize_header(value: Cell) -> str:
     """A header cell as the column's name: "姓  名" and "*姓名" (a form's padding, its mark for a required
     column) are both 姓名."""
     return "".join(cell_text(value).split()).strip("*＊")
+
+
+# ---------------------------------------------------------------- writing tables people open in Excel
+
+# A cell starting with one of these is run as a formula by spreadsheet programs (OWASP's CSV-injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def keep_text(cells) -> None:
+    """Keep openpyxl text cells text. openpyxl stores a str starting with "=" as a formula; data type "s"
+    makes it a plain string with the same characters. quotePrefix is Excel's own "this is text" flag (the
+    apostrophe shown only in the formula bar, not part of the value): editing the cell later does not turn
+    it into a formula either."""
+    for cell in cells:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+            if cell.value.startswith(FORMULA_STARTS):
+                cell.quotePrefix = True
+
+
+def csv_safe(value):
+    """A CSV cell a spreadsheet program would run as a formula, with OWASP's leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def file_part(text: str) -> str:
+    """text made safe inside a file name (Windows' forbidden characters and spaces become "_")."""
+    return re.sub(r'[\\/:*?"<>|\s]+', "_", text)

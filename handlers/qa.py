@@ -20,6 +20,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from aiohttp import web
 from pydantic import Field
 
 from bot.config import Settings
@@ -50,7 +51,8 @@ class QaSettings(Settings):
     content_poll_seconds: float = Field(default=5.0, ge=0)
 
 
-router = Router("qa", settings=QaSettings)
+# Its console page (at the end of this module) renders qa_templates/console_content.html.
+router = Router("qa", settings=QaSettings, templates=Path(__file__).parent / "qa_templates")
 
 DIALOG = Steps("qa", choose="您是不是想问：选一个（数字），或转给书记", forward="回复 1 把问题转给书记",
                more="长答案：回复 更多 继续")
@@ -288,3 +290,36 @@ async def any_text(dialog: Dialog, member: Member | None, text: str, answers: In
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
     return await reply_for(answers, text, dialog, member)
+
+
+# ---------------------------------------------------------------- the console's content page (issue 14, item 3)
+#
+# /console/content, for everyone signed in to the console: the FAQ entries (question, source, tags) with a
+# search over them, and 试一试, a question answered exactly as chat answers it to someone who has not bound
+# (reply_for with a throwaway dialog and no member: nothing is saved, nothing is forwarded).
+
+from bot.keys import PROVIDED  # noqa: E402
+from bot.web.console import StaffView, add_nav, staff_page  # noqa: E402
+
+CONTENT_PAGE = "/console/content"
+TRY_MAX_CHARS = 500
+
+add_nav("问答内容", CONTENT_PAGE)
+
+
+def _matches(entry, words: list[str]) -> bool:
+    text = " ".join([entry.question, *entry.phrasings, entry.source, entry.article, *entry.tags, entry.id]).lower()
+    return all(word in text for word in words)
+
+
+@router.web.get(CONTENT_PAGE)
+@staff_page
+async def content_page(view: StaffView) -> web.Response:
+    answers: IndexHolder = view.request.app[PROVIDED]["answers"]
+    query = " ".join(view.request.query.get("q", "").split())[:50]
+    words = query.lower().split()
+    entries = [entry for entry in answers.index.faq if _matches(entry, words)]
+    question = view.request.query.get("ask", "").strip()[:TRY_MAX_CHARS]
+    reply = await reply_for(answers, question, Dialog(), None) if question else None
+    return view.render("console_content.html", entries=entries, total=len(answers.index.faq), query=query,
+                       question=question, reply=reply, last_error=answers.last_error)

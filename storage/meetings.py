@@ -6,6 +6,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -292,10 +293,9 @@ def expected_clause(kind, org_id, group_id, *, member=Member, by_org_index: bool
                 or_(kind != MeetingKind.GROUP.value, group_id.is_(None), member.group_id == group_id))
 
 
-@dataclass(frozen=True)
-class HeldMeeting:
+class HeldMeeting(NamedTuple):
     """A held meeting (see held_meetings), from a subtree-wide query; with its sign-in sheet's counts when
-    they were asked for."""
+    they were asked for. A named tuple: a county's year is some twenty thousand of them."""
 
     id: int
     org_id: int  # the branch

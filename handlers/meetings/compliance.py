@@ -176,16 +176,20 @@ def requirements_for(wanted: Iterable[tuple[Rule, Period]], held: Iterable[HeldL
         return days[bisect_left(days, period.start):bisect_left(days, period.end)]
 
     requirements = []
+    # A county's overview runs this for every branch and period: plain comparisons, no repeated look-ups.
     for rule, period in wanted:
-        if rule.kind == MeetingKind.COMMITTEE and not committee:
+        kind = rule.kind
+        if kind is MeetingKind.COMMITTEE and not committee:
             continue
-        if rule.kind == MeetingKind.GROUP:
+        if kind is MeetingKind.GROUP:
             for group in groups:
-                dates = within(by_group.get((rule.kind.value, group.id), []), period)
-                requirements.append(Requirement(rule.kind, period, rule.frequency, rule.local_rule, group, dates))
+                days = by_group.get((kind.value, group.id))
+                requirements.append(Requirement(kind, period, rule.frequency, rule.local_rule, group,
+                                                within(days, period) if days else []))
         else:
-            dates = within(by_kind.get(rule.kind.value, []), period)
-            requirements.append(Requirement(rule.kind, period, rule.frequency, rule.local_rule, None, dates))
+            days = by_kind.get(kind.value)
+            requirements.append(Requirement(kind, period, rule.frequency, rule.local_rule, None,
+                                            within(days, period) if days else []))
     return requirements
 
 

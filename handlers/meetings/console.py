@@ -15,25 +15,21 @@ A meeting outside the viewer's scope answers 404, like one that does not exist.
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 from markupsafe import Markup
 
+from bot.keys import CONFIGS
 from bot.web.charts import attendance_chart, held_chart
 from bot.web.console import StaffView, add_nav, staff_page
 from handlers.meetings.common import router
-from handlers.meetings.export import (
-    _as_text,
-    _csv_cell,
-    meeting_sheet,
-    safe_file_part,
-    write_xlsx,
-)
+from bot.tables import file_part
+from bot.web.exports import XLSX, attachment, send_table
+from handlers.meetings.export import meeting_sheet, write_xlsx
 from handlers.meetings.overview import (
     HELD_NOTE,
     PERIOD_MONTHS,
@@ -71,7 +67,6 @@ add_nav("签到记录", CHECKINS_PAGE)
 
 
 def meeting_settings(view: StaffView) -> MeetingSettings:
-    from bot.app import CONFIGS  # the composition root imports the features: looked up per request
     return view.request.app[CONFIGS].of(MeetingSettings)
 
 
@@ -167,61 +162,6 @@ def pages(total: int, page: int) -> dict:
 
 
 # ---------------------------------------------------------------- exports
-
-
-def attachment(body: bytes, file_name: str, content_type: str, charset: str | None = None) -> web.Response:
-    """A download named file_name (Chinese allowed: RFC 5987's filename*, with an ASCII fallback)."""
-    fallback = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in file_name)
-    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
-    return web.Response(body=body, content_type=content_type, charset=charset, headers={
-        "Content-Disposition": disposition, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
-
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def table_xlsx(title: str, header: list[str], rows: list[list]) -> bytes:
-    """One worksheet: a title line, a header, the rows; every text cell stays text (export._as_text)."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "列表"
-    for values in ([title], [], header, *rows):
-        sheet.append(values)
-        _as_text(sheet[sheet.max_row])
-    sheet["A1"].font = Font(size=14, bold=True)
-    for cell in sheet[3]:
-        cell.font = Font(bold=True)
-    sheet.freeze_panes = "A4"
-    for index, _ in enumerate(header):
-        sheet.column_dimensions[chr(ord("A") + index)].width = 16
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
-
-
-def table_csv(header: list[str], rows: list[list]) -> bytes:
-    """UTF-8 with a BOM (Excel on Chinese Windows); a cell that would run as a formula gets export.py's
-    leading apostrophe."""
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_csv_cell(value) for value in row])
-    return text.getvalue().encode("utf-8-sig")
-
-
-async def send_table(view: StaffView, what: str, extension: str, title: str, header: list[str],
-                     rows: list[list], filters_text: str) -> web.Response:
-    stamp = today(view).isoformat()
-    name = safe_file_part(f"{what}-{view.scope.name}-{stamp}") + "." + extension
-    await view.audit("export", f"导出{what}（{extension}，{len(rows)} 行）：{filters_text}")
-    if extension == "csv":
-        return attachment(table_csv(header, rows), name, "text/csv", "utf-8")
-    body = await asyncio.to_thread(table_xlsx, f"{title}（{filters_text}）", header, rows)
-    return attachment(body, name, XLSX)
 
 
 # ---------------------------------------------------------------- the overview
@@ -357,7 +297,7 @@ async def meeting_attendance_xlsx(view: StaffView) -> web.Response:
     buffer = io.BytesIO()
     await asyncio.to_thread(write_xlsx, buffer, [sheet], heading=sheet.title)
     local = view.local(detail.starts_at)
-    name = safe_file_part(f"签到表-{detail.branch_name}{detail.group_name}-{detail.kind}-{local:%Y-%m-%d}") + ".xlsx"
+    name = file_part(f"签到表-{detail.branch_name}{detail.group_name}-{detail.kind}-{local:%Y-%m-%d}") + ".xlsx"
     await view.audit("export", f"导出签到表：{detail.branch_path} {detail.kind} {local:%Y-%m-%d %H:%M}（会议 {detail.id}）")
     return attachment(buffer.getvalue(), name, XLSX)
 

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.tables import csv_safe, file_part, keep_text
 from storage.meetings import meetings_of, photos_of, sign_in_sheet
 from storage.models import CheckInMethod, Member, Organization
 from storage.orgs import InvalidOrgPath, by_path
@@ -44,7 +45,6 @@ CSV_HEADER = ["组织", "会议类型", "党小组", "会议时间", "地点", "
 SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 SHEET_NAME_MAX = 31
 # What makes Excel, LibreOffice or WPS read a cell as a formula (OWASP's list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ExportError(Exception):
@@ -104,11 +104,7 @@ def parse_day(text: str, option: str) -> date:
 
 
 def default_file_name(org: Organization, start: date, end: date) -> str:
-    return safe_file_part(f"attendance-{org.name}-{start.isoformat()}-{end.isoformat()}") + ".xlsx"
-
-
-def safe_file_part(text: str) -> str:
-    return re.sub(r'[\\/:*?"<>|\s]+', "_", text)
+    return file_part(f"attendance-{org.name}-{start.isoformat()}-{end.isoformat()}") + ".xlsx"
 
 
 def sheet_name(sheet: MeetingSheet, used: set[str], *, with_branch: bool) -> str:
@@ -196,21 +192,9 @@ def _facts(sheet: MeetingSheet) -> list[tuple[str, str]]:
             ("主持人", sheet.host), ("记录人", sheet.recorder)]
 
 
-def _as_text(cells) -> None:
-    """Keep text cells text. openpyxl stores a str starting with "=" as a formula; data type "s" makes
-    it a plain string with the same characters. quotePrefix is Excel's own "this is text" flag (the
-    apostrophe shown only in the formula bar, not part of the value): editing the cell later does
-    not turn it into a formula either."""
-    for cell in cells:
-        if isinstance(cell.value, str):
-            cell.data_type = "s"
-            if cell.value.startswith(FORMULA_STARTS):
-                cell.quotePrefix = True
-
-
 def _append(ws, values: list) -> None:
     ws.append(values)
-    _as_text(ws[ws.max_row])
+    keep_text(ws[ws.max_row])
 
 
 def write_xlsx(path, sheets: list[MeetingSheet], *, heading: str) -> None:
@@ -226,7 +210,7 @@ def write_xlsx(path, sheets: list[MeetingSheet], *, heading: str) -> None:
     if not sheets:
         empty = workbook.create_sheet("说明")
         empty["A1"] = f"{heading}：这段时间没有会议。"
-        _as_text([empty["A1"]])
+        keep_text([empty["A1"]])
     used: set[str] = set()
     several_branches = len({sheet.branch for sheet in sheets}) > 1
     for sheet in sheets:
@@ -266,13 +250,6 @@ def write_xlsx(path, sheets: list[MeetingSheet], *, heading: str) -> None:
     workbook.save(path)
 
 
-def _csv_cell(value):
-    """A cell a spreadsheet program would run as a formula, with OWASP's leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def write_csv(path: Path, sheets: list[MeetingSheet]) -> None:
     # utf-8-sig: Excel on Windows reads the Chinese correctly only with the byte-order mark.
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
@@ -283,7 +260,7 @@ def write_csv(path: Path, sheets: list[MeetingSheet]) -> None:
                        sheet.topic, sheet.host, sheet.recorder]
             for number, line in enumerate(sheet.lines, start=1):
                 row = meeting + [number, line.name, line.status, line.checked_in, line.method, line.remark]
-                writer.writerow([_csv_cell(value) for value in row])
+                writer.writerow([csv_safe(value) for value in row])
 
 
 async def export_attendance(sessions: async_sessionmaker[AsyncSession], *, org_path: str, start: date, end: date,

@@ -652,7 +652,10 @@ async def required_held_by_quarter(session: AsyncSession, scope: Organization, *
     current = period_of(today, 3)
     spans = [period_of(_add_months(current.start, -3 * back), 3) for back in range(quarters - 1, -1, -1)]
     wanted = [item for span in spans for item in wanted_within(span.start, span.end, settings)]
-    counts = {span.start: [0, 0, 0] for span in spans}
+    counts = {span.start: [0, 0, 0] for span in spans}  # held, missing, not due (as _slot decides)
+    # Every requirement's period lies inside one quarter: the one that starts in its first month's quarter.
+    quarter_of = {period.start: date(period.start.year, (period.start.month - 1) // 3 * 3 + 1, 1)
+                  for _, period in wanted}
     if wanted:
         branches = await branches_under(session, scope)
         roster = await roster_under(session, scope)
@@ -660,9 +663,8 @@ async def required_held_by_quarter(session: AsyncSession, scope: Organization, *
                                          _midnight(spans[-1].end, zone))
         for report in reports_for(branches, wanted, held, committees=set(roster.committees), zone=zone):
             for requirement in report.requirements:
-                slot = _slot(requirement, today)
-                index = {CellStatus.HELD: 0, CellStatus.MISSING: 1, CellStatus.NOT_DUE: 2}[slot.status]
-                counts[period_of(requirement.period.start, 3).start][index] += 1
+                index = 0 if requirement.held else 2 if today < requirement.period.end else 1
+                counts[quarter_of[requirement.period.start]][index] += 1
     return tuple(QuarterHeld(span, *counts[span.start]) for span in spans)
 
 

@@ -317,3 +317,4 @@ async def notice_waiting(ctx: Context, member: Member) -> str | None:
 
 
 from handlers.notices import page  # noqa: E402,F401  (registers the notice page on the router)
+from handlers.notices import console  # noqa: E402,F401  (registers the console pages on the router)
