@@ -258,16 +258,10 @@ async def _export_meetings(view: StaffView, extension: str) -> web.Response:
                             filters.describe(names))
 
 
-@router.web.get(MEETINGS_PAGE + ".csv")
+@router.web.get(MEETINGS_PAGE + ".{extension:(csv|xlsx)}")
 @staff_page
-async def meetings_csv(view: StaffView) -> web.Response:
-    return await _export_meetings(view, "csv")
-
-
-@router.web.get(MEETINGS_PAGE + ".xlsx")
-@staff_page
-async def meetings_xlsx(view: StaffView) -> web.Response:
-    return await _export_meetings(view, "xlsx")
+async def meetings_export(view: StaffView) -> web.Response:
+    return await _export_meetings(view, view.request.match_info["extension"])
 
 
 def _meeting_id(view: StaffView) -> int:
@@ -337,14 +331,8 @@ async def _export_checkins(view: StaffView, extension: str) -> web.Response:
                             filters.describe(names))
 
 
-@router.web.get(CHECKINS_PAGE + ".csv")
+@router.web.get(CHECKINS_PAGE + ".{extension:(csv|xlsx)}")
 @staff_page
-async def checkins_csv(view: StaffView) -> web.Response:
-    return await _export_checkins(view, "csv")
-
-
-@router.web.get(CHECKINS_PAGE + ".xlsx")
-@staff_page
-async def checkins_xlsx(view: StaffView) -> web.Response:
-    return await _export_checkins(view, "xlsx")
+async def checkins_export(view: StaffView) -> web.Response:
+    return await _export_checkins(view, view.request.match_info["extension"])
 

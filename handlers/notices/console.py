@@ -189,13 +189,7 @@ async def _export(view: StaffView, extension: str) -> web.Response:
     return await send_table(view, "通知回执", extension, f"{org.name}通知回执", RECIPIENT_HEADER, lines, about)
 
 
-@router.web.get(NOTICES_PAGE + "/{notice_id:\\d+}.csv")
+@router.web.get(NOTICES_PAGE + "/{notice_id:\\d+}.{extension:(csv|xlsx)}")
 @staff_page
-async def notice_csv(view: StaffView) -> web.Response:
-    return await _export(view, "csv")
-
-
-@router.web.get(NOTICES_PAGE + "/{notice_id:\\d+}.xlsx")
-@staff_page
-async def notice_xlsx(view: StaffView) -> web.Response:
-    return await _export(view, "xlsx")
+async def notice_export(view: StaffView) -> web.Response:
+    return await _export(view, view.request.match_info["extension"])
