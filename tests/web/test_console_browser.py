@@ -1,4 +1,4 @@
-"""The meetings feature's console pages in Debian's Chromium at a desktop's size: sign in by a scan (through
+"""The meetings feature's console pages in Debian's Chromium at a desktop's and a phone's size: sign in by a scan (through
 the emulator), find the branch marked 缺 on the overview, open one of its meetings."""
 
 from __future__ import annotations
@@ -12,6 +12,14 @@ SCENE = re.compile(r"/扫码 (login:[A-Za-z0-9_-]+)")
 
 
 async def test_a_township_finds_the_missed_meeting_and_opens_a_meeting(make_service, desktop):
+    await _walk(make_service, desktop)
+
+
+async def test_the_same_at_a_phones_size(make_service, phone):
+    await _walk(make_service, phone)
+
+
+async def _walk(make_service, desktop) -> None:
     service, ids = await county_service(make_service)
     base = service.url.rstrip("/")
 
@@ -30,7 +38,7 @@ async def test_a_township_finds_the_missed_meeting_and_opens_a_meeting(make_serv
     assert (await hongqi.locator("td").first.inner_text()).strip() == "缺"
     assert await desktop.page.locator("svg[role=img]").count() == 2
     assert await desktop.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    await desktop.shot("overview")
+    await desktop.shot("overview", docs="console-overview")
 
     # 红旗村's meetings, then the November 主题党日: who signed in how.
     await hongqi.get_by_role("link", name="红旗村党支部").click()
@@ -40,5 +48,5 @@ async def test_a_township_finds_the_missed_meeting_and_opens_a_meeting(make_serv
     await desktop.page.wait_for_load_state("load")
     text = await desktop.page.locator("main").inner_text()
     assert "签到码" in text and "由李建国代签" in text
-    await desktop.shot("meeting")
+    await desktop.shot("meeting", docs="console-meeting")
     assert desktop.outside(service.url) == []
