@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import statistics
 import sys
@@ -286,6 +287,18 @@ async def run(args) -> None:
                 runs = max(3, args.runs // 3) if "loop" in name else args.runs
                 results[name] = await measure(sessions, counter, work, runs)
                 print(f"  {name}: {results[name][0] * 1000:.1f} ms", flush=True)
+            # A full garbage collection (every object the process holds, some 70 ms here) falls into about
+            # every other overview: what it costs when the long-lived objects are frozen, as a service could
+            # do once it has started.
+            gc.collect()
+            gc.freeze()
+            try:
+                frozen = "county overview, last quarter, after gc.freeze()"
+                cases.append((frozen, overview(county, "quarter", date(2026, 8, 1))))
+                results[frozen] = await measure(sessions, counter, cases[-1][1], args.runs)
+                print(f"  {frozen}: {results[frozen][0] * 1000:.1f} ms", flush=True)
+            finally:
+                gc.unfreeze()
         finally:
             await engine.dispose()
 

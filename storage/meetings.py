@@ -317,16 +317,18 @@ async def held_meetings_under(session: AsyncSession, scope: Organization, start:
                  .where(under(scope), *_held_between(start, end)).order_by(Meeting.starts_at, Meeting.id))
         return [HeldMeeting(*row) for row in (await session.execute(query)).all()]
     expected = expected_clause(Meeting.kind, Meeting.org_id, Meeting.group_id)
-    # Joining the check-ins (inner) is itself the "someone signed" condition. The meetings drive the join
-    # through their time index: "+ 0" keeps SQLite's planner from scanning every check-in ever made and
-    # looking its meeting up instead (three times slower for a county's quarter, and worse each year).
+    # Joining the check-ins (inner) is itself the "someone signed" condition. The meetings drive the join:
+    # "+ 0" keeps SQLite's planner from scanning every check-in ever made and looking its meeting up
+    # instead (three times slower for a county's quarter, and worse each year). Grouped by the key alone
+    # (the other columns depend on it), SQLite reads the meetings in key order and counts each one's
+    # check-ins as they come, instead of sorting them all first: half the time for a county's quarter.
     rows = (await session.execute(
         select(*columns, func.count(Attendance.id), func.count(case((expected, 1))))
         .join(Organization, Organization.id == Meeting.org_id)
         .join(Attendance, Attendance.meeting_id == Meeting.id + 0)
         .join(Member, Member.id == Attendance.member_id)
         .where(under(scope), *_held_between(start, end, signed=False))
-        .group_by(*columns).order_by(Meeting.starts_at, Meeting.id))).all()
+        .group_by(Meeting.id).order_by(Meeting.starts_at, Meeting.id))).all()
     # Leave is counted by a statement of its own. Joined to the counts (or as a subquery per meeting), it
     # led PostgreSQL, which cannot estimate how few rows it gives, to rerun it for every meeting.
     leave_taker, check_in = aliased(Member), aliased(Attendance)
@@ -356,11 +358,16 @@ class Roster:
 
     def expected(self, kind: str, org_id: int, group_id: int | None) -> int:
         """len(expected_member_ids(meeting)) for a meeting of this kind, branch and group."""
-        if kind == MeetingKind.COMMITTEE.value:
+        if kind == _COMMITTEE_MEETING:
             return self.committee.get(org_id, 0)
-        if kind == MeetingKind.GROUP.value and group_id is not None:
+        if kind == _GROUP_MEETING and group_id is not None:
             return self.groups.get((org_id, group_id), 0)
         return self.members.get(org_id, 0)
+
+
+# Plain strings: Roster.expected runs for each of a county's meetings, and an enum's .value is a lookup.
+_COMMITTEE_MEETING = MeetingKind.COMMITTEE.value
+_GROUP_MEETING = MeetingKind.GROUP.value
 
 
 async def roster_under(session: AsyncSession, scope: Organization) -> Roster:

@@ -91,7 +91,7 @@ def tree_order(path: str) -> tuple:
                  for name in path.split(PATH_SEPARATOR))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OrgNode:
     """An organization row as read-only values: what a listing of hundreds needs, without the cost of
     loading each as a model object (about 60 µs apiece)."""

@@ -114,7 +114,7 @@ def rules(settings) -> list[Rule]:
     ]
 
 
-@dataclass
+@dataclass(slots=True)  # a county's year is tens of thousands of these
 class Requirement:
     """One required meeting in one period (for 党小组会: of one group), and whether it was held."""
 
@@ -183,11 +183,11 @@ def requirements_for(wanted: Iterable[tuple[Rule, Period]], held: Iterable[HeldL
             continue
         if kind is MeetingKind.GROUP:
             for group in groups:
-                days = by_group.get((kind.value, group.id))
+                days = by_group.get((kind, group.id))  # a StrEnum member hashes and compares as its value
                 requirements.append(Requirement(kind, period, rule.frequency, rule.local_rule, group,
                                                 within(days, period) if days else []))
         else:
-            days = by_kind.get(kind.value)
+            days = by_kind.get(kind)
             requirements.append(Requirement(kind, period, rule.frequency, rule.local_rule, None,
                                             within(days, period) if days else []))
     return requirements

@@ -7,7 +7,7 @@ subtree) and shows nothing outside it.
 - `branch_overview`: one row per branch, in tree order, with its required meetings for a month, quarter
   or year (held with the dates, missing, not yet due), its attendance over that period, and the notices
   sent in the scope. The rules are compliance.py's (`wanted_within`, `reports_for`), fed by a few grouped
-  queries over the whole subtree: five statements for a county of 300 branches, not a few per branch.
+  queries over the whole subtree: six statements for a county of 300 branches, not a few per branch.
 - `meeting_detail`: one meeting's audit evidence (sign-in sheet, leave, record, photos).
 - `meetings_in_scope`, `checkin_log`: paginated, filterable lists.
 - `attendance_by_month`, `required_held_by_quarter`: the figures behind the charts (bot/web/charts.py).
@@ -116,7 +116,7 @@ def _section(scope: Organization, path: str) -> str:
 # ---------------------------------------------------------------- the overview
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Column:
     """A required meeting kind, in the rules' order (compliance.rules)."""
 
@@ -129,7 +129,7 @@ class Column:
         return self.kind.value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slot:
     """One requirement inside a cell: a sub-period (a month of a quarter), for 党小组会 one group's."""
 
@@ -144,7 +144,7 @@ class Slot:
         return STATUS_LABELS[self.status]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cell:
     """A branch's required meetings of one kind in the period.
 
@@ -169,7 +169,7 @@ class Cell:
         return len(self.slots)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttendanceFigures:
     """Over held meetings (not cancelled, someone signed): as on their sign-in sheets, summed."""
 
@@ -196,7 +196,7 @@ class AttendanceFigures:
                                  self.present + other.present, self.on_leave + other.on_leave)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BranchRow:
     org_id: int
     name: str
@@ -209,7 +209,7 @@ class BranchRow:
         return next((cell for cell in self.cells if cell.kind == kind), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NoticeFigures:
     """Notices sent to organizations in the scope: each with its recipients' figures, and the sums."""
 
@@ -236,7 +236,7 @@ class NoticeFigures:
         return sum(line.acknowledged for line in self.lines)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Overview:
     scope_id: int
     scope_name: str
@@ -261,17 +261,21 @@ def _slot(requirement: Requirement, today: date) -> Slot:
 
 
 def _cell(kind: MeetingKind, requirements: list[Requirement], today: date) -> Cell:
-    slots = tuple(_slot(requirement, today) for requirement in requirements)
-    statuses = {slot.status for slot in slots}
-    if not slots:
-        status = CellStatus.NOT_REQUIRED
-    elif CellStatus.MISSING in statuses:
-        status = CellStatus.MISSING
-    elif CellStatus.NOT_DUE in statuses:
-        status = CellStatus.NOT_DUE
+    if not requirements:
+        return Cell(kind, CellStatus.NOT_REQUIRED, (), ())
+    slots = tuple([_slot(requirement, today) for requirement in requirements])
+    missing = not_due = False
+    for slot in slots:
+        if slot.status is CellStatus.MISSING:
+            missing = True
+        elif slot.status is CellStatus.NOT_DUE:
+            not_due = True
+    status = CellStatus.MISSING if missing else CellStatus.NOT_DUE if not_due else CellStatus.HELD
+    if len(slots) == 1:
+        dates = slots[0].dates
     else:
-        status = CellStatus.HELD
-    return Cell(kind, status, slots, tuple(sorted(day for slot in slots for day in slot.dates)))
+        dates = tuple(sorted([day for slot in slots for day in slot.dates]))
+    return Cell(kind, status, slots, dates)
 
 
 def _attendance(held: list[HeldMeeting], roster: Roster) -> AttendanceFigures:
@@ -320,7 +324,7 @@ async def branch_overview(session: AsyncSession, scope: Organization, *, period:
 # ---------------------------------------------------------------- one meeting
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignedIn:
     member_id: int
     name: str
@@ -331,7 +335,7 @@ class SignedIn:
     proxy_by: str | None  # who signed the member in (代签), by name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeaveLine:
     member_id: int
     name: str
@@ -343,14 +347,14 @@ class LeaveLine:
     decided_by: str | None  # name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AbsentLine:
     member_id: int
     name: str
     leave: LeaveLine | None  # a request that was not approved (pending or declined), if any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhotoLine:
     id: int
     media_id: str
@@ -359,7 +363,7 @@ class PhotoLine:
     added_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MeetingRecord:
     host: str | None
     recorder: str | None
@@ -369,7 +373,7 @@ class MeetingRecord:
     added_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MeetingDetail:
     id: int
     branch_id: int
@@ -458,7 +462,7 @@ async def meeting_detail(session: AsyncSession, meeting_id: int, scope: Organiza
 # ---------------------------------------------------------------- lists
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MeetingRow:
     id: int
     branch_id: int
@@ -491,7 +495,8 @@ async def meetings_in_scope(session: AsyncSession, scope: Organization, *, branc
                             end: datetime | None = None, limit: int = 50,
                             offset: int = 0) -> tuple[list[MeetingRow], int]:
     """Meetings of the branches under scope (cancelled ones too, marked), newest first, with the sheet's
-    head counts; filtered by branch, kind and start time in [start, end); and how many match in all."""
+    head counts; filtered by branch, kind and start time in [start, end); and how many match in all. A
+    kind that is no MeetingKind raises ValueError; a branch outside the scope matches nothing."""
     limit, offset = _page(limit, offset)
     group = aliased(Organization)
     conditions = [under(scope)]
@@ -527,7 +532,7 @@ async def meetings_in_scope(session: AsyncSession, scope: Organization, *, branc
     return rows, total
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckInRow:
     attendance_id: int
     member_id: int
@@ -593,7 +598,7 @@ async def checkin_log(session: AsyncSession, scope: Organization, *, name_query:
 # ---------------------------------------------------------------- the charts' figures
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonthAttendance:
     month: date  # its first day
     figures: AttendanceFigures
@@ -623,7 +628,7 @@ async def attendance_by_month(session: AsyncSession, scope: Organization, *, mon
                  for month in (_add_months(first, index) for index in range(months)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QuarterHeld:
     """The scope's required meetings whose periods lie in one quarter (its months' and its own; not the
     yearly ones): how many were held, missed, or are not yet due. Counts over all branches, never per
