@@ -250,18 +250,19 @@ async def _every_row(view: StaffView, filters, fetch) -> list:
     return found
 
 
-async def _export_meetings(view: StaffView, extension: str) -> web.Response:
+async def _export_list(view: StaffView, what: str, fetch, line, header: list[str]) -> web.Response:
+    """A list page's download (CSV or XLSX, from the address) of every row its filters select."""
     filters = await read_filters(view)
-    lines = [_meeting_line(view, row) for row in await _every_row(view, filters, _meetings)]
+    lines = [line(view, row) for row in await _every_row(view, filters, fetch)]
     names = dict(await branch_choices(view))
-    return await send_table(view, "会议列表", extension, f"{view.scope.name} 会议列表", MEETING_HEADER, lines,
-                            filters.describe(names))
+    return await send_table(view, what, view.request.match_info["extension"], f"{view.scope.name} {what}", header,
+                            lines, filters.describe(names))
 
 
 @router.web.get(MEETINGS_PAGE + ".{extension:(csv|xlsx)}")
 @staff_page
 async def meetings_export(view: StaffView) -> web.Response:
-    return await _export_meetings(view, view.request.match_info["extension"])
+    return await _export_list(view, "会议列表", _meetings, _meeting_line, MEETING_HEADER)
 
 
 def _meeting_id(view: StaffView) -> int:
@@ -323,16 +324,8 @@ async def checkins_page(view: StaffView) -> web.Response:
                        branches=await branch_choices(view))
 
 
-async def _export_checkins(view: StaffView, extension: str) -> web.Response:
-    filters = await read_filters(view)
-    lines = [_checkin_line(view, row) for row in await _every_row(view, filters, _checkins)]
-    names = dict(await branch_choices(view))
-    return await send_table(view, "签到记录", extension, f"{view.scope.name} 签到记录", CHECKIN_HEADER, lines,
-                            filters.describe(names))
-
-
 @router.web.get(CHECKINS_PAGE + ".{extension:(csv|xlsx)}")
 @staff_page
 async def checkins_export(view: StaffView) -> web.Response:
-    return await _export_checkins(view, view.request.match_info["extension"])
+    return await _export_list(view, "签到记录", _checkins, _checkin_line, CHECKIN_HEADER)
 
