@@ -439,3 +439,111 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=30)
     detail: str = Field(default="", max_length=500)
     client: str = Field(default="", max_length=64)
+
+
+# ---------------------------------------------------------------- care (五必访)
+
+
+class CareStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CareSource(StrEnum):
+    REPORT = "report"  # a member reported it in chat
+    SECRETARY = "secretary"  # a branch leader opened it
+    CAMPAIGN = "campaign"  # a festival campaign opened it
+    VISIT = "visit"  # a visit recorded without a case: the case exists to hold it, closed at once
+
+
+class CareCase(SQLModel, table=True):
+    """One occasion someone should be visited for: whom, why, who visits, by when. What reporters wrote is
+    in their reports (CareReport). `subject_name` is kept as written; a villager who is not a member has no
+    member_id."""
+
+    __tablename__ = "care_case"
+    __table_args__ = (sa.UniqueConstraint("campaign", "member_id", name="uq_care_case_campaign_member"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True)  # the branch
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    subject_name: str = Field(max_length=50)
+    occasion: str = Field(max_length=20)
+    source: str = Field(max_length=10)
+    # A festival campaign's key, e.g. "春节:2027": one case per campaign and member.
+    campaign: str | None = Field(default=None, max_length=30)
+    # The member concerned asked that reporters are not shown the case.
+    hidden_from_reporter: bool = False
+    visitor_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    deadline: datetime = Field(sa_column=utc_column(nullable=False))
+    status: str = Field(default=CareStatus.OPEN.value, max_length=10, index=True)
+    opened_by: int | None = Field(default=None, foreign_key="member.id")
+    opened_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Past its deadline, the visitor was reminded (once); a day later the township staff were told (once).
+    reminded_at: datetime | None = Field(default=None, sa_column=utc_column())
+    escalated_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class CareReport(SQLModel, table=True):
+    """What one member reported about a case, as written. A second report of the same occasion joins the
+    open case as another report."""
+
+    __tablename__ = "care_report"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="care_case.id", index=True)
+    reporter_id: int = Field(foreign_key="member.id", index=True)
+    details: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    reported_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class CareVisit(SQLModel, table=True):
+    """A visit made: when, who went, what was said and given. What people wrote is kept as written; the
+    amount is also read into fen (分) so that totals can be summed."""
+
+    __tablename__ = "care_visit"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="care_case.id", index=True)
+    visited_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    visitors: str = Field(max_length=200)
+    notes: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    given: str = Field(default="", max_length=200)
+    amount: str = Field(default="", max_length=50)  # as written, e.g. "500元"
+    amount_fen: int | None = None
+    fund: str = Field(default="", max_length=100)
+    recorded_by: int = Field(foreign_key="member.id")
+    recorded_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class CareMedia(SQLModel, table=True):
+    """A photo or voice message sent with a report or after a visit (WeChat media ids; the files stay with
+    WeChat for three days, the picture address longer)."""
+
+    __tablename__ = "care_media"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="care_case.id", index=True)
+    report_id: int | None = Field(default=None, foreign_key="care_report.id")
+    visit_id: int | None = Field(default=None, foreign_key="care_visit.id")
+    kind: str = Field(max_length=10)  # "image" | "voice"
+    media_id: str = Field(max_length=200)
+    pic_url: str = Field(default="", max_length=500)
+    added_by: int = Field(foreign_key="member.id")
+    added_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class CareProfile(SQLModel, table=True):
+    """What the branch keeps about caring for one member: the 困难党员台账 entry of a member in hardship
+    (Member.hardship is the flag: the roster's 困难党员 column or the register sets it), whether the member is
+    an old cadre or on the branch's own festival-visit list, and who visits them first. The help given over
+    time is the member's visits."""
+
+    __tablename__ = "care_profile"
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    hardship_level: str = Field(default="", max_length=20)
+    hardship_reason: str = Field(default="", max_length=500)
+    hardship_since: date | None = None
+    old_cadre: bool = False  # 老干部: visited on 七一
+    festival_visits: bool = False  # added by the secretary to every festival campaign
+    # The member's designated contact, who is made visitor of their cases (else the branch secretary).
+    contact_id: int | None = Field(default=None, foreign_key="member.id")
+    updated_by: int | None = Field(default=None, foreign_key="member.id")
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
