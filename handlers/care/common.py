@@ -11,7 +11,7 @@ from storage.models import BRANCH_LEADERS
 
 # Its member page (page.py) and console pages (console.py) render templates/.
 router = Router("care", settings=CareSettings, templates=Path(__file__).parent / "templates")
-router.reminds("走访逾期提醒、每日走访清单", roles=None)
+router.reminds("走访的逾期提醒与每日清单", roles=BRANCH_LEADERS)
 
 # Branch leaders open cases directly, reassign them, and keep the hardship register.
 LEADERS = BRANCH_LEADERS
