@@ -393,6 +393,13 @@ class StaffView:
         return response
 
 
+def paging(total: int, page: int, size: int) -> dict:
+    """Where a list of total rows, size a page, is when page is asked for: {"page", "last", "total"}, the page
+    kept within 1..last (console_meetings_paging.html shows it)."""
+    last = max(1, (total + size - 1) // size)
+    return {"page": min(max(page, 1), last), "last": last, "total": total}
+
+
 @dataclass(frozen=True)
 class NavLink:
     label: str
@@ -421,10 +428,17 @@ class _Forbidden(Exception):
     """A POST without this login's CSRF token: rolls the page's transaction back."""
 
 
-def staff_page(handler: Callable[[StaffView], Awaitable[web.StreamResponse]]):
+def staff_page(handler: Callable[[StaffView], Awaitable[web.StreamResponse]] | None = None, *,
+               max_bytes: int = MAX_FORM_BYTES):
     """A console page for a signed-in secretary, deputy or staff member. Others are sent (303) to the sign-in
     page, which brings them back here afterwards (GET pages). A POST must carry the login's CSRF token (403
-    without). A page that raises web.HTTPNotFound (view.require, view.org) gets the console's 404 page."""
+    without). A page that raises web.HTTPNotFound (view.require, view.org) gets the console's 404 page.
+
+    max_bytes: the largest POST the page takes (`@staff_page(max_bytes=…)` for a form that uploads a file,
+    which then is in view.posted); a larger one gets the console's 413 page, saying how large it may be."""
+    if handler is None:
+        return functools.partial(staff_page, max_bytes=max_bytes)
+
     @functools.wraps(handler)
     @console_route
     async def page(request: web.Request) -> web.StreamResponse:
@@ -433,9 +447,15 @@ def staff_page(handler: Callable[[StaffView], Awaitable[web.StreamResponse]]):
         form: dict[str, str] = {}
         posted = None
         if request.method == "POST":
-            if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-                raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM_BYTES, actual_size=request.content_length)
-            posted = await request.post()
+            if request.content_length is not None and request.content_length > max_bytes:
+                return error_page(request, 413, limit=max_bytes)
+            if max_bytes > request.client_max_size:
+                # The service takes small bodies only (Settings.max_body_bytes); this page takes more.
+                request = request.clone(client_max_size=max_bytes)
+            try:
+                posted = await request.post()
+            except web.HTTPRequestEntityTooLarge:  # a body sent without its length
+                return error_page(request, 413, limit=max_bytes)
             form = {name: value for name, value in posted.items() if isinstance(value, str)}
         try:
             async with console.sessions() as session, session.begin():
@@ -472,11 +492,21 @@ def staff_page(handler: Callable[[StaffView], Awaitable[web.StreamResponse]]):
 ERRORS = {
     403: ("表单已失效", "这个表单已经失效（可能是页面放得太久，或已经退出登录）。请返回，刷新页面后再提交一次。"),
     404: ("没有找到", "没有这个页面，或者它不在您可以查看的范围里。"),
+    413: ("文件太大", "提交的内容超过了 {limit}，没有收下。如果是上传表格，请删掉多余的工作表和图片，"
+                      "或者另存为 .csv 后再上传。"),
 }
 
 
-def error_page(request: web.Request, status: int) -> web.Response:
+def size_words(size: int) -> str:
+    """A size limit as people read it: 5 MB, 64 KB."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.0f} MB"
+    return f"{size / 1024:.0f} KB"
+
+
+def error_page(request: web.Request, status: int, *, limit: int = 0) -> web.Response:
     title, text = ERRORS[status]
+    text = text.format(limit=size_words(limit))
     response = aiohttp_jinja2.render_template("console_error.html", request, {"title": title, "text": text},
                                               status=status)
     response.headers["Cache-Control"] = "no-store"

@@ -10,6 +10,7 @@ import logging
 import math
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +41,8 @@ class MembershipSettings(Settings):
     binding_code_days: int = Field(default=30, ge=1)
 
 
-router = Router("membership", settings=MembershipSettings)
+# Its console pages (console.py: the roster, binding codes, the import by upload) render templates/.
+router = Router("membership", settings=MembershipSettings, templates=Path(__file__).parent / "templates")
 log = logging.getLogger(__name__)
 
 WELCOME = ("欢迎关注支部助手！\n"
@@ -327,3 +329,6 @@ async def bind_after_welcome(ctx: Context, dialog: Dialog, match) -> str:
 async def farewell(identity: WeChatIdentity, now: datetime) -> None:
     # The record stays: a member who follows again is still bound and keeps their history.
     identity.subscribed, identity.unsubscribed_at = False, now
+
+
+from handlers.membership import console  # noqa: E402,F401  (registers the console pages on the router)

@@ -27,6 +27,7 @@ from bot.text import display_width
 from storage.db import READ_ONLY
 from storage.members import (
     BINDING_CODE_DAYS,
+    UPDATABLE_FIELDS,
     MemberFields,
     MemberListing,
     MemberOrgCache,
@@ -453,6 +454,10 @@ def parse_roster(path: Path, *, today: date) -> ParsedRoster:
     )
 
 
+# What the checks and the plan read of each stored member.
+STORED_COLUMNS = [getattr(Member, name) for name in ("id", "org_id", "name", "phone", "group_id", *UPDATABLE_FIELDS)]
+
+
 def _chunks(items: list, size: int = READ_CHUNK):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -469,8 +474,7 @@ async def _stored_roster(session: AsyncSession, org_paths: set[str]
     members: dict[tuple[int, str], list] = {}
     for org_ids in _chunks(sorted(org.id for org in orgs.values())):
         rows = await session.execute(
-            select(Member.id, Member.org_id, Member.name, Member.phone, Member.role)
-            .where(Member.org_id.in_(org_ids)).order_by(Member.id))
+            select(*STORED_COLUMNS).where(Member.org_id.in_(org_ids)).order_by(Member.id))
         for member in rows:
             members.setdefault((member.org_id, member.name), []).append(member)
     return orgs, members
@@ -515,40 +519,94 @@ def _today(now: datetime, zone: tzinfo) -> date:
     return now.astimezone(zone).date() if now.tzinfo else now.date()
 
 
+def path_within(org_path: str, scope_path: str) -> bool:
+    """Whether org_path is scope_path or lies below it."""
+    return org_path == scope_path or org_path.startswith(scope_path + PATH_SEPARATOR)
+
+
+def outside_scope(org_path: str, scope_path: str) -> str:
+    return f"“{org_path}”不在您管理的范围内，这一行不能导入。所属组织请从“{scope_path}”写起"
+
+
+@dataclass
+class RosterCheck:
+    """A roster file checked row by row and against the stored roster, nothing written."""
+
+    # Rows in the file with anything in them.
+    rows: int
+    # The rows that would be written: valid, in scope, and not refused by the stored roster.
+    valid: list[RosterRow]
+    # Every problem, in row order.
+    errors: list[RowError]
+    # About the file (ignored columns, two secretaries for one branch…).
+    warnings: list[str]
+    # About what writing the valid rows would do (a namesake added as another person…).
+    write_warnings: list[str]
+    # Who would be added and what changed (check_roster(plan=True)).
+    plan: RosterPlan | None = None
+
+
+async def check_roster(sessions: async_sessionmaker, path: Path, *, now: datetime, zone: tzinfo = DEFAULT_ZONE,
+                       within: str | None = None, plan: bool = False) -> RosterCheck:
+    """Read a roster file and check every row, reading the stored roster in one read-only transaction (which
+    on SQLite leaves the write lock to others). within: an organization's path; a row for an organization
+    that is not it or below it is a problem of that row. plan: also say what writing the valid rows would do
+    (plan_roster, in the same transaction). Raises RosterFileError when the file cannot be read."""
+    parsed = await asyncio.to_thread(parse_roster, Path(path), today=_today(now, zone))
+    errors = list(parsed.errors)
+    if within is not None:
+        kept = [row for row in parsed.valid if path_within(row.fields.org_path, within)]
+        errors += [RowError(row.row, "所属组织", outside_scope(row.fields.org_path, within))
+                   for row in parsed.valid if not path_within(row.fields.org_path, within)]
+        parsed.valid = kept
+        parsed.top_level_orgs = {split_path(row.fields.org_path)[0] for row in kept}
+    check = RosterCheck(rows=parsed.rows, valid=parsed.valid, errors=errors, warnings=list(parsed.warnings),
+                        write_warnings=[])
+    if parsed.valid or plan:
+        async with sessions() as session:
+            await session.connection(execution_options=READ_ONLY)
+            db_errors, check.write_warnings = await _check_against_database(session, parsed)
+            rejected = {error.row for error in db_errors}
+            check.valid = [row for row in parsed.valid if row.row not in rejected]
+            check.errors += db_errors
+            if plan:
+                check.plan = await plan_roster(session, check.valid)
+    check.errors.sort(key=lambda error: error.row)
+    return check
+
+
 async def import_members(sessions: async_sessionmaker, path: Path, *, now: datetime,
                          allow_errors: bool = False, zone: tzinfo = DEFAULT_ZONE,
                          code_days: int = BINDING_CODE_DAYS) -> ImportReport:
     """Import a roster file: all of it, or (allow_errors) its valid rows.
 
-    Every row is checked before anything is written, so a file with a problem imports nothing; the checks
-    against the stored roster read in one read-only transaction, which on SQLite leaves the write lock to
-    others. Then the organizations are created, then the members written, each in many short transactions
-    (IMPORT_CHUNK rows or IMPORT_TRANSACTION_SECONDS) with a pause between them on SQLite: a running server
-    answering members waits a fraction of a second for one of them, never for the import (one transaction for
-    a whole county held the lock for over a minute). Importing the same file again changes nothing, so an
-    import cut short (a crash between transactions) is completed by running it again. Raises RosterFileError
-    when the file cannot be read at all.
+    Every row is checked before anything is written (check_roster), so a file with a problem imports nothing.
+    Then write_roster writes in short transactions. Raises RosterFileError when the file cannot be read at all.
     """
     path = Path(path)
-    parsed = await asyncio.to_thread(parse_roster, path, today=_today(now, zone))
-    report = ImportReport(rows=parsed.rows, created=0, updated=0, unchanged=0,
-                          errors=list(parsed.errors), imported=False, warnings=list(parsed.warnings))
-    if report.errors and not allow_errors and not parsed.valid:
-        return report
-
-    async with sessions() as session:
-        await session.connection(execution_options=READ_ONLY)
-        db_errors, db_warnings = await _check_against_database(session, parsed)
-    report.errors += db_errors
-    report.errors.sort(key=lambda error: error.row)
+    check = await check_roster(sessions, path, now=now, zone=zone)
+    report = ImportReport(rows=check.rows, created=0, updated=0, unchanged=0,
+                          errors=check.errors, imported=False, warnings=list(check.warnings))
     if report.errors and not allow_errors:
         log.info("roster %s: %d problems, nothing imported", path, len(report.errors))
         return report
-    report.warnings += db_warnings
+    report.warnings += check.write_warnings
+    await write_roster(sessions, check.valid, report, now=now, code_days=code_days)
+    log.info("roster %s: %d rows, %d created, %d updated, %d unchanged, %d rejected",
+             path, report.rows, report.created, report.updated, report.unchanged, len(report.errors))
+    return report
 
-    rejected = {error.row for error in db_errors}
-    rows = [row for row in parsed.valid if row.row not in rejected]
 
+async def write_roster(sessions: async_sessionmaker, rows: list[RosterRow], report: ImportReport, *,
+                       now: datetime, code_days: int = BINDING_CODE_DAYS) -> None:
+    """Write checked rows, counting what happened in report (and marking it imported).
+
+    The organizations are created first, then the members written, each in many short transactions
+    (IMPORT_CHUNK rows or IMPORT_TRANSACTION_SECONDS) with a pause between them on SQLite: a running server
+    answering members waits a fraction of a second for one of them, never for the import (one transaction for
+    a whole county held the lock for over a minute). Writing the same rows again changes nothing, so an
+    import cut short (a crash between transactions) is completed by running it again.
+    """
     # Every organization first, so that the members' transactions only add members. They stay valid
     # across transactions: each is committed before any member refers to it, and imports delete nothing.
     org_cache: MemberOrgCache = {}
@@ -568,11 +626,7 @@ async def import_members(sessions: async_sessionmaker, path: Path, *, now: datet
             report.unchanged += 1
 
     await _write_in_turns(sessions, rows, add_member)
-
     report.imported = True
-    log.info("roster %s: %d rows, %d created, %d updated, %d unchanged, %d rejected",
-             path, report.rows, report.created, report.updated, report.unchanged, len(report.errors))
-    return report
 
 
 async def _write_in_turns(sessions: async_sessionmaker, items: list, write) -> None:
@@ -592,6 +646,120 @@ async def _write_in_turns(sessions: async_sessionmaker, items: list, write) -> N
                         break
         if sqlite and position < len(items):
             await asyncio.sleep(IMPORT_PAUSE_SECONDS)
+
+
+# What a check's rows would do -------------------------------------------------------------------
+
+# How a preview names the stored fields a row may change (the roster's own column names).
+FIELD_LABELS = {"phone": "手机号", "group_id": "党小组", "role": "职务", "birth_date": "出生日期",
+                "join_date": "入党日期", "category": "党员类别", "hardship": "困难党员", "away_from_home": "流动党员"}
+# A party group the file names that is not stored yet: unlike any stored group id.
+_NEW_GROUP = object()
+
+
+@dataclass(frozen=True)
+class Change:
+    column: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    row: RosterRow
+    created: bool
+    # For a stored member: what the row would change (none: unchanged).
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass
+class RosterPlan:
+    rows: list[PlannedRow]
+    # Organizations the rows name that are not stored yet, in path order.
+    new_orgs: list[str]
+
+    @property
+    def created(self) -> list[PlannedRow]:
+        return [row for row in self.rows if row.created]
+
+    @property
+    def updated(self) -> list[PlannedRow]:
+        return [row for row in self.rows if row.changes]
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for row in self.rows if not row.created and not row.changes)
+
+
+@dataclass
+class _Person:
+    """A stored member as planning sees it: its phone as earlier rows of the file would leave it."""
+
+    phone: str
+    stored: object | None  # the stored values; None for someone an earlier row adds
+
+
+def _words(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _plain(value):
+    # Enums are stored as their plain values (storage.members.save_member compares so too).
+    return value.value if isinstance(value, (Role, MemberCategory)) else value
+
+
+async def plan_roster(session: AsyncSession, rows: list[RosterRow]) -> RosterPlan:
+    """What writing checked rows (RosterCheck.valid) would do, read from the stored roster without writing:
+    who would be added, who changed and how, which organizations made. The rules are save_member's (a row
+    finds its member by organization, name and phone; a field the file does not state is left alone), and
+    rows are taken in order, as write_roster takes them."""
+    prefixes = set()
+    for row in rows:
+        parts = split_path(row.fields.org_path)
+        prefixes.update(PATH_SEPARATOR.join(parts[:end]) for end in range(1, len(parts) + 1))
+    orgs, stored = await _stored_roster(session, prefixes)
+    names = {org.id: org.name for org in orgs.values()}
+    other_groups = {value.group_id for people in stored.values() for value in people} - set(names) - {None}
+    for ids in _chunks(sorted(other_groups)):
+        names.update((await session.execute(select(Organization.id, Organization.name)
+                                            .where(Organization.id.in_(ids)))).all())
+    people: dict[tuple[str, str], list[_Person]] = {}
+    planned = []
+    for row in rows:
+        fields = row.fields
+        org = orgs.get(row.member_org_path)
+        key = (row.member_org_path, fields.name)
+        if key not in people:
+            people[key] = [_Person(value.phone, value) for value in stored.get((org.id, fields.name), [])] if org else []
+        person = pick_identity(people[key], fields.phone)
+        if person is None or person.stored is None:
+            if person is None:
+                people[key].append(_Person(fields.phone, None))
+            planned.append(PlannedRow(row, created=person is None))
+            continue
+        value = person.stored
+        changes = []
+        if fields.phone and person.phone != fields.phone:
+            changes.append(Change(FIELD_LABELS["phone"], _words(person.phone), fields.phone))
+            person.phone = fields.phone
+        in_group = fields.org_path != row.member_org_path
+        group = orgs.get(fields.org_path) if in_group else None
+        wanted = group.id if group is not None else (_NEW_GROUP if in_group else None)
+        if value.group_id != wanted:
+            after = split_path(fields.org_path)[-1] if in_group else None
+            changes.append(Change(FIELD_LABELS["group_id"], _words(names.get(value.group_id)), _words(after)))
+        for name in UPDATABLE_FIELDS:
+            after = _plain(getattr(fields, name))
+            if fields.states(name) and getattr(value, name) != after:
+                changes.append(Change(FIELD_LABELS[name], _words(getattr(value, name)), _words(after)))
+        planned.append(PlannedRow(row, created=False, changes=tuple(changes)))
+    return RosterPlan(planned, sorted(prefixes - set(orgs)))
 
 
 # Listing ----------------------------------------------------------------------------------------
