@@ -9,7 +9,28 @@ import pytest
 from harness import make_service, service  # noqa: F401  (fixtures every test may use)
 from storage.db import create_engine, reset_postgres_schema, session_factory, upgrade_schema_async
 
-POSTGRES_URL = os.environ.get("ZHIBU_TEST_POSTGRES_URL")
+
+
+def _own_database(url: str | None) -> str | None:
+    """The PostgreSQL database this test process may reset. Tests drop and recreate the public schema, so
+    under pytest-xdist each worker gets its own database beside the one named (test → test_gw0, test_gw1),
+    created on first use."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    given = make_url(url)
+    name = f"{given.database}_{worker}"
+    with psycopg.connect(host=given.host, port=given.port, user=given.username, password=given.password,
+                         dbname=given.database, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    return given.set(database=name).render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _own_database(os.environ.get("ZHIBU_TEST_POSTGRES_URL"))
 ENGINES = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 
 
