@@ -298,6 +298,25 @@ def export_attendance_command(org_path: str, start_text: str, end_text: str, out
     click.echo(str(result.path))
 
 
+@export_group.command("care")
+@click.option("--org", "org_path", required=True, help="Organization path, e.g. 示范县委/城关镇党委/红旗村党支部.")
+@click.option("--year", type=int, required=True, help="The year whose visits are listed, e.g. 2026.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (.xlsx); default 关怀走访台账-<org>-<year>.xlsx here.")
+def export_care_command(org_path: str, year: int, out: Path | None) -> None:
+    """The care ledger of an organization and its branches: the hardship register and the year's visits (XLSX)."""
+    from handlers.care.export import CareExportError, export_care
+
+    settings = _settings()
+    try:
+        result = asyncio.run(_with_sessions(lambda sessions: export_care(
+            sessions, org_path=org_path, year=year, out=out, zone=settings.zone)))
+    except CareExportError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"已导出困难党员 {result.members} 人、走访 {result.visits} 次。", err=True)
+    click.echo(str(result.path))
+
+
 @main.group()
 def menu() -> None:
     """The official account's custom menu."""
