@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (BRANCH_LEADERS, COMMITTEE_ROLES, STAFF_ROLES, CareCase, CareMedia, CareProfile,
                             CareReport, CareStatus, CareVisit, Member, Organization)
-from storage.orgs import PATH_SEPARATOR
+from storage.orgs import PATH_SEPARATOR, under
 
 
 # The ref of a message about several cases: its link opens the reader's own list (the cases they visit; a
@@ -154,3 +154,11 @@ async def campaign_progress(session: AsyncSession, branch_ids: list[int], now: d
         .where(CareCase.campaign.is_not(None), CareCase.org_id.in_(branch_ids))
         .group_by(CareCase.campaign).order_by(func.min(CareCase.deadline).desc()))).all()
     return [CampaignProgress(campaign, int(v or 0), int(o or 0), int(d or 0)) for campaign, v, o, d in rows]
+
+
+async def escalated_cases_under(session: AsyncSession, scope: Organization) -> list[CareCase]:
+    """Open cases gone to the township (escalated) in scope's subtree, the oldest deadline first."""
+    return list((await session.execute(
+        select(CareCase).join(Organization, Organization.id == CareCase.org_id)
+        .where(under(scope), CareCase.status == CareStatus.OPEN.value, CareCase.escalated_at.is_not(None))
+        .order_by(CareCase.deadline, CareCase.id))).scalars())

@@ -80,6 +80,12 @@ class MemberPage:
         local = self.local(moment)
         return f"{local:%Y年%-m月%-d日}（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
 
+    def link_to(self, ref: str) -> str:
+        """A link to another page for the same member (a list page linking to each of its items)."""
+        subject = Subject(ref, member_id=self.member.id if self.member is not None else None,
+                          openid=self.subject.openid)
+        return f"/m/{self.request.app[LINKS].token(subject)}"
+
     def back(self) -> web.Response:
         """After a form: show the page again by a GET, so reloading it does not post twice."""
         return web.Response(status=303, headers={"Location": self.request.path, "Cache-Control": "no-store"})

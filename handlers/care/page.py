@@ -24,7 +24,7 @@ from bot.web.pages import LinkGone, MemberPage
 from handlers.care import service
 from handlers.care.common import LEADERS, router
 from storage import care as store
-from storage.models import CareCase, CareStatus, CareVisit, Member, Organization
+from storage.models import STAFF_ROLES, CareCase, CareStatus, CareVisit, Member, Organization
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,31 @@ def may_record(case: CareCase, member: Member) -> bool:
         member.id == case.visitor_id or (member.org_id == case.org_id and member.role in LEADERS))
 
 
+async def _my_cases(page: MemberPage) -> list[CareCase]:
+    """What a message about several cases links to: the open cases this member is to visit, a branch
+    leader's whole branch, and for staff the cases gone to them (escalated) — each one theirs to read."""
+    member, session = page.member, page.session
+    found = {case.id: case for case in await store.open_cases_for_visitor(session, member.id)}
+    if member.role in LEADERS:
+        found.update((case.id, case) for case in await store.open_cases_of_branch(session, member.org_id))
+    if member.role in STAFF_ROLES:
+        scope = await session.get(Organization, member.org_id)
+        found.update((case.id, case) for case in await store.escalated_cases_under(session, scope))
+    return sorted(found.values(), key=lambda case: (case.deadline, case.id))
+
+
+async def _mine_page(page: MemberPage) -> web.Response:
+    if page.member is None or page.posted:
+        raise LinkGone("the list is a member's, and has no form")
+    cases = await _my_cases(page)
+    return page.render("care_mine.html", cases=[(case, page.link_to(store.case_ref(case.id)), case.deadline < page.now)
+                                                for case in cases])
+
+
 @router.page("care")
 async def care_page(page: MemberPage) -> web.Response:
+    if page.subject.thing_id == store.MINE_REF.split(":", 1)[1]:
+        return await _mine_page(page)
     case, access = await _case(page)
     if not page.posted:
         return await _show(page, case, access)

@@ -28,9 +28,9 @@ from bot.summary import Summary
 from handlers.care.festivals import Campaign, age_on
 from handlers.care.settings import FESTIVAL_OCCASION, CareSettings
 from storage import care as store
-from storage.members import bound_leaders
-from storage.models import (COMMITTEE_ROLES, CareCase, CareReport, CareSource, CareStatus, CareVisit, Member,
-                            Organization)
+from storage.members import bound_leaders, leader_ids
+from storage.models import (BRANCH_LEADERS, COMMITTEE_ROLES, CareCase, CareReport, CareSource, CareStatus, CareVisit,
+                            Member, Organization)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MESSAGE_KIND = "care"  # picks the template message for everything this feature 
 
 # -- texts (what people wrote stands at a line's end, so their punctuation is never doubled by ours)
 TO_VISITOR = ("【走访任务】{subject}（{occasion}），请在 {deadline} 前上门看望。\n"
-              "看望后回复 走访 记下情况，或点开下面的链接。")
+              "看望后回复 走访 记下情况。")
 TO_VISITOR_CAMPAIGN = ("【{label}走访】本支部有 {count} 位党员要在节前看望：{names}。\n"
                        "请在 {deadline} 前上门，看望后回复 走访 逐一记下。")
 OVERDUE = "【走访提醒】{cases}已过了走访期限，还没有走访记录。看望后请回复 走访 记下；不方便的话请告诉书记改派。"
@@ -77,8 +77,9 @@ def deadline_for(occasion: str, opened_at: datetime, settings: CareSettings) -> 
 
 
 def festival_deadline(day: date, zone) -> datetime:
-    """Festival visits are made before the festival: due at the start of its day, local time."""
-    return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(timezone.utc)
+    """Festival visits are made before the festival: due on its eve at 20:00 local time (before quiet
+    hours, so the overdue reminder can go out that evening)."""
+    return datetime.combine(day - timedelta(days=1), time(20, 0), tzinfo=zone).astimezone(timezone.utc)
 
 
 async def choose_visitor(session: AsyncSession, branch_id: int, member_id: int | None) -> Member | None:
@@ -89,7 +90,16 @@ async def choose_visitor(session: AsyncSession, branch_id: int, member_id: int |
             contact = await session.get(Member, profile.contact_id)
             if contact is not None:
                 return contact
-    return await store.branch_secretary(session, branch_id)
+    secretary = await store.branch_secretary(session, branch_id)
+    if secretary is None or secretary.id != member_id:
+        return secretary
+    # The secretary's own case: a deputy, else a committee member visits (nobody is their own visitor).
+    for roles in (BRANCH_LEADERS, COMMITTEE_ROLES):
+        other = next((leader_id for leader_id in await leader_ids(session, branch_id, roles) if leader_id != member_id),
+                     None)
+        if other is not None:
+            return await session.get(Member, other)
+    return secretary
 
 
 async def access_to(session: AsyncSession, case: CareCase, viewer: Member | None) -> Access:
@@ -186,7 +196,8 @@ class VisitFields:
 
 async def record_visit(session: AsyncSession, case: CareCase, fields: VisitFields, *, by: Member, now: datetime,
                        settings: CareSettings) -> CareVisit:
-    """Record the visit and close the case; reporters get a thank-you that says nothing private."""
+    """Record the visit and close the case; reporters get a thank-you that says nothing private (none when
+    the member concerned asked that they no longer see the case: even a thank-you would tell them)."""
     visit = CareVisit(case_id=case.id, visited_at=fields.visited_at, visitors=fields.visitors[:200],
                       notes=fields.notes[:MAX_VISIT_FIELD], given=fields.given[:200], amount=fields.amount[:50],
                       amount_fen=amount_in_fen(fields.amount), fund=fields.fund[:100], recorded_by=by.id,
@@ -195,10 +206,10 @@ async def record_visit(session: AsyncSession, case: CareCase, fields: VisitField
     case.status = CareStatus.CLOSED.value
     case.closed_at = now
     await session.flush()
+    reporters = [] if case.hidden_from_reporter else await store.reporter_ids(session, case.id)
     thanks = [Outgoing(key=f"care:{case.id}:thanks:{reporter_id}", kind=MESSAGE_KIND, text=THANKS,
                        member_id=reporter_id, summary=Summary(title="走访完成", content="您上报的情况已看望"))
-              for reporter_id in await store.reporter_ids(session, case.id)
-              if reporter_id not in (by.id, case.member_id, case.visitor_id)]
+              for reporter_id in reporters if reporter_id not in (by.id, case.member_id, case.visitor_id)]
     if thanks:
         await enqueue(session, thanks, now=now, settings=settings)
     log.info("care case %s visited (visit %s)", case.id, visit.id)

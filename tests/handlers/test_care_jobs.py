@@ -7,7 +7,10 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
+import re
+
 import pytest
+from aiohttp import ClientSession
 from sqlalchemy import func, select
 
 from handlers.care import jobs
@@ -80,7 +83,7 @@ async def test_the_spring_festival_campaign_opens_on_the_lunar_date_for_the_hard
     opened = await cases(service, campaign="春节:2027")
     assert sorted(case.subject_name for case in opened) == ["周玉兰", "孙福贵"]
     due = opened[0].deadline.astimezone(SHANGHAI)
-    assert (due.date(), due.hour) == (date(2027, 2, 6), 0)  # visited before the festival
+    assert (due.date(), due.hour) == (date(2027, 2, 5), 20)  # visited before the festival: due on its eve
     # Each branch's secretary hears once, in one message naming their members.
     # Weeks after they last wrote: a template message, its link opening the case.
     assert care_pushes(service, people["李建国"]) == ["【2027年春节走访】1位：孙福贵 链接"]
@@ -183,6 +186,15 @@ async def test_the_daily_list_goes_out_once_a_day_only_with_something_new_in_it(
     await sweep(service)
     daily = [text for text in care_pushes(service, secretary) if text.startswith("【每日走访】")]
     assert daily == ["【每日走访】1件：赵德明 链接"]
+    # The list's link opens the secretary's open cases, each linking to its page.
+    [body] = [body for body in service.emulator.api.templates(secretary) if "每日走访" in str(body["data"])]
+    async with ClientSession() as client:
+        async with client.get(body["url"]) as response:
+            listing = await response.text()
+            assert response.status == 200 and "赵德明" in listing and "生活困难" in listing
+        case_link = re.search(r'href="(/m/[^"]+)"', listing).group(1)
+        async with client.get(service.url.rstrip("/") + case_link) as response:
+            assert response.status == 200 and "走访：赵德明（生活困难）" in await response.text()
     at(service, 2026, 12, 3, 17, 0)
     await sweep(service)
     assert len([text for text in care_pushes(service, secretary) if text.startswith("【每日走访】")]) == 1
