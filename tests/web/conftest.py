@@ -7,20 +7,32 @@ Every page a test checks is saved as a full-page PNG in test-artifacts/screensho
 <test>-<phone|desktop>-<step>.png. With ZHIBU_UPDATE_SCREENSHOTS=1 the shots a test names for the README
 (phone size) are also written to docs/screenshots/.
 
-The browser is launched per test: pytest-asyncio runs each test and the service's fixtures in the test's own
-event loop, and Playwright's objects belong to the loop that made them (a launch costs about a second).
+Chromium is launched once for the whole run (`browser`, session-scoped; a launch with Playwright's driver costs
+one to two seconds) and each test gets fresh browser contexts, so no cookie or page outlives its test.
+Playwright's objects belong to the event loop that made them, so every test that uses the browser runs in
+pytest-asyncio's session-wide loop: pytest_collection_modifyitems marks it `asyncio(loop_scope="session")`, and
+pytest_fixture_setup runs its function-scoped async fixtures (make_service, database_url, aiohttp_server …) in that
+loop too, unless a fixture names its own loop scope. Those fixtures are still set up and torn down for each test;
+only the loop is shared. Every other test, in tests/web and elsewhere, keeps its own loop per test
+(asyncio_default_fixture_loop_scope = "function" in pyproject.toml). The second hook relies on how pytest-asyncio
+1.x picks a fixture's loop (the `_loop_scope` its fixture decorator sets); were that to change, a browser test's
+service would be served by a loop that is not running and its first page would time out, not pass.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from pytest_asyncio import is_async_test
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,9 +92,46 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name).strip("_")
 
 
-@pytest.fixture
+# The event loop of every test that uses the browser, and of its function-scoped async fixtures.
+BROWSER_LOOP = "session"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that use the browser run in its loop (this mark goes first, so it is the one pytest-asyncio reads)."""
+    for item in items:
+        if is_async_test(item) and "browser" in item.fixturenames:
+            item.add_marker(pytest.mark.asyncio(loop_scope=BROWSER_LOOP), append=False)
+
+
+def _loop_of(item) -> str | None:
+    marker = item.get_closest_marker("asyncio") if is_async_test(item) else None
+    return marker.kwargs.get("loop_scope") if marker else None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A function-scoped async fixture of a test in the browser's loop runs in that loop too: pytest-asyncio
+    reads a fixture's loop from its function's `_loop_scope` (what @pytest_asyncio.fixture(loop_scope=…) sets),
+    so it gets, for this setup only, a copy of the function with that set."""
+    func = fixturedef.func
+    if (fixturedef.scope != "function" or getattr(func, "_loop_scope", None)
+            or not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func))
+            or _loop_of(request.node) != BROWSER_LOOP):
+        return (yield)
+    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__, copy.__qualname__ = func.__kwdefaults__, func.__qualname__
+    copy.__dict__.update(func.__dict__)
+    copy._loop_scope = BROWSER_LOOP
+    fixturedef.func = copy
+    try:
+        return (yield)
+    finally:
+        fixturedef.func = func
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope=BROWSER_LOOP)
 async def browser():
-    """Debian's Chromium, headless, for one test."""
+    """Debian's Chromium, headless, for the whole run (each test opens its own contexts in it)."""
     if not CHROMIUM.exists():
         warnings.warn(MISSING, stacklevel=1)
         pytest.skip(MISSING)
@@ -107,7 +156,7 @@ async def _screen(browser, request, size: str, options: dict) -> Screen:
     return screen
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope=BROWSER_LOOP)
 async def phone(browser, request) -> Screen:
     """A page at a phone's size in WeChat's in-app browser: 390×844 CSS pixels, scale 2, touch."""
     screen = await _screen(browser, request, "phone", PHONE)
@@ -115,9 +164,17 @@ async def phone(browser, request) -> Screen:
     await screen.page.context.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope=BROWSER_LOOP)
 async def desktop(browser, request) -> Screen:
     """A page at a desktop's size: 1280×800."""
     screen = await _screen(browser, request, "desktop", DESKTOP)
+    yield screen
+    await screen.page.context.close()
+
+
+@pytest_asyncio.fixture(loop_scope=BROWSER_LOOP, params=["desktop", "phone"])
+async def screen(browser, request) -> Screen:
+    """A page at each size in turn: a test that takes `screen` runs once at a desktop's size, once at a phone's."""
+    screen = await _screen(browser, request, request.param, DESKTOP if request.param == "desktop" else PHONE)
     yield screen
     await screen.page.context.close()

@@ -138,7 +138,7 @@ async def test_a_double_tap_on_received_acknowledges_once(make_service, phone):
 # ---------------------------------------------------------------- meetings
 
 
-async def test_a_member_asks_for_leave_on_the_meeting_page_and_the_secretary_is_told(make_service, phone):
+async def test_a_member_asks_for_leave_on_the_meeting_page_and_the_secretary_is_told(make_service, phone, desktop):
     service, people = await branch_outside_the_window(make_service)
     member, secretary = people["王秀英"], people["李建国"]
     await call_meeting(service, people)
@@ -160,13 +160,21 @@ async def test_a_member_asks_for_leave_on_the_meeting_page_and_the_secretary_is_
     await expect(phone.page.locator("textarea[name=reason]")).to_have_count(0)
     await phone.shot("leave-asked")
 
+    # The same link on a desktop: the meeting, and the leave asked for, not a second form.
+    assert (await desktop.open(link)).status == 200
+    shown = await desktop.page.locator("main").inner_text()
+    assert "学习新修订的条例" in shown and REASON in shown and "已请假，等书记回复" in shown, shown
+    await expect(desktop.page.locator("textarea[name=reason]")).to_have_count(0)
+    assert await desktop.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await desktop.shot("leave-asked")
+
     await service.deliver()
     told = [text for text in service.pushed(secretary) if "请假" in text]
     assert told and told[-1].startswith(f"王秀英 请假：{REASON}\n会议：") and "回复 同意 或 不同意" in told[-1], told
     async with service.sessions() as session:
         leaves = (await session.execute(select(LeaveRequest))).scalars().all()
     assert [(leave.reason, leave.status) for leave in leaves] == [(REASON, "pending")]
-    assert phone.outside(service.url) == []
+    assert phone.outside(service.url) == [] and desktop.outside(service.url) == []
 
 
 async def test_an_empty_reason_shows_the_form_again_with_a_message(make_service, phone):
