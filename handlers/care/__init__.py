@@ -8,7 +8,7 @@ privacy, the overdue sweep), over storage/care.py's queries; jobs.py the sweep. 
 and the console pages sit over service.py.
 """
 
-from handlers.care import jobs  # noqa: F401  (register handlers, jobs and pages)
+from handlers.care import jobs, manage, report, visit  # noqa: F401  (register handlers, jobs and pages)
 from handlers.care import console, page  # noqa: F401  (the case's member page, the console pages)
 from handlers.care.common import router
 

@@ -21,5 +21,5 @@ REPORT = Steps("care_report", who="关于谁（数字）", name="党员姓名", 
                details="简单说几句", media="照片或语音（可跳过）", confirm="回复 1 上报")
 VISIT = Steps("care_visit", pick="哪一件（数字）", subject="看望谁（姓名）", occasion="什么情况（数字）",
               when="哪天去的", visitors="谁去的", notes="说了什么", given="送了什么（可跳过）",
-              amount="金额（可跳过）", fund="经费来源（可跳过）")
+              amount="金额（可跳过）", fund="经费来源（可跳过）", photos="之后发的照片（附到这次走访）")
 REASSIGN = Steps("care_reassign", pick="改派哪一件（数字）", name="改派给谁（姓名）")
