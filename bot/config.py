@@ -23,6 +23,7 @@ DEFAULT_MENU: dict = {
                 {"type": "click", "name": "绑定身份", "key": "BIND"},
                 {"type": "click", "name": "收到通知", "key": "ACK"},
                 {"type": "click", "name": "开会时间", "key": "MEETINGS"},
+                {"type": "click", "name": "上报情况", "key": "CARE_REPORT"},
             ],
         },
         {"type": "click", "name": "签到", "key": "CHECKIN"},

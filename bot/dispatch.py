@@ -59,6 +59,9 @@ REPLY_PAGE = "reply"
 CANCEL_TEXT = "cancel_text"
 # And under this one, the options of the numbered question its step asked (bot/dialogs.py, offer).
 CHOICES = "choices"
+# And under this one (true), that its end by time is silent: a step that only waits for something optional
+# (photos after a visit) must not greet the next message with "上一步操作因长时间未回复已结束".
+QUIET_END = "quiet_end"
 
 # Things that happen in one feature that others may want to act on, in the same transaction.
 # MEMBER_BOUND (member=Member): a follower just bound to this member (the late binder's catch-up).
@@ -923,7 +926,7 @@ class Dispatcher:
             if state.expires_at > now:
                 dialog = Dialog(name=state.name, step=state.step, data=json.loads(state.data))
             else:
-                dialog = Dialog(expired=True, changed=True)
+                dialog = Dialog(expired=not json.loads(state.data).get(QUIET_END), changed=True)
         return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
                        dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at,
                        listeners=self.listeners, configs=self.configs, provided=self.provided,

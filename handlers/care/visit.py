@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dialogs import Picked, offer
-from bot.dispatch import CANCEL_TEXT, AnyCommand, AnyText, Context, Dialog, MemberRole, MessageKind, Refusal, SkipHandler
+from bot.dispatch import CANCEL_TEXT, QUIET_END, AnyCommand, AnyText, Context, Dialog, MemberRole, MessageKind, Refusal, SkipHandler
 from bot.messages import Kind, Message
 from bot.when import WhenError, parse_when
 from handlers.care import service
@@ -304,7 +304,7 @@ async def _record(ctx: Context, dialog: Dialog, member: Member) -> str:
                                                  fields=fields, by=member, now=ctx.now, settings=settings)
         case = await session.get(CareCase, visit.case_id)
     # The dialog stays open for the photos that follow (see the module's docstring).
-    dialog.start(VISIT, "photos", visit_id=visit.id, **{CANCEL_TEXT: PHOTOS_DONE})
+    dialog.start(VISIT, "photos", visit_id=visit.id, **{CANCEL_TEXT: PHOTOS_DONE, QUIET_END: True})
     day = fields.visited_at.astimezone(settings.zone)
     given = f"\n送了：{fields.given}" if fields.given else ""
     amount = f"\n金额：{fields.amount}" + (f"（{fields.fund}）" if fields.fund else "") if fields.amount else ""

@@ -291,6 +291,10 @@ async def test_a_visit_nobody_reported_and_bad_answers(service):
     replies = await dialog(service, people["张卫东"], "走访", "1", "村民 张大爷", "3", "前天", "张卫东", "帮着修了屋顶",
                            "跳过", "跳过")
     assert replies[-1].startswith("已记下走访：张大爷（村民，非党员）（灾害事故）\n时间：11月22日")
+    # The wait for photos ends quietly: half an hour later a question is answered, not told a step ran out.
+    service.clock.advance(minutes=30)
+    answer = await service.say(people["张卫东"], "党费怎么交")
+    assert "党费" in answer and "长时间未回复" not in answer
 
 
 async def test_photos_after_a_visit_and_a_meetings_photos_do_not_mix(service):
