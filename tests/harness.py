@@ -89,7 +89,10 @@ async def make_service(database_url, aiohttp_server):
     """make_service(safe=False, **settings) → a running Service on a fresh database."""
     created: list[Service] = []
 
-    async def make(*, safe: bool = False, routers=None, reply_timeout: float = 5.0, **overrides) -> Service:
+    async def make(*, safe: bool = False, routers=None, reply_timeout: float = 25.0, **overrides) -> Service:
+        # A busy test machine (two workers, a browser) can take seconds over a message; tests of the reply
+        # budget set their own. Elsewhere a late reply would only turn a reply into a push, not find a bug.
+        overrides.setdefault("reply_budget", 20.0)
         clock = ManualClock()
         # The account's identity; a test may give another (a real key pair from the corpus).
         account = dict(wechat_app_id=DemoDefaults.app_id, wechat_token=DemoDefaults.token,
