@@ -52,6 +52,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.keys import CLIENT, PROVIDED
 from storage import console as store
+from storage.db import READ_ONLY
 from storage.models import BRANCH_LEADERS, STAFF_ROLES, ConsoleLogin, Member, Organization, OrgType
 from storage.orgs import under
 
@@ -300,8 +301,9 @@ async def signed_in(session: AsyncSession, console: Console, cookie: Session) ->
 
 @dataclass
 class StaffView:
-    """What a console page gets: who is looking, what they may see, a session in a transaction, and ways to
-    answer. The transaction commits when the page returns; a page that raises rolls it back."""
+    """What a console page gets: who is looking, what they may see, a session, and ways to answer. A POST's
+    session is in a transaction that commits when the page returns (a page that raises rolls it back); a
+    GET's only reads, and must not write (view.audit is kept for afterwards)."""
 
     request: web.Request
     session: AsyncSession
@@ -314,6 +316,9 @@ class StaffView:
     # The posted form's text fields (a POST's); `posted` has everything, uploaded files included.
     form: dict[str, str] = field(default_factory=dict)
     posted: Any = None
+    # A GET: the session only reads (no write lock on SQLite); view.audit's entries are written afterwards.
+    reading: bool = False
+    audits: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def csrf_token(self) -> str:
@@ -361,7 +366,11 @@ class StaffView:
         return select(Organization.id).where(under(self.scope))
 
     async def audit(self, action: str, detail: str = "") -> None:
-        """Record what this member did (an export, an import, a change) with this page's transaction."""
+        """Record what this member did (an export, an import, a change): with a POST's transaction; for a
+        GET (an export), in a short transaction of its own once the page has been made."""
+        if self.reading:
+            self.audits.append((action, detail))
+            return
         await store.audit(self.session, self.member, action, detail, now=self.now,
                           client=client_address(self.request))
 
@@ -457,23 +466,37 @@ def staff_page(handler: Callable[[StaffView], Awaitable[web.StreamResponse]] | N
             except web.HTTPRequestEntityTooLarge:  # a body sent without its length
                 return error_page(request, 413, limit=max_bytes)
             form = {name: value for name, value in posted.items() if isinstance(value, str)}
+        def view_in(session: AsyncSession, who: SignedIn, *, reading: bool) -> StaffView:
+            return StaffView(request=request, session=session, member=who.member, scope=who.scope, login=who.login,
+                             settings=console.settings, clock=console.clock, form=form, posted=posted,
+                             reading=reading)
+
         try:
-            async with console.sessions() as session, session.begin():
-                who = await signed_in(session, console, cookie)
-                if who is None:
-                    response = None
-                else:
-                    if request.method == "POST" and not hmac.compare_digest(
-                            who.login.csrf_token, form.get(CSRF_FIELD, "")):
-                        raise _Forbidden()
-                    view = StaffView(request=request, session=session, member=who.member, scope=who.scope,
-                                     login=who.login, settings=console.settings, clock=console.clock, form=form,
-                                     posted=posted)
-                    try:
-                        response = await handler(view)
-                    except web.HTTPRedirection as moved:
-                        # Raised the aiohttp way, it still means "done": what the page changed commits.
-                        response = redirect(moved.location or HOME_PAGE)
+            if request.method in ("GET", "HEAD"):
+                # A page that only reads renders outside any write transaction: on SQLite the one write lock is
+                # not held while a county's figures are gathered, so members' messages never wait on a page.
+                async with console.sessions() as session, session.begin():
+                    who = await signed_in(session, console, cookie)
+                response = None
+                if who is not None:
+                    async with console.sessions() as session:
+                        await session.connection(execution_options=READ_ONLY)
+                        view = view_in(session, who, reading=True)
+                        response = await _answer(handler, view)
+                    if view.audits:
+                        async with console.sessions() as session, session.begin():
+                            for action, detail in view.audits:
+                                await store.audit(session, view.member, action, detail, now=view.now,
+                                                  client=client_address(request))
+            else:
+                async with console.sessions() as session, session.begin():
+                    who = await signed_in(session, console, cookie)
+                    if who is None:
+                        response = None
+                    else:
+                        if not hmac.compare_digest(who.login.csrf_token, form.get(CSRF_FIELD, "")):
+                            raise _Forbidden()
+                        response = await _answer(handler, view_in(session, who, reading=False))
         except _Forbidden:
             log.info("console: %s %s without the login's CSRF token, from %s", request.method, request.path,
                      client_address(request))
@@ -487,6 +510,14 @@ def staff_page(handler: Callable[[StaffView], Awaitable[web.StreamResponse]] | N
             return redirect(LOGIN_PAGE)
         return response
     return page
+
+
+async def _answer(handler: Callable[[StaffView], Awaitable[web.StreamResponse]], view: StaffView) -> web.StreamResponse:
+    try:
+        return await handler(view)
+    except web.HTTPRedirection as moved:
+        # Raised the aiohttp way, it still means "done": what the page changed commits.
+        return redirect(moved.location or HOME_PAGE)
 
 
 ERRORS = {
