@@ -210,7 +210,9 @@ class OutboxMessage(SQLModel, table=True):
     """One message to one person, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),)
+    # ix_outbox_ref_figures: a notice's figures counted from the index alone (storage.notices.totals_under).
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),
+                      sa.Index("ix_outbox_ref_figures", "ref", "kind", "status", "acknowledged_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     # One row per (message, member), e.g. "notice:12:345": a retried enqueue adds nothing.
@@ -278,6 +280,8 @@ class Meeting(SQLModel, table=True):
     """A meeting a branch holds; its attendance, leave requests and photos are the audit evidence."""
 
     __tablename__ = "meeting"
+    # The console's figures read a month's meetings from this index alone (handlers/meetings/overview_cache.py).
+    __table_args__ = (sa.Index("ix_meeting_month_figures", "starts_at", "org_id", "group_id", "kind", "status"),)
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organization.id", index=True)  # the branch
@@ -336,7 +340,8 @@ class LeaveStatus(StrEnum):
 
 class LeaveRequest(SQLModel, table=True):
     __tablename__ = "leave_request"
-    __table_args__ = (sa.UniqueConstraint("meeting_id", "member_id", name="uq_leave_request"),)
+    __table_args__ = (sa.UniqueConstraint("meeting_id", "member_id", name="uq_leave_request"),
+                      sa.Index("ix_leave_request_meeting_status", "meeting_id", "status"))
 
     id: int | None = Field(default=None, primary_key=True)
     meeting_id: int = Field(foreign_key="meeting.id", index=True)

@@ -183,16 +183,17 @@ async def totals_under(session: AsyncSession, scope: Organization, start: dateti
     # The recipients' rows are fetched by the outbox's ref index from a list of refs: given a subquery or
     # a join instead, PostgreSQL read the whole outbox (every message ever sent) to find them.
     refs = [notice_ref(row[0]) for row in notices]
-    status = OutboxMessage.status
-    counts: dict[str, tuple] = {}
+    # Counted per status and folded here: a county's year is some 300,000 rows, each read from
+    # ix_outbox_ref_figures alone, and two counts a row cost half what a CASE per figure did.
+    counts: dict[str, list[int]] = {}  # recipients, sent, pending, failed, acknowledged
     for first in range(0, len(refs), REFS_PER_STATEMENT):
         rows = await session.execute(
-            select(OutboxMessage.ref, func.count(),
-                   func.count(case((status == OutboxStatus.SENT.value, 1))),
-                   func.count(case((and_(status != OutboxStatus.SENT.value, status != OutboxStatus.FAILED.value), 1))),
-                   func.count(case((status == OutboxStatus.FAILED.value, 1))),
-                   func.count(OutboxMessage.acknowledged_at))
+            select(OutboxMessage.ref, OutboxMessage.status, func.count(), func.count(OutboxMessage.acknowledged_at))
             .where(OutboxMessage.kind == NOTICE_KIND, OutboxMessage.ref.in_(refs[first:first + REFS_PER_STATEMENT]))
-            .group_by(OutboxMessage.ref))
-        counts.update((ref, tuple(numbers)) for ref, *numbers in rows)
+            .group_by(OutboxMessage.ref, OutboxMessage.status))
+        for ref, status, number, acknowledged in rows:
+            figures = counts.setdefault(ref, [0, 0, 0, 0, 0])
+            figures[0] += number
+            figures[1 if status == OutboxStatus.SENT.value else 3 if status == OutboxStatus.FAILED.value else 2] += number
+            figures[4] += acknowledged
     return [NoticeTotals(*row, *counts.get(ref, (0, 0, 0, 0, 0))) for row, ref in zip(notices, refs)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlencode
@@ -33,16 +34,16 @@ from handlers.meetings.export import meeting_sheet, write_xlsx
 from handlers.meetings.overview import (
     HELD_NOTE,
     PERIOD_MONTHS,
+    BranchRow,
     CellStatus,
-    attendance_by_month,
+    OverviewPage,
     attendance_points,
-    branch_overview,
     checkin_log,
     day_range,
     held_points,
     meeting_detail,
     meetings_in_scope,
-    required_held_by_quarter,
+    overview_page_data,
 )
 from handlers.meetings.compliance import _add_months, period_of
 from handlers.meetings.settings import MeetingSettings
@@ -193,21 +194,43 @@ async def overview_page(view: StaffView) -> web.Response:
     day = _day(view.request.query.get("day")) or now_day
     if day > now_day:
         day = now_day
-    settings = meeting_settings(view)
-    overview = await branch_overview(view.session, view.scope, period=period, today=now_day, settings=settings,
-                                     day=day)
+    # The period's grid and the two charts from one read of the months they cover.
+    data = await overview_page_data(view.session, view.scope, period=period, today=now_day,
+                                    settings=meeting_settings(view), day=day)
+    return view.render("console_overview.html", **overview_context(data, period, now_day))
+
+
+# The words of each row's cells, by the row: overview.py hands out the same BranchRow objects while a branch's
+# figures do not change, so a page worded once is not worded again (a county's year is some 2,000 cells).
+# The row is kept beside its words, so that its id cannot be reused while the entry lives.
+_row_words: OrderedDict[int, tuple[BranchRow, list[dict]]] = OrderedDict()
+ROW_WORDS_KEPT = 4096
+
+
+def _words(row: BranchRow) -> list[dict]:
+    kept = _row_words.get(id(row))
+    if kept is not None and kept[0] is row:
+        _row_words.move_to_end(id(row))
+        return kept[1]
+    words = [_cell_words(cell) for cell in row.cells]
+    _row_words[id(row)] = (row, words)
+    while len(_row_words) > ROW_WORDS_KEPT:
+        _row_words.popitem(last=False)
+    return words
+
+
+def overview_context(data: OverviewPage, period: str, now_day: date) -> dict:
+    """The overview template's values besides `view` (bench/console_overview.py renders it with them too)."""
+    overview = data.overview
     months = PERIOD_MONTHS[period]
     earlier = period_of(_add_months(overview.period.start, -months), months)
     later = overview.period.end if overview.period.end <= now_day else None
-    by_month = await attendance_by_month(view.session, view.scope, today=now_day, settings=settings)
-    by_quarter = await required_held_by_quarter(view.session, view.scope, today=now_day, settings=settings)
     # The chart module escapes every text it writes (bot/web/charts.py): its SVG goes in as it is.
-    charts = [Markup(attendance_chart(attendance_points(by_month))), Markup(held_chart(held_points(by_quarter)))]
-    rows = [{"row": row, "cells": [_cell_words(cell) for cell in row.cells]} for row in overview.rows]
-    return view.render("console_overview.html", overview=overview, rows=rows, period=period,
-                       periods=PERIOD_LABELS, earlier=earlier.start.isoformat(),
-                       later=later.isoformat() if later else None, current=overview.period.contains(now_day),
-                       charts=charts, held_note=HELD_NOTE, md=md)
+    charts = [Markup(attendance_chart(attendance_points(data.months))), Markup(held_chart(held_points(data.quarters)))]
+    rows = [{"row": row, "cells": _words(row)} for row in overview.rows]
+    return dict(overview=overview, rows=rows, period=period, periods=PERIOD_LABELS, earlier=earlier.start.isoformat(),
+                later=later.isoformat() if later else None, current=overview.period.contains(now_day), charts=charts,
+                held_note=HELD_NOTE, md=md)
 
 
 # ---------------------------------------------------------------- meetings

@@ -6,11 +6,14 @@ subtree) and shows nothing outside it.
 
 - `branch_overview`: one row per branch, in tree order, with its required meetings for a month, quarter
   or year (held with the dates, missing, not yet due), its attendance over that period, and the notices
-  sent in the scope. The rules are compliance.py's (`wanted_within`, `reports_for`), fed by a few grouped
-  queries over the whole subtree: six statements for a county of 300 branches, not a few per branch.
+  sent in the scope. The rules are compliance.py's (`wanted_within`, `reports_for`), applied per rule
+  period to the held meetings of the whole subtree read month by month (overview_cache.py, which keeps
+  the months that did not change between renders): seven statements for a county of 300 branches the
+  first time, four while nothing changed, not a few per branch.
 - `meeting_detail`: one meeting's audit evidence (sign-in sheet, leave, record, photos).
 - `meetings_in_scope`, `checkin_log`: paginated, filterable lists.
-- `attendance_by_month`, `required_held_by_quarter`: the figures behind the charts (bot/web/charts.py).
+- `attendance_by_month`, `required_held_by_quarter`: the figures behind the charts (bot/web/charts.py);
+  `overview_page_data`: the overview and both at once, from one read of the months they cover.
 
 Rows are never ordered by any figure, and no figure compares branches with each other (domain.md: no
 rankings): the tree's order, or time.
@@ -19,10 +22,10 @@ rankings): the tree's order, or time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -32,6 +35,7 @@ from sqlalchemy.orm import aliased
 from handlers.meetings.compliance import (
     Period,
     Requirement,
+    Rule,
     _add_months,
     period_of,
     reports_for,
@@ -39,14 +43,8 @@ from handlers.meetings.compliance import (
     wanted_within,
 )
 from handlers.meetings.export import METHOD_LABELS
-from storage.meetings import (
-    HeldMeeting,
-    Roster,
-    expected_clause,
-    held_meetings_under,
-    roster_under,
-    sign_in_sheet,
-)
+from handlers.meetings.overview_cache import Facts, Month, read_months
+from storage.meetings import HeldMeeting, Roster, expected_clause, sign_in_sheet
 from storage.models import (
     Attendance,
     LeaveRequest,
@@ -60,7 +58,7 @@ from storage.models import (
 )
 from storage.notices import NoticeTotals as NoticeLine
 from storage.notices import totals_under
-from storage.orgs import PATH_SEPARATOR, branches_under, under
+from storage.orgs import PATH_SEPARATOR, OrgNode, branches_under, under
 
 PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 PeriodName = Literal["month", "quarter", "year"]
@@ -129,9 +127,9 @@ class Column:
         return self.kind.value
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """One requirement inside a cell: a sub-period (a month of a quarter), for 党小组会 one group's."""
+class Slot(NamedTuple):
+    """One requirement inside a cell: a sub-period (a month of a quarter), for 党小组会 one group's. A named
+    tuple: a county's year is some 20,000 of them, and the charts count a year's more."""
 
     period_key: str  # "2026-11"
     period_label: str  # "2026年11月"
@@ -260,10 +258,9 @@ def _slot(requirement: Requirement, today: date) -> Slot:
                 requirement.group.name if requirement.group is not None else "", status, tuple(requirement.held))
 
 
-def _cell(kind: MeetingKind, requirements: list[Requirement], today: date) -> Cell:
-    if not requirements:
+def _cell(kind: MeetingKind, slots: tuple[Slot, ...]) -> Cell:
+    if not slots:
         return Cell(kind, CellStatus.NOT_REQUIRED, (), ())
-    slots = tuple([_slot(requirement, today) for requirement in requirements])
     missing = not_due = False
     for slot in slots:
         if slot.status is CellStatus.MISSING:
@@ -278,10 +275,234 @@ def _cell(kind: MeetingKind, requirements: list[Requirement], today: date) -> Ce
     return Cell(kind, status, slots, dates)
 
 
-def _attendance(held: list[HeldMeeting], roster: Roster) -> AttendanceFigures:
+def _attendance(held: Sequence[HeldMeeting], roster: Roster) -> AttendanceFigures:
     return AttendanceFigures(
         meetings=len(held), expected=sum(roster.expected(m.kind, m.org_id, m.group_id) for m in held),
         present=sum(m.present or 0 for m in held), on_leave=sum(m.on_leave or 0 for m in held))
+
+
+# The overview and the charts read held meetings month by month through overview_cache (which keeps the
+# months that have not changed since the last read), and derive everything else from them in Python: a
+# month's attendance per branch, a rule period's cells per branch. What is derived is kept too, in the
+# cache's memo dicts, beside the months it was derived from (checked by their identity).
+
+Branches = tuple[tuple[OrgNode, tuple[OrgNode, ...]], ...]
+_EMPTY = AttendanceFigures()
+
+
+def _month_starts(start: date, end: date) -> list[date]:
+    months, day = [], start
+    while day < end:
+        months.append(day)
+        day = _add_months(day, 1)
+    return months
+
+
+@dataclass(frozen=True, eq=False)
+class _Read:
+    """Held meetings of a scope over some consecutive months (overview_cache.read_months) and its roster."""
+
+    facts: Facts
+    by_start: dict[date, Month]
+
+    @property
+    def roster(self) -> Roster:
+        return self.facts.roster
+
+    def months(self, start: date, end: date) -> tuple[Month, ...]:
+        return tuple(self.by_start[month] for month in _month_starts(start, end))
+
+
+async def _read(session: AsyncSession, scope: Organization, start: date, end: date, zone: ZoneInfo) -> _Read:
+    starts = _month_starts(start, end)
+    bounds = [_midnight(month, zone) for month in starts] + [_midnight(end, zone)]
+    facts = await read_months(session, scope, starts, bounds, str(zone))
+    return _Read(facts, dict(zip(starts, facts.months)))
+
+
+async def _branches(session: AsyncSession, scope: Organization, read: _Read) -> Branches:
+    """branches_under, as the object kept from an earlier read when nothing in it changed (figures derived
+    from it are checked by its identity)."""
+    found = tuple((branch, tuple(groups)) for branch, groups in await branches_under(session, scope))
+    kept = read.facts.recall("branches")
+    if kept == found:
+        return kept
+    read.facts.remember("branches", found)
+    return found
+
+
+def _by_branch(month: Month) -> dict[int, tuple[HeldMeeting, ...]]:
+    """A month's held meetings per branch (org id), oldest first."""
+    found = month.memo.get("by branch")
+    if found is None:
+        lists: dict[int, list[HeldMeeting]] = {}
+        for meeting in month.held:
+            lists.setdefault(meeting.org_id, []).append(meeting)
+        found = month.memo["by branch"] = {org_id: tuple(held) for org_id, held in lists.items()}
+    return found
+
+
+def _month_figures(month: Month, roster: Roster) -> tuple[dict[int, AttendanceFigures], AttendanceFigures]:
+    """A month's attendance per branch (org id) and in all. The roster cannot change under a kept month
+    (a roster change drops the months kept)."""
+    figures = month.memo.get("attendance")
+    if figures is None:
+        figures = month.memo["attendance"] = ({org_id: _attendance(held, roster)
+                                               for org_id, held in _by_branch(month).items()},
+                                              _attendance(month.held, roster))
+    return figures
+
+
+Counts = tuple[int, int, int]  # held, missing, not due
+
+
+@dataclass(frozen=True, eq=False)
+class _Grid:
+    """The cells' slots of the rules whose period is one month, quarter or year, for every branch."""
+
+    months: tuple[Month, ...]  # what it was derived from
+    branches: Branches
+    slots: dict[int, dict[MeetingKind, tuple[Slot, ...]]]  # branch id → kind → slots (groups in order)
+    branch_counts: dict[int, Counts]
+    counts: Counts  # over every branch
+
+    def valid(self, months: tuple[Month, ...], branches: Branches) -> bool:
+        return self.branches is branches and all(a is b for a, b in zip(self.months, months))
+
+
+def _grid(read: _Read, branches: Branches, period: Period, period_rules: tuple[Rule, ...], today: date,
+          zone: ZoneInfo) -> _Grid:
+    """compliance.reports_for over one rule period, from the months in it (kept while they are). When some
+    of its months were read again (a check-in added), only the branches whose held meetings in them
+    changed are worked out again."""
+    months = read.months(period.start, period.end)
+    key = ("grid", period.key, tuple((rule.kind, rule.frequency, rule.local_rule) for rule in period_rules),
+           today < period.end)
+    kept = read.facts.recall(key)
+    if kept is not None and kept.valid(months, branches):
+        return kept
+    kinds = {rule.kind for rule in period_rules}
+
+    def held_of(org_id: int, of_months: Sequence[Month]) -> list[HeldMeeting]:
+        return [meeting for month in of_months for meeting in _by_branch(month).get(org_id, ()) if meeting.kind in kinds]
+
+    slots: dict[int, dict[MeetingKind, tuple[Slot, ...]]] = {}
+    branch_counts: dict[int, Counts] = {}
+    todo = list(branches)
+    if kept is not None and kept.branches is branches:
+        changed = [index for index, (old, new) in enumerate(zip(kept.months, months)) if old is not new]
+        old_months = [kept.months[index] for index in changed]
+        new_months = [months[index] for index in changed]
+        todo = [(branch, groups) for branch, groups in branches
+                if held_of(branch.id, old_months) != held_of(branch.id, new_months)]
+        slots.update(kept.slots)
+        branch_counts.update(kept.branch_counts)
+    reports = reports_for(todo, [(rule, period) for rule in period_rules],
+                          [meeting for branch, _ in todo for meeting in held_of(branch.id, months)],
+                          committees=set(read.roster.committees), zone=zone) if todo else []
+    for (branch, _), report in zip(todo, reports):
+        by_kind: dict[MeetingKind, list[Slot]] = {}
+        counts = {CellStatus.HELD: 0, CellStatus.MISSING: 0, CellStatus.NOT_DUE: 0}
+        for requirement in report.requirements:
+            slot = _slot(requirement, today)
+            counts[slot.status] += 1
+            by_kind.setdefault(requirement.kind, []).append(slot)
+        slots[branch.id] = {kind: tuple(found) for kind, found in by_kind.items()}
+        branch_counts[branch.id] = (counts[CellStatus.HELD], counts[CellStatus.MISSING], counts[CellStatus.NOT_DUE])
+    total = (sum(counts[0] for counts in branch_counts.values()), sum(counts[1] for counts in branch_counts.values()),
+             sum(counts[2] for counts in branch_counts.values()))
+    grid = _Grid(months, branches, slots, branch_counts, total)
+    read.facts.remember(key, grid)
+    return grid
+
+
+def _by_period(wanted: list[tuple[Rule, Period]]) -> dict[Period, tuple[Rule, ...]]:
+    periods: dict[Period, list[Rule]] = {}
+    for rule, period in wanted:
+        periods.setdefault(period, []).append(rule)
+    return {period: tuple(found) for period, found in periods.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    months: tuple[Month, ...]
+    grids: tuple[_Grid, ...]
+    branches: Branches
+    rows: dict[int, BranchRow]  # branch id → row, in the branches' order
+    total: AttendanceFigures
+
+    def valid(self, months: tuple[Month, ...], grids: tuple[_Grid, ...], branches: Branches) -> bool:
+        return (self.branches is branches and all(a is b for a, b in zip(self.months, months))
+                and all(a is b for a, b in zip(self.grids, grids)))
+
+
+def _overview(read: _Read, branches: Branches, scope: Organization, span: Period, today: date,
+              settings) -> Overview:
+    """The overview of span without its notices."""
+    zone = settings.zone
+    wanted = wanted_within(span.start, span.end, settings)
+    kinds = {rule.kind for rule, _ in wanted}
+    columns = tuple(Column(rule.kind, rule.frequency, rule.local_rule) for rule in rules(settings) if rule.kind in kinds)
+    periods = _by_period(wanted)
+    grids = tuple(_grid(read, branches, period, period_rules, today, zone) for period, period_rules in periods.items())
+    months = read.months(span.start, span.end)
+    key = ("rows", span.key, scope.path, columns)
+    kept = read.facts.recall(key)
+    if kept is None or not kept.valid(months, grids, branches):
+        if kept is not None and kept.branches is not branches:
+            kept = None
+        # Each kind's slots in the order of its periods (wanted is in time order per rule), as
+        # report.requirements gives them.
+        kind_grids: dict[MeetingKind, list[_Grid]] = {}
+        for grid, (period, period_rules) in zip(grids, periods.items()):
+            for rule in period_rules:
+                kind_grids.setdefault(rule.kind, []).append(grid)
+        month_figures = [_month_figures(month, read.roster)[0] for month in months]
+        grid_pairs = list(zip(grids, kept.grids)) if kept is not None else []
+        rows = {}
+        total = AttendanceFigures()
+        for branch, _ in branches:
+            figures = AttendanceFigures()
+            for by_branch in month_figures:
+                figures += by_branch.get(branch.id, _EMPTY)
+            total += figures
+            row = kept.rows[branch.id] if kept is not None else None
+            # A row whose slots are the very ones it was made from, with the same figures, stays.
+            if row is not None and row.attendance == figures:
+                for new, old in grid_pairs:
+                    if new.slots[branch.id] is not old.slots[branch.id]:
+                        row = None
+                        break
+            else:
+                row = None
+            if row is None:
+                cells = []
+                for column in columns:
+                    slots: tuple[Slot, ...] = ()
+                    for grid in kind_grids.get(column.kind, ()):
+                        slots += grid.slots[branch.id].get(column.kind, ())
+                    cells.append(_cell(column.kind, slots))
+                row = BranchRow(branch.id, branch.name, branch.path, _section(scope, branch.path), tuple(cells),
+                                figures)
+            rows[branch.id] = row
+        kept = _Rows(months, grids, branches, rows, total)
+        read.facts.remember(key, kept)
+    return Overview(scope.id, scope.name, scope.path, span, today, columns, tuple(kept.rows.values()), kept.total,
+                    NoticeFigures())
+
+
+def _span(period: PeriodName, today: date, day: date | None) -> Period:
+    if period not in PERIOD_MONTHS:
+        raise ValueError(f"period must be one of {sorted(PERIOD_MONTHS)}, not {period!r}")
+    return period_of(day or today, PERIOD_MONTHS[period])
+
+
+async def _with_notices(session: AsyncSession, scope: Organization, overview: Overview, zone: ZoneInfo) -> Overview:
+    # Notices are counted on every read: their figures (delivered, acknowledged) change with no trace
+    # a fingerprint could read cheaply.
+    lines = await totals_under(session, scope, _midnight(overview.period.start, zone),
+                               _midnight(overview.period.end, zone))
+    return replace(overview, notices=NoticeFigures(tuple(lines)))
 
 
 async def branch_overview(session: AsyncSession, scope: Organization, *, period: PeriodName, today: date,
@@ -289,36 +510,10 @@ async def branch_overview(session: AsyncSession, scope: Organization, *, period:
     """Every branch under scope (a branch: itself) with its required meetings, attendance and the scope's
     notices, for the month, quarter or year containing `day` (default today). `today` decides what is
     due: a requirement whose period has not ended is "not yet due" until a meeting is signed."""
-    if period not in PERIOD_MONTHS:
-        raise ValueError(f"period must be one of {sorted(PERIOD_MONTHS)}, not {period!r}")
-    zone = settings.zone
-    span = period_of(day or today, PERIOD_MONTHS[period])
-    wanted = wanted_within(span.start, span.end, settings)
-    kinds = {rule.kind for rule, _ in wanted}
-    columns = tuple(Column(rule.kind, rule.frequency, rule.local_rule) for rule in rules(settings) if rule.kind in kinds)
-    start, end = _midnight(span.start, zone), _midnight(span.end, zone)
-
-    branches = await branches_under(session, scope)
-    roster = await roster_under(session, scope)
-    held = await held_meetings_under(session, scope, start, end, with_counts=True)
-    reports = reports_for(branches, wanted, held, committees=set(roster.committees), zone=zone)
-
-    held_by_branch: dict[int, list[HeldMeeting]] = {}
-    for meeting in held:
-        held_by_branch.setdefault(meeting.org_id, []).append(meeting)
-    rows = []
-    total = AttendanceFigures()
-    for (branch, _), report in zip(branches, reports):
-        by_kind: dict[MeetingKind, list[Requirement]] = {}
-        for requirement in report.requirements:
-            by_kind.setdefault(requirement.kind, []).append(requirement)
-        figures = _attendance(held_by_branch.get(branch.id, []), roster)
-        total += figures
-        rows.append(BranchRow(branch.id, branch.name, branch.path, _section(scope, branch.path),
-                              tuple(_cell(column.kind, by_kind.get(column.kind, []), today) for column in columns),
-                              figures))
-    notices = NoticeFigures(tuple(await totals_under(session, scope, start, end)))
-    return Overview(scope.id, scope.name, scope.path, span, today, columns, tuple(rows), total, notices)
+    span = _span(period, today, day)
+    read = await _read(session, scope, span.start, span.end, settings.zone)
+    branches = await _branches(session, scope, read)
+    return await _with_notices(session, scope, _overview(read, branches, scope, span, today, settings), settings.zone)
 
 
 # ---------------------------------------------------------------- one meeting
@@ -609,23 +804,37 @@ class MonthAttendance:
 
 
 
+def _month_window(today: date, months: int) -> tuple[date, date]:
+    current = date(today.year, today.month, 1)
+    return _add_months(current, -(months - 1)), _add_months(current, 1)
+
+
+def _quarter_spans(today: date, quarters: int) -> list[Period]:
+    current = period_of(today, 3)
+    return [period_of(_add_months(current.start, -3 * back), 3) for back in range(quarters - 1, -1, -1)]
+
+
+def _by_month(read: _Read, first: date, end: date) -> tuple[MonthAttendance, ...]:
+    return tuple(MonthAttendance(month.start, _month_figures(month, read.roster)[1]) for month in read.months(first, end))
+
+
+def _by_quarter(read: _Read, branches: Branches, spans: list[Period], today: date, settings) -> tuple[QuarterHeld, ...]:
+    quarters = []
+    for span in spans:
+        counts = [0, 0, 0]
+        for period, period_rules in _by_period(wanted_within(span.start, span.end, settings)).items():
+            grid = _grid(read, branches, period, period_rules, today, settings.zone)
+            counts = [total + count for total, count in zip(counts, grid.counts)]
+        quarters.append(QuarterHeld(span, *counts))
+    return tuple(quarters)
+
+
 async def attendance_by_month(session: AsyncSession, scope: Organization, *, months: int = 12, today: date,
                               settings) -> tuple[MonthAttendance, ...]:
     """The scope's attendance (present ÷ expected over held meetings) in each of the last `months` local
     months, this one included, oldest first."""
-    months = max(1, min(int(months), 120))
-    zone = settings.zone
-    current = date(today.year, today.month, 1)
-    first = _add_months(current, -(months - 1))
-    start, end = _midnight(first, zone), _midnight(_add_months(current, 1), zone)
-    roster = await roster_under(session, scope)
-    held = await held_meetings_under(session, scope, start, end, with_counts=True)
-    by_month: dict[date, list[HeldMeeting]] = {}
-    for meeting in held:
-        local_day = meeting.starts_at.astimezone(zone).date()
-        by_month.setdefault(date(local_day.year, local_day.month, 1), []).append(meeting)
-    return tuple(MonthAttendance(month, _attendance(by_month.get(month, []), roster))
-                 for month in (_add_months(first, index) for index in range(months)))
+    first, end = _month_window(today, max(1, min(int(months), 120)))
+    return _by_month(await _read(session, scope, first, end, settings.zone), first, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,26 +860,37 @@ class QuarterHeld:
 async def required_held_by_quarter(session: AsyncSession, scope: Organization, *, quarters: int = 4, today: date,
                                    settings) -> tuple[QuarterHeld, ...]:
     """For each of the last `quarters` quarters (this one included, oldest first): the branches' required
-    meetings in it, held / missing / not yet due (compliance's rules, one pass over the whole span)."""
-    quarters = max(1, min(int(quarters), 40))
+    meetings in it, held / missing / not yet due (compliance's rules, per rule period)."""
+    spans = _quarter_spans(today, max(1, min(int(quarters), 40)))
+    read = await _read(session, scope, spans[0].start, spans[-1].end, settings.zone)
+    return _by_quarter(read, await _branches(session, scope, read), spans, today, settings)
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewPage:
+    overview: Overview
+    months: tuple[MonthAttendance, ...]  # attendance_by_month
+    quarters: tuple[QuarterHeld, ...]  # required_held_by_quarter
+
+
+async def overview_page_data(session: AsyncSession, scope: Organization, *, period: PeriodName, today: date,
+                             settings, day: date | None = None, months: int = 12,
+                             quarters: int = 4) -> OverviewPage:
+    """branch_overview, attendance_by_month and required_held_by_quarter at once, as the console's page
+    shows them: one read of the months they cover together (two when the period lies apart from them)."""
+    span = _span(period, today, day)
+    first, end = _month_window(today, max(1, min(int(months), 120)))
+    spans = _quarter_spans(today, max(1, min(int(quarters), 40)))
+    chart_start, chart_end = min(first, spans[0].start), max(end, spans[-1].end)
     zone = settings.zone
-    current = period_of(today, 3)
-    spans = [period_of(_add_months(current.start, -3 * back), 3) for back in range(quarters - 1, -1, -1)]
-    wanted = [item for span in spans for item in wanted_within(span.start, span.end, settings)]
-    counts = {span.start: [0, 0, 0] for span in spans}  # held, missing, not due (as _slot decides)
-    # Every requirement's period lies inside one quarter: the one that starts in its first month's quarter.
-    quarter_of = {period.start: date(period.start.year, (period.start.month - 1) // 3 * 3 + 1, 1)
-                  for _, period in wanted}
-    if wanted:
-        branches = await branches_under(session, scope)
-        roster = await roster_under(session, scope)
-        held = await held_meetings_under(session, scope, _midnight(spans[0].start, zone),
-                                         _midnight(spans[-1].end, zone))
-        for report in reports_for(branches, wanted, held, committees=set(roster.committees), zone=zone):
-            for requirement in report.requirements:
-                index = 0 if requirement.held else 2 if today < requirement.period.end else 1
-                counts[quarter_of[requirement.period.start]][index] += 1
-    return tuple(QuarterHeld(span, *counts[span.start]) for span in spans)
+    if span.start <= chart_end and chart_start <= span.end:
+        charts = read = await _read(session, scope, min(span.start, chart_start), max(span.end, chart_end), zone)
+    else:
+        read = await _read(session, scope, span.start, span.end, zone)
+        charts = await _read(session, scope, chart_start, chart_end, zone)
+    branches = await _branches(session, scope, read)
+    overview = await _with_notices(session, scope, _overview(read, branches, scope, span, today, settings), zone)
+    return OverviewPage(overview, _by_month(charts, first, end), _by_quarter(charts, branches, spans, today, settings))
 
 
 def attendance_points(months: Sequence[MonthAttendance]) -> list[tuple[str, float | None]]:
