@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import statistics
 import sys
@@ -224,7 +225,9 @@ class Measured:
 async def measure(sessions, counter: StatementCounter, work, runs: int, before=None) -> Measured:
     """Median wall and CPU time of `runs` runs (after one warm-up), each in a fresh session, and the
     statements one run executes; `before` (untimed) runs before each. On a machine other work shares,
-    the wall time grows with its load while the CPU time stays near what the work costs."""
+    the wall time grows with its load while the CPU time stays near what the work costs. Each case starts
+    after a full garbage collection, so that none pays for the garbage the one before it left."""
+    gc.collect()
     async with sessions() as session:
         await work(session)
     times, cpu = [], []
@@ -244,18 +247,20 @@ async def measure(sessions, counter: StatementCounter, work, runs: int, before=N
 
 def overview_template():
     """console_overview.html as the console's Jinja2 set-up loads it (bot/web/pages.py), rendered for a
-    county 组织员 with what a StaffView would give it."""
+    county 组织员 with what a StaffView would give it: render(scope, data, period) → the page's HTML."""
     import jinja2
+
+    from handlers.meetings.console import ROW_TEMPLATE, overview_context
 
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(ROOT / folder))
                                   for folder in ("bot/web/templates", "handlers/meetings/templates")])
-    template = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True,
-                                  lstrip_blocks=True).get_template("console_overview.html")
+    environment = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    page, row = environment.get_template("console_overview.html"), environment.get_template(ROW_TEMPLATE)
 
-    def render(scope, context: dict) -> str:
+    def render(scope, data, period: str) -> str:
         view = SimpleNamespace(nav=[("概况", "/console/overview")], request=SimpleNamespace(path="/console/overview"),
                                member=SimpleNamespace(name="周晓燕"), role_label="组织员", scope=scope, csrf_token="-")
-        return template.render(view=view, **context)
+        return page.render(view=view, **overview_context(data, period, TODAY, row))
     return render
 
 
@@ -282,7 +287,6 @@ async def check_ins_to_add(sessions) -> list[tuple[int, int, datetime]]:
 
 async def run(args) -> None:
     from handlers.meetings import overview_cache
-    from handlers.meetings.console import overview_context
     from handlers.meetings.overview import checkin_log, meeting_detail, meetings_in_scope, overview_page_data
     from handlers.meetings.settings import MeetingSettings
     from storage.db import create_engine, is_sqlite, reset_postgres_schema, session_factory, upgrade_schema_async
@@ -321,7 +325,7 @@ async def run(args) -> None:
                 async def work(session):
                     data = await overview_page_data(session, scope, period=period, today=TODAY, settings=settings,
                                                     day=day)
-                    return template(scope, overview_context(data, period, TODAY))
+                    return template(scope, data, period)
                 return work
 
             def from_nothing(work):

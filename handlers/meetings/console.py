@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlencode
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
@@ -197,37 +199,40 @@ async def overview_page(view: StaffView) -> web.Response:
     # The period's grid and the two charts from one read of the months they cover.
     data = await overview_page_data(view.session, view.scope, period=period, today=now_day,
                                     settings=meeting_settings(view), day=day)
-    return view.render("console_overview.html", **overview_context(data, period, now_day))
+    row_template = aiohttp_jinja2.get_env(view.request.app).get_template(ROW_TEMPLATE)
+    return view.render("console_overview.html", **overview_context(data, period, now_day, row_template))
 
 
-# The words of each row's cells, by the row: overview.py hands out the same BranchRow objects while a branch's
-# figures do not change, so a page worded once is not worded again (a county's year is some 2,000 cells).
-# The row is kept beside its words, so that its id cannot be reused while the entry lives.
-_row_words: OrderedDict[int, tuple[BranchRow, list[dict]]] = OrderedDict()
-ROW_WORDS_KEPT = 4096
+# Each branch's row of the page as HTML, by the row: overview.py hands out the same BranchRow objects while
+# a branch's figures do not change, so a row is worded and rendered once, not on every page (a county's
+# year is some 2,000 cells). The row is kept beside its HTML, so that its id cannot be reused meanwhile.
+_row_html: OrderedDict[int, tuple[BranchRow, Markup]] = OrderedDict()
+ROWS_KEPT = 4096
+ROW_TEMPLATE = "console_overview_row.html"
 
 
-def _words(row: BranchRow) -> list[dict]:
-    kept = _row_words.get(id(row))
+def _row_markup(row: BranchRow, template: jinja2.Template) -> Markup:
+    kept = _row_html.get(id(row))
     if kept is not None and kept[0] is row:
-        _row_words.move_to_end(id(row))
+        _row_html.move_to_end(id(row))
         return kept[1]
-    words = [_cell_words(cell) for cell in row.cells]
-    _row_words[id(row)] = (row, words)
-    while len(_row_words) > ROW_WORDS_KEPT:
-        _row_words.popitem(last=False)
-    return words
+    html = Markup(template.render(row=row, cells=[_cell_words(cell) for cell in row.cells]))
+    _row_html[id(row)] = (row, html)
+    while len(_row_html) > ROWS_KEPT:
+        _row_html.popitem(last=False)
+    return html
 
 
-def overview_context(data: OverviewPage, period: str, now_day: date) -> dict:
-    """The overview template's values besides `view` (bench/console_overview.py renders it with them too)."""
+def overview_context(data: OverviewPage, period: str, now_day: date, row_template: jinja2.Template) -> dict:
+    """The overview template's values besides `view`; row_template is ROW_TEMPLATE from the console's
+    Jinja2 environment (bench/console_overview.py renders the page with them too)."""
     overview = data.overview
     months = PERIOD_MONTHS[period]
     earlier = period_of(_add_months(overview.period.start, -months), months)
     later = overview.period.end if overview.period.end <= now_day else None
     # The chart module escapes every text it writes (bot/web/charts.py): its SVG goes in as it is.
     charts = [Markup(attendance_chart(attendance_points(data.months))), Markup(held_chart(held_points(data.quarters)))]
-    rows = [{"row": row, "cells": _words(row)} for row in overview.rows]
+    rows = [{"row": row, "html": _row_markup(row, row_template)} for row in overview.rows]
     return dict(overview=overview, rows=rows, period=period, periods=PERIOD_LABELS, earlier=earlier.start.isoformat(),
                 later=later.isoformat() if later else None, current=overview.period.contains(now_day), charts=charts,
                 held_note=HELD_NOTE, md=md)
