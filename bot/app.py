@@ -26,7 +26,7 @@ from bot.wechat.client import WeChatClient
 from bot.web.links import Links, Subject, link_keys
 from bot.web.pages import OUTBOX_WAKE, PageSpec, reply_page, setup_pages
 from bot.wechat.webhook import Webhook
-from handlers import care, console, meetings, membership, notices, qa, smalltalk
+from handlers import care, console, meetings, membership, notices, qa, smalltalk, study
 from storage.db import READ_ONLY, RoundFailures, create_engine, session_factory
 from storage.tokens import TokenStore
 
@@ -50,7 +50,8 @@ def feature_routers() -> list[Router]:
     pass on, the text fallback runs only when nothing else took the text, and membership's welcome
     leaves a follow through a meeting's QR code to meetings). tests/handlers/test_router_order.py
     checks this."""
-    return [meetings.router, membership.router, notices.router, care.router, smalltalk.router, qa.router, console.router]
+    return [meetings.router, membership.router, notices.router, care.router, study.router, smalltalk.router, qa.router,
+            console.router]
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[Router] | None = None,

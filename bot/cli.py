@@ -449,15 +449,21 @@ def content_check() -> None:
     from content.loader import DEFAULT_ROOT, load_content
     from handlers.qa import QaSettings
 
+    from content.study_items import load_study_items
+    from handlers.study.settings import StudySettings
+
     root = Path(_settings(QaSettings).content_dir or DEFAULT_ROOT)
     loaded, problems = load_content(root)
+    # The study items (content/study, or ZHIBU_STUDY_DIR): dates, fields, answers among the options.
+    study, study_problems = load_study_items(root, _settings(StudySettings).study_dir)
+    problems = problems + study_problems
     for problem in problems:
         click.echo(problem.describe(root))
     if problems:
         click.echo(f"发现 {len(problems)} 个问题。", err=True)
         sys.exit(1)
     click.echo(f"内容检查通过：{len(loaded.faq)} 条问答，{loaded.documents} 篇文档（{len(loaded.passages)} 段），"
-               f"{len(loaded.sources)} 个来源。")
+               f"{len(loaded.sources)} 个来源，{len(study)} 项学习内容。")
 
 
 @content.command("reload")

@@ -552,3 +552,52 @@ class CareProfile(SQLModel, table=True):
     contact_id: int | None = Field(default=None, foreign_key="member.id")
     updated_by: int | None = Field(default=None, foreign_key="member.id")
     updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+# ---------------------------------------------------------------- study (issue 16)
+
+
+class StudyItem(SQLModel, table=True):
+    """One study item a county, township or branch publishes for a period: a short text to read (or a link,
+    or one of the curated documents), its estimated minutes and up to three check questions. Items from
+    content/study files are kept in step with the files by `key` ("file:<file>:<id>")."""
+
+    __tablename__ = "study_item"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=120, unique=True)
+    # The publishing organization's path ("示范县委/城关镇党委"); "" is everyone. It reaches the branches under it.
+    org_path: str = Field(default="", max_length=500)
+    title: str = Field(max_length=100)
+    summary: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    link: str = Field(default="", max_length=500)
+    doc: str = Field(default="", max_length=60)  # a curated document's id (content/docs)
+    minutes: int
+    # JSON list of {"question", "options": [...], "answer": 1-based number}: answers are shown, never scored.
+    questions: str = Field(default="[]", sa_column=sa.Column(sa.Text, nullable=False, server_default="[]"))
+    source: str = Field(default="", max_length=200)
+    starts_on: date = Field(index=True)
+    ends_on: date
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class StudyDone(SQLModel, table=True):
+    """A member marked an item studied (已学): once per item and member. No score is kept."""
+
+    __tablename__ = "study_done"
+    __table_args__ = (sa.UniqueConstraint("item_id", "member_id", name="uq_study_done"),)
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="study_item.id", index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    done_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class StudyProfile(SQLModel, table=True):
+    """A member's study settings: study reminders muted (关闭学习提醒), or 送学上门 (the branch brings study to an
+    elderly, frail or ill member: no pushes, no chasers)."""
+
+    __tablename__ = "study_profile"
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    muted: bool = False
+    at_home: bool = False
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
