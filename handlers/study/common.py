@@ -10,5 +10,6 @@ from handlers.study.settings import StudySettings
 
 # Its member page (page.py) renders templates/.
 router = Router("study", settings=StudySettings, templates=Path(__file__).parent / "templates")
+router.reminds("每周学习内容的推送")
 
 QUIZ = Steps("study_quiz", answer="小题的答案（数字）")
