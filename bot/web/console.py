@@ -404,7 +404,7 @@ class StaffView:
 
 def paging(total: int, page: int, size: int) -> dict:
     """Where a list of total rows, size a page, is when page is asked for: {"page", "last", "total"}, the page
-    kept within 1..last (console_meetings_paging.html shows it)."""
+    kept within 1..last (console_paging.html shows it)."""
     last = max(1, (total + size - 1) // size)
     return {"page": min(max(page, 1), last), "last": last, "total": total}
 
