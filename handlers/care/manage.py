@@ -18,7 +18,8 @@ from bot.dialogs import Picked, offer
 from bot.dispatch import AnyCommand, AnyText, Command, Context, Dialog, MemberRole, Refusal, SkipHandler, typed_text
 from handlers.care import service
 from handlers.care.common import LEADERS, REASSIGN, router
-from handlers.care.report import branch_of, case_label, member_named, subject_label
+from bot.members import member_named
+from handlers.care.report import branch_of, case_label, subject_label
 from storage import care as store
 from storage.identities import by_member
 from storage.models import CareCase, CareProfile, CareStatus, Member

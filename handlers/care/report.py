@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.dialogs import Picked, offer
 from bot.dispatch import (AnyCommand, AnyText, Choice, Click, Context, Dialog, Filter, MessageKind, Refusal, SkipHandler,
                           typed_text)
+from bot.members import MAX_NAME, member_named
 from bot.messages import Kind, Message
 from handlers.care import service
 from handlers.care.common import LEADERS, REPORT, router
@@ -44,10 +45,7 @@ MEDIA_KEPT = "收到{what}。还有就接着发，发完了回复 好了。"
 MEDIA_OR_DONE = "请发照片或语音；发完了（或没有）回复 好了。"
 CONFIRM = "要上报 {subject} {occasion} 吗？回复 1 上报，回复 2 不用"
 NOT_REPORTED = "好的，没有上报。"
-UNKNOWN_NAME = "本支部党员里没有“{name}”，请核对后重新回复姓名。"
 UNKNOWN_NAME_VILLAGER = "如果他（她）不是党员，回复 3 按村民上报。"
-WHICH_NAMESAKE = "本支部有 {count} 位党员叫{name}，请在姓名后加手机尾号 4 位，例如：{name} {example}"
-NO_PHONE_END = "本支部叫{name}的党员里，没有手机尾号是 {end} 的，请核对后重新回复。"
 NAME_TOO_LONG = "姓名太长了（最多 {limit} 字），请重新回复。"
 DETAILS_TOO_LONG = "太长了（最多 {limit} 字），请说得简短些再发。"
 NOT_IN_BRANCH = "上报是给党支部用的，您所在的组织不是党支部。村里的情况请让支部书记上报。"
@@ -57,7 +55,6 @@ OPENED_NO_VISITOR = "已上报：{subject}（{occasion}）。支部暂时没有�
 JOINED = "这件事支部已经知道了，{visitor} 会在 {deadline} 前上门看望。您说的情况也记下了，谢谢您！"
 JOINED_QUIET = "这件事支部已经知道了，会安排上门看望。您说的情况也记下了，谢谢您！"
 
-MAX_NAME = 20
 SKIP_WORDS = frozenset({"跳过", "好了", "好", "好的", "没有", "没有了", "没了", "无", "完了", "发完了", "上报", "1"})
 MEDIA_LIMIT = 9  # photos and voice messages one report keeps
 
@@ -82,28 +79,6 @@ async def branch_of(session: AsyncSession, member: Member) -> Organization | Non
     """The member's branch, or None for staff of a township or county (their org is no branch)."""
     org = await session.get(Organization, member.org_id)
     return org if org is not None and org.org_type == OrgType.BRANCH.value else None
-
-
-_NAME_AND_END = re.compile(r"([^\s0-9]+)\s*([0-9]{4})?")
-
-
-async def member_named(session: AsyncSession, branch_id: int, written: str, *, unknown_hint: str = "") -> Member:
-    """The member of the branch a reply names ("王秀英", or "王秀英 1234" among namesakes); a Refusal that says
-    what to reply otherwise. Namesakes are never guessed between."""
-    match = _NAME_AND_END.fullmatch(written.strip())
-    if match is None:
-        raise Refusal(UNKNOWN_NAME.format(name=written.strip()[:MAX_NAME]) + unknown_hint)
-    name, end = match.group(1), match.group(2) or ""
-    people = await namesakes(session, branch_id, name)
-    if not people:
-        raise Refusal(UNKNOWN_NAME.format(name=name[:MAX_NAME]) + unknown_hint)
-    chosen = [person for person in people if person.phone.endswith(end)] if end else people
-    if not chosen:
-        raise Refusal(NO_PHONE_END.format(name=name, end=end))
-    if len(chosen) > 1:
-        example = next((person.phone[-4:] for person in chosen if person.phone), "1234")
-        raise Refusal(WHICH_NAMESAKE.format(count=len(chosen), name=name, example=example))
-    return chosen[0]
 
 
 # ---------------------------------------------------------------- the dialog

@@ -27,7 +27,8 @@ from bot.messages import Kind, Message
 from bot.when import WhenError, parse_when
 from handlers.care import service
 from handlers.care.common import LEADERS, VISIT, router
-from handlers.care.report import branch_of, case_label, member_named, occasion_named, subject_label
+from bot.members import member_named
+from handlers.care.report import branch_of, case_label, occasion_named, subject_label
 from handlers.meetings.settings import MeetingSettings
 from storage import care as store
 from storage.meetings import latest_started
