@@ -34,6 +34,9 @@ import numpy as np
 
 from content.classifier import EntryClassifier
 from content.dialect import to_mandarin
+from content.dues import SOURCE as DUES_SOURCE
+from content.dues import Dues
+from content.dues import compute as compute_dues
 from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
@@ -144,6 +147,16 @@ DOMAIN_MARKERS = frozenset("""
 """.split())
 # Dictionary words that are everyday topics on their own: they do not make a question about this domain.
 EVERYDAY_WORDS = frozenset("低保 最低生活保障金 生病住院 病逝 重阳节 七一 中秋 春节 元旦 老干部 集体经济 活动场所".split())
+
+
+# The entry a computed dues answer stands for, by the asker's situation: the first of these the content has.
+DUES_ENTRIES = {
+    "wage": ("dues-salary-rates", "dues-standard-overview"),
+    "retiree": ("dues-retiree", "dues-standard-overview"),
+    "self": ("dues-self-employed", "dues-irregular-income", "dues-salary-rates", "dues-standard-overview"),
+    "farmer": ("dues-farmer", "dues-standard-overview"),
+    "low": ("dues-low-income", "dues-standard-overview"),
+}
 
 
 @dataclass(frozen=True)
@@ -535,6 +548,10 @@ class QaIndex:
         to it (Answer.question is that part). Safe to call from worker threads: the index is only read, and
         the one cache it writes (the slip look-ups) tolerates it."""
         question = clip_question(question)
+        # A dues question that states an income or a situation is answered with its own figure (content/dues.py).
+        dues = compute_dues(question)
+        if dues is not None:
+            return self._dues_answer(question, dues)
         verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
         if verbatim is not None:
             result = self.answer_of(self.faq[verbatim].id, question=question, confidence=1.0)
@@ -593,6 +610,12 @@ class QaIndex:
             return Answer(question=question, status=UNSURE, confidence=probability,
                           suggestions=[self._suggestion(c.key) for c in choices])
         return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability)
+
+    def _dues_answer(self, question: str, dues: Dues) -> Answer:
+        """A computed dues answer, standing for the entry of the asker's situation (for evaluation and 更多)."""
+        entry_id = next((item for item in DUES_ENTRIES[dues.situation] if item in self.faq_by_id), None)
+        return Answer(question=question, status=ANSWERED, confidence=1.0, answer=dues.text, source=f"《{DUES_SOURCE}》",
+                      source_name=DUES_SOURCE, entry_id=entry_id, kind="faq", ranked=[(entry_id, 1.0)])
 
     def _id(self, key: str) -> str:
         number = int(key[1:])

@@ -1,0 +1,165 @@
+"""Party dues computed for the asker: a dues question that states an income or a situation ("到手四千五",
+"退休金六千", "种地的", "开小卖部一个月挣三千来块") gets the bracket and the monthly amount (4,500 × 1% = 45 元),
+not the whole table to work out alone.
+
+The figures are those of 《关于中国共产党党费收缴、使用和管理的规定》(2008): monthly, on income after tax —
+wages 0.5% up to 3,000 yuan, 1% above 3,000 up to 5,000, 1.5% above 5,000 up to 10,000, 2% above 10,000;
+retirement pay 0.5% up to 5,000, 1% above; farmers 0.2–1 yuan a month (the rules give only the range);
+students, the unemployed and those on 低保 0.2 yuan; members without a wage (shops, transport, delivery, large
+farms) on the wage brackets, from last quarter's average monthly net income (art. 4). The whole income falls in
+one bracket: 4,500 pays 1% of 4,500, not a sum of slices.
+
+Nothing is computed when the question is about something else that mentions dues (back payment, after a death,
+how the money is used), when it names several people's situations, or when it gives neither an income nor a
+situation with a fixed figure: the search answers those. A figure said loosely (五千多, 三千来块, 七八千) is
+computed as an estimate and says so; one that could fall in either of two brackets gives both. This module
+imports nothing from bot/ or handlers/.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from content.amounts import Amount, amounts
+
+SOURCE = "关于中国共产党党费收缴、使用和管理的规定"
+
+WAGE_BRACKETS = ((3000, 0.005), (5000, 0.01), (10000, 0.015), (float("inf"), 0.02))
+RETIREE_BRACKETS = ((5000, 0.005), (float("inf"), 0.01))
+
+_DUES = re.compile(r"党费|党废|当费|档费|挡费|党fei|(?<![a-z])df(?![a-z])|(党员|入了党).{0,12}交(多少|几|好多)|"
+                   r"交(零点|0\.|百分之|几个点)")
+# Questions about dues that are not "how much for this income": the search answers them.
+_ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|死了|不在了|用途|用在|用到|花在|管理|特殊党费|少交|不交|没交|"
+                        r"收据|网上|手机上|微信上|线上|多交|退还|免交|减交|谁收|交给谁|哪里交|在哪交")
+_SITUATIONS = {
+    "retiree": re.compile(r"退休|养老金|离休|退下来|退了"),
+    "self": re.compile(r"小卖部|开(?:个|了)?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|"
+                       r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资"),
+    "wage": re.compile(r"工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
+    "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜"),
+    "low": re.compile(r"学生|上学|读书|上大学|研究生|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|一分钱收入"),
+}
+LEADS = {
+    "wage": "有工资的按每月税后工资算，整笔工资按所在那一档的比例交",
+    "retiree": "退休的按每月实际领到的退休金（养老金）算",
+    "self": "开店、跑运输这类没有固定工资的，按上一季度平均每月的纯收入（挣的减去本钱），套用工资那几档算",
+}
+_YEARLY = re.compile(r"(一年|年收入|全年|一年到头|年薪)[^，。,；;]{0,6}$")
+
+
+@dataclass(frozen=True)
+class Dues:
+    situation: str  # "wage", "retiree", "self", "farmer" or "low": which entry the answer stands for
+    text: str
+    estimate: bool
+
+
+def _money(value: float) -> str:
+    rounded = round(value, 2)
+    return f"{int(rounded)}元" if rounded == int(rounded) else f"{rounded:.2f}".rstrip("0") + "元"
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:g}%"
+
+
+def _bracket(value: float, brackets) -> tuple[int, float, float]:
+    """(index, rate, lower bound) of the bracket holding value (upper bounds included)."""
+    lower = 0.0
+    for index, (upper, rate) in enumerate(brackets):
+        if value <= upper:
+            return index, rate, lower
+        lower = upper
+    raise AssertionError("the last bracket has no upper bound")
+
+
+def _range_words(lower: float, upper: float) -> str:
+    if lower == 0:
+        return f"{upper:g}元及以下"
+    if upper == float("inf"):
+        return f"{lower:g}元以上"
+    return f"{lower:g}元以上到{upper:g}元"
+
+
+def _income_words(amount: Amount, monthly: float | None) -> str:
+    if monthly is not None:
+        return f"一年{amount.said}，平均每月约{monthly:g}元"
+    if amount.exact:
+        return f"每月{amount.low:g}元"
+    said = amount.said
+    return f"每月{said}" + ("" if said.endswith(("元", "块", "块钱")) else "元")
+
+
+def _computed(amount: Amount, brackets, *, yearly: bool) -> tuple[str, bool]:
+    """The bracket and monthly amount for an income (as said), on these brackets."""
+    low, high = (amount.low / 12, amount.high / 12) if yearly else (amount.low, amount.high)
+    monthly = round(low) if yearly and amount.exact else None
+    if monthly is not None:
+        low = high = monthly  # a yearly figure is an estimate anyway: whole yuan read better
+    estimate = yearly or not amount.exact
+    # "五千多": above 5,000, never 5,000 itself.
+    first = _bracket(low + 0.01 if amount.manner == "more" else low, brackets)
+    last = _bracket(high - 0.01 if amount.manner == "more" else high, brackets)
+    said = _income_words(amount, monthly)
+    if first[0] == last[0]:
+        index, rate, lower = first
+        upper = brackets[index][0]
+        if amount.exact:
+            figure = f"每月{'约' if yearly else ''}交{_money(low * rate)}（{low:g}×{_percent(rate)}）"
+        elif amount.manner == "more":
+            figure = f"每月{_money(low * rate)}多一点（按实际收入×{_percent(rate)}算）"
+        else:
+            figure = f"每月约{_money(low * rate)}到{_money(min(high, upper) * rate)}（按实际收入×{_percent(rate)}算）"
+        return f"{said}，在{_range_words(lower, upper)}这一档，交{_percent(rate)}，{figure}。", estimate
+    # Either side of a bracket's edge: both, with the edge named.
+    edge = brackets[first[0]][0]
+    below_rate, above_rate = first[1], brackets[first[0] + 1][1]
+    return (f"{said}，正好在两档的交界：不超过{edge:g}元交{_percent(below_rate)}（{edge:g}元交{_money(edge * below_rate)}）；"
+            f"超过{edge:g}元交{_percent(above_rate)}（比如{edge * 1.1:g}元交{_money(edge * 1.1 * above_rate)}）。"
+            "按准确的数来定。"), True
+
+
+def situation_of(text: str) -> list[str]:
+    return [name for name, pattern in _SITUATIONS.items() if pattern.search(text)]
+
+
+def compute(question: str) -> Dues | None:
+    """The computed answer to a dues question that states an income or a situation; None otherwise."""
+    text = unicodedata.normalize("NFKC", question).lower()
+    if not _DUES.search(text) or _ELSEWHERE.search(text):
+        return None
+    found = situation_of(text)
+    # A shop owner "挣" money is self-employed even if the sentence says 一个月拿: the first match that is not
+    # a wage word wins over wage words.
+    if "self" in found and "wage" in found:
+        found.remove("wage")
+    if "retiree" in found and "wage" in found and re.search(r"退休工资|退休金|养老金", text):
+        found.remove("wage")
+    incomes = list({(amount.low, amount.high): amount for amount in amounts(text)}.values())  # 四千…整个四千: one
+    if len(found) > 1 or len(incomes) > 1:
+        return None  # several people or several figures: the search's general answer fits better
+    situation = found[0] if found else ("wage" if incomes else None)
+    if situation is None:
+        return None
+    if situation == "low":
+        return Dues("low", "学生、下岗失业、领低保或靠救济、抚恤生活的党员，每月交0.2元。", False)
+    if situation == "farmer" and not incomes:
+        return Dues("farmer", "在家务农的农民党员每月交0.2元到1元。规定只给了这个范围，具体交多少由支部按本地的做法定，"
+                              "问支部书记就知道。", False)
+    if not incomes:
+        return None  # wages, pensions and shops need the figure
+    amount = incomes[0]
+    before = text[:text.find(amount.said.lower())] if amount.said.lower() in text else ""
+    yearly = bool(_YEARLY.search(before))
+    if situation == "farmer":
+        body, _ = _computed(amount, WAGE_BRACKETS, yearly=yearly)
+        return Dues("farmer", "在家种地的农民党员，规定是每月0.2元到1元，具体数由支部按本地做法定。如果收入主要是打工工资"
+                              f"或做生意挣的，就按收入那一档交：{body}拿不准算哪一种，问支部书记。", True)
+    body, estimate = _computed(amount, RETIREE_BRACKETS if situation == "retiree" else WAGE_BRACKETS, yearly=yearly)
+    text = f"{LEADS[situation]}。{body}"
+    if estimate:
+        text += "这是按您说的数估算的，以实际收入为准。"
+    return Dues(situation, text, estimate)

@@ -1,0 +1,78 @@
+"""Dues computed for the asker (issue 17, item 3): the income as people say it (digits, Chinese numerals,
+五千多, 三千来块, 七八千, 一年六万), the bracket it falls in, the monthly figure, an estimate marked as one, a
+figure on a bracket's edge given both ways — and nothing computed for questions that only mention dues
+(back payment, after a death, several people at once). Then the same through the webhook."""
+
+from __future__ import annotations
+
+import pytest
+
+from content.amounts import amounts
+from content.dues import compute
+
+
+@pytest.mark.parametrize("said, low, high", [
+    ("4500", 4500, 4500), ("4,500元", 4500, 4500), ("4千5", 4500, 4500), ("1.2万", 12000, 12000),
+    ("四千五", 4500, 4500), ("一万二", 12000, 12000), ("两千八", 2800, 2800), ("三千零五十", 3050, 3050),
+    ("七八千", 7000, 8000), ("三四千", 3000, 4000), ("五千多", 5000, 6000), ("一万零五百", 10500, 10500),
+])
+def test_amounts_as_people_say_them(said, low, high):
+    found = amounts(f"一个月{said}")
+    assert [(amount.low, amount.high) for amount in found] == [(low, high)]
+
+
+@pytest.mark.parametrize("text", ["党费百分之一还是零点五", "交1.5%对吗", "2019年入党", "3会1课", "一个月交六十", "去了3次"])
+def test_percentages_years_counts_and_small_figures_are_no_income(text):
+    assert amounts(text) == []
+
+
+# (question, situation, what the answer must state, what it must not)
+CASES = [
+    ("到手工资四千五 党费百分之一还是零点五", "wage", ["3000元以上到5000元", "交1%", "每月交45元"], ["1.5%"]),
+    ("月工资刚好五千 党费算1%还是1.5%", "wage", ["交1%", "每月交50元"], ["交1.5%"]),
+    # The audit's case: 五千多 is above 5,000, so 1.5%, not 1%.
+    ("喂 那个我想问一哈 就是我一个月五千多块钱 这个党费交好多", "wage", ["交1.5%", "75元多一点", "估算"], ["交1%"]),
+    ("工资一万二党费交百分之二吗", "wage", ["10000元以上", "交2%", "每月交240元"], []),
+    ("工资三千整交零点五还是一", "wage", ["3000元及以下", "交0.5%", "每月交15元"], []),
+    ("一个月挣七八千工资 党费交几个点", "wage", ["交1.5%", "105元到120元", "估算"], []),
+    ("四千块钱工资 党费是整个四千按一个点算 还是分段算", "wage", ["整笔工资", "每月交40元"], []),
+    ("退休金六千 党费一个月六十对不对", "retiree", ["5000元以上", "交1%", "每月交60元"], []),
+    ("俺爹从煤矿退下来 每月退休金四千三 党费一个月交多少", "retiree", ["交0.5%", "每月交21.5元"], []),
+    ("退休金五千多 党费多少", "retiree", ["交1%", "估算"], ["交0.5%"]),
+    ("开小卖部一个月挣三千来块 党费交多少", "self", ["上一季度平均每月的纯收入", "不超过3000元交0.5%", "超过3000元交1%"], []),
+    ("跑运输的 一年挣六万 党费咋交", "self", ["平均每月约5000元", "交1%", "估算"], []),
+    ("种地的党费交多少", "farmer", ["0.2元到1元", "支部"], ["本省", "省里"]),
+    ("失业了没收入 党员df咋算", "low", ["0.2元"], []),
+]
+
+
+@pytest.mark.parametrize("question, situation, states, never", CASES, ids=[case[0][:12] for case in CASES])
+def test_the_answer_states_the_bracket_and_the_figure(question, situation, states, never):
+    dues = compute(question)
+    assert dues is not None and dues.situation == situation, dues
+    for fact in states:
+        assert fact in dues.text, (fact, dues.text)
+    for wrong in never:
+        assert wrong not in dues.text, (wrong, dues.text)
+
+
+@pytest.mark.parametrize("question", [
+    "党费交多少",  # no income, no situation: the general table
+    "俺老头是党员 走了 他欠的党费要补吗",  # after a death: never a computed figure
+    "出去打工三年没交党费 回来要补交多少",  # back payment
+    "俺家仨党员 一个种地 一个领养老金 一个在厂里上班 党费是不是各算各的",  # several people
+    "工资三千 退休金四千 党费交多少",  # two figures
+    "党费交上去都用在哪了",
+    "一个月工资五千 够不够生活",  # no dues question
+])
+def test_nothing_is_computed_for_what_only_mentions_dues(question):
+    assert compute(question) is None
+
+
+async def test_a_dictated_dues_question_through_the_webhook(make_service):
+    service = await make_service()
+    reply = await service.say("u1", "喂 那个我想问一哈 就是我一个月到手五千多块钱 这个党费交好多")
+    assert "交1.5%" in reply and "估算" in reply
+    assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》"
+    voice = await service.emulator.voice("u1", "退休金四千三党费一个月交多少")
+    assert "每月交21.5元" in voice.reply
