@@ -23,6 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from content.amounts import Amount, amounts
+from content.computed import Computed
 
 SOURCE = "关于中国共产党党费收缴、使用和管理的规定"
 
@@ -50,11 +51,24 @@ LEADS = {
 _YEARLY = re.compile(r"(一年|年收入|全年|一年到头|年薪)[^，。,；;]{0,6}$")
 
 
+# The entry a computed answer stands for, by the asker's situation: the first of these the content has.
+ENTRIES = {
+    "wage": ("dues-salary-rates", "dues-standard-overview"),
+    "retiree": ("dues-retiree", "dues-standard-overview"),
+    "self": ("dues-self-employed", "dues-irregular-income", "dues-salary-rates", "dues-standard-overview"),
+    "farmer": ("dues-farmer", "dues-standard-overview"),
+    "low": ("dues-low-income", "dues-standard-overview"),
+}
+
+
 @dataclass(frozen=True)
-class Dues:
-    situation: str  # "wage", "retiree", "self", "farmer" or "low": which entry the answer stands for
-    text: str
-    estimate: bool
+class Dues(Computed):
+    situation: str = ""  # "wage", "retiree", "self", "farmer" or "low"
+    estimate: bool = False
+
+
+def _dues(situation: str, text: str, estimate: bool) -> Dues:
+    return Dues(entry_ids=ENTRIES[situation], text=text, source=SOURCE, situation=situation, estimate=estimate)
 
 
 def _money(value: float) -> str:
@@ -145,9 +159,9 @@ def compute(question: str) -> Dues | None:
     if situation is None:
         return None
     if situation == "low":
-        return Dues("low", "学生、下岗失业、领低保或靠救济、抚恤生活的党员，每月交0.2元。", False)
+        return _dues("low", "学生、下岗失业、领低保或靠救济、抚恤生活的党员，每月交0.2元。", False)
     if situation == "farmer" and not incomes:
-        return Dues("farmer", "在家务农的农民党员每月交0.2元到1元。规定只给了这个范围，具体交多少由支部按本地的做法定，"
+        return _dues("farmer", "在家务农的农民党员每月交0.2元到1元。规定只给了这个范围，具体交多少由支部按本地的做法定，"
                               "问支部书记就知道。", False)
     if not incomes:
         return None  # wages, pensions and shops need the figure
@@ -156,10 +170,10 @@ def compute(question: str) -> Dues | None:
     yearly = bool(_YEARLY.search(before))
     if situation == "farmer":
         body, _ = _computed(amount, WAGE_BRACKETS, yearly=yearly)
-        return Dues("farmer", "在家种地的农民党员，规定是每月0.2元到1元，具体数由支部按本地做法定。如果收入主要是打工工资"
+        return _dues("farmer", "在家种地的农民党员，规定是每月0.2元到1元，具体数由支部按本地做法定。如果收入主要是打工工资"
                               f"或做生意挣的，就按收入那一档交：{body}拿不准算哪一种，问支部书记。", True)
     body, estimate = _computed(amount, RETIREE_BRACKETS if situation == "retiree" else WAGE_BRACKETS, yearly=yearly)
     text = f"{LEADS[situation]}。{body}"
     if estimate:
         text += "这是按您说的数估算的，以实际收入为准。"
-    return Dues(situation, text, estimate)
+    return _dues(situation, text, estimate)

@@ -28,15 +28,14 @@ import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from content.classifier import EntryClassifier
 from content.dialect import to_mandarin
-from content.dues import SOURCE as DUES_SOURCE
-from content.dues import Dues
-from content.dues import compute as compute_dues
+from content.computed import Computed, compute_answer
 from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
@@ -147,16 +146,6 @@ DOMAIN_MARKERS = frozenset("""
 """.split())
 # Dictionary words that are everyday topics on their own: they do not make a question about this domain.
 EVERYDAY_WORDS = frozenset("低保 最低生活保障金 生病住院 病逝 重阳节 七一 中秋 春节 元旦 老干部 集体经济 活动场所".split())
-
-
-# The entry a computed dues answer stands for, by the asker's situation: the first of these the content has.
-DUES_ENTRIES = {
-    "wage": ("dues-salary-rates", "dues-standard-overview"),
-    "retiree": ("dues-retiree", "dues-standard-overview"),
-    "self": ("dues-self-employed", "dues-irregular-income", "dues-salary-rates", "dues-standard-overview"),
-    "farmer": ("dues-farmer", "dues-standard-overview"),
-    "low": ("dues-low-income", "dues-standard-overview"),
-}
 
 
 @dataclass(frozen=True)
@@ -543,15 +532,15 @@ class QaIndex:
                         passages=self._passage_candidates(query, query_set, total))
 
     def search(self, question: str, *, answer_threshold: float = ANSWER_THRESHOLD,
-               suggest_threshold: float = SUGGEST_THRESHOLD) -> Answer:
+               suggest_threshold: float = SUGGEST_THRESHOLD, today: date | None = None) -> Answer:
         """What to reply to a question: its first QUESTION_MAX_CHARS characters, before anything else is done
         to it (Answer.question is that part). Safe to call from worker threads: the index is only read, and
         the one cache it writes (the slip look-ups) tolerates it."""
         question = clip_question(question)
-        # A dues question that states an income or a situation is answered with its own figure (content/dues.py).
-        dues = compute_dues(question)
-        if dues is not None:
-            return self._dues_answer(question, dues)
+        # A dues question that states an income, a 党龄 question that gives a date: worked out (content/computed.py).
+        computed = compute_answer(question, today or date.today())
+        if computed is not None:
+            return self._computed_answer(question, computed)
         verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
         if verbatim is not None:
             result = self.answer_of(self.faq[verbatim].id, question=question, confidence=1.0)
@@ -611,11 +600,14 @@ class QaIndex:
                           suggestions=[self._suggestion(c.key) for c in choices])
         return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability)
 
-    def _dues_answer(self, question: str, dues: Dues) -> Answer:
-        """A computed dues answer, standing for the entry of the asker's situation (for evaluation and 更多)."""
-        entry_id = next((item for item in DUES_ENTRIES[dues.situation] if item in self.faq_by_id), None)
-        return Answer(question=question, status=ANSWERED, confidence=1.0, answer=dues.text, source=f"《{DUES_SOURCE}》",
-                      source_name=DUES_SOURCE, entry_id=entry_id, kind="faq", ranked=[(entry_id, 1.0)])
+    def _computed_answer(self, question: str, computed: Computed) -> Answer:
+        """A worked-out answer, standing for the entry of its topic (for evaluation and the console)."""
+        entry_id = next((item for item in computed.entry_ids if item in self.faq_by_id), None)
+        source = self.content.sources.get(computed.source)
+        return Answer(question=question, status=ANSWERED, confidence=1.0, answer=computed.text,
+                      source=f"《{computed.source}》{computed.article}", source_name=computed.source,
+                      article=computed.article, local=source is not None and source.local, entry_id=entry_id,
+                      kind="faq", ranked=[(entry_id, 1.0)])
 
     def _id(self, key: str) -> str:
         number = int(key[1:])

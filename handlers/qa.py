@@ -18,6 +18,7 @@ import contextlib
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 from aiohttp import web
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 
 class QaSettings(Settings):
-    # Curated Q&A content (FAQ, documents, dictionary); None: the content/ folder shipped with the package.
-    content_dir: Path | None = None
     # Seconds between looks at the content files' modification times (a change reloads the index); 0: never.
     content_poll_seconds: float = Field(default=5.0, ge=0)
 
@@ -181,16 +180,17 @@ def _search_executor() -> ThreadPoolExecutor:
     return _executor
 
 
-def _search_now(holder: IndexHolder, question: str) -> Answer:
+def _search_now(holder: IndexHolder, question: str, today: date | None) -> Answer:
     # The index is taken once, in the thread: a reload meanwhile swaps the holder's index for a new object and
     # leaves this one whole, so the search reads one version of the content from start to end.
-    return holder.index.search(question)
+    return holder.index.search(question, today=today)
 
 
-async def search(answers: IndexHolder, question: str) -> Answer:
-    """The search for (the first QUESTION_MAX_CHARS characters of) a question, off the event loop."""
+async def search(answers: IndexHolder, question: str, today: date | None = None) -> Answer:
+    """The search for (the first QUESTION_MAX_CHARS characters of) a question, off the event loop; today (the
+    member's local date) for answers worked out from a date they give (党龄)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_search_executor(), _search_now, answers, clip_question(question))
+    return await loop.run_in_executor(_search_executor(), _search_now, answers, clip_question(question), today)
 
 
 def looks_like_question(text: str) -> bool:
@@ -198,12 +198,13 @@ def looks_like_question(text: str) -> bool:
     return bool(_QUESTION.search(text)) or len(text) >= QUESTION_MIN_CHARS
 
 
-async def reply_for(answers: IndexHolder, question: str, dialog: Dialog, member: Member | None) -> str:
+async def reply_for(answers: IndexHolder, question: str, dialog: Dialog, member: Member | None,
+                    today: date | None = None) -> str:
     """Search, answer, and set up the dialog for what the member may reply next. Forwarding to the
     secretary is offered only to a bound member, and only for what looks like a real question."""
     read = clip_question(question)
     cut = len(read) < len(question)
-    result = await search(answers, read)
+    result = await search(answers, read, today)
     # What the secretary gets if the member forwards it: the part that was read, marked as a beginning.
     question = read + "……" if cut else read
     note = CUT_NOTE.format(read=len(read)) if cut else ""
@@ -278,18 +279,18 @@ async def _forward(ctx: Context, member: Member | None, question: str) -> str:
 
 
 @router.text("问", "提问", "请问", takes_args=True, usage="问 问题", summary="问党务政策（也可以直接发问题）")
-async def ask(dialog: Dialog, member: Member | None, args: str, answers: IndexHolder) -> str:
+async def ask(ctx: Context, dialog: Dialog, member: Member | None, args: str, answers: IndexHolder) -> str:
     if not args:
         return ASK_HOW
-    return await reply_for(answers, args, dialog, member)
+    return await reply_for(answers, args, dialog, member, ctx.today)
 
 
 @router.text_fallback()
-async def any_text(dialog: Dialog, member: Member | None, text: str, answers: IndexHolder) -> str:
+async def any_text(ctx: Context, dialog: Dialog, member: Member | None, text: str, answers: IndexHolder) -> str:
     """Text nothing else took: a question (the dispatcher has answered 取消, a timed-out dialog, a number)."""
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
-    return await reply_for(answers, text, dialog, member)
+    return await reply_for(answers, text, dialog, member, ctx.today)
 
 
 # ---------------------------------------------------------------- the console's content page (issue 14, item 3)

@@ -1,0 +1,118 @@
+"""党龄, the 光荣在党50年 medal and 转正 computed from the date a member gives: "我76年转正的 党龄多少年了",
+"俺爹1975年入的党 能拿50年纪念章不", "我去年7月成了预备党员 啥时候转正".
+
+The rules (党章 art. 7): a probationary period of one year; 党龄 counts from the day the member became a full
+member (转正), not from joining as a probationary member. When a member gives the year they joined (入党),
+转正 is normally a year later — the answer says it assumes so (the period can be extended by up to a year).
+The medal goes to members whose 党龄 has reached 50 years, usually around 七一.
+
+Only questions that give a year (1976, 76年, 一九七六年, 去年, 前年) and ask one of these are computed; anything
+else goes to the search. This module imports nothing from bot/ or handlers/.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+
+from content.computed import Computed
+
+DIGIT = {"零": "0", "〇": "0", "o": "0", "一": "1", "二": "2", "三": "3", "四": "4", "五": "5", "六": "6", "七": "7",
+         "八": "8", "九": "9"}
+_YEAR = re.compile(r"((?:19|20)?[0-9]{2}|(?:一九|二〇|二零)?[零〇一二三四五六七八九]{2})年(?:的)?(?:([0-9]{1,2}|[一二三四五六七八九十]{1,3})月)?")
+_RELATIVE = {"今年": 0, "去年": 1, "前年": 2}
+_RELATIVE_PATTERN = re.compile(r"(今年|去年|前年)(?:([0-9]{1,2}|[一二三四五六七八九十]{1,3})月)?")
+_FULL = re.compile(r"转正|正式党员")
+_JOINED = re.compile(r"入(?:的|了)?党|预备党员|成了预备|宣誓")
+_ASKS_AGE = re.compile(r"党龄|几年党员|多少年(?:的)?党员|在党多少年|党员多少年")
+_ASKS_MEDAL = re.compile(r"纪念章|50年|五十年")
+_ASKS_CONVERSION = re.compile(r"(什么时候|啥时候|哪天|几时|多久|啥时|多长时间).{0,4}转正|转正.{0,6}(什么时候|啥时候|哪天|几时|多久)")
+MONTHS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "十一": 11, "十二": 12}
+
+CHARTER = "中国共产党章程"
+MEDAL_SOURCE = "“光荣在党50年”纪念章颁发管理办法"
+
+
+def _year(text: str, today: date) -> int | None:
+    figures = "".join(DIGIT.get(char, char) for char in text)
+    if len(figures) == 2:
+        value = int(figures)
+        # 76年 is 1976; 05年 is 2005 (a year still to come is no date anyone joined on).
+        return 2000 + value if 2000 + value <= today.year else 1900 + value
+    return int(figures)
+
+
+def _month(text: str | None) -> int | None:
+    if not text:
+        return None
+    value = int(text) if text.isdigit() else MONTHS.get(text)
+    return value if value is not None and 1 <= value <= 12 else None
+
+
+def _date_given(text: str, today: date) -> tuple[int, int | None] | None:
+    match = _YEAR.search(text)
+    if match is None:
+        # "今年党龄多少" names no date: only a relative year with something after it ("去年7月", "前年入党") does.
+        relative = _RELATIVE_PATTERN.search(text)
+        if relative is None:
+            return None
+        return today.year - _RELATIVE[relative.group(1)], _month(relative.group(2))
+    year = _year(match.group(1), today)
+    if year is None or not 1921 <= year <= today.year:
+        return None
+    return year, _month(match.group(2))
+
+
+def _full_years(since: tuple[int, int | None], today: date) -> tuple[int, bool]:
+    """Whole years from since to today, and whether that is exact (the month was given)."""
+    year, month = since
+    if month is None:
+        return today.year - year, False
+    return today.year - year - (1 if today.month < month else 0), True
+
+
+def _when(year: int, month: int | None) -> str:
+    return f"{year}年{month}月" if month else f"{year}年"
+
+
+def compute(question: str, today: date) -> Computed | None:
+    text = unicodedata.normalize("NFKC", question).lower()
+    asks_conversion = bool(_ASKS_CONVERSION.search(text))
+    asks_medal = bool(_ASKS_MEDAL.search(text)) and not asks_conversion
+    asks_age = bool(_ASKS_AGE.search(text)) and not asks_conversion
+    if not (asks_conversion or asks_medal or asks_age):
+        return None
+    given = _date_given(text, today)
+    if given is None:
+        return None
+    year, month = given
+    full = bool(_FULL.search(text[:text.find("转正") + 2] if "转正" in text else text)) and not asks_conversion
+    if not full and not _JOINED.search(text):
+        return None  # a year, but of what? The search answers the rule.
+    if asks_conversion:
+        due = _when(year + 1, month)
+        passed = (year + 1, month or 12) < (today.year, today.month)
+        timing = (f"预备期在{due}已经满了；如果支部还没讨论您转正的事，问问支部书记。" if passed else
+                  f"预备期到{due}满。满之前支部要开支部党员大会讨论，到时候支部书记会找您。")
+        return Computed(("join-conversion", "join-probation"), (
+            f"预备期是一年。按您说的{_when(year, month)}成为预备党员，{timing}按期转正的，从预备期满那天起就是正式党员；"
+            "需要继续考察的可以延长预备期，最长一年。"), CHARTER, "第七条")
+    if full:
+        since, assumed = (year, month), ""
+    else:
+        since = (year + 1, month)
+        assumed = f"您说的是{_when(year, month)}入党（成为预备党员），按一年预备期按期转正算，是{_when(year + 1, month)}转正。"
+    years, exact = _full_years(since, today)
+    approx = "" if exact else "（没说月份，按年份算）"
+    rule = "党龄从预备期满转为正式党员那天算起，预备期不算。"
+    if asks_medal:
+        if years >= 50:
+            verdict = f"到今年党龄满{years}年{approx}，已经够50年了。"
+        else:
+            verdict = f"到今年党龄是{years}年{approx}，还差{50 - years}年，{since[0] + 50}年满50年。"
+        return Computed(("member-50-years-medal", "join-party-age"), (
+            f"{rule}{assumed}{verdict}“光荣在党50年”纪念章颁给健在的、党龄满50年的党员，一般七一前后集中颁发，不用自己申请；"
+            "够了年头却没领到，请支部核实上报。"), MEDAL_SOURCE)
+    return Computed(("join-party-age",), f"{rule}{assumed}到今年党龄是{years}年{approx}。如果预备期延长过，要往后推。",
+                    CHARTER, "第七条")

@@ -1,0 +1,41 @@
+"""党龄, the 50-year medal and 转正 worked out from the date a member gives (issue 17, item 3): from 转正 when they
+say 转正, from a year after 入党 when they say 入党 (and the answer says it assumed so), a missing month said to
+be counted by the year, a date already passed told as passed. Questions without a date go to the search."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from content.party_years import compute
+
+TODAY = date(2026, 12, 6)
+
+
+@pytest.mark.parametrize("question, entry, states", [
+    ("我76年转正的 党龄多少年了", "join-party-age", ["到今年党龄是50年", "按年份算"]),
+    ("我是一九八零年七月入党的 党龄多少年", "join-party-age", ["1981年7月转正", "党龄是45年"]),
+    ("我1990年入党 今年党龄多少", "join-party-age", ["1991年转正", "党龄是35年"]),
+    ("俺爹1975年入的党 能拿50年纪念章不", "member-50-years-medal", ["1976年转正", "已经够50年了", "不用自己申请"]),
+    ("俺爷爷1977年3月转正 今年能领光荣在党五十年纪念章吗", "member-50-years-medal", ["党龄是49年", "还差1年", "2027年满50年"]),
+    ("我今年3月入党的 什么时候能转正", "join-conversion", ["2027年3月满", "支部党员大会讨论", "最长一年"]),
+    ("我去年7月成了预备党员 啥时候转正", "join-conversion", ["2026年7月已经满了", "问问支部书记"]),
+])
+def test_worked_out_from_the_date_given(question, entry, states):
+    computed = compute(question, TODAY)
+    assert computed is not None and computed.entry_ids[0] == entry, computed
+    for fact in states:
+        assert fact in computed.text, (fact, computed.text)
+
+
+@pytest.mark.parametrize("question", ["党龄怎么算", "今年党龄多少", "2019年入党 党费交多少", "1976年 我们村修了路",
+                                      "预备党员怎么转正"])
+def test_no_date_or_no_such_question_goes_to_the_search(question):
+    assert compute(question, TODAY) is None
+
+
+async def test_through_the_webhook_with_the_service_clock(make_service):
+    service = await make_service()
+    reply = await service.say("u1", "俺爹1975年入的党 今年能拿光荣在党50年纪念章不")
+    assert "已经够50年了" in reply and reply.splitlines()[-1] == "来源：《“光荣在党50年”纪念章颁发管理办法》"
