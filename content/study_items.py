@@ -20,8 +20,9 @@ Each file holds [[item]] tables:
     answer = 2                        # the right option's number, from 1
 
 `load_study_items` returns the items and every problem found, each naming the file, the line and the item,
-so `zhibu content check` lists them all and the service refuses to start with a broken file. This module
-imports nothing from bot/ or handlers/.
+so `zhibu content check` lists them all and the service refuses to start with a broken file. The rules for an
+item's fields are `check_fields`, which the items staff add (handlers/study/plan.py) are checked by too. This
+module imports nothing from bot/ or handlers/.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from pathlib import Path
 from content.loader import Problem, _table_lines
 
 ITEM_KEYS = {"id", "title", "summary", "minutes", "starts", "ends", "source", "link", "doc", "org", "questions"}
-ITEM_REQUIRED = ("id", "title", "summary", "minutes", "starts", "ends", "source")
 QUESTION_KEYS = {"question", "options", "answer"}
 MAX_QUESTIONS = 3
 MAX_TITLE = 100
@@ -141,65 +141,143 @@ def _item(path: Path, table: dict, where: dict[str, int], sources: set[str], doc
 
     for key in sorted(set(table) - ITEM_KEYS):
         problem(key, f"unknown key {key!r}")
-    for key in ITEM_REQUIRED:
-        if key not in table:
-            problem("", f"missing {key!r}")
-    if "id" in table:
+    if "id" not in table:
+        problem("", "missing 'id'")
+    else:
         if not isinstance(table["id"], str) or not ID_PATTERN.fullmatch(table["id"]):
             problem("id", "id must be lowercase letters, digits and hyphens")
         elif table["id"] in seen:
             problem("id", "id used twice in this file")
         else:
             seen.add(table["id"])
-    for key in ("title", "summary", "source"):
+    if "source" not in table:
+        problem("", "missing 'source'")
+    issues = check_fields(table, docs=docs, sources=sources)
+    for issue in issues:
+        problem(issue.key, issue.describe())
+    if len(problems) > before:
+        return None
+    return entry_of(table, key=f"file:{path.stem}:{table['id']}", source=table["source"])
+
+
+# ---------------------------------------------------------------- the rules every item keeps
+#
+# A file item and an item staff add (handlers/study/plan.py: `zhibu study add`, the XLSX plan, the console) are
+# checked by the same function. It reports each problem as an Issue (the field, what is wrong, the figures) so
+# that each caller words it for its readers: `zhibu content check` in English for whoever edits the files, the
+# plan's row report and the console's form in Chinese.
+
+FIELDS_REQUIRED = ("title", "summary", "minutes", "starts", "ends")
+MAX_SUMMARY = 500
+MAX_LINK = 500  # the column's width
+MIN_OPTIONS, MAX_OPTIONS = 2, 6
+MIN_MINUTES, MAX_MINUTES = 1, 600
+
+ISSUE_TEXTS = {
+    "missing": "missing {key!r}",
+    "empty": "{key} must be non-empty text",
+    "title_long": f"title longer than {MAX_TITLE} characters",
+    "summary_long": f"summary longer than {MAX_SUMMARY} characters",
+    "source": "source {value!r} is not in sources.toml",
+    "minutes": f"minutes must be a whole number from {MIN_MINUTES} to {MAX_MINUTES}",
+    "date": "{key} is not a date (write 2027-01-04)",
+    "period": "the period ends ({ends}) before it starts ({starts})",
+    "not_text": "{key} must be text",
+    "link": "link must start with https:// or http://",
+    "link_long": f"link longer than {MAX_LINK} characters",
+    "doc": "doc {value!r} is no document in content/docs",
+    "questions": f"questions must be at most {MAX_QUESTIONS} [[item.questions]] tables",
+    "question_table": "question {number} must be a table",
+    "question_key": "question {number}: unknown key {value!r}",
+    "question": "question {number}: missing the question",
+    "options": f"question {{number}}: options must be {MIN_OPTIONS} to {MAX_OPTIONS} texts",
+    "answer": "question {number}: answer {value!r} is not one of the options 1–{count}",
+}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One broken rule: the field at fault ("" for the item as a whole), which rule (a key of ISSUE_TEXTS) and
+    the figures its message names (number: a question's number, from 1)."""
+
+    key: str
+    code: str
+    values: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return ISSUE_TEXTS[self.code].format(key=self.key, **self.values)
+
+
+def check_fields(table: dict, *, docs: set[str], sources: set[str] | None = None) -> list[Issue]:
+    """Every rule an item's fields break, in the fields' order: title and summary non-empty text (title at most
+    MAX_TITLE characters, summary MAX_SUMMARY), minutes a whole number from 1 to 600, starts and ends dates with
+    starts ≤ ends, link http(s), doc one of `docs`, org text, source one of `sources` (not checked when None),
+    0–3 questions each with its text, 2–6 options and the right option's number. Missing optional keys are fine."""
+    issues: list[Issue] = []
+    issues += [Issue(key, "missing") for key in FIELDS_REQUIRED if key not in table]
+    keys = ("title", "summary") + (("source",) if sources is not None else ())
+    for key in keys:
         if key in table and (not isinstance(table[key], str) or not table[key].strip()):
-            problem(key, f"{key} must be non-empty text")
+            issues.append(Issue(key, "empty"))
     if isinstance(table.get("title"), str) and len(table["title"]) > MAX_TITLE:
-        problem("title", f"title longer than {MAX_TITLE} characters")
-    if isinstance(table.get("source"), str) and table["source"].strip() and table["source"] not in sources:
-        problem("source", f"source {table['source']!r} is not in sources.toml")
+        issues.append(Issue("title", "title_long"))
+    if isinstance(table.get("summary"), str) and len(table["summary"]) > MAX_SUMMARY:
+        issues.append(Issue("summary", "summary_long"))
+    if sources is not None and isinstance(table.get("source"), str) and table["source"].strip() \
+            and table["source"] not in sources:
+        issues.append(Issue("source", "source", {"value": table["source"]}))
     minutes = table.get("minutes")
-    if "minutes" in table and (not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 600):
-        problem("minutes", "minutes must be a whole number from 1 to 600")
+    if "minutes" in table and (not isinstance(minutes, int) or isinstance(minutes, bool)
+                               or not MIN_MINUTES <= minutes <= MAX_MINUTES):
+        issues.append(Issue("minutes", "minutes", {"value": minutes}))
     starts, ends = _date(table.get("starts")), _date(table.get("ends"))
     for key, value in (("starts", starts), ("ends", ends)):
         if key in table and value is None:
-            problem(key, f"{key} is not a date (write 2027-01-04)")
+            issues.append(Issue(key, "date", {"value": table[key]}))
     if starts and ends and ends < starts:
-        problem("ends", f"the period ends ({ends}) before it starts ({starts})")
+        issues.append(Issue("ends", "period", {"starts": starts, "ends": ends}))
     for key in ("link", "doc", "org"):
         if key in table and not isinstance(table[key], str):
-            problem(key, f"{key} must be text")
-    if isinstance(table.get("link"), str) and table["link"] and not table["link"].startswith(("https://", "http://")):
-        problem("link", "link must start with https:// or http://")
+            issues.append(Issue(key, "not_text"))
+    link = table.get("link")
+    if isinstance(link, str) and link and not link.startswith(("https://", "http://")):
+        issues.append(Issue("link", "link", {"value": link}))
+    elif isinstance(link, str) and len(link) > MAX_LINK:
+        issues.append(Issue("link", "link_long"))
     if isinstance(table.get("doc"), str) and table["doc"] and table["doc"] not in docs:
-        problem("doc", f"doc {table['doc']!r} is no document in content/docs")
-    questions: list[Question] = []
-    raw = table.get("questions", [])
+        issues.append(Issue("doc", "doc", {"value": table["doc"]}))
+    issues += _question_issues(table.get("questions", []))
+    return issues
+
+
+def _question_issues(raw) -> list[Issue]:
     if not isinstance(raw, list) or len(raw) > MAX_QUESTIONS:
-        problem("questions", f"questions must be at most {MAX_QUESTIONS} [[item.questions]] tables")
-        raw = []
+        return [Issue("questions", "questions", {"count": len(raw) if isinstance(raw, list) else 0})]
+    issues: list[Issue] = []
     for number, entry in enumerate(raw, start=1):
         if not isinstance(entry, dict):
-            problem("questions", f"question {number} must be a table")
+            issues.append(Issue("questions", "question_table", {"number": number}))
             continue
         for key in sorted(set(entry) - QUESTION_KEYS):
-            problem("questions", f"question {number}: unknown key {key!r}")
+            issues.append(Issue("questions", "question_key", {"number": number, "value": key}))
         text, options, answer = entry.get("question"), entry.get("options"), entry.get("answer")
         if not isinstance(text, str) or not text.strip():
-            problem("questions", f"question {number}: missing the question")
-        if not isinstance(options, list) or not 2 <= len(options) <= 6 or \
+            issues.append(Issue("questions", "question", {"number": number}))
+        if not isinstance(options, list) or not MIN_OPTIONS <= len(options) <= MAX_OPTIONS or \
                 not all(isinstance(option, str) and option.strip() for option in options):
-            problem("questions", f"question {number}: options must be 2 to 6 texts")
+            issues.append(Issue("questions", "options", {"number": number}))
             continue
         if not isinstance(answer, int) or isinstance(answer, bool) or not 1 <= answer <= len(options):
-            problem("questions", f"question {number}: answer {answer!r} is not one of the options 1–{len(options)}")
-            continue
-        if isinstance(text, str) and text.strip():
-            questions.append(Question(text.strip(), tuple(option.strip() for option in options), answer))
-    if len(problems) > before:
-        return None
-    return StudyEntry(key=f"file:{path.stem}:{table['id']}", title=table["title"].strip(),
-                      summary=table["summary"].strip(), minutes=minutes, starts=starts, ends=ends,
-                      source=table["source"], link=table.get("link", ""), doc=table.get("doc", ""),
-                      org=table.get("org", "").strip().strip("/"), questions=tuple(questions))
+            issues.append(Issue("questions", "answer", {"number": number, "value": answer, "count": len(options)}))
+    return issues
+
+
+def entry_of(table: dict, *, key: str, source: str) -> StudyEntry:
+    """The item a table that check_fields passed describes (texts trimmed at both ends; org without its
+    outer slashes)."""
+    questions = tuple(Question(entry["question"].strip(), tuple(option.strip() for option in entry["options"]),
+                               entry["answer"]) for entry in table.get("questions", []))
+    return StudyEntry(key=key, title=table["title"].strip(), summary=table["summary"].strip(),
+                      minutes=table["minutes"], starts=_date(table["starts"]), ends=_date(table["ends"]),
+                      source=source, link=table.get("link", ""), doc=table.get("doc", ""),
+                      org=table.get("org", "").strip().strip("/"), questions=questions)
