@@ -62,6 +62,22 @@ class RowError:
         return f"{place}：{self.message}"
 
 
+def import_report(*, rows: int, imported: bool, kept: int, counts: str, nothing: str, errors: list[RowError],
+                  warnings: list[str]) -> str:
+    """What an import of a table tells the person who ran it: nothing imported (nothing: "没有导入任何党员。…")
+    and every problem; or the good rows imported (kept of them, counts: what became of them) and the rows left
+    out; or all of it imported. Then the warnings."""
+    if not imported:
+        lines = [f"发现 {len(errors)} 处问题，{nothing}"]
+    elif errors:
+        lines = [f"已导入没有问题的 {kept} 行（{counts}）。", f"下面 {len(errors)} 处问题所在的行没有导入："]
+    else:
+        lines = [f"导入完成：共 {rows} 行，{counts}。"]
+    lines += [error.describe() for error in errors]
+    lines += [f"提示：{warning}" for warning in warnings]
+    return "\n".join(lines)
+
+
 def read_table(path: Path) -> list[Row]:
     """The rows of the file's first sheet, each with its Excel row number. Reads the disk: blocking.
 

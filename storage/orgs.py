@@ -45,6 +45,19 @@ async def by_path(session: AsyncSession, path: str) -> Organization | None:
     return (await session.execute(select(Organization).where(Organization.path == normalized))).scalar_one_or_none()
 
 
+async def named_org(session: AsyncSession, path: str) -> Organization:
+    """The organization at the path a person typed (an export's --org); InvalidOrgPath with a sentence for them
+    when the path is malformed or names nothing."""
+    try:
+        org = await by_path(session, path)
+    except InvalidOrgPath as error:
+        raise InvalidOrgPath(f"组织路径“{path}”不对：{error}") from None
+    if org is None:
+        raise InvalidOrgPath(f"没有找到组织“{path}”。请写完整路径，例如 示范县委/城关镇党委/红旗村党支部"
+                             "（可用 zhibu members list 查看）。")
+    return org
+
+
 async def ensure_path(session: AsyncSession, path: str) -> Organization:
     """The organization at path, creating it and any missing ancestors."""
     parent: Organization | None = None

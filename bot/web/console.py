@@ -355,10 +355,14 @@ class StaffView:
 
     async def org(self, org_id: int | str) -> Organization:
         """The organization with this id (as a URL gives it), if in scope; else 404."""
-        text = str(org_id)
-        if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        return self.require(await self.session.get(Organization, _row_id(org_id)))
+
+    async def member_in_scope(self, member_id: int | str) -> tuple[Member, Organization]:
+        """The member with this id (as a URL gives it) and their organization, if in scope; else 404."""
+        member = await self.session.get(Member, _row_id(member_id))
+        if member is None:
             raise web.HTTPNotFound()
-        return self.require(await self.session.get(Organization, int(text)))
+        return member, self.require(await self.session.get(Organization, member.org_id))
 
     def subtree(self):
         """A SELECT of the ids of every organization in scope, for a page's own queries (storage.orgs.under(
@@ -400,6 +404,14 @@ class StaffView:
         response = aiohttp_jinja2.render_template(template, self.request, {"view": self, **context}, status=status)
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _row_id(value: int | str) -> int:
+    """A row's id as an address gives it; 404 for anything that is not one."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise web.HTTPNotFound()
+    return int(text)
 
 
 def paging(total: int, page: int, size: int) -> dict:

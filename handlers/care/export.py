@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.tables import file_part, keep_text
 from storage.models import CareCase, CareProfile, CareVisit, Member, Organization
-from storage.orgs import InvalidOrgPath, by_path, tree_order, under
+from storage.orgs import InvalidOrgPath, named_org, tree_order, under
 
 REGISTER_HEADER = ["序号", "姓名", "支部", "困难程度", "困难原因", "列入时间"]
 VISIT_HEADER = ["序号", "走访日期", "支部", "慰问对象", "走访事由", "走访人", "慰问物品", "金额", "经费来源"]
@@ -201,12 +201,9 @@ async def export_care(sessions: async_sessionmaker[AsyncSession], *, org_path: s
         raise CareExportError(f"台账只能导出成 .xlsx 文件（两张表），不认识“{out.name}”。")
     async with sessions() as session:
         try:
-            org = await by_path(session, org_path)
+            org = await named_org(session, org_path)
         except InvalidOrgPath as error:
-            raise CareExportError(f"组织路径“{org_path}”不对：{error}") from None
-        if org is None:
-            raise CareExportError(f"没有找到组织“{org_path}”。请写完整路径，例如 示范县委/城关镇党委/红旗村党支部"
-                                  "（可用 zhibu members list 查看）。")
+            raise CareExportError(str(error)) from None
         ledger = await collect_ledger(session, under(org), org_name=org.name, year=year, zone=zone)
     path = out if out is not None else (folder or Path.cwd()) / file_name(org.name, year)
     try:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.tables import csv_safe, file_part, keep_text
 from storage.meetings import meetings_of, photos_of, sign_in_sheet
 from storage.models import CheckInMethod, Member, Organization
-from storage.orgs import InvalidOrgPath, by_path
+from storage.orgs import InvalidOrgPath, named_org
 
 METHOD_LABELS = {
     CheckInMethod.QR.value: "扫码",
@@ -273,12 +273,9 @@ async def export_attendance(sessions: async_sessionmaker[AsyncSession], *, org_p
         raise ExportError(f"只能导出 .xlsx 或 .csv 文件，不认识“{out.name}”。")
     async with sessions() as session:
         try:
-            org = await by_path(session, org_path)
+            org = await named_org(session, org_path)
         except InvalidOrgPath as error:
-            raise ExportError(f"组织路径“{org_path}”不对：{error}") from None
-        if org is None:
-            raise ExportError(f"没有找到组织“{org_path}”。请写完整路径，例如 示范县委/城关镇党委/红旗村党支部"
-                              "（可用 zhibu members list 查看）。")
+            raise ExportError(str(error)) from None
         sheets = await collect_sheets(session, org, start, end, zone)
     path = out if out is not None else (folder or Path.cwd()) / default_file_name(org, start, end)
     try:

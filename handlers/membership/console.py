@@ -18,17 +18,12 @@ marks one) and roster.py (check_roster and write_roster, as `zhibu import member
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import hashlib
 import json
 import logging
-import os
-import re
-import secrets
-import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -37,12 +32,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from bot.keys import CONFIGS
-from bot.tables import CSV_SUFFIXES, OTHER_SPREADSHEET_SUFFIXES, SAVE_AS, UNKNOWN_TYPE, XLSX_SUFFIXES, TableFileError
-from bot.web.console import StaffView, add_nav, client_address, console_of, paging, size_words, staff_page
+from bot.tables import TableFileError
+from bot.web.console import StaffView, add_nav, console_of, paging, size_words, staff_page
 from bot.web.exports import send_table
+from bot.web.uploads import Upload, Uploads, audit_apart, leave_page_transaction
 from handlers.membership import MembershipSettings, router
 from handlers.membership.roster import ImportReport, RosterCheck, check_roster, write_roster
-from storage import console as audit_store
 from storage import identities
 from storage.members import binding_code_expired, issue_binding_code
 from storage.models import Member, Organization, WeChatIdentity
@@ -55,15 +50,12 @@ IMPORT_PAGE = "/console/members/import"
 PAGE_SIZE = 50
 # The largest roster file taken (a county's 12,000 members, every column filled, make about 0.5 MB of XLSX).
 UPLOAD_LIMIT = 5 * 1024 * 1024
-# Room in the request for the form around the file.
-FORM_ROOM = 64 * 1024
 # Uploads wait for "确认导入" in ZHIBU_DATA_DIR/roster-uploads, this long at most.
 UPLOAD_DIR = "roster-uploads"
 UPLOAD_HOURS = 2
+UPLOADS = Uploads(UPLOAD_DIR, limit=UPLOAD_LIMIT, hours=UPLOAD_HOURS)
 # A preview lists at most this many rows of each kind (the counts are always whole).
 SHOWN_ROWS = 300
-TOKEN = re.compile(r"[A-Za-z0-9_-]{20,40}")
-EXPIRED_UPLOAD = f"这个上传已经过期或已经导入（上传后 {UPLOAD_HOURS} 小时内要确认导入）。请重新上传文件。"
 CHANGED = "在您查看之后，文件里的内容或系统里的党员有了变化，没有导入。请看一下新的检查结果，再确认导入。"
 
 add_nav("党员名册", MEMBERS_PAGE)
@@ -231,11 +223,7 @@ def _back(view: StaffView, member_id: int) -> str:
 @staff_page
 async def new_code(view: StaffView) -> web.Response:
     """A new binding code for an unbound member (the old one stops binding), as 新绑定码 gives one in chat."""
-    member_id = _int(view.request.match_info["member_id"])
-    member = await view.session.get(Member, member_id) if member_id is not None else None
-    if member is None:
-        raise web.HTTPNotFound()
-    org = view.require(await view.session.get(Organization, member.org_id))
+    member, org = await view.member_in_scope(view.request.match_info["member_id"])
     # Bound meanwhile (or a second click after binding): nothing to hand out, the list says so.
     if await identities.by_member(view.session, member.id) is None:
         days = membership_settings(view).binding_code_days
@@ -247,103 +235,13 @@ async def new_code(view: StaffView) -> web.Response:
 
 # ---------------------------------------------------------------- the import
 #
-# The uploaded file waits on the server, in ZHIBU_DATA_DIR/roster-uploads/<token><suffix>, beside
-# <token>.json naming the login that uploaded it; "确认导入" posts only the token. Asking for the file again
-# instead would be less robust for the people using this: a browser cannot fill a file field in by itself, so
-# the 组织员 would have to find the same file a second time, and could well pick another version of it than
-# the one whose report they just read. Kept here, the file imported is the file checked. The token is random
-# (unguessable) and tied to the login: another login, even the same person's, finds nothing under it.
-# Unconfirmed uploads are deleted after UPLOAD_HOURS. Where several machines serve one database, they share
-# ZHIBU_DATA_DIR (or the proxy keeps a browser on one machine); otherwise a confirmation reaching another
-# machine says the upload has expired, and nothing is written.
+# The uploaded file waits for "确认导入" on the server (bot/web/uploads.py says how, and why).
 #
 # A file with problems imports nothing by default. The report offers, as a second, deliberate button, to
 # import only the rows without problems: a township's roster typed by hand over years often has a few rows
 # that need a phone call to the village before they can be fixed (a missing phone number, a date), and holding
 # back every other member's binding code for them helps nobody. Importing the corrected file later adds what
 # was left out and changes nothing already imported.
-
-
-@dataclass
-class Upload:
-    token: str
-    login: int
-    member: int
-    name: str
-    suffix: str
-    size: int
-    uploaded_at: str
-    result: dict | None = None
-
-
-def upload_dir(view: StaffView) -> Path:
-    return view.settings.data_dir / UPLOAD_DIR
-
-
-def _data_file(view: StaffView, upload: Upload) -> Path:
-    return upload_dir(view) / f"{upload.token}{upload.suffix}"
-
-
-def _meta_file(view: StaffView, token: str) -> Path:
-    return upload_dir(view) / f"{token}.json"
-
-
-def _forget_old(folder: Path) -> None:
-    """Delete uploads older than UPLOAD_HOURS (blocking: the disk)."""
-    cutoff = time.time() - UPLOAD_HOURS * 3600
-    for path in folder.iterdir() if folder.is_dir() else ():
-        with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-
-
-def _store_upload(folder: Path, upload: Upload, source) -> None:
-    """Write the file and its note, readable by this service's user only (blocking: the disk)."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _forget_old(folder)
-    source.seek(0)
-    with os.fdopen(os.open(folder / f"{upload.token}{upload.suffix}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
-                   "wb") as handle:
-        while chunk := source.read(1024 * 1024):
-            handle.write(chunk)
-    _write_meta(folder / f"{upload.token}.json", upload)
-
-
-def _write_meta(path: Path, upload: Upload) -> None:
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-        json.dump(asdict(upload), handle, ensure_ascii=False)
-
-
-def load_upload(view: StaffView, token: str | None, *, done: bool = False) -> Upload | None:
-    """The upload this login made under token, waiting to be confirmed (done: imported, with its result);
-    None when there is none (never made, another login's, expired, imported or not yet)."""
-    if not token or not TOKEN.fullmatch(token):
-        return None
-    try:
-        upload = Upload(**json.loads(_meta_file(view, token).read_text(encoding="utf-8")))
-        uploaded_at = datetime.fromisoformat(upload.uploaded_at)
-    except (OSError, ValueError, TypeError):
-        return None
-    if upload.token != token or upload.login != view.login.id or upload.member != view.member.id:
-        return None
-    if done:
-        return upload if upload.result is not None else None
-    if upload.result is not None or view.now - uploaded_at > timedelta(hours=UPLOAD_HOURS):
-        return None
-    return upload if _data_file(view, upload).is_file() else None
-
-
-def _file_problem(file_name: str, size: int) -> str | None:
-    suffix = Path(file_name).suffix.lower()
-    if suffix in OTHER_SPREADSHEET_SUFFIXES:
-        return SAVE_AS.format(suffix=suffix)
-    if suffix not in CSV_SUFFIXES | XLSX_SUFFIXES:
-        return UNKNOWN_TYPE.format(name=suffix or file_name)
-    if size > UPLOAD_LIMIT:
-        return f"文件超过了 {size_words(UPLOAD_LIMIT)}，没有收下。请删掉多余的工作表和图片，或者另存为 .csv 后再上传。"
-    if size == 0:
-        return "文件是空的。"
-    return None
 
 
 def _import_form(view: StaffView, *, problem: str = "", status: int = 200) -> web.Response:
@@ -354,62 +252,27 @@ def _import_form(view: StaffView, *, problem: str = "", status: int = 200) -> we
 @router.web.get(IMPORT_PAGE)
 @staff_page
 async def import_page(view: StaffView) -> web.Response:
-    query = view.request.query
-    if "done" in query:
-        upload = load_upload(view, query["done"], done=True)
-        if upload is None:
-            return _import_form(view, problem=EXPIRED_UPLOAD)
+    def result(upload: Upload) -> web.Response:
         return view.render("console_members_import.html", problem="", upload=upload, check=None, plan=None,
                            result=upload.result, limit=size_words(UPLOAD_LIMIT), hours=UPLOAD_HOURS)
-    if "file" in query:
-        upload = load_upload(view, query["file"])
-        if upload is None:
-            return _import_form(view, problem=EXPIRED_UPLOAD)
-        return await _preview(view, upload)
-    return _import_form(view)
+
+    return await UPLOADS.page(view, form=functools.partial(_import_form, view), preview=functools.partial(_preview, view),
+                              done=result)
 
 
 @router.web.post(IMPORT_PAGE)
-@staff_page(max_bytes=UPLOAD_LIMIT + FORM_ROOM)
+@staff_page(max_bytes=UPLOADS.max_bytes)
 async def upload_roster(view: StaffView) -> web.Response:
-    field = view.posted.get("file") if view.posted is not None else None
-    if not isinstance(field, web.FileField) or not field.filename:
-        return _import_form(view, problem="请先选择要上传的花名册文件（.xlsx 或 .csv）。", status=400)
-    # The name as the browser gives it (old browsers send the whole path), kept as written for the report.
-    name = re.split(r"[\\/]", field.filename)[-1][:100]
-    size = field.file.seek(0, os.SEEK_END)
-    problem = _file_problem(name, size)
-    if problem:
-        return _import_form(view, problem=problem, status=413 if size > UPLOAD_LIMIT else 400)
-    upload = Upload(token=secrets.token_urlsafe(24), login=view.login.id, member=view.member.id, name=name,
-                    suffix=Path(name).suffix.lower(), size=size, uploaded_at=view.now.isoformat())
-    await asyncio.to_thread(_store_upload, upload_dir(view), upload, field.file)
-    return view.back(f"{IMPORT_PAGE}?{urlencode({'file': upload.token})}")
-
-
-async def _leave_page_transaction(view: StaffView):
-    """End the page's transaction (it has only read, and noted the login as seen) and give the session factory
-    for transactions of the page's own. Reading a large file takes seconds and writing a county's roster
-    longer; in the page's transaction, SQLite's one write lock would be held all that time and members' messages
-    would wait. Afterwards the page must not use view.session (nor view.audit: see _audit)."""
-    if view.session.in_transaction():
-        await view.session.commit()
-    return console_of(view.request).sessions
+    return await UPLOADS.accept(view, missing="请先选择要上传的花名册文件（.xlsx 或 .csv）。",
+                                form=functools.partial(_import_form, view))
 
 
 async def _check(view: StaffView, path: Path) -> RosterCheck:
     """The file checked against the stored roster and the viewer's scope, with its plan (ends the page's
     transaction). Raises TableFileError when it cannot be read."""
-    sessions = await _leave_page_transaction(view)
+    sessions = await leave_page_transaction(view)
     return await check_roster(sessions, path, now=view.now, zone=view.settings.zone, within=view.scope.path,
                               plan=True)
-
-
-async def _audit(view: StaffView, detail: str) -> None:
-    """view.audit, in a short transaction of its own (the page's has ended)."""
-    async with console_of(view.request).sessions() as session, session.begin():
-        await audit_store.audit(session, view.member, "import", detail, now=view.now,
-                                client=client_address(view.request))
 
 
 def fingerprint(check: RosterCheck) -> str:
@@ -429,7 +292,7 @@ def _render_preview(view: StaffView, upload: Upload, check: RosterCheck | None, 
 
 async def _preview(view: StaffView, upload: Upload) -> web.Response:
     try:
-        check = await _check(view, _data_file(view, upload))
+        check = await _check(view, UPLOADS.data_file(view, upload))
     except TableFileError as error:
         return _render_preview(view, upload, None, problem=str(error))
     return _render_preview(view, upload, check)
@@ -438,26 +301,10 @@ async def _preview(view: StaffView, upload: Upload) -> web.Response:
 @router.web.post(IMPORT_PAGE + "/confirm")
 @staff_page
 async def confirm_import(view: StaffView) -> web.Response:
-    upload = load_upload(view, view.form.get("file"))
-    if upload is None:
-        return _import_form(view, problem=EXPIRED_UPLOAD, status=404)
-    # Taken by renaming: of two confirmations (a double click) one imports, the other finds nothing.
-    waiting, taken = _data_file(view, upload), upload_dir(view) / f"{upload.token}-importing{upload.suffix}"
-    try:
-        waiting.rename(taken)
-    except OSError:
-        return _import_form(view, problem=EXPIRED_UPLOAD, status=404)
-    try:
-        check = await _check(view, taken)
-        if fingerprint(check) == view.form.get("plan") and (not check.errors or view.form.get("rows") == "valid"):
-            return await _import(view, upload, check, taken)
-    except TableFileError as error:
-        return _import_form(view, problem=str(error), status=400)
-    finally:
-        # Anything but a finished import leaves the upload waiting, to be confirmed again.
-        if taken.exists():
-            taken.rename(waiting)
-    return _render_preview(view, upload, check, problem=CHANGED, status=409)
+    return await UPLOADS.confirm(
+        view, form=functools.partial(_import_form, view), check=lambda upload, path: _check(view, path),
+        fingerprint=fingerprint, write=functools.partial(_import, view),
+        changed=lambda upload, check: _render_preview(view, upload, check, problem=CHANGED, status=409))
 
 
 async def _import(view: StaffView, upload: Upload, check: RosterCheck, taken: Path) -> web.Response:
@@ -468,23 +315,15 @@ async def _import(view: StaffView, upload: Upload, check: RosterCheck, taken: Pa
                            code_days=membership_settings(view).binding_code_days)
     except Exception:
         log.exception("console: roster import of %s by member %s cut short", upload.name, view.member.id)
-        await _audit(view, f"导入花名册《{upload.name}》中断：已新增 {report.created} 人，更新 {report.updated} 人"
-                           "（再确认导入一次即可补全）")
+        await audit_apart(view, "import", f"导入花名册《{upload.name}》中断：已新增 {report.created} 人，"
+                                          f"更新 {report.updated} 人（再确认导入一次即可补全）")
         raise
     left_out = f"，{len(check.errors)} 处问题所在的行没有导入" if check.errors else ""
-    await _audit(view, f"导入花名册《{upload.name}》：{check.rows} 行，新增 {report.created} 人，"
-                       f"更新 {report.updated} 人，无变化 {report.unchanged} 人{left_out}")
+    await audit_apart(view, "import", f"导入花名册《{upload.name}》：{check.rows} 行，新增 {report.created} 人，"
+                                      f"更新 {report.updated} 人，无变化 {report.unchanged} 人{left_out}")
     log.info("console: member %s imported %s: %d created, %d updated, %d unchanged, %d problems left out",
              view.member.id, upload.name, report.created, report.updated, report.unchanged, len(check.errors))
-    upload.result = {"rows": report.rows, "created": report.created, "updated": report.updated,
-                     "unchanged": report.unchanged, "problems": [error.describe() for error in report.errors],
-                     "warnings": report.warnings}
-    await asyncio.to_thread(_finish_upload, view, upload, taken)
+    await UPLOADS.finish(view, upload, taken, {
+        "rows": report.rows, "created": report.created, "updated": report.updated, "unchanged": report.unchanged,
+        "problems": [error.describe() for error in report.errors], "warnings": report.warnings})
     return view.back(f"{IMPORT_PAGE}?{urlencode({'done': upload.token})}")
-
-
-def _finish_upload(view: StaffView, upload: Upload, taken: Path) -> None:
-    """Forget the file (the database has what it said); keep the note with the result for the result page."""
-    _write_meta(_meta_file(view, upload.token), upload)
-    with contextlib.suppress(OSError):
-        taken.unlink()

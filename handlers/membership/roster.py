@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.tables import Cell, RowError, TableFileError, cell_text, normalize_header, read_table
+from bot.tables import Cell, RowError, TableFileError, cell_text, import_report, normalize_header, read_table
 from bot.text import display_width
 from storage.db import READ_ONLY
 from storage.members import (
@@ -127,18 +127,9 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        counts = f"新增 {self.created} 人，更新 {self.updated} 人，无变化 {self.unchanged} 人"
-        if not self.imported:
-            lines = [f"发现 {len(self.errors)} 处问题，没有导入任何党员。请改好后重新导入："]
-        elif self.errors:
-            imported_rows = self.created + self.updated + self.unchanged
-            lines = [f"已导入没有问题的 {imported_rows} 行（{counts}）。",
-                     f"下面 {len(self.errors)} 处问题所在的行没有导入："]
-        else:
-            lines = [f"导入完成：共 {self.rows} 行，{counts}。"]
-        lines += [error.describe() for error in self.errors]
-        lines += [f"提示：{warning}" for warning in self.warnings]
-        return "\n".join(lines)
+        return import_report(rows=self.rows, imported=self.imported, kept=self.created + self.updated + self.unchanged,
+                             counts=f"新增 {self.created} 人，更新 {self.updated} 人，无变化 {self.unchanged} 人",
+                             nothing="没有导入任何党员。请改好后重新导入：", errors=self.errors, warnings=self.warnings)
 
 
 @dataclass(frozen=True)
