@@ -317,6 +317,96 @@ def export_care_command(org_path: str, year: int, out: Path | None) -> None:
     click.echo(str(result.path))
 
 
+@export_group.command("study")
+@click.option("--org", "org_path", required=True, help="Organization path, e.g. 示范县委/城关镇党委/红旗村党支部.")
+@click.option("--year", type=int, required=True, help="The year whose hours are listed, e.g. 2026.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (.xlsx or .csv); default 学习学时-<org>-<year>.xlsx here.")
+def export_study_command(org_path: str, year: int, out: Path | None) -> None:
+    """The members' study hours for a year, in roster order (name, branch, items, meetings, total, requirement)."""
+    from handlers.study.export import StudyExportError, export_study
+    from handlers.study.settings import StudySettings
+    from storage.orgs import InvalidOrgPath
+
+    settings = _settings(StudySettings)
+    try:
+        result = asyncio.run(_with_sessions(lambda sessions: export_study(
+            sessions, org_path=org_path, year=year, out=out, settings=settings)))
+    except (StudyExportError, InvalidOrgPath) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"已导出 {result.members} 名党员的学时。", err=True)
+    click.echo(str(result.path))
+
+
+@main.group()
+def study() -> None:
+    """Study items added by staff (the content/study files are checked by `zhibu content check`)."""
+
+
+@study.command("add")
+@click.option("--org", "org_path", required=True, help="The publishing organization's path, e.g. 示范县委/城关镇党委.")
+@click.option("--title", required=True, help="The title (at most 100 characters).")
+@click.option("--summary", required=True, help="A few lines to read, as they should be shown.")
+@click.option("--starts", required=True, help="First day of the period, YYYY-MM-DD.")
+@click.option("--ends", required=True, help="Last day of the period, YYYY-MM-DD.")
+@click.option("--minutes", required=True, help="Estimated minutes (1-600).")
+@click.option("--link", default="", help="An optional link to the original (https://…).")
+@click.option("--doc", default="", help="An optional curated document of content/docs: its id or title.")
+@click.option("--question", "questions", multiple=True, help="A check question (up to 3; repeat the option).")
+@click.option("--options", "options", multiple=True,
+              help="The options of the question in the same place, separated by | or ／, e.g. \"16个学时|32个学时\".")
+@click.option("--answer", "answers", multiple=True, help="The right option's number (from 1) of that question.")
+def study_add(org_path: str, title: str, summary: str, starts: str, ends: str, minutes: str, link: str, doc: str,
+              questions: tuple[str, ...], options: tuple[str, ...], answers: tuple[str, ...]) -> None:
+    """Add one study item; adding the same organization, title and period again adds nothing."""
+    from content.loader import DEFAULT_ROOT
+    from content.study_items import doc_titles
+    from handlers.study.plan import Draft, add_item
+
+    def nth(values: tuple[str, ...], index: int) -> str:
+        return values[index] if index < len(values) else ""
+
+    count = max(len(questions), len(options), len(answers))
+    draft = Draft(title=title, summary=summary, starts=starts, ends=ends, minutes=minutes, link=link, doc=doc,
+                  org=org_path, questions=[(nth(questions, i), nth(options, i), nth(answers, i)) for i in range(count)])
+
+    async def add(sessions):
+        async with sessions() as session, session.begin():
+            return await add_item(session, draft, docs=doc_titles(DEFAULT_ROOT), added_by="由命令行添加（zhibu study add）",
+                                  now=Clock().now())
+
+    added = asyncio.run(_with_sessions(add))
+    if added.problems:
+        for problem in added.problems:
+            click.echo(problem.describe(), err=True)
+        raise click.ClickException(f"有 {len(added.problems)} 处问题，没有添加。")
+    item = added.item
+    what = "已添加" if added.created else "已经有了（同一组织、标题和起止日期），没有重复添加"
+    click.echo(f"{what}：“{item.title}”，{item.org_path}，{item.starts_on} 至 {item.ends_on}，约 {item.minutes} 分钟（{item.key}）")
+
+
+@study.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--allow-errors", is_flag=True, help="Import the valid rows even if some rows have errors.")
+@click.option("--org", "org_path", default="", help="The publishing organization of rows that leave 发布组织 empty.")
+def study_import(file: Path, allow_errors: bool, org_path: str) -> None:
+    """Import a study plan (XLSX or CSV, one item a row: 标题, 内容摘要, 开始日期, 结束日期, 预计分钟, …)."""
+    from bot.tables import TableFileError
+    from content.loader import DEFAULT_ROOT
+    from content.study_items import doc_titles
+    from handlers.study.plan import import_plan
+
+    try:
+        report = asyncio.run(_with_sessions(lambda sessions: import_plan(
+            sessions, file, docs=doc_titles(DEFAULT_ROOT), now=Clock().now(), allow_errors=allow_errors,
+            added_by=f"由学习计划《{file.name}》导入（zhibu study import）", default_org=org_path)))
+    except TableFileError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(report.describe())
+    if report.errors and not report.imported:
+        sys.exit(1)
+
+
 @main.group()
 def menu() -> None:
     """The official account's custom menu."""
