@@ -7,7 +7,7 @@ push and the chaser) over storage/study.py's queries; chat.py the commands; jobs
 item's member page.
 """
 
-from handlers.study import chat, jobs, page  # noqa: F401  (register handlers, jobs and pages)
+from handlers.study import chat, console, jobs, page  # noqa: F401  (register handlers, jobs and pages)
 from handlers.study.common import router
 
 __all__ = ["router"]
