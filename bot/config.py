@@ -27,7 +27,15 @@ DEFAULT_MENU: dict = {
             ],
         },
         {"type": "click", "name": "签到", "key": "CHECKIN"},
-        {"type": "click", "name": "帮助", "key": "HELP"},
+        # 帮助 shares a button with study: WeChat allows only three top buttons, and 签到 must stay one tap.
+        {
+            "name": "学习·帮助",
+            "sub_button": [
+                {"type": "click", "name": "本周学习", "key": "STUDY"},
+                {"type": "click", "name": "我的学时", "key": "STUDY_MINE"},
+                {"type": "click", "name": "使用帮助", "key": "HELP"},
+            ],
+        },
     ]
 }
 
@@ -36,6 +44,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZHIBU_", env_file=".env", extra="ignore")
 
     data_dir: Path = Path("zhibu-data")
+    # Curated content (Q&A, documents, study items); None: the content/ folder shipped with the package.
+    content_dir: Path | None = None
     database_url: str | None = None
     timezone: str = "Asia/Shanghai"
 

@@ -137,6 +137,15 @@ OUT_OF_DOMAIN = frozenset("""
 新农合 医保 社保 养老保险 报销 低保 宅基地 户口 身份证 驾照 结婚证 离婚 彩礼 残疾证 转学 高考 中考 学费
 电费 水费 燃气 宽带 网费 流量 话费
 """.split())
+# Questions that sound like party matters but are not ours to answer, whatever their words share with the content:
+# what cadres are paid, who gets 低保 or other welfare, writing someone's letters for them.
+NEAR_MISSES = re.compile(
+    r"(书记|支书|村干部|村长|主任|委员|干部).{0,8}(工资|补贴|待遇|报酬|收入|奖金|年薪|一个月.{0,3}(拿|挣|领)多少)|"
+    r"(评|吃|领|申请|优先|照顾).{0,4}(低保|贫困户|救济粮|补助金)|(低保|贫困户).{0,6}(优先|照顾|评上|评得上|能评|好评)|"
+    r"(帮我|给我|替我|帮忙|代我).{0,4}(写|起草|拟)(?!.{0,8}(思想汇报|申请书|志愿书))|"
+    r"(请假条|检讨书|欠条|借条|合同|起诉书|证明信).{0,6}(给厂|给公司|给老板|给学校)|"
+    r"(考公务员|考公|考编|考事业编|参军|当兵|入伍|考军校).{0,10}政审")
+
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
 # question with none of them ("低保怎么申请", "今天几号") weighs against answering.
 DOMAIN_MARKERS = frozenset("""
@@ -170,6 +179,10 @@ class Answer:
     kind: str | None = None  # "faq" or "passage"
     title: str = ""  # for a passage: "title · heading"
     suggestions: list[Suggestion] = field(default_factory=list)
+    # Declined, but the question speaks of party matters: "no exact answer yet" rather than "not ours".
+    in_domain: bool = False
+    # The other questions of a message that asked several (the first is answered): each one's entry.
+    others: list[Suggestion] = field(default_factory=list)
     # The best candidates whatever the thresholds, best first: (id, confidence); for evaluation.
     ranked: list[tuple[str, float]] = field(default_factory=list, repr=False)
 
@@ -177,6 +190,32 @@ class Answer:
         return {"question": self.question, "status": self.status, "answer": self.answer, "source": self.source,
                 "local": self.local, "confidence": round(self.confidence, 3), "id": self.entry_id,
                 "kind": self.kind, "suggestions": [{"id": s.id, "question": s.question} for s in self.suggestions]}
+
+
+# Where one message asks a second question: "还有就是…", "另外…", "再问一下…", or a sentence end.
+_NEXT_QUESTION = re.compile(r"[？?；;。！!]+|\s*(?:还有就是|还有一个|还有个|另外还有|另外|再问一下|再问个|再问|还想问一下|还想问|"
+                            r"顺便问一下|顺便问|第二个|第二|二是)")
+# A part with fewer Chinese characters than this is no question of its own ("我想问两个事").
+PART_MIN_CHARS = 4
+
+
+# What people say around a question when they dictate it ("喂 那个我想问一哈 就是…"): words no entry has, which
+# only make the question look as if it said something the content does not.
+_FILLERS_SAID = re.compile(r"喂+|嗯+|呃+|哎+|唉|那个|就是说|就是|我想问(?:一下|一哈|下|个事|两个事|几个事|问)?|"
+                           r"想问(?:一下|一哈|下)?|我问(?:一下|一哈|下|你)?|问一下|问一哈|问下|请问一下|小助手|这个助手|"
+                           r"你好|您好|麻烦(?:问一下|你)?|打扰(?:一下)?|一个是|那啥|咋说呢|怎么说呢|是这样的|这样子")
+
+
+def without_fillers(question: str) -> str:
+    """The question without the words people say around it; the question itself when little would be left."""
+    bare = " ".join(_FILLERS_SAID.sub(" ", question).split())
+    return bare if sum(len(run) for run in _CJK.findall(bare)) >= 2 else question
+
+
+def split_questions(question: str) -> list[str]:
+    """The questions one message asks, in order (one part when it asks one)."""
+    parts = [part.strip(" ，,、") for part in _NEXT_QUESTION.split(question)]
+    return [part for part in parts if sum(len(run) for run in _CJK.findall(part)) >= PART_MIN_CHARS]
 
 
 def clip_question(question: str, limit: int = QUESTION_MAX_CHARS) -> str:
@@ -195,6 +234,17 @@ def source_line(source: str, article: str, local: bool) -> str:
 
 
 # ---------------------------------------------------------------- text analysis
+
+
+# A lone figure written into a term (3会1课, 5必访, 4议2公开) is spelled out so the term is found; figures of two or
+# more digits (3000, 2019) and decimals stay figures.
+_LONE_DIGIT = re.compile(r"(?<![0-9.])[0-9](?![0-9.])(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff])(?<![0-9.])[0-9](?![0-9.])")
+_DIGIT_WORDS = dict(zip("0123456789", "零一二三四五六七八九"))
+
+
+def _spell_lone_digits(text: str) -> str:
+    return _LONE_DIGIT.sub(lambda match: _DIGIT_WORDS[match.group()], text)
+
 
 
 _BASE_LOCK = threading.Lock()
@@ -256,7 +306,7 @@ class Analyzer:
 
     @staticmethod
     def fold(text: str) -> str:
-        return to_mandarin(unicodedata.normalize("NFKC", text).lower().strip())
+        return to_mandarin(_spell_lone_digits(unicodedata.normalize("NFKC", text).lower().strip()))
 
     def canonical(self, text: str) -> str:
         text = self.homophones.fix(self.fold(text))
@@ -537,8 +587,34 @@ class QaIndex:
         to it (Answer.question is that part). Safe to call from worker threads: the index is only read, and
         the one cache it writes (the slip look-ups) tolerates it."""
         question = clip_question(question)
+        today = today or date.today()
+        parts = split_questions(question)
+        if len(parts) > 1:
+            # Several questions in one message (dictated ones often are): the first answered is the answer and
+            # the others are offered — but only when at least two parts find different entries; otherwise the
+            # message is read whole, as one question.
+            answered: dict[str, tuple[str, Answer]] = {}
+            for part in parts:
+                result = self._search_one(part, answer_threshold, suggest_threshold, today)
+                if result.status == ANSWERED and result.entry_id is not None:
+                    answered.setdefault(result.entry_id, (part, result))
+            if len(answered) > 1:
+                (_, first), *rest = answered.values()
+                first.question = question
+                first.others = [Suggestion(result.entry_id, part) for part, result in rest]
+                return first
+        return self._search_one(question, answer_threshold, suggest_threshold, today)
+
+    def _search_one(self, asked: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
+        result = self._search_bare(without_fillers(asked), answer_threshold, suggest_threshold, today)
+        result.question = asked
+        return result
+
+    def _search_bare(self, question: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
+        if NEAR_MISSES.search(self.analyzer.fold(question)):
+            return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0)
         # A dues question that states an income, a 党龄 question that gives a date: worked out (content/computed.py).
-        computed = compute_answer(question, today or date.today())
+        computed = compute_answer(question, today)
         if computed is not None:
             return self._computed_answer(question, computed)
         verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
@@ -598,7 +674,7 @@ class QaIndex:
             choices = [c for c in faq[:MAX_SUGGESTIONS] if c.confidence >= floor]
             return Answer(question=question, status=UNSURE, confidence=probability,
                           suggestions=[self._suggestion(c.key) for c in choices])
-        return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability)
+        return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability, in_domain=in_domain)
 
     def _computed_answer(self, question: str, computed: Computed) -> Answer:
         """A worked-out answer, standing for the entry of its topic (for evaluation and the console)."""

@@ -68,6 +68,12 @@ PICK_A_NUMBER = "请回复 1 到 {last} 之间的数字。"
 DECLINE = ("没有听懂“{text}”，这个问题我暂时回答不了。我能回答党费、三会一课、发展党员、关怀帮扶等党务问题，"
            "回复 帮助 查看可以做什么。")
 OFFER_FORWARD = "\n需要的话，回复 1 把问题转给支部书记。"
+# A party question the content does not cover: said plainly, not guessed at, and not called "not understood".
+UNKNOWN = "这个问题我还没有准确的答案，不想说错了误导您。"
+UNKNOWN_ASK_SECRETARY = "可以问问支部书记。"
+# The other questions of a message that asked several.
+OTHERS_ONE = "您还问了“{question}”，回复 1 看这一条。"
+OTHERS_MANY = "您还问了：\n{options}\n回复数字看答案。"
 # Words that make a text a question; a text without any, and short, is not offered to the secretary.
 _QUESTION = re.compile(r"[?？吗呢么嘛]|怎|什么|啥|咋|哪|谁|几|多少|多久|为何|为什么|能不能|可不可以|是不是|有没有|要不要|"
                        r"如何|是否|请问|想问|问一下|能否|可否")
@@ -159,14 +165,27 @@ def answer_text(answer: Answer, offset: int = 0, max_bytes: int = REPLY_MAX_BYTE
     return f"{heading}\n{part}\n{source}", None
 
 
+def _others_text(answer: Answer) -> str:
+    if len(answer.others) == 1:
+        return OTHERS_ONE.format(question=excerpt(answer.others[0].question))
+    options = "\n".join(f"{number} {other.question}" for number, other in enumerate(answer.others, start=1))
+    return OTHERS_MANY.format(options=options)
+
+
 def _show(dialog: Dialog, answer: Answer, offset: int = 0, note: str = "") -> str:
-    """The reply for an answer (after note, on lines of its own, when there is one); sets up 更多."""
-    room = REPLY_MAX_BYTES - (utf8_len(note) + 1 if note else 0)
+    """The reply for an answer (after note, on lines of its own, when there is one); sets up 更多, or the
+    choice among the message's other questions (a long answer's 更多 comes first)."""
+    others = _others_text(answer) if answer.others else ""
+    room = REPLY_MAX_BYTES - (utf8_len(note) + 1 if note else 0) - (utf8_len(others) + 2 if others else 0)
     text, following = answer_text(answer, offset, room)
-    if following is None:
-        dialog.finish()
-    else:
+    if following is not None:
         dialog.start(DIALOG, "more", id=answer.entry_id, offset=following)
+        others = ""
+    elif others:
+        dialog.start(DIALOG, "choose", ids=[other.id for other in answer.others], question=answer.question)
+    else:
+        dialog.finish()
+    text = f"{text}\n\n{others}" if others else text
     return f"{note}\n{text}" if note else text
 
 
@@ -220,6 +239,12 @@ async def reply_for(answers: IndexHolder, question: str, dialog: Dialog, member:
         return f"{note}\n{text}" if note else text
     if cut:
         text, offer = CUT_DECLINE.format(read=len(read)), OFFER_FORWARD_CUT
+    elif result.in_domain:
+        # Ours, but not covered: always worth the secretary's time.
+        if member is None:
+            return UNKNOWN + UNKNOWN_ASK_SECRETARY
+        dialog.start(DIALOG, "forward", question=question)
+        return UNKNOWN + OFFER_FORWARD
     else:
         text, offer = DECLINE.format(text=excerpt(read)), OFFER_FORWARD
     if member is None or not (cut or looks_like_question(read)):

@@ -23,7 +23,7 @@ FAQ = '''
 id = "dues-farmer"
 question = "农民党员交多少党费？"
 phrasings = ["种地的党员党费怎么交", "农村党员党费标准", "务农党员每月交多少党费"]
-answer = "农民党员每月交纳党费0.2元至1元，具体数额由各省区市确定。"
+answer = "农民党员每月交纳党费0.2元至1元；规定只给了这个范围，具体数额由支部按本地做法确定。"
 source = "关于中国共产党党费收缴、使用和管理的规定"
 article = "第五条"
 tags = ["党费"]
@@ -253,7 +253,7 @@ async def test_invalid_content_refuses_to_start(make_service, tmp_path):
 
 async def test_the_server_reloads_changed_content(make_service, content_dir):
     service = await make_service(content_dir=content_dir, content_poll_seconds=0.05)
-    assert "暂时回答不了" in await service.say("u1", "村集体经济收入怎么公开")
+    assert "还没有准确的答案" in await service.say("u1", "村集体经济收入怎么公开")
     (content_dir / "faq" / "village.toml").write_text(FAQ.replace("dues-farmer", "village-income").replace(
         "农民党员交多少党费？", "村集体经济收入怎么公开？").replace("dues-missing", "x-1").replace("visit-five", "x-2")
         .replace('"种地的党员党费怎么交", "农村党员党费标准", "务农党员每月交多少党费"', '"集体收入公开吗", "村里的账怎么公开", "村集体的钱公示吗"'),
