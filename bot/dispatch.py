@@ -35,7 +35,7 @@ from bot.clock import Clock
 from bot.config import Configs, Settings, SettingsT
 from bot.group_commit import GroupCommit
 from bot.messages import Kind, Message
-from bot.outbox import Outgoing
+from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import TRIMMED_NOTE, normalize_input, split_reply
 from storage import dialogs, identities, inbound
@@ -886,8 +886,13 @@ class Dispatcher:
                         ctx = await self._context(session, message, entry.received_at)
                         await self._route(ctx)
                         await self._save_dialog(ctx)
-                        parts, full = self._fit("\n\n".join(ctx.replies), message_id, message.user_id) \
-                            if ctx.replies else ([], None)
+                        # Messages waiting for this member's next message go with this reply (or, with none,
+                        # back to the outbox), committed with it: a retry gets the stored reply, lines included.
+                        reply, released = await hand_over_waiting(
+                            session, message.user_id, "\n\n".join(ctx.replies), now=self.clock.now(),
+                            opens_window=message.opens_window)
+                        ctx.outbox_touched |= released
+                        parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
                         late = entry.late
                         enqueued = await self._record(session, message, message_id, parts, late, ctx.outgoing,
                                                       InboundStatus.DONE, full_reply=full) or ctx.outbox_touched

@@ -8,9 +8,15 @@ them, so a message exists exactly when its cause does. The Outbox then:
   48-hour window is open and under its 5-message count, otherwise as the template message configured
   for its kind,
 - records the outcomes of a batch in one short transaction: sent, failed with WeChat's code and a
-  readable reason, or pending again with exponential backoff for transient errors,
+  readable reason, pending again with exponential backoff for transient errors, or waiting (below),
 - keeps to a messages-per-second budget, holds everything back when the daily quota runs out, and
   keeps non-urgent messages for the end of the quiet hours.
+
+A message that may wait (Outgoing.waits, e.g. the weekly study push) and finds no channel (the window
+closed, no template for its kind) is no failure: it becomes WAITING, and the reply to the member's next
+message carries its waits line (hand_over_waiting, called by the dispatcher), until its expires_at. A
+passive reply may answer any message and costs none of the window's five messages, which sending the row
+through the newly opened window would; so the row goes back to the outbox only when nothing replies.
 
 Crash safety: the idempotency key makes enqueueing repeatable; a process that dies leaves its claimed
 rows SENDING, and recover() returns them to PENDING once their lease has run out. Those few may have
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CUSTOM = "custom"
 TEMPLATE = "template"
+REPLY = "reply"  # a waiting row handed over in the reply to the member's next message
 
 UNBOUND = "未绑定微信，无法送达"
 UNFOLLOWED = "已取消关注公众号，无法送达"
@@ -89,6 +96,11 @@ class Outgoing:
     not_before: datetime | None = None
     # A reminder rather than the message itself: a member who turned reminders off does not get it.
     reminder: bool = False
+    # The message may wait: when no channel reaches the member now, this short line ends the reply to their
+    # next message instead of the message failing (study: "您有一条本周学习内容，回复 学习 查看"); None: it fails.
+    waits: str | None = None
+    # After this a waiting message is no longer handed over (its matter is over); None: it waits as long as it takes.
+    expires_at: datetime | None = None
 
 
 # ---------------------------------------------------------------- rules that need no database
@@ -183,7 +195,7 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
                 "urgent": item.urgent, "reminder": item.reminder,
                 "status": store.FAILED if error else store.PENDING, "attempts": 0,
                 "due_at": due_time(max(now, item.not_before or now), urgent=item.urgent, settings=settings),
-                "created_at": now, "error": error,
+                "created_at": now, "error": error, "waits": item.waits, "expires_at": item.expires_at,
             })
         added += await store.insert_rows(session, rows)
     return added
@@ -191,16 +203,38 @@ async def enqueue(session: AsyncSession, items: Iterable[Outgoing], *, now: date
 
 async def enqueue_members(session: AsyncSession, member_ids: Select, *, key_prefix: str, kind: str, text: str,
                           ref: str | None, urgent: bool, summary: Summary | None, now: datetime,
-                          settings: Any, reminder: bool = False) -> int:
+                          settings: Any, reminder: bool = False, waits: str | None = None,
+                          expires_at: datetime | None = None) -> int:
     """One row per member id the select yields (keys "<key_prefix>:<member id>"); returns how many were new.
 
-    A single INSERT … SELECT, so a 70,000-member audience never passes through Python.
+    A single INSERT … SELECT, so a 70,000-member audience never passes through Python. waits and expires_at
+    are Outgoing's.
     """
     return await store.insert_for_members(
         session, member_ids, key_prefix=key_prefix, kind=kind, text=text, ref=ref,
         template_data=template_json(summary, text), urgent=urgent,
         due_at=due_time(now, urgent=urgent, settings=settings), now=now,
-        unbound_reason=UNBOUND, unfollowed_reason=UNFOLLOWED, reminder=reminder, muted_reason=MUTED)
+        unbound_reason=UNBOUND, unfollowed_reason=UNFOLLOWED, reminder=reminder, muted_reason=MUTED,
+        waits=waits, expires_at=expires_at)
+
+
+async def hand_over_waiting(session: AsyncSession, openid: str, reply: str, *, now: datetime,
+                            opens_window: bool) -> tuple[str, bool]:
+    """The member behind openid just wrote and reply is the answer (empty: none): in the same transaction as
+    that answer is stored, their waiting messages leave the waiting state. Returns the reply to give and
+    whether rows went back to the outbox (wake it).
+
+    With a reply, it carries them: their lines end it, on lines of their own, each line once however many
+    rows carry it, and the rows are sent through REPLY. Stored with the reply, so a WeChat retry of the
+    message gets the same answer and the lines neither repeat nor get lost. Without one (`success`), they
+    go to the outbox, due now, if the message opened the window; otherwise they keep waiting.
+    """
+    if reply:
+        lines = await store.hand_over_waiting(session, openid, now=now, channel=REPLY)
+        return "\n".join([reply, *dict.fromkeys(lines)]), False
+    if opens_window:
+        return reply, await store.release_waiting(session, openid, now=now) > 0
+    return reply, False
 
 
 # ---------------------------------------------------------------- the engine
@@ -233,7 +267,7 @@ class RateLimiter:
 
 @dataclass
 class _Outcome:
-    kind: str  # "sent", "failed", "retry", "release"
+    kind: str  # "sent", "failed", "retry", "release", "waiting"
     channel: str | None = None
     error_code: int | None = None
     error: str = ""
@@ -280,6 +314,8 @@ class Counters:
     recovered: int = 0
     # Rows put back untouched because the daily quota ran out or the engine stopped.
     held: int = 0
+    # Rows no channel reached that wait for the member's next message (not failed).
+    waiting: int = 0
     by_channel: Counter = field(default_factory=Counter)
 
 
@@ -559,7 +595,7 @@ class Outbox:
             return _Plan(row, CUSTOM, template_id)
         if template_id is not None:
             return _Plan(row, TEMPLATE, template_id)
-        return _Plan(row, None, None, _Outcome("failed", error=NO_CHANNEL))
+        return _Plan(row, None, None, self._no_channel(row))
 
     async def _outcome_of(self, plan: _Plan) -> _Outcome:
         await self._limiter.take()
@@ -580,7 +616,7 @@ class Outbox:
                     # used it up): the template channel is what WeChat allows now.
                     window_closed = True
                     if plan.template_id is None:
-                        return _Outcome("failed", error_code=refusal.errcode, error=NO_CHANNEL, window_closed=True)
+                        return self._no_channel(row, refusal)
                     await self._limiter.take()
             await self.client.send_template(row.openid, plan.template_id,
                                             self._template_fields(plan.template_id, self._template_data(row)),
@@ -623,6 +659,16 @@ class Outbox:
             return data
         return {names[field]: value for field, value in data.items() if field in names}
 
+    @staticmethod
+    def _no_channel(row: store.Claimed, refusal: WeChatError | None = None) -> _Outcome:
+        """Neither the window nor a template reaches the member: a message that may wait waits for their
+        next message, any other fails. refusal: WeChat's answer to the customer-service message, if asked."""
+        closed = refusal is not None
+        if row.may_wait:
+            return _Outcome("waiting", window_closed=closed)
+        code = refusal.errcode if closed else None
+        return _Outcome("failed", error_code=code, error=NO_CHANNEL, window_closed=closed)
+
     def _failure(self, row: store.Claimed, code: int | None, reason: str, transient: bool,
                  window_closed: bool) -> _Outcome:
         if not transient:
@@ -638,7 +684,7 @@ class Outbox:
 
     async def _record(self, plans: list[_Plan]) -> None:
         now = self.clock.now()
-        sent, failed, retry, release = [], [], [], []
+        sent, failed, retry, release, waiting = [], [], [], [], []
         window_used: Counter[str] = Counter()
         closed: set[str] = set()
         for plan in plans:
@@ -649,6 +695,8 @@ class Outbox:
                 failed.append(store.Failed(row.id, outcome.error_code, outcome.error))
             elif outcome.kind == "retry":
                 retry.append(store.Retry(row.id, self._retry_at(row, now), outcome.error_code, outcome.error))
+            elif outcome.kind == "waiting":
+                waiting.append(row.id)
             else:
                 release.append(row.id)
             if outcome.used_window:
@@ -659,7 +707,7 @@ class Outbox:
             try:
                 async with self.sessions() as session, session.begin():
                     await store.record(session, now=now, sent=sent, failed=failed, retry=retry, release=release,
-                                       window_used=window_used, windows_closed=closed)
+                                       waiting=waiting, window_used=window_used, windows_closed=closed)
                 break
             except Exception as error:
                 # Unrecorded rows would be recovered and sent again once their lease ran out: worth a wait.
@@ -673,10 +721,12 @@ class Outbox:
         counters.failed += len(failed)
         counters.retried += len(retry)
         counters.held += len(release)
+        counters.waiting += len(waiting)
         counters.by_channel.update(item.channel for item in sent)
-        if failed or retry:
-            log.info("outbox: batch of %d: %d sent, %d failed, %d to retry, %d held back",
-                     len(plans), len(sent), len(failed), len(retry), len(release))
+        if failed or retry or waiting:
+            log.info("outbox: batch of %d: %d sent, %d failed, %d to retry, %d held back, %d waiting for the "
+                     "member's next message", len(plans), len(sent), len(failed), len(retry), len(release),
+                     len(waiting))
 
     # -- pausing
 

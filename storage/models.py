@@ -204,6 +204,14 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"  # a worker holds it until lease_until
     SENT = "sent"
     FAILED = "failed"  # permanently: the reason is in error
+    # No channel now (the member's 48-hour window is closed and no template fits), but the message said it
+    # may wait: its `waits` line goes with the reply to the member's next message, until expires_at. Never a
+    # failure; reports count it with the pending.
+    WAITING = "waiting"
+
+
+# The predicate of ix_outbox_waiting; a query must name the status as this literal to use the index.
+OUTBOX_WAITING = sa.text("status = 'waiting'")
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -211,8 +219,12 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox"
     # ix_outbox_ref_figures: a notice's figures counted from the index alone (storage.notices.totals_under).
+    # ix_outbox_waiting: a member's waiting rows, looked up on every message they send; partial, so the
+    # rows of a broadcast (pending, then sent) never enter it.
     __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),
-                      sa.Index("ix_outbox_ref_figures", "ref", "kind", "status", "acknowledged_at"))
+                      sa.Index("ix_outbox_ref_figures", "ref", "kind", "status", "acknowledged_at"),
+                      sa.Index("ix_outbox_waiting", "openid", sqlite_where=OUTBOX_WAITING,
+                               postgresql_where=OUTBOX_WAITING))
 
     id: int | None = Field(default=None, primary_key=True)
     # One row per (message, member), e.g. "notice:12:345": a retried enqueue adds nothing.
@@ -240,6 +252,11 @@ class OutboxMessage(SQLModel, table=True):
     acknowledged_at: datetime | None = Field(default=None, sa_column=utc_column())
     error_code: int | None = None
     error: str | None = Field(default=None, max_length=300)
+    # What the member is told in the reply to their next message when no channel reaches them now
+    # ("您有一条本周学习内容，回复 学习 查看"); None: the message cannot wait and fails instead.
+    waits: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # After this a waiting row is no longer handed over (a study item's period has ended); None: never.
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column())
 
 
 class Notice(SQLModel, table=True):

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Member, OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
+from storage.models import OUTBOX_WAITING, Member, OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
 from storage.upsert import insert_for
 
 OUTBOX = OutboxMessage.__table__
@@ -27,6 +27,7 @@ PENDING = OutboxStatus.PENDING.value
 SENDING = OutboxStatus.SENDING.value
 SENT = OutboxStatus.SENT.value
 FAILED = OutboxStatus.FAILED.value
+WAITING = OutboxStatus.WAITING.value
 
 # WeChat's customer-service allowance: after a member's message, this many messages within this long.
 WINDOW_LENGTH = timedelta(hours=48)
@@ -86,7 +87,8 @@ async def insert_rows(session: AsyncSession, rows: list[dict]) -> int:
 async def insert_for_members(session: AsyncSession, member_ids: sa.Select, *, key_prefix: str, kind: str, text: str,
                              ref: str | None, template_data: str | None, urgent: bool, due_at: datetime,
                              now: datetime, unbound_reason: str, unfollowed_reason: str, reminder: bool = False,
-                             muted_reason: str = "") -> int:
+                             muted_reason: str = "", waits: str | None = None,
+                             expires_at: datetime | None = None) -> int:
     """One row per member id the select yields (its first column), in a single INSERT … SELECT in the database.
 
     The openid is the member's bound follower. Members nobody can reach get a row that is already failed
@@ -119,13 +121,15 @@ async def insert_for_members(session: AsyncSession, member_ids: sa.Select, *, ke
             sa.literal(due_at, UTCDateTime()),
             sa.literal(now, UTCDateTime()),
             sa.case(*failures, else_=sa.null()),
+            sa.literal(waits, sa.Text),
+            sa.literal(expires_at, UTCDateTime()),
         )
         .select_from(source)
         # Also keeps SQLite from reading the upsert's ON as part of the join (its documented ambiguity).
         .where(member_id.is_not(None))
     )
     columns = ["idempotency_key", "kind", "ref", "member_id", "openid", "text", "template_data", "urgent", "reminder",
-               "status", "attempts", "due_at", "created_at", "error"]
+               "status", "attempts", "due_at", "created_at", "error", "waits", "expires_at"]
     statement = (insert_for(session, OUTBOX).from_select(columns, rows)
                  .on_conflict_do_nothing(index_elements=["idempotency_key"]))
     result = await session.execute(statement)
@@ -160,6 +164,7 @@ class Claimed:
     window_sent: int
     subscribed: bool | None  # None: no follower row for this openid
     ref: str | None = None  # the feature record ("notice:12"): its page is the template's link
+    may_wait: bool = False  # it has a waits line: with no channel it waits instead of failing
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int,
@@ -172,7 +177,7 @@ async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, 
     query = (
         select(OUTBOX.c.id, OUTBOX.c.openid, OUTBOX.c.member_id, OUTBOX.c.kind, OUTBOX.c.text,
                OUTBOX.c.template_data, OUTBOX.c.urgent, OUTBOX.c.attempts, IDENTITY.c.last_message_at,
-               IDENTITY.c.window_sent, IDENTITY.c.subscribed, OUTBOX.c.ref)
+               IDENTITY.c.window_sent, IDENTITY.c.subscribed, OUTBOX.c.ref, OUTBOX.c.waits.is_not(None))
         .select_from(OUTBOX.outerjoin(IDENTITY, IDENTITY.c.openid == OUTBOX.c.openid))
         .where(OUTBOX.c.status == PENDING, OUTBOX.c.due_at <= now)
         # No tie-break on id: on PostgreSQL it would sort every due row of a big broadcast for each claim.
@@ -190,9 +195,9 @@ async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, 
         .values(status=SENDING, lease_until=lease_until, attempts=OUTBOX.c.attempts + 1))
     # Unpacked by position: a batch is hundreds of rows, and named access costs a lookup per field.
     return [Claimed(row_id, openid, member_id, kind, text, template_data, urgent, attempts + 1, last_message_at,
-                    window_sent or 0, subscribed, ref)
+                    window_sent or 0, subscribed, ref, bool(may_wait))
             for (row_id, openid, member_id, kind, text, template_data, urgent, attempts, last_message_at,
-                 window_sent, subscribed, ref) in rows]
+                 window_sent, subscribed, ref, may_wait) in rows]
 
 
 # A worker whose lease ran out may still report; a row another process recovered (pending again) is
@@ -222,11 +227,12 @@ class Retry:
 
 
 async def record(session: AsyncSession, *, now: datetime, sent: list[Sent] = (), failed: list[Failed] = (),
-                 retry: list[Retry] = (), release: list[int] = (), window_used: Mapping[str, int] | None = None,
-                 windows_closed: Iterable[str] = ()) -> None:
+                 retry: list[Retry] = (), release: list[int] = (), waiting: list[int] = (),
+                 window_used: Mapping[str, int] | None = None, windows_closed: Iterable[str] = ()) -> None:
     """Record a batch's outcomes: one executemany per kind of outcome.
 
     release: rows put back untouched (the attempt does not count), e.g. when the daily quota ran out.
+    waiting: rows no channel reaches now that wait for the member's next message (hand_over_waiting).
     window_used: customer-service messages sent per openid; windows_closed: openids WeChat refused them for.
     """
     # Sent rows, the bulk of every batch, take one statement per channel rather than one per row.
@@ -253,6 +259,10 @@ async def record(session: AsyncSession, *, now: datetime, sent: list[Sent] = (),
         await session.execute(
             update(OUTBOX).where(_one_of(session, OUTBOX.c.id, list(release)), OUTBOX.c.status == SENDING)
             .values(status=PENDING, lease_until=None, attempts=OUTBOX.c.attempts - 1))
+    if waiting:
+        await session.execute(
+            update(OUTBOX).where(_one_of(session, OUTBOX.c.id, list(waiting)), _STILL_OURS)
+            .values(status=WAITING, lease_until=None, error_code=None, error=None))
     if window_used:
         await session.execute(
             update(IDENTITY).where(IDENTITY.c.openid == bindparam("who"))
@@ -265,9 +275,11 @@ async def record(session: AsyncSession, *, now: datetime, sent: list[Sent] = (),
 
 
 async def withdraw_reminders(session: AsyncSession, member_id: int, *, reason: str) -> int:
-    """A member's reminders not yet sent become failed with the reason (they turned reminders off)."""
+    """A member's reminders not yet sent (pending, or waiting for their next message) become failed with the
+    reason (they turned reminders off)."""
     result = await session.execute(
-        update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.reminder.is_(True), OUTBOX.c.status == PENDING)
+        update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.reminder.is_(True),
+                             OUTBOX.c.status.in_([PENDING, WAITING]))
         .values(status=FAILED, error=reason, lease_until=None))
     return max(result.rowcount or 0, 0)
 
@@ -304,11 +316,12 @@ async def status_counts(session: AsyncSession, ref: str | None = None) -> dict[s
 async def withdraw_pending(session: AsyncSession, ref: str, *, reason: str) -> int:
     """Stop a record's messages that have not gone out yet (a meeting moved or cancelled); returns how many.
 
-    They become failed with the reason rather than deleted, so reports still show what happened. Rows a
-    worker holds right now are left alone: they may already be on their way.
+    They become failed with the reason rather than deleted, so reports still show what happened; so do
+    waiting ones, which must not reach the member later. Rows a worker holds right now are left alone: they
+    may already be on their way.
     """
     result = await session.execute(
-        update(OUTBOX).where(OUTBOX.c.ref == ref, OUTBOX.c.status == PENDING)
+        update(OUTBOX).where(OUTBOX.c.ref == ref, OUTBOX.c.status.in_([PENDING, WAITING]))
         .values(status=FAILED, error=reason[:ERROR_MAX], lease_until=None))
     return max(result.rowcount or 0, 0)
 
@@ -318,3 +331,30 @@ async def addressed_to(session: AsyncSession, ref: str, member_id: int) -> bool:
     its page from a link."""
     query = select(OUTBOX.c.id).where(OUTBOX.c.ref == ref, OUTBOX.c.member_id == member_id).limit(1)
     return (await session.execute(query)).first() is not None
+
+
+def _waiting_for(openid: str, now: datetime):
+    """A member's waiting rows whose expiry has not passed. OUTBOX_WAITING is written as the partial index's
+    predicate, so that PostgreSQL and SQLite use the index (neither matches a bound parameter against it)."""
+    return sa.and_(OUTBOX.c.openid == openid, OUTBOX_WAITING,
+                   sa.or_(OUTBOX.c.expires_at.is_(None), OUTBOX.c.expires_at > now))
+
+
+async def hand_over_waiting(session: AsyncSession, openid: str, *, now: datetime, channel: str) -> list[str]:
+    """The member behind openid just wrote and the reply to it will carry their waiting rows: the rows become
+    sent through channel, and their waits lines are returned, in the order the rows were written.
+
+    One UPDATE … RETURNING: two messages handled at once cannot both take a row (on PostgreSQL the second
+    waits for the first's row locks, then finds the rows no longer waiting).
+    """
+    rows = await session.execute(update(OUTBOX).where(_waiting_for(openid, now))
+                                 .values(status=SENT, channel=channel, sent_at=now)
+                                 .returning(OUTBOX.c.id, OUTBOX.c.waits))
+    return [waits for _, waits in sorted(rows.all())]
+
+
+async def release_waiting(session: AsyncSession, openid: str, *, now: datetime) -> int:
+    """The member behind openid just wrote but nothing replies to it: their waiting rows become pending, due
+    now, for the outbox to send through the window the message opened. Returns how many."""
+    result = await session.execute(update(OUTBOX).where(_waiting_for(openid, now)).values(status=PENDING, due_at=now))
+    return max(result.rowcount or 0, 0)

@@ -32,6 +32,10 @@ ALREADY_DONE = "这一项您已经学过了（{when}记下的）。"
 NOTHING = "现在没有要学的内容。支部有新的学习内容时会告诉您。"
 PUSH = "【本周学习】{title}（约 {minutes} 分钟）\n{summary}\n回复 学习 查看，学完回复 已学。不想收到可回复 关闭学习提醒。"
 CHASER = "【学习提醒】“{title}”在 {ends} 前学完就好（约 {minutes} 分钟）。回复 学习 查看，学完回复 已学。这件事只提醒这一次。"
+# What the reply to a member's next message says when the push or the chaser could not reach them (outside
+# the 48-hour window, no template): it waits for them until the item's period ends, never fails.
+PUSH_WAITS = "您有一条本周学习内容，回复 学习 查看"
+CHASER_WAITS = "“{title}”{ends}前学完就好，回复 学习 查看"
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,11 @@ def _at_or_after(now: datetime, settings: StudySettings, *, weekday: int | None 
     return (local.hour, local.minute) >= (hours, minutes)
 
 
+def period_end(item: StudyItem, settings: StudySettings) -> datetime:
+    """The end of the item's last day, local time, in UTC: a push still waiting then is no longer given."""
+    return datetime.combine(item.ends_on + timedelta(days=1), time(0), tzinfo=settings.zone).astimezone(timezone.utc)
+
+
 async def push_weekly(session: AsyncSession, *, now: datetime, settings: StudySettings) -> int:
     """On the push day, from the push time: each current item once to each member it reaches (the outbox
     key "study:<item>:push:<member>" keeps it once), as a reminder (关闭提醒 stops it)."""
@@ -184,7 +193,8 @@ async def push_weekly(session: AsyncSession, *, now: datetime, settings: StudySe
         sent += await enqueue_members(
             session, store.audience(item), key_prefix=f"study:{item.id}:push", kind=MESSAGE_KIND, text=text,
             ref=f"study:{item.id}", urgent=False, now=now, settings=settings, reminder=True,
-            summary=Summary(title="本周学习", content=item.title, time=f"约{item.minutes}分钟"))
+            summary=Summary(title="本周学习", content=item.title, time=f"约{item.minutes}分钟"),
+            waits=PUSH_WAITS, expires_at=period_end(item, settings))
     return sent
 
 
@@ -202,5 +212,7 @@ async def chase(session: AsyncSession, *, now: datetime, settings: StudySettings
         sent += await enqueue_members(
             session, store.audience(item, not_done=True), key_prefix=f"study:{item.id}:chase", kind=MESSAGE_KIND,
             text=text, ref=f"study:{item.id}", urgent=False, now=now, settings=settings, reminder=True,
-            summary=Summary(title="学习提醒", content=item.title, time=f"{day_text(item.ends_on)}前"))
+            summary=Summary(title="学习提醒", content=item.title, time=f"{day_text(item.ends_on)}前"),
+            waits=CHASER_WAITS.format(title=item.title, ends=day_text(item.ends_on)),
+            expires_at=period_end(item, settings))
     return sent

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -14,12 +15,25 @@ from sqlalchemy import func, select, update
 
 from bot.app import CLIENT
 from bot.dispatch import Command, Router
-from bot.outbox import NO_CHANNEL, UNBOUND, UNFOLLOWED, Outbox, Outgoing, enqueue, enqueue_members, quiet_until
+from bot.outbox import (
+    MUTED,
+    NO_CHANNEL,
+    UNBOUND,
+    UNFOLLOWED,
+    Outbox,
+    Outgoing,
+    enqueue,
+    enqueue_members,
+    quiet_until,
+)
 from bot.summary import Summary
 from bot.wechat.client import WeChatClient
 from handlers import membership
-from storage.models import Member, OutboxMessage, WeChatIdentity
-from storage.orgs import ensure_path
+from handlers.notices.console import notices_in_scope
+from storage import notices
+from storage import outbox as outbox_store
+from storage.models import Member, Notice, OutboxMessage, WeChatIdentity
+from storage.orgs import by_path, ensure_path
 from storage.tokens import TokenStore
 from bot.web.links import Subject
 from bot.web.pages import LINKS
@@ -192,6 +206,59 @@ async def test_no_template_and_a_closed_window_is_recorded_as_undeliverable(make
     assert attempts_at(service, "o-li") == []  # known in advance: WeChat was not even asked
     assert attempts_at(service, "o-zhang") == [("custom", 45015)]
     assert (await row_of(service, zhang)).error_code == 45015
+
+
+WAITS = "您有一条支部通知，回复 通知 查看"
+
+
+async def test_a_message_that_may_wait_waits_instead_of_failing_and_counts_as_pending(make_service):
+    service = await make_service(**{**FAST, "wechat_templates": {}})
+    li = await out_of_window(service, "o-li", "李四")
+    zhang = await out_of_window(service, "o-zhang", "张三")
+    async with service.sessions() as session, session.begin():  # by our records 张三 wrote an hour ago
+        await session.execute(update(WeChatIdentity).where(WeChatIdentity.openid == "o-zhang")
+                              .values(last_message_at=service.clock.now() - timedelta(hours=1)))
+        notice = Notice(sender_id=li, org_id=(await session.get(Member, li)).org_id, audience="全体党员", text="通知",
+                        created_at=service.clock.now(), report_due_at=service.clock.now() + timedelta(days=1))
+        session.add(notice)
+    await put(service, notice_for(li, waits=WAITS), notice_for(zhang, waits=WAITS))
+    await service.outbox.run_until_idle()
+
+    assert [(r.status, r.error, r.waits) for r in await rows(service)] == [("waiting", None, WAITS)] * 2
+    assert attempts_at(service, "o-li") == [] and attempts_at(service, "o-zhang") == [("custom", 45015)]
+    assert (await identity(service, "o-zhang")).window_sent == 5  # WeChat said the window is closed
+    assert service.outbox.failed == 0 and service.outbox.counters.waiting == 2
+    # Every figure that counts failures counts them as not yet delivered.
+    async with service.sessions() as session:
+        assert await outbox_store.status_counts(session, "notice:1") == {"waiting": 2}
+        report = await notices.report(session, notice, by_branch=False)
+        assert (report.pending, report.failed, report.failed_names) == (2, 0, [])
+        assert sorted(report.waiting_names) == ["张三", "李四"]
+        county = await by_path(session, BRANCH.split("/")[0])
+        [totals] = await notices.totals_under(session, county, service.clock.now() - timedelta(days=1),
+                                              service.clock.now() + timedelta(days=1))
+        assert (totals.sent, totals.pending, totals.failed) == (0, 2, 0)
+        [line], _ = await notices_in_scope(SimpleNamespace(session=session, scope=county), limit=10, offset=0)
+        assert (line.pending, line.failed, line.not_bound) == (2, 0, 0)
+    # A later pass leaves waiting rows alone: only the member's next message hands them over.
+    service.clock.advance(hours=1)
+    await service.outbox.run_until_idle()
+    assert {r.status for r in await rows(service)} == {"waiting"} and attempts_at(service, "o-li") == []
+
+
+async def test_turning_reminders_off_or_withdrawing_the_record_ends_the_wait(make_service):
+    service = await make_service(**{**FAST, "wechat_templates": {}})
+    li = await out_of_window(service, "o-li", "李四")
+    zhang = await out_of_window(service, "o-zhang", "张三")
+    await put(service, notice_for(li, waits=WAITS, reminder=True), notice_for(zhang, waits=WAITS))
+    await service.outbox.run_until_idle()
+    async with service.sessions() as session, session.begin():
+        assert await outbox_store.withdraw_reminders(session, li, reason=MUTED) == 1
+        assert await outbox_store.withdraw_pending(session, "notice:1", reason="通知已撤回") == 1
+    assert [(r.member_id, r.status, r.error) for r in await rows(service)] == [
+        (li, "failed", MUTED), (zhang, "failed", "通知已撤回")]
+    # Nothing is handed over when they write.
+    assert WAITS not in await service.say("o-li", "帮助")
 
 
 # ---------------------------------------------------------------- people who cannot be reached
