@@ -530,23 +530,27 @@ def _readable_answer(result) -> str:
 
 @main.group()
 def content() -> None:
-    """The curated Q&A content (ZHIBU_CONTENT_DIR, default the content/ folder of the package)."""
+    """The curated content: Q&A and study items (ZHIBU_CONTENT_DIR, default the content/ folder of the package)."""
+
+
+def _checked_content():
+    """The content folder, the loaded Q&A content, the study items and every problem found in either."""
+    from content.loader import DEFAULT_ROOT, load_content
+    from content.study_items import load_study_items
+    from handlers.study.settings import StudySettings
+
+    settings = _settings(StudySettings)
+    root = Path(settings.content_dir or DEFAULT_ROOT)
+    loaded, problems = load_content(root)
+    # The study items (content/study, or ZHIBU_STUDY_DIR): dates, fields, answers among the options.
+    study, study_problems = load_study_items(root, settings.study_dir)
+    return root, loaded, study, problems + study_problems
 
 
 @content.command("check")
 def content_check() -> None:
     """Validate every content file; print each problem as file:line, exit 1 if there is any."""
-    from content.loader import DEFAULT_ROOT, load_content
-    from handlers.qa import QaSettings
-
-    from content.study_items import load_study_items
-    from handlers.study.settings import StudySettings
-
-    root = Path(_settings(QaSettings).content_dir or DEFAULT_ROOT)
-    loaded, problems = load_content(root)
-    # The study items (content/study, or ZHIBU_STUDY_DIR): dates, fields, answers among the options.
-    study, study_problems = load_study_items(root, _settings(StudySettings).study_dir)
-    problems = problems + study_problems
+    root, loaded, study, problems = _checked_content()
     for problem in problems:
         click.echo(problem.describe(root))
     if problems:
@@ -565,17 +569,13 @@ def content_reload() -> None:
     import signal
 
     from bot.app import pid_file
-    from content.loader import DEFAULT_ROOT, load_content
-    from handlers.qa import QaSettings
 
-    settings = _settings(QaSettings)
-    root = Path(settings.content_dir or DEFAULT_ROOT)
-    _, problems = load_content(root)
+    root, _, _, problems = _checked_content()
     if problems:
         for problem in problems:
             click.echo(problem.describe(root), err=True)
         raise click.ClickException(f"内容有 {len(problems)} 个问题，没有重新加载（服务继续使用原来的内容）")
-    path = pid_file(settings)
+    path = pid_file(_settings())
     try:
         pid = int(path.read_text(encoding="utf-8").strip())
     except (OSError, ValueError) as error:
@@ -584,7 +584,7 @@ def content_reload() -> None:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError as error:
         raise click.ClickException(f"进程 {pid} 已不在运行（{path} 已过时）") from error
-    click.echo(f"已通知服务（进程 {pid}）重新加载问答内容。")
+    click.echo(f"已通知服务（进程 {pid}）重新加载问答和学习内容。")
 
 
 async def _with_sessions(work):

@@ -274,13 +274,26 @@ async def record(session: AsyncSession, *, now: datetime, sent: list[Sent] = (),
         await session.execute(update(IDENTITY).where(IDENTITY.c.openid.in_(closed)).values(window_sent=WINDOW_MESSAGES))
 
 
-async def withdraw_reminders(session: AsyncSession, member_id: int, *, reason: str) -> int:
+async def withdraw_reminders(session: AsyncSession, member_id: int, *, reason: str, kind: str | None = None) -> int:
     """A member's reminders not yet sent (pending, or waiting for their next message) become failed with the
-    reason (they turned reminders off)."""
+    reason (they turned reminders off); only those of one kind when kind is given (关闭学习提醒)."""
+    query = update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.reminder.is_(True),
+                                 OUTBOX.c.status.in_([PENDING, WAITING]))
+    if kind is not None:
+        query = query.where(OUTBOX.c.kind == kind)
+    result = await session.execute(query.values(status=FAILED, error=reason, lease_until=None))
+    return max(result.rowcount or 0, 0)
+
+
+async def withdraw_for_member(session: AsyncSession, member_id: int, refs: list[str], *, reason: str) -> int:
+    """One member's messages about these records that have not gone out yet stop (they have just seen or done
+    what the messages were about); failed with the reason, as withdraw_pending's are."""
+    if not refs:
+        return 0
     result = await session.execute(
-        update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.reminder.is_(True),
+        update(OUTBOX).where(OUTBOX.c.member_id == member_id, OUTBOX.c.ref.in_(refs),
                              OUTBOX.c.status.in_([PENDING, WAITING]))
-        .values(status=FAILED, error=reason, lease_until=None))
+        .values(status=FAILED, error=reason[:ERROR_MAX], lease_until=None))
     return max(result.rowcount or 0, 0)
 
 

@@ -127,6 +127,53 @@ async def item_by_key(session: AsyncSession, key: str) -> StudyItem | None:
     return (await session.execute(select(StudyItem).where(StudyItem.key == key))).scalar_one_or_none()
 
 
+# ---------------------------------------------------------------- for the branch's leaders (学习情况, 送学上门)
+
+
+async def items_between(session: AsyncSession, branch_path: str, first: date, last: date) -> list[StudyItem]:
+    """The items reaching the branch whose period overlaps first..last, the earliest period first."""
+    query = (select(StudyItem).where(StudyItem.starts_on <= last, StudyItem.ends_on >= first, reaches(branch_path))
+             .order_by(StudyItem.starts_on, StudyItem.id))
+    return list((await session.execute(query)).scalars())
+
+
+@dataclass(frozen=True)
+class MemberStudyState:
+    member: Member
+    bound: bool
+    at_home: bool
+    done: frozenset[int]  # of the item ids asked about
+
+
+async def branch_states(session: AsyncSession, branch_id: int, item_ids: list[int]) -> list[MemberStudyState]:
+    """Each member of the branch with their binding, 送学上门 mark and which of these items they did — in roster
+    order (name, then id), never by what they did."""
+    rows = (await session.execute(
+        select(Member, WeChatIdentity.member_id, StudyProfile.at_home)
+        .outerjoin(WeChatIdentity, WeChatIdentity.member_id == Member.id)
+        .outerjoin(StudyProfile, StudyProfile.member_id == Member.id)
+        .where(Member.org_id == branch_id))).all()
+    done: dict[int, set[int]] = {}
+    if item_ids and rows:
+        pairs = await session.execute(
+            select(StudyDone.member_id, StudyDone.item_id).join(Member, Member.id == StudyDone.member_id)
+            .where(Member.org_id == branch_id, StudyDone.item_id.in_(item_ids)))
+        for member_id, item_id in pairs.all():
+            done.setdefault(member_id, set()).add(item_id)
+    states = [MemberStudyState(member, identity is not None, bool(at_home), frozenset(done.get(member.id, ())))
+              for member, identity, at_home in rows]
+    # Sorted here, not in SQL: PostgreSQL collations order Chinese differently from SQLite.
+    states.sort(key=lambda state: (state.member.name, state.member.id))
+    return states
+
+
+async def branches_with_at_home(session: AsyncSession) -> list[int]:
+    """The branches with at least one member marked 送学上门."""
+    query = (select(Member.org_id).join(StudyProfile, StudyProfile.member_id == Member.id)
+             .where(StudyProfile.at_home.is_(True)).distinct().order_by(Member.org_id))
+    return list((await session.execute(query)).scalars())
+
+
 # ---------------------------------------------------------------- for the console and the hours export (plan.py,
 # console.py, export.py): items in a scope, counts per item and branch, every member's figures in three queries
 

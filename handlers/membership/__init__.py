@@ -289,7 +289,9 @@ async def reminders_on(member: Member) -> str:
 @router.click("HELP")
 async def show_help(ctx: Context, member: Member | None) -> str:
     lines = [f"{member.name}，您可以回复：" if member else "您可以回复："]
-    for command in ctx.commands():
+    # In a fixed order, not the features': a secretary's list is long enough to be split into two messages, and
+    # where it splits must not depend on how the features happen to be listed.
+    for command in sorted(ctx.commands(), key=lambda command: command.usage):
         lines.append(f"· {command.usage}　{command.summary}")
     if member is None:
         lines.append("绑定党员身份后可以使用更多功能。")

@@ -8,6 +8,7 @@ from bot.dialogs import Picked, offer
 from bot.dispatch import Context, Dialog
 from handlers.study import service
 from handlers.study.common import QUIZ, router
+from storage import outbox
 from storage import study as store
 from storage.models import Member, StudyItem
 
@@ -28,13 +29,22 @@ def _quiz_or(dialog: Dialog, item: StudyItem, text: str) -> str:
     return _question(dialog, item, 0, lead=text + "\n\n")
 
 
+# Why a study push that had not gone out yet was stopped (shown in the outbox's records, never to the member).
+SEEN_IN_CHAT = "不用再发：本人已在聊天里看过"
+MUTED = "本人已关闭学习提醒"
+
+
 @router.text("学习", bound=True, usage="学习", summary="看本周的学习内容")
+@router.click("STUDY", bound=True)
 async def show(ctx: Context, member: Member) -> str:
     items, done = await service.current_for(ctx.session, member, ctx.today)
     if not items:
         return service.NOTHING
     item = service.first_open(items, done)
     titles = ctx.provided.get("study_doc_titles", {})
+    # Seen here: a push about these items still waiting (or queued) for this member has nothing left to say.
+    await outbox.withdraw_for_member(ctx.session, member.id, [service.ref_of(shown) for shown in items],
+                                     reason=SEEN_IN_CHAT)
     if item is None:
         return "这段时间的学习内容您都学过了，谢谢！\n" + "\n".join(f"· {done_item.title}" for done_item in items)
     text = service.item_text(item, titles)
@@ -88,6 +98,7 @@ async def answered(ctx: Context, dialog: Dialog, picked: int) -> str:
 
 
 @router.text("我的学习", "我的学时", bound=True, usage="我的学习", summary="看自己今年的学时")
+@router.click("STUDY_MINE", bound=True)
 async def mine(ctx: Context, member: Member) -> str:
     hours = await service.hours_of(ctx.session, member, today=ctx.today, settings=ctx.settings)
     return service.hours_text(hours)
@@ -96,6 +107,7 @@ async def mine(ctx: Context, member: Member) -> str:
 @router.text("关闭学习提醒", bound=True, usage="关闭学习提醒", summary="不再收每周学习内容的提醒")
 async def mute(ctx: Context, member: Member) -> str:
     await store.set_profile(ctx.session, member.id, ctx.now, muted=True)
+    await outbox.withdraw_reminders(ctx.session, member.id, reason=MUTED, kind=service.MESSAGE_KIND)
     return "好的，每周的学习内容不再推送给您。想看时回复 学习；想恢复回复 打开学习提醒。"
 
 

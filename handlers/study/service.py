@@ -18,12 +18,15 @@ from bot.outbox import enqueue_members
 from bot.summary import Summary
 from content.study_items import StudyEntry
 from handlers.study.settings import StudySettings
+from storage import outbox
 from storage import study as store
 from storage.models import COMMITTEE_ROLES, Member, Organization, StudyItem
 
 log = logging.getLogger(__name__)
 
 MESSAGE_KIND = "study"  # picks the template message for what this feature sends
+# Why a push about an item that had not reached the member yet was stopped (the outbox's record only).
+DONE_ALREADY = "不用再发：本人已学过"
 
 ITEM = "【学习】{title}\n{summary}\n约 {minutes} 分钟。{extra}"
 HOW_TO = "学完回复 已学。"
@@ -49,6 +52,11 @@ class Hours:
     @property
     def total(self) -> float:
         return self.item_hours + sum(hours for _, hours in self.meetings.values())
+
+
+def ref_of(item: StudyItem) -> str:
+    """The outbox ref of the messages about an item (and of its member page's links)."""
+    return f"study:{item.id}"
 
 
 def questions_of(item: StudyItem) -> list[dict]:
@@ -125,7 +133,12 @@ def item_text(item: StudyItem, doc_titles: dict[str, str]) -> str:
 
 
 async def mark_done(session: AsyncSession, item: StudyItem, member: Member, now: datetime) -> bool:
-    return await store.add_done(session, item.id, member.id, now)
+    """Record 已学 once (False when it was already recorded); a push or chaser about the item that has not
+    reached the member yet is stopped — "学完就好" after they have is no help."""
+    if not await store.add_done(session, item.id, member.id, now):
+        return False
+    await outbox.withdraw_for_member(session, member.id, [ref_of(item)], reason=DONE_ALREADY)
+    return True
 
 
 def required_hours(member: Member, settings: StudySettings) -> float:
@@ -169,7 +182,7 @@ def hours_text(hours: Hours) -> str:
     return "\n".join(lines)
 
 
-def _at_or_after(now: datetime, settings: StudySettings, *, weekday: int | None = None) -> bool:
+def at_or_after_push_time(now: datetime, settings: StudySettings, *, weekday: int | None = None) -> bool:
     local = now.astimezone(settings.zone)
     hours, minutes = (int(part) for part in settings.study_push_time.split(":"))
     if weekday is not None and local.isoweekday() != weekday:
@@ -185,14 +198,14 @@ def period_end(item: StudyItem, settings: StudySettings) -> datetime:
 async def push_weekly(session: AsyncSession, *, now: datetime, settings: StudySettings) -> int:
     """On the push day, from the push time: each current item once to each member it reaches (the outbox
     key "study:<item>:push:<member>" keeps it once), as a reminder (关闭提醒 stops it)."""
-    if not _at_or_after(now, settings, weekday=settings.study_push_weekday):
+    if not at_or_after_push_time(now, settings, weekday=settings.study_push_weekday):
         return 0
     sent = 0
     for item in await store.all_current_items(session, now.astimezone(settings.zone).date()):
         text = PUSH.format(title=item.title, minutes=item.minutes, summary=item.summary)
         sent += await enqueue_members(
             session, store.audience(item), key_prefix=f"study:{item.id}:push", kind=MESSAGE_KIND, text=text,
-            ref=f"study:{item.id}", urgent=False, now=now, settings=settings, reminder=True,
+            ref=ref_of(item), urgent=False, now=now, settings=settings, reminder=True,
             summary=Summary(title="本周学习", content=item.title, time=f"约{item.minutes}分钟"),
             waits=PUSH_WAITS, expires_at=period_end(item, settings))
     return sent
@@ -201,7 +214,7 @@ async def push_weekly(session: AsyncSession, *, now: datetime, settings: StudySe
 async def chase(session: AsyncSession, *, now: datetime, settings: StudySettings) -> int:
     """study_chaser_days before an item's period ends, from the push time: once to each member it reaches who
     has not done it (the key "study:<item>:chase:<member>" keeps it to one, ever)."""
-    if not _at_or_after(now, settings):
+    if not at_or_after_push_time(now, settings):
         return 0
     today = now.astimezone(settings.zone).date()
     sent = 0
@@ -211,7 +224,7 @@ async def chase(session: AsyncSession, *, now: datetime, settings: StudySettings
         text = CHASER.format(title=item.title, ends=day_text(item.ends_on), minutes=item.minutes)
         sent += await enqueue_members(
             session, store.audience(item, not_done=True), key_prefix=f"study:{item.id}:chase", kind=MESSAGE_KIND,
-            text=text, ref=f"study:{item.id}", urgent=False, now=now, settings=settings, reminder=True,
+            text=text, ref=ref_of(item), urgent=False, now=now, settings=settings, reminder=True,
             summary=Summary(title="学习提醒", content=item.title, time=f"{day_text(item.ends_on)}前"),
             waits=CHASER_WAITS.format(title=item.title, ends=day_text(item.ends_on)),
             expires_at=period_end(item, settings))

@@ -194,7 +194,7 @@ async def test_content_reload_reaches_the_running_server_and_a_broken_edit_keeps
     reload = await asyncio.to_thread(zhibu, env, tmp_path, "content", "reload")
     assert reload.returncode == 0, reload.stderr
     pid = int((tmp_path / "data" / "zhibu.pid").read_text(encoding="utf-8"))
-    assert pid == server.process.pid and f"已通知服务（进程 {pid}）重新加载问答内容" in reload.stdout
+    assert pid == server.process.pid and f"已通知服务（进程 {pid}）重新加载问答和学习内容" in reload.stdout
     reply = await ask_until(server, QUESTION, NEW_ANSWER)
     assert reply == f"{NEW_ANSWER}\n来源：《农村基层党建工作常见做法》（这是各地常见做法，具体以本乡镇党委的要求为准）"
 

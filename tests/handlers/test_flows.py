@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -360,6 +361,81 @@ async def _(service, people):
     reply = await w.tap("HELP")
     w.done()
     assert reply.startswith("王秀英，您可以回复：")
+    return w
+
+
+# ---------------------------------------------------------------- members and secretaries: study
+
+
+def _in_the_first_study_period(service) -> None:
+    """The shipped content/study items: the first one runs 4–17 January 2027."""
+    service.clock.set(datetime(2027, 1, 5, 2, 0, tzinfo=timezone.utc))
+
+
+@walk("m-study")
+async def _(service, people):
+    _in_the_first_study_period(service)
+    w = Walk(service, people["王秀英"])
+    reply = await w.voice("学习")
+    w.done()
+    assert reply.startswith("【学习】") and "学完回复 已学" in reply
+    return w
+
+
+@walk("m-study-menu")
+async def _(service, people):
+    _in_the_first_study_period(service)
+    w = Walk(service, people["王秀英"])
+    reply = await w.tap("STUDY")
+    w.done()
+    assert reply.startswith("【学习】")
+    return w
+
+
+@walk("m-study-done")
+async def _(service, people):
+    _in_the_first_study_period(service)
+    w = Walk(service, people["王秀英"])
+    reply = await w.say("已学")
+    w.done()
+    assert reply.startswith("已记下：学完")
+    return w
+
+
+@walk("m-study-mine")
+async def _(service, people):
+    w = Walk(service, people["王秀英"])
+    reply = await w.say("我的学习")
+    w.done()
+    assert "一年的要求是 32 学时" in reply
+    return w
+
+
+@walk("m-study-off")
+async def _(service, people):
+    w = Walk(service, people["王秀英"])
+    reply = await w.say("关闭学习提醒")
+    w.done()
+    assert reply.startswith("好的，每周的学习内容不再推送给您。")
+    return w
+
+
+@walk("s-study")
+async def _(service, people):
+    _in_the_first_study_period(service)
+    w = Walk(service, people["李建国"])
+    reply = await w.say("学习情况")
+    w.done()
+    assert "还没学的：" in reply and "赵德明" in reply
+    return w
+
+
+@walk("s-at-home")
+async def _(service, people):
+    w = Walk(service, people["李建国"])
+    reply = await w.say("送学上门 赵德明")
+    w.done()
+    assert reply.startswith("已把赵德明标为送学上门")
     return w
 
 

@@ -227,5 +227,5 @@ async def test_turning_reminders_off_names_the_reminders_this_member_can_get(ser
     assert "开会前一天、前一小时的提醒、通知的催看提醒和每周学习内容的推送都不再发给您" in member_reply
     assert "缺项" not in member_reply
     secretary_reply = await service.say(people["李建国"], "关闭提醒")
-    assert ("开会前一天、前一小时的提醒、书记的会议缺项提醒、通知的催看提醒、走访的逾期提醒与每日清单和每周学习内容的推送"
-            "都不再发给您" in secretary_reply)
+    assert ("开会前一天、前一小时的提醒、书记的会议缺项提醒、通知的催看提醒、走访的逾期提醒与每日清单、每周学习内容的推送"
+            "和每月的送学上门名单都不再发给您" in secretary_reply)

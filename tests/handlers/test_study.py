@@ -48,7 +48,7 @@ answer = 1
 [[item]]
 id = "zhen"
 title = "党费怎么交"
-summary = "农民党员每月交0.2元到1元，按本省规定。"
+summary = "农民党员每月交0.2元到1元，具体数由支部定。"
 minutes = 10
 starts = 2026-11-30
 ends = 2026-12-13

@@ -156,7 +156,7 @@ def plan_xlsx(path, rows: list[list]) -> None:
 
 
 GOOD_ROWS = [
-    ["党费怎么交", "农民党员每月交0.2元到1元。\n按本省规定。", date(2026, 11, 23), date(2026, 12, 6), 10, "", "", TOWN,
+    ["党费怎么交", "农民党员每月交0.2元到1元。\n具体数由支部定。", date(2026, 11, 23), date(2026, 12, 6), 10, "", "", TOWN,
      "农民党员每月交多少党费？", "0.2元到1元／收入的2%｜不用交", 1, "", "", ""],
     ["送学上门", "年老体弱的党员，支部把学习送到家里。", "2026-11-30", "2026年12月13日", "15", "https://www.12371.cn/",
      "《党员学习：学时、冬春训和集体学习》", "", "年老体弱的党员怎么学习？", "送学上门\n必须到村部", "1", "", "", ""],
@@ -196,7 +196,7 @@ async def test_a_plan_is_reported_row_by_row_and_imported_once(service, tmp_path
             for item in items] == [
         ("党费怎么交", TOWN, date(2026, 11, 23), date(2026, 12, 6), 10, "", ""),
         ("送学上门", TOWN, date(2026, 11, 30), date(2026, 12, 13), 15, "xuexi", "https://www.12371.cn/")]
-    assert items[0].summary == "农民党员每月交0.2元到1元。\n按本省规定。"
+    assert items[0].summary == "农民党员每月交0.2元到1元。\n具体数由支部定。"
     assert json.loads(items[0].questions)[0]["options"] == ["0.2元到1元", "收入的2%", "不用交"]
     assert json.loads(items[1].questions)[0]["options"] == ["送学上门", "必须到村部"]
     assert items[0].source == "由学习计划《学习计划.xlsx》导入（zhibu study import）"

@@ -74,10 +74,11 @@ async def test_outside_the_window_the_push_waits_and_the_next_reply_carries_it_o
     await service.deliver()
     assert service.pushed(member) == []
 
-    # 学习 as the message that finds them: the item, and the line at the end, once.
+    # 学习 as the message that finds them: the item itself, so no line saying "回复 学习 查看".
     shown = (await service.emulator.text(people["李建国"], "学习")).reply
-    assert shown.startswith("【学习】党员每年学习多少学时") and shown.endswith("\n" + PUSH_WAITS)
-    assert shown.count(PUSH_WAITS) == 1
+    assert shown.startswith("【学习】党员每年学习多少学时") and PUSH_WAITS not in shown
+    assert {row.status for row in await study_rows(service, people["李建国"])} == {"failed"}
+    assert {row.error for row in await study_rows(service, people["李建国"])} == {"不用再发：本人已在聊天里看过"}
     # The others still wait.
     assert await statuses(service, people["陈志强"]) == Counter({("waiting", None): 2})
 
@@ -146,3 +147,21 @@ async def test_inside_the_window_the_push_is_a_customer_service_message(study_se
     assert len([text for text in service.pushed(member) if text.startswith("【本周学习】")]) == 2
     assert await statuses(service, member) == Counter({("sent", "custom"): 2})
     assert PUSH_WAITS not in (await service.emulator.text(member, "你好")).reply
+
+
+async def test_done_or_muted_a_waiting_push_is_not_given_afterwards(study_service):
+    service = await study_service()
+    people = await hongqi_branch(service)
+    at(service, 11, 30, 8, 0)
+    await sweep(service)
+    at(service, 12, 3, 8, 0)
+    await sweep(service)  # the chaser of 党员每年学习多少学时 waits too
+    # 已学 (by voice): that item's push and chaser stop; the other item's push still waits for the next message.
+    done = (await service.emulator.voice(people["王秀英"], "已学")).reply
+    assert done.startswith("已记下：学完“党员每年学习多少学时”") and TIAOLI_CHASER not in done
+    assert done.endswith("\n" + PUSH_WAITS)  # 党费怎么交 is still waiting
+    # 关闭学习提醒: every waiting study push of the member stops, and the reply says nothing of them.
+    muted = (await service.emulator.text(people["张卫东"], "关闭学习提醒")).reply
+    assert PUSH_WAITS not in muted and TIAOLI_CHASER not in muted
+    assert {(row.status, row.error) for row in await study_rows(service, people["张卫东"])} == {("failed", "本人已关闭学习提醒")}
+    assert PUSH_WAITS not in (await service.emulator.text(people["张卫东"], "你好")).reply

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 
 import aiohttp
@@ -396,7 +398,8 @@ async def test_force_refresh_leaves_the_old_token_five_minutes(api, api_base, ht
 
     async def menu_errcode(token: str) -> int:
         async with http.post(f"{api_base}/cgi-bin/menu/create", params={"access_token": token},
-                             json=DEFAULT_MENU) as response:
+                             # As the client sends it: WeChat reads \uXXXX escapes literally (and counts them).
+                             data=json.dumps(DEFAULT_MENU, ensure_ascii=False).encode("utf-8")) as response:
             return (await response.json())["errcode"]
 
     old = await stable_token(False)
