@@ -1,5 +1,9 @@
 """Q&A quality and speed on the dev set: top-1, top-3, out-of-scope accuracy, latency percentiles.
 
+holdout_dictated.tsv is long, dictated questions (fillers, dialect, figures as said, two questions in one
+message, near misses) written blind from the entries alone; holdout_dictated2.tsv is a second such set, written
+later by another writer and never used to change the search.
+
     python bench/qa_eval.py                 # the shipped content: dev.tsv and every holdout*.tsv (see tests/qa)
     python bench/qa_eval.py --scale 10000   # the same, with synthetic passages growing the index to 10,000
     python bench/qa_eval.py --tune          # also sweep the two thresholds and print the best pairs

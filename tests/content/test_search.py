@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 # (top-1, out-of-scope declined) each evaluation set reached (bench/qa_eval.py), less a little room for
 # content edits; raise them as the search improves, never lower them to make a change pass.
 FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92), "holdout3": (0.91, 0.90),
-          "holdout4": (0.91, 0.89)}
+          "holdout4": (0.91, 0.89), "holdout_dictated": (0.93, 0.93)}
+# Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
+# about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
+WRONG_CEILINGS = {"holdout_dictated": 0.02}
 
 FAQ = '''
 [[faq]]
@@ -246,6 +249,8 @@ def test_the_evaluation_sets_stay_at_the_level_reached():
         top1, declined = FLOORS.get(name, (0.0, 0.0))
         assert report.top1_rate >= top1, f"{name}: top-1 fell to {report.top1_rate:.1%}"
         assert report.out_rate >= declined, f"{name}: out-of-scope declined fell to {report.out_rate:.1%}"
+        wrong = report.ratio(report.wrong_answers, report.in_domain)
+        assert wrong <= WRONG_CEILINGS.get(name, 1.0), f"{name}: wrong answers rose to {wrong:.1%}"
 
 
 def test_a_short_clear_question_is_answered_not_turned_into_choices(shipped):
