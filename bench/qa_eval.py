@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -188,7 +189,10 @@ def main() -> int:
         extra = max(0, args.scale - len(content.passages))
         index = QaIndex(content, extra_passages=synthetic_passages(index, extra))
     built = time.perf_counter() - started
-    print(f"content: {len(content.faq)} FAQ entries, {len(index.passages)} passages; index built in {built:.2f} s")
+    # Peak resident memory of this process (Linux reports KiB): the index and the libraries it loads.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"content: {len(content.faq)} FAQ entries, {len(index.passages)} passages; index built in {built:.2f} s; "
+          f"peak RSS {peak:.0f} MB")
     reports = []
     for paths in sets:
         rows = read_dev(paths)
