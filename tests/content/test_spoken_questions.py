@@ -42,10 +42,19 @@ def test_the_first_question_is_answered_and_the_second_offered(index):
 
 
 @pytest.mark.parametrize("question", ["支部书记一个月工资多少", "党员能优先评低保不", "帮我写个请假条给厂里",
-                                      "党员的孩子考公务员政审看啥", "村里的路灯坏了找谁修"])
+                                      "党员的孩子考公务员政审看啥", "村里的路灯坏了找谁修", "你帮我交个电费 跟交党费一样",
+                                      "党员看病能多报销点不", "主题党日那天会不会下雨", "共产党是哪一年成立的",
+                                      "你直接给我写一篇年终总结", "村两委干部退了以后有没有退休补贴"])
 def test_near_misses_stay_declined_and_are_not_called_ours(index, question):
     result = index.search(question)
     assert result.status == OUT_OF_SCOPE and not result.in_domain, result
+
+
+@pytest.mark.parametrize("question", ["征地补偿款怎么分要走四议两公开吗", "入党志愿书能让别人代写吗",
+                                      "我舅舅犯过事会影响我入党政审吗", "今天下雨支委只来了两个 这个支委会还能开不",
+                                      "我在外地上班让媳妇帮我交党费可以吧"])
+def test_words_a_near_miss_is_made_of_do_not_decline_a_real_question(index, question):
+    assert index.search(question).status != OUT_OF_SCOPE, question
 
 
 def test_a_party_question_the_content_does_not_cover_is_marked_as_ours(index):

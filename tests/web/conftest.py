@@ -71,6 +71,19 @@ class Screen:
         """Go to url; the response (its status is the page's)."""
         return await self.page.goto(url, wait_until="load")
 
+    async def refresh_to(self, url: str, arrives_at: str) -> None:
+        """Do what a page's own refresh does (go to url) and be at arrives_at after it. The page may refresh by
+        itself at the same moment (the sign-in page does every 3 s): then Chromium aborts one of the two
+        navigations, and the other one is waited for instead."""
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            await self.open(url)
+        except PlaywrightError as error:
+            if "ERR_ABORTED" not in str(error):
+                raise
+        await self.page.wait_for_url(arrives_at, wait_until="load")
+
     async def shot(self, step: str, *, docs: str | None = None) -> Path:
         """A full-page PNG of what the page shows now, as <test>-<size>-<step>.png. docs: the name the shot
         has in docs/screenshots/ (phone size, written when ZHIBU_UPDATE_SCREENSHOTS=1)."""

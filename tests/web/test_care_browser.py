@@ -115,7 +115,7 @@ async def _console(make_service, screen) -> None:
     assert (await screen.open(base + "/console/care")).status == 200  # the sign-in page, after a 303
     scene = SCENE.search(await screen.page.locator("main").inner_text()).group(1)
     assert (await service.emulator.scan("town-1", scene)).reply == SCAN_CONFIRMED
-    await screen.open(base + "/console/login?wait=1")
+    await screen.refresh_to(base + "/console/login?wait=1", arrives_at=base + "/console/care")
     screen.requests.clear()  # the sign-in page showed WeChat's QR image; nothing else comes from elsewhere
     assert screen.page.url == base + "/console/care"
 

@@ -26,7 +26,7 @@ async def sign_in(screen, service, openid: str, path: str = "/console/overview")
     assert (await screen.open(base + path)).status == 200  # the sign-in page, after a 303
     scene = SCENE.search(await screen.page.locator("main").inner_text()).group(1)
     assert (await service.emulator.scan(openid, scene)).reply == SCAN_CONFIRMED
-    await screen.open(base + "/console/login?wait=1")
+    await screen.refresh_to(base + "/console/login?wait=1", arrives_at=base + path)
     # The sign-in page showed WeChat's QR image; from here on nothing is loaded from elsewhere.
     screen.requests.clear()
     assert screen.page.url == base + path
