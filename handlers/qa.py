@@ -182,7 +182,9 @@ def _show(dialog: Dialog, answer: Answer, offset: int = 0, note: str = "") -> st
         dialog.start(DIALOG, "more", id=answer.entry_id, offset=following)
         others = ""
     elif others:
-        dialog.start(DIALOG, "choose", ids=[other.id for other in answer.others], question=answer.question)
+        # The parts themselves too: a part whose answer was worked out (a dues figure) is searched again.
+        dialog.start(DIALOG, "choose", ids=[other.id for other in answer.others], question=answer.question,
+                     parts=[other.question for other in answer.others])
     else:
         dialog.finish()
     text = f"{text}\n\n{others}" if others else text
@@ -265,7 +267,11 @@ async def choose(ctx: Context, dialog: Dialog, member: Member | None, choice: in
         return await _forward(ctx, member, question)
     if not 1 <= choice <= len(ids):
         return PICK_A_NUMBER.format(last=len(ids) + (member is not None))
-    answer = answers.index.answer_of(ids[choice - 1], question=dialog.data["question"])
+    answer = None
+    if dialog.data.get("parts"):
+        again = await search(answers, dialog.data["parts"][choice - 1], ctx.today)
+        answer = again if again.status == ANSWERED and again.entry_id == ids[choice - 1] else None
+    answer = answer or answers.index.answer_of(ids[choice - 1], question=dialog.data["question"])
     if answer is None:  # the content was reloaded without it in between
         dialog.finish()
         return UNAVAILABLE

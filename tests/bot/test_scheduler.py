@@ -433,7 +433,10 @@ async def test_a_job_run_and_a_webhook_transaction_at_the_same_time_do_not_block
     await watcher
     await dispatcher.drain()
 
-    assert replies == ["已记下"] * 3 and elapsed < 1.5
+    # Three handlers of 0.3 s each: 0.9 s of work. What this test guards against, a job store that blocks the
+    # loop behind the webhook's write lock, the stall check below catches; 2.5 s leaves room for a loaded machine
+    # (1.53 s was seen with three test processes and a benchmark running).
+    assert replies == ["已记下"] * 3 and elapsed < 2.5
     assert max(stalls) < 0.2  # the event loop never froze
     assert writes_meanwhile >= 3  # the job kept running (between the handlers' transactions)
     await scheduler.stop()

@@ -69,6 +69,9 @@ async def test_the_replies_through_the_webhook(make_service):
     assert two.endswith("您还问了“党费在哪交”，回复 1 看这一条。")
     second = await service.say("m1", "1")
     assert "党费" in second and second.splitlines()[-1].startswith("来源：")
+    # A part whose answer is worked out keeps its figure when picked.
+    await service.say("m1", "开会签到怎么签 另外我一个月到手四千五 党费交多少")
+    assert "每月交45元" in await service.say("m1", "1")
     unknown = await service.say("m1", "支部的公章丢了咋补办")
     assert unknown == "这个问题我还没有准确的答案，不想说错了误导您。\n需要的话，回复 1 把问题转给支部书记。"
     assert "没有听懂" not in unknown
