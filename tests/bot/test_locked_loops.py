@@ -227,8 +227,12 @@ async def test_the_orphan_recovery_loop_survives_a_locked_database(make_service,
             await asyncio.sleep(1.0)
             assert calls == []
         await until(lambda: _true(calls == ["9101"]))
-    await service.deliver()
-    assert service.pushed("u1") == ["已记下"]
+
+    # The handler ran; its reply is committed with the message's finish a moment later, then pushed.
+    async def pushed() -> bool:
+        await service.deliver()
+        return service.pushed("u1") == ["已记下"]
+    await until(pushed)
 
     if is_sqlite(database_url):
         assert_one_line_each(busy_lines(caplog, "bot.app"))
