@@ -617,10 +617,11 @@ class QaIndex:
         foreign = any(word in self._ood for word in words) or any(len(w) >= 3 and w in text for w in self._ood)
         return any(marker in text or marker in written for marker in self._markers), foreign
 
-    def evidence(self, question: str) -> Evidence:
-        """Everything the search knows about a question before deciding (not for verbatim questions)."""
+    def evidence(self, question: str, canonical: str | None = None) -> Evidence:
+        """Everything the search knows about a question before deciding (not for verbatim questions).
+        canonical: the (clipped) question's canonical form, if the caller has it already."""
         question = clip_question(question)
-        canonical = self.analyzer.canonical(question)
+        canonical = self.analyzer.canonical(question) if canonical is None else canonical
         query = self.analyzer.tokens(question, canonical)
         query_set = set(query)
         total = sum(self._token_weight(token) for token in query_set)
@@ -665,14 +666,15 @@ class QaIndex:
         if computed is not None:
             return self._computed_answer(question, computed)
         # With slips fixed and synonyms applied (正审 → 政治审查, 领低保 → 最低生活保障金): the patterns name both forms.
-        if NEAR_MISSES.search(self.analyzer.canonical(question)):
+        canonical = self.analyzer.canonical(question)
+        if NEAR_MISSES.search(canonical):
             return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0)
         verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
         if verbatim is not None:
             result = self.answer_of(self.faq[verbatim].id, question=question, confidence=1.0)
             result.ranked = [(result.entry_id, 1.0)]
             return result
-        found = self.evidence(question)
+        found = self.evidence(question, canonical)
         faq, passages = found.faq, found.passages
         ranked = [(self._id(c.key), c.confidence) for c in (faq[:5] + passages)[:5]]
         if found.foreign and not found.ours:

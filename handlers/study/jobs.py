@@ -10,6 +10,7 @@ or ran in two processes changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -25,13 +26,15 @@ log = logging.getLogger(__name__)
 async def _sync(runtime: Runtime, titles: dict[str, str]) -> int:
     """Read the study files and bring the StudyItem rows in step; a broken file raises ContentError."""
     root = Path(runtime.settings.content_dir or DEFAULT_ROOT)
-    entries, problems = load_study_items(root, runtime.settings.study_dir)
+    # Files are read off the event loop: a reload happens while the service answers messages.
+    entries, problems = await asyncio.to_thread(load_study_items, root, runtime.settings.study_dir)
     if problems:
         raise ContentError(problems, root)
     async with runtime.sessions() as session, session.begin():
         changed = await service.sync_items(session, entries, runtime.clock.now())
+    found = await asyncio.to_thread(doc_titles, root)
     titles.clear()
-    titles.update(doc_titles(root))
+    titles.update(found)
     return changed
 
 

@@ -137,27 +137,25 @@ async def at_home(ctx: Context, member: Member, written_args: str) -> str:
             return AT_HOME_NONE
         return "\n".join([AT_HOME_HEAD.format(count=len(people), names=names_text(people)),
                           await bring_text(ctx.session, branch, ctx.today), AT_HOME_TAIL])
-    person = await member_named(ctx.session, branch.id, written_args)
-    profile = await store.profile_of(ctx.session, person.id)
-    if profile is not None and profile.at_home:
-        return ALREADY_MARKED.format(name=person.name)
-    await store.set_profile(ctx.session, person.id, ctx.now, at_home=True)
-    log.info("member %s marked 送学上门 (by %s)", person.id, member.id)
-    return MARKED.format(name=person.name)
+    return await _mark(ctx, member, branch, written_args, at_home=True)
 
 
 @router.text("取消送学上门", "不用送学上门", takes_args=True, roles=LEADERS)
 async def not_at_home(ctx: Context, member: Member, written_args: str) -> str:
     if not written_args:
         return ASK_UNMARK
-    branch = await _branch(ctx.session, member)
-    person = await member_named(ctx.session, branch.id, written_args)
+    return await _mark(ctx, member, await _branch(ctx.session, member), written_args, at_home=False)
+
+
+async def _mark(ctx: Context, member: Member, branch: Organization, written: str, *, at_home: bool) -> str:
+    """Mark (or unmark) the branch member the leader named as 送学上门; saying so when nothing changes."""
+    person = await member_named(ctx.session, branch.id, written)
     profile = await store.profile_of(ctx.session, person.id)
-    if profile is None or not profile.at_home:
-        return NOT_MARKED.format(name=person.name)
-    await store.set_profile(ctx.session, person.id, ctx.now, at_home=False)
-    log.info("member %s no longer 送学上门 (by %s)", person.id, member.id)
-    return UNMARKED.format(name=person.name)
+    if (profile is not None and profile.at_home) == at_home:
+        return (ALREADY_MARKED if at_home else NOT_MARKED).format(name=person.name)
+    await store.set_profile(ctx.session, person.id, ctx.now, at_home=at_home)
+    log.info("member %s %s 送学上门 (by %s)", person.id, "marked" if at_home else "no longer", member.id)
+    return (MARKED if at_home else UNMARKED).format(name=person.name)
 
 
 async def send_at_home_lists(session: AsyncSession, *, now: datetime, settings: StudySettings) -> int:
