@@ -136,8 +136,13 @@ def _computed(amount: Amount, brackets, *, yearly: bool) -> tuple[str, bool]:
             "按准确的数来定。"), True
 
 
+# "莫得退休金 就在家种地": a situation said to be absent is not the asker's (the farmer here, not a retiree).
+_DENIED = re.compile(r"(?:没有|没得|莫得|没|无|不是|不拿|不领|冇)[^，。,；;\s]{0,2}$")
+
+
 def situation_of(text: str) -> list[str]:
-    return [name for name, pattern in _SITUATIONS.items() if pattern.search(text)]
+    return [name for name, pattern in _SITUATIONS.items()
+            if any(not _DENIED.search(text[:found.start()]) for found in pattern.finditer(text))]
 
 
 def compute(question: str) -> Dues | None:
