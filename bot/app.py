@@ -61,7 +61,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     environment."""
     clock = clock or Clock()
     app = web.Application(client_max_size=settings.max_body_bytes)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
     sessions = session_factory(engine)
     routers = routers if routers is not None else feature_routers()
     configs = Configs(settings, overrides, env_file)
@@ -164,9 +164,10 @@ def pid_file(settings: Settings) -> Path:
     return settings.data_dir / PID_FILE_NAME
 
 
-def reload_on_signal(settings: Settings):
-    """For `zhibu serve`: write the process id to ZHIBU_DATA_DIR/zhibu.pid and, on SIGHUP (what
-    `zhibu content reload` sends), run what features asked to run on a reload (Runtime.on_reload)."""
+def reload_on_signal(settings: Settings, *, write_pid_file: bool = True):
+    """For `zhibu serve`: write the process id to ZHIBU_DATA_DIR/zhibu.pid (unless a supervisor owns it) and,
+    on SIGHUP (what `zhibu content reload` sends), run what features asked to run on a reload
+    (Runtime.on_reload)."""
     path = pid_file(settings)
 
     async def signal_context(app: web.Application):
@@ -180,8 +181,9 @@ def reload_on_signal(settings: Settings):
                 reloads.add(future)
                 future.add_done_callback(reloads.discard)
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        if write_pid_file:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{os.getpid()}\n", encoding="utf-8")
         loop.add_signal_handler(signal.SIGHUP, reload)
         yield
         loop.remove_signal_handler(signal.SIGHUP)

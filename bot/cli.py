@@ -97,11 +97,11 @@ def init() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default ZHIBU_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default ZHIBU_PORT or 8080).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the port (SO_REUSEPORT) and the database; one of them runs the jobs.")
+@click.pass_context
+def serve(context: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Run the webhook server (GET|POST /wechat, GET /healthz)."""
-    from bot.app import ENGINE, build_app
-    from storage.db import schema_is_current
-
     settings = _settings()
     missing = [name for name, value in (("ZHIBU_WECHAT_TOKEN", settings.wechat_token),
                                         ("ZHIBU_WECHAT_APP_ID", settings.wechat_app_id),
@@ -109,6 +109,33 @@ def serve(host: str | None, port: int | None) -> None:
     if missing:
         raise click.ClickException("缺少配置：" + "、".join(missing) + "（见 README 的“接入公众号”）")
     _require_database(settings)
+    host, port = host or settings.host, port or settings.port
+    if workers == 1:
+        _serve(host, port, reuse_port=False, own_pid_file=True)
+        return
+    from bot.app import pid_file
+    from bot.workers import Supervisor
+
+    click.echo(f"在 http://{host}:{port} 启动 {workers} 个服务进程（Ctrl+C 停止）")
+    sys.exit(Supervisor(workers, _serve_worker, (host, port, context.obj["verbose"]), pid_path=pid_file(settings)).run())
+
+
+def _serve_worker(host: str, port: int, verbose: bool, slot: int) -> None:
+    """One of `serve --workers N`'s processes (started by bot.workers.Supervisor)."""
+    import signal
+
+    # The supervisor stops its workers with SIGTERM; Ctrl+C in the terminal reaches it and them alike,
+    # and one orderly stop is enough.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _logging(verbose)
+    _serve(host, port, reuse_port=True, own_pid_file=False)
+
+
+def _serve(host: str, port: int, *, reuse_port: bool, own_pid_file: bool) -> None:
+    from bot.app import ENGINE, build_app, reload_on_signal
+    from storage.db import schema_is_current
+
+    settings = _settings()
     app = build_app(settings)
 
     async def require_schema(app: web.Application) -> None:
@@ -116,12 +143,11 @@ def serve(host: str | None, port: int | None) -> None:
             raise click.ClickException("数据库结构不是最新的，请先运行 zhibu init")
 
     app.on_startup.append(require_schema)
-    # `zhibu content reload` finds this process through the pid file and sends SIGHUP.
-    from bot.app import reload_on_signal
-
-    app.cleanup_ctx.append(reload_on_signal(settings))
-    web.run_app(app, host=host or settings.host, port=port or settings.port, access_log=None,
-                print=lambda text: click.echo(text))
+    # `zhibu content reload` finds the server through the pid file and sends SIGHUP (to the supervisor,
+    # which passes it on, when there are several workers).
+    app.cleanup_ctx.append(reload_on_signal(settings, write_pid_file=own_pid_file))
+    web.run_app(app, host=host, port=port, access_log=None, reuse_port=reuse_port or None,
+                print=(lambda text: click.echo(text)) if own_pid_file else None)
 
 
 @main.command()

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Curated content (Q&A, documents, study items); None: the content/ folder shipped with the package.
     content_dir: Path | None = None
     database_url: str | None = None
+    # PostgreSQL connections each process keeps open. Every transaction waits for one of these instead of
+    # opening a connection of its own (setting one up costs more than a message's queries), so it bounds
+    # how many transactions a process runs at once; keep workers × this under the server's max_connections.
+    database_pool_size: int = Field(default=30, ge=2)
     timezone: str = "Asia/Shanghai"
 
     wechat_app_id: str = ""

@@ -49,9 +49,13 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database).resolve()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The engine for url. On PostgreSQL a fixed pool of pool_size connections: no overflow connections,
+    which were opened and closed again per message under load, and no ping per checkout (a connection
+    that died is found by its first statement, which fails like any other database error; the pool then
+    replaces every connection it had)."""
     if not is_sqlite(url):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=30)
 
     database = make_url(url).database
     if database and database != ":memory:":

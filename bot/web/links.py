@@ -10,6 +10,7 @@ one verifies, so a new key is appended and an old one dropped once its links hav
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,13 +98,18 @@ def link_keys(configured: list[str], data_dir: Path) -> list[str]:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
+    # Written whole to a file of its own, then linked in place: os.link fails if the key file exists, so two
+    # processes starting together (serve --workers) keep whichever key came first, and neither ever reads
+    # a key file that is still being written.
+    draft = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    draft.write_text(key + "\n", encoding="utf-8")
+    draft.chmod(0o600)
     try:
-        # Exclusive creation: two processes starting together keep whichever key was written first.
-        with open(path, "x", encoding="utf-8") as handle:
-            handle.write(key + "\n")
-        path.chmod(0o600)
+        os.link(draft, path)
         log.warning("no ZHIBU_LINK_KEYS: made a link key in %s (set ZHIBU_LINK_KEYS when several machines serve)",
                     path)
         return [key]
     except FileExistsError:
         return [path.read_text(encoding="utf-8").strip()]
+    finally:
+        draft.unlink()

@@ -96,13 +96,14 @@ def zhibu(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 class Server:
     """`zhibu serve` in a child process; its log goes to a file so a full pipe can never block it."""
 
-    def __init__(self, env: dict, cwd: Path) -> None:
+    def __init__(self, env: dict, cwd: Path, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / "serve.log"
         with self.log_path.open("w", encoding="utf-8") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)],
-                                            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port), *options],
+                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -154,15 +155,16 @@ async def server(env, tmp_path):
 _msg_ids = itertools.count(int(time.time() * 1000))
 
 
-async def ask(server: Server, text: str, openid: str = "follower-1") -> str:
+async def ask(server: Server, text: str, openid: str = "follower-1", msg_id: int | None = None) -> str:
     """Post a text message as WeChat does (plaintext mode, signed) and return the passive reply's text.
 
-    Each call has a new MsgId, or the server would take it for WeChat's retry and repeat the stored reply.
+    Each call has a new MsgId (unless given), or the server would take it for WeChat's retry and repeat the
+    stored reply. Each call opens its own connection, as WeChat's copies of a message may.
     """
     timestamp, nonce = str(int(time.time())), new_nonce()
     query = {"timestamp": timestamp, "nonce": nonce, "signature": signature(DemoDefaults.token, timestamp, nonce)}
     body = message_xml({"ToUserName": "gh_zhibu", "FromUserName": openid, "CreateTime": int(timestamp),
-                        "MsgType": "text", "Content": text, "MsgId": next(_msg_ids)})
+                        "MsgType": "text", "Content": text, "MsgId": msg_id or next(_msg_ids)})
     async with aiohttp.ClientSession() as http, \
             http.post(f"{server.url}/wechat", params=query, data=body.encode("utf-8")) as response:
         reply = await response.text()
