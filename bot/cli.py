@@ -117,7 +117,8 @@ def serve(context: click.Context, host: str | None, port: int | None, workers: i
     from bot.workers import Supervisor
 
     click.echo(f"在 http://{host}:{port} 启动 {workers} 个服务进程（Ctrl+C 停止）")
-    sys.exit(Supervisor(workers, _serve_worker, (host, port, context.obj["verbose"]), pid_path=pid_file(settings)).run())
+    supervisor = Supervisor(workers, _serve_worker, (host, port, context.obj["verbose"]), pid_path=pid_file(settings))
+    sys.exit(supervisor.run())
 
 
 def _serve_worker(host: str, port: int, verbose: bool, slot: int) -> None:

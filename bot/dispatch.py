@@ -37,9 +37,9 @@ from bot.group_commit import GroupCommit
 from bot.messages import Kind, Message
 from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
-from bot.text import TRIMMED_NOTE, normalize_input, split_reply
+from bot.text import TRIMMED_NOTE, normalize_input, split_reply, utf8_len
 from storage import dialogs, identities, inbound
-from storage.db import READ_ONLY
+from storage.db import ON_LOOP, READ_ONLY
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
 
 log = logging.getLogger(__name__)
@@ -335,6 +335,10 @@ def _check_step(dialog: str | None, step: str | None) -> None:
         check(step)
 
 
+# A text fallback's work done before the message's transaction: (text, today, what features provide) → result.
+Prepare = Callable[[str, date, dict[str, Any]], Awaitable[Any]]
+
+
 @dataclass(frozen=True)
 class CommandHelp:
     usage: str
@@ -373,6 +377,8 @@ class Context:
         self.outbox_touched = False
         # Work left for after the commit, with the settings of the feature that left it.
         self.deferred: list[tuple[Any, Callable[[JobContext], Awaitable[Any]]]] = []
+        # What the text fallback prepared before the transaction (Router.text_fallback's prepare), if it ran.
+        self.prepared: Any = None
 
     @property
     def now(self) -> datetime:
@@ -634,6 +640,7 @@ class Router:
         self.jobs: list[JobSpec] = []
         self.listeners: dict[str, list[Listener]] = {}
         self.fallback: Handler | None = None
+        self.prepare_fallback: Prepare | None = None
         self.web = web.RouteTableDef()
         self.hooks: list[Callable[[Runtime], AsyncIterator[None]]] = []
         self.reminder_kinds: list[ReminderKind] = []
@@ -658,13 +665,19 @@ class Router:
         self.hooks.append(hook)
         return hook
 
-    def text_fallback(self):
+    def text_fallback(self, *, prepare: Prepare | None = None):
         """The one handler for text nothing else took (Q&A). The dispatcher has already answered what is
         no question: 取消 with nothing to cancel, a dialog that timed out, a bare number. It gets `text`
-        and `written`, like AnyText."""
+        and `written`, like AnyText.
+
+        prepare: `async def f(text, today, provided)` doing the handler's slow work (a search) before the
+        message's transaction opens, for a text that will probably reach the fallback (no command, no dialog
+        open); its result reaches the handler as `prepared` (None when it did not run). A transaction holds
+        SQLite's one write lock, so nothing slow should run inside one."""
         def register(callback):
             self.fallback = Handler(callback=callback, filters=(AnyText(),), roles=None, bound=False, dialog=None,
                                     step=None, help=None, settings_type=self.settings)
+            self.prepare_fallback = prepare
             return callback
         return register
 
@@ -758,14 +771,22 @@ class Dispatcher:
         if len(fallbacks) > 1:
             raise ValueError("only one feature may take the text nothing else matched")
         self.text_fallback = fallbacks[0] if fallbacks else None
+        self._prepare_fallback = next((router.prepare_fallback for router in self.routers
+                                       if router.fallback is not None), None)
+        commands = [check for handler in self.handlers if handler.dialog is None
+                    for check in handler.filters if isinstance(check, Command)]
         # Typing one of these in the middle of a dialog starts that command instead of answering.
-        self._command_words = frozenset(
-            word for handler in self.handlers if handler.dialog is None
-            for check in handler.filters if isinstance(check, Command) for word in check.words)
+        self._command_words = frozenset(word for check in commands for word in check.words)
+        # The words that may start a command's text with more after them ("签到123456").
+        self._command_prefixes = frozenset(word for check in commands if check.takes_args for word in check.words)
+        self._longest_prefix = max(map(len, self._command_prefixes), default=0)
+        # Who has a dialog open, as this process last saw: a hint for what to prepare, never for what to run.
+        self._in_dialog: set[str] = set()
         self._in_flight: dict[str, _InFlight] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
-        self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(sessions, _claim_rows, name="inbound claims")
+        self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(sessions, _claim_rows, name="inbound claims",
+                                                                      execution_options=ON_LOOP)
 
     # -- entry point
 
@@ -880,10 +901,14 @@ class Dispatcher:
         are not passive (through the outbox) commit together. Returns the reply parts and whether the
         first one was pushed (the budget had already run out)."""
         async with self._user_lock(message.user_id):
+            prepared = await self._prepare(message)
             async with self.sessions() as session:
                 try:
                     async with session.begin():
+                        # A message's reads and writes are a few indexed rows: on SQLite they run on the loop.
+                        await session.connection(execution_options=ON_LOOP)
                         ctx = await self._context(session, message, entry.received_at)
+                        ctx.prepared = prepared
                         await self._route(ctx)
                         await self._save_dialog(ctx)
                         # Messages waiting for this member's next message go with this reply (or, with none,
@@ -900,12 +925,25 @@ class Dispatcher:
                 except Exception as error:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
                     async with session.begin():
+                        await session.connection(execution_options=ON_LOOP)
                         parts, late = [SORRY], entry.late
                         enqueued = await self._record(session, message, message_id, parts, late, [],
                                                       InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
         if enqueued:
             self._wake_outbox()
         return parts, late
+
+    async def _prepare(self, message: Message) -> Any:
+        """The text fallback's slow work, done before the transaction, for text that will likely reach it."""
+        text = typed_text(message)
+        if (self._prepare_fallback is None or text is None or text.isdigit() or text in CANCEL_WORDS
+                or message.user_id in self._in_dialog or self._longest_command(message)):
+            return None
+        try:
+            return await self._prepare_fallback(text, self.settings.local(self.clock.now()).date(), self.provided)
+        except Exception:
+            log.exception("preparing the answer for %s failed; the handler does the work itself", message.dedup_key)
+            return None
 
     async def _record(self, session: AsyncSession, message: Message, message_id: int, parts: list[str], late: bool,
                       outgoing: list[Outgoing], status: InboundStatus, error: str | None = None,
@@ -927,9 +965,11 @@ class Dispatcher:
                                         subscribed=message.event != "unsubscribe")
         identity, member, state = sender.identity, sender.member, sender.dialog
         dialog = Dialog()
+        self._in_dialog.discard(message.user_id)
         if state is not None:
             if state.expires_at > now:
                 dialog = Dialog(name=state.name, step=state.step, data=json.loads(state.data))
+                self._in_dialog.add(message.user_id)
             else:
                 dialog = Dialog(expired=not json.loads(state.data).get(QUIET_END), changed=True)
         return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
@@ -953,7 +993,7 @@ class Dispatcher:
         if ctx.dialog.active:
             ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + \
                       [h for h in self.handlers if h.dialog != ctx.dialog.name]
-        longest = self._longest_command(ctx)
+        longest = self._longest_command(message)
         for handler in ordered:
             values = handler.match(message, ctx)
             if values is None:
@@ -983,14 +1023,17 @@ class Dispatcher:
             return
         await self._fallback(ctx)
 
-    def _longest_command(self, ctx: Context) -> int:
-        """The length of the longest command word this text starts with, among commands outside dialogs."""
-        if typed_text(ctx.message) is None:
+    def _longest_command(self, message: Message) -> int:
+        """The length of the longest command word this text is or starts with (for a command that takes
+        words after it), among commands outside dialogs: what Command matches, without asking each one."""
+        text = typed_text(message)
+        if text is None:
             return 0
-        lengths = [len(values["command"]) for handler in self.handlers if handler.dialog is None
-                   for check in handler.filters if isinstance(check, Command)
-                   for values in [check(ctx.message, ctx)] if values]
-        return max(lengths, default=0)
+        longest = len(text) if text in self._command_words else 0
+        for end in range(min(len(text) - 1, self._longest_prefix), longest, -1):
+            if text[:end] in self._command_prefixes:
+                return end
+        return longest
 
     async def _fallback(self, ctx: Context) -> None:
         """What nothing took: the answers for what is no question, else the text fallback (Q&A)."""
@@ -1008,7 +1051,8 @@ class Dispatcher:
                 # A bare number answers a numbered question; with none open there is nothing to look up.
                 if ctx.dialog.active:
                     ctx.dialog.finish()
-                result = await self.text_fallback.run(ctx, {"text": text, "written": written_text(message)})
+                result = await self.text_fallback.run(ctx, {"text": text, "written": written_text(message),
+                                                            "prepared": ctx.prepared})
                 if result:
                     ctx.reply(result)
             else:
@@ -1025,12 +1069,16 @@ class Dispatcher:
             expires = self.clock.now() + timedelta(minutes=self.settings.dialog_timeout_minutes)
             await dialogs.save(ctx.session, openid, name=dialog.name, step=dialog.step, data=dialog.data,
                                expires_at=expires)
+            self._in_dialog.add(openid)
         else:
             await dialogs.clear(ctx.session, openid)
+            self._in_dialog.discard(openid)
 
     def _fit(self, text: str, message_id: int, openid: str) -> tuple[list[str], str | None]:
         """The reply in chat-sized parts, and the whole text when it did not fit: its last part then ends
         with a link to a page showing all of it (when pages are served)."""
+        if utf8_len(text) <= self.reply_max_bytes:
+            return [text], None  # most replies: one part, and no link to sign
         link = self.link_for(f"{REPLY_PAGE}:{message_id}", None, openid) if self.link_for is not None else None
         note = f"……\n全文：{link}" if link else TRIMMED_NOTE
         parts, trimmed = split_reply(text, self.reply_max_bytes, self.max_parts, note)

@@ -26,8 +26,10 @@ WriteRows = Callable[[AsyncSession, list[Row]], Awaitable[list[Result]]]
 class GroupCommit(Generic[Row, Result]):
     MAX_BATCH = 200
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], write: WriteRows, *, name: str) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], write: WriteRows, *, name: str,
+                 execution_options: dict | None = None) -> None:
         self._sessions = sessions
+        self._options = execution_options
         self._write_rows = write
         self._name = name
         self._waiting: list[tuple[Row, asyncio.Future]] = []
@@ -62,6 +64,8 @@ class GroupCommit(Generic[Row, Result]):
 
     async def _transaction(self, rows: list[Row]) -> list[Result]:
         async with self._sessions() as session, session.begin():
+            if self._options:
+                await session.connection(execution_options=self._options)
             return await self._write_rows(session, rows)
 
 

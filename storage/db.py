@@ -17,6 +17,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage.sqlite_driver import LoopConnection
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # How long a SQLite transaction waits for the write lock another process holds (an import, say) before
@@ -33,6 +35,10 @@ SQLITE_BUSY_ROUND_MS = 10
 # WAL mode neither takes nor waits for the write lock (an import's checks read for seconds; with
 # BEGIN IMMEDIATE they held every writer up that long). It must not write. Other engines ignore it.
 READ_ONLY = {"zhibu_read_only": True}
+# Execution option for a short transaction on the webhook's path (a message's claim, its handling): on SQLite
+# its statements run on the event loop instead of a round trip to the driver's thread each (see
+# storage.sqlite_driver). It must not read or write much. Other engines ignore it.
+ON_LOOP = {"zhibu_on_loop": True}
 
 
 def is_sqlite(url: str) -> bool:
@@ -60,7 +66,17 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
+    path = sqlite_file(url)
+    options: dict = {}
+    if path is not None:
+        # The sqlite3 driver run on the loop or in the connection's thread (storage.sqlite_driver); in-memory
+        # and URI databases keep aiosqlite.
+        async def connect() -> LoopConnection:
+            return LoopConnection(str(path), busy_round_ms=SQLITE_BUSY_ROUND_MS, lock_wait=lambda: SQLITE_LOCK_WAIT,
+                                  timeout=30)
+        options["async_creator"] = connect
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60,
+                                 **options)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure_sqlite(dbapi_connection, _record):
@@ -80,10 +96,17 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection):
-        if connection.get_execution_options().get("zhibu_read_only"):
+        options = connection.get_execution_options()
+        driver = connection.connection.driver_connection
+        on_loop = isinstance(driver, LoopConnection) and bool(options.get("zhibu_on_loop"))
+        if isinstance(driver, LoopConnection):
+            driver.use_loop(on_loop)
+        if options.get("zhibu_read_only"):
             connection.exec_driver_sql("BEGIN")
-            return
-        _begin_immediate(connection)
+        elif on_loop:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the driver waits for the lock, sleeping on the loop
+        else:
+            _begin_immediate(connection)
 
     return engine
 

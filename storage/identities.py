@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import BindingFailure, DialogState, Member, WeChatIdentity
@@ -16,6 +16,14 @@ from storage.upsert import insert_for
 WINDOW_PRECISION = timedelta(minutes=1)
 # Serializes recording binding failures on PostgreSQL (any fixed 64-bit number no other tool uses).
 BINDING_FAILURE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"zhibu.binding_failure").digest()[:8], "big", signed=True)
+
+
+# The sender of a message with their member and dialog, built once: it runs for every message.
+_SENDER = (select(WeChatIdentity, Member, DialogState)
+           .outerjoin(Member, Member.id == WeChatIdentity.member_id)
+           .outerjoin(DialogState, DialogState.openid == WeChatIdentity.openid)
+           .where(WeChatIdentity.openid == bindparam("sender_openid"))
+           .with_for_update(of=WeChatIdentity))
 
 
 @dataclass
@@ -36,12 +44,7 @@ async def touch(session: AsyncSession, openid: str, *, now: datetime, opens_wind
     # The identity row is locked until the handling transaction ends: one user's messages are handled one
     # after another across processes too, so two of them cannot interleave inside a dialog. (On SQLite the
     # write lock already serializes every transaction; FOR UPDATE renders nothing there.)
-    query = (select(WeChatIdentity, Member, DialogState)
-             .outerjoin(Member, Member.id == WeChatIdentity.member_id)
-             .outerjoin(DialogState, DialogState.openid == WeChatIdentity.openid)
-             .where(WeChatIdentity.openid == openid)
-             .with_for_update(of=WeChatIdentity))
-    row = (await session.execute(query)).first()
+    row = (await session.execute(_SENDER, {"sender_openid": openid})).first()
     if row is None:
         # First contact: insert the follower unless another process just did (the insert then waits for
         # that one to commit), then lock the row.
@@ -49,7 +52,7 @@ async def touch(session: AsyncSession, openid: str, *, now: datetime, opens_wind
                               .values(openid=openid, first_seen_at=now, subscribed=True, failed_bind_attempts=0,
                                       window_sent=0)
                               .on_conflict_do_nothing(index_elements=["openid"]))
-        row = (await session.execute(query)).first()
+        row = (await session.execute(_SENDER, {"sender_openid": openid})).first()
     identity, member, dialog = row
     if opens_window and (identity.last_message_at is None or now - identity.last_message_at >= WINDOW_PRECISION):
         identity.last_message_at, identity.window_sent = now, 0

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import InboundMessage, InboundStatus
@@ -62,15 +62,19 @@ async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:
     return await session.get(InboundMessage, message_id, populate_existing=True)
 
 
+# Built once: it runs for every message.
+_FINISH = (update(_TABLE).where(_TABLE.c.id == bindparam("message_id"))
+           .values(status=bindparam("status"), reply=bindparam("reply"), finished_at=bindparam("finished_at"),
+                   error=bindparam("error"), reply_mode=bindparam("reply_mode"), full_reply=bindparam("full_reply")))
+
+
 async def finish(session: AsyncSession, message_id: int, *, status: InboundStatus, replies: list[str],
                  now: datetime, error: str | None = None, reply_mode: str | None = None,
                  full_reply: str | None = None) -> None:
-    await session.execute(
-        update(_TABLE)
-        .where(_TABLE.c.id == message_id)
-        .values(status=status.value, reply=json.dumps(replies, ensure_ascii=False), finished_at=now, error=error,
-                reply_mode=reply_mode, full_reply=full_reply)
-    )
+    connection = await session.connection()
+    await connection.execute(_FINISH, {
+        "message_id": message_id, "status": status.value, "reply": json.dumps(replies, ensure_ascii=False),
+        "finished_at": now, "error": error, "reply_mode": reply_mode, "full_reply": full_reply})
 
 
 async def set_reply_mode(session: AsyncSession, message_id: int, mode: str) -> None:

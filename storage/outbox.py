@@ -346,11 +346,16 @@ async def addressed_to(session: AsyncSession, ref: str, member_id: int) -> bool:
     return (await session.execute(query)).first() is not None
 
 
-def _waiting_for(openid: str, now: datetime):
-    """A member's waiting rows whose expiry has not passed. OUTBOX_WAITING is written as the partial index's
-    predicate, so that PostgreSQL and SQLite use the index (neither matches a bound parameter against it)."""
-    return sa.and_(OUTBOX.c.openid == openid, OUTBOX_WAITING,
-                   sa.or_(OUTBOX.c.expires_at.is_(None), OUTBOX.c.expires_at > now))
+# A member's waiting rows whose expiry has not passed, as one statement built once: it runs for every
+# message a member sends. OUTBOX_WAITING is written as the partial index's predicate, so that PostgreSQL
+# and SQLite use the index (neither matches a bound parameter against it).
+_WAITING_FOR = sa.and_(OUTBOX.c.openid == bindparam("w_openid"), OUTBOX_WAITING,
+                       sa.or_(OUTBOX.c.expires_at.is_(None),
+                              OUTBOX.c.expires_at > bindparam("w_now", type_=UTCDateTime)))
+_HAND_OVER = (update(OUTBOX).where(_WAITING_FOR)
+              .values(status=SENT, channel=bindparam("w_channel"), sent_at=bindparam("w_now", type_=UTCDateTime))
+              .returning(OUTBOX.c.id, OUTBOX.c.waits))
+_RELEASE = update(OUTBOX).where(_WAITING_FOR).values(status=PENDING, due_at=bindparam("w_now", type_=UTCDateTime))
 
 
 async def hand_over_waiting(session: AsyncSession, openid: str, *, now: datetime, channel: str) -> list[str]:
@@ -360,14 +365,14 @@ async def hand_over_waiting(session: AsyncSession, openid: str, *, now: datetime
     One UPDATE … RETURNING: two messages handled at once cannot both take a row (on PostgreSQL the second
     waits for the first's row locks, then finds the rows no longer waiting).
     """
-    rows = await session.execute(update(OUTBOX).where(_waiting_for(openid, now))
-                                 .values(status=SENT, channel=channel, sent_at=now)
-                                 .returning(OUTBOX.c.id, OUTBOX.c.waits))
+    connection = await session.connection()
+    rows = await connection.execute(_HAND_OVER, {"w_openid": openid, "w_now": now, "w_channel": channel})
     return [waits for _, waits in sorted(rows.all())]
 
 
 async def release_waiting(session: AsyncSession, openid: str, *, now: datetime) -> int:
     """The member behind openid just wrote but nothing replies to it: their waiting rows become pending, due
     now, for the outbox to send through the window the message opened. Returns how many."""
-    result = await session.execute(update(OUTBOX).where(_waiting_for(openid, now)).values(status=PENDING, due_at=now))
+    connection = await session.connection()
+    result = await connection.execute(_RELEASE, {"w_openid": openid, "w_now": now})
     return max(result.rowcount or 0, 0)

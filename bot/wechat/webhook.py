@@ -18,6 +18,7 @@ from bot.group_commit import GroupCommit
 from bot.wechat import xml
 from bot.wechat.signing import MessageCipher, new_nonce, signature_matches
 from storage import signed_requests
+from storage.db import ON_LOOP
 from storage.signed_requests import Seen
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class Webhook:
         self.clock = clock
         self.cipher = (MessageCipher(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
                        if settings.safe_mode else None)
-        self._seen: GroupCommit[Seen, bool] = GroupCommit(dispatcher.sessions, self._admit, name="signed requests")
+        self._seen: GroupCommit[Seen, bool] = GroupCommit(dispatcher.sessions, self._admit, name="signed requests",
+                                                             execution_options=ON_LOOP)
         self._last_pruned: float = 0.0
         if self.cipher is None:
             log.warning("plaintext mode: message bodies are not signed, only the query string is; anyone who "
