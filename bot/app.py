@@ -22,10 +22,14 @@ from bot.keys import CLIENT, CONFIGS, PROVIDED
 from bot.dispatch import REPLY_PAGE, Dispatcher, Router, Runtime
 from bot.outbox import Outbox
 from bot.scheduler import SCHEDULER, scheduler_context
+from bot.speech.audio import tools_missing
+from bot.speech.choose import recognizer_from_settings
+from bot.speech.listen import Listener, dictionary_terms, hotwords_from
 from bot.wechat.client import WeChatClient
 from bot.web.links import Links, Subject, link_keys
 from bot.web.pages import OUTBOX_WAKE, PageSpec, reply_page, setup_pages
 from bot.wechat.webhook import Webhook
+from content.loader import DEFAULT_ROOT
 from handlers import care, console, meetings, membership, notices, qa, smalltalk, study
 from storage.db import READ_ONLY, RoundFailures, create_engine, session_factory
 from storage.tokens import TokenStore
@@ -86,6 +90,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
                                   api_base=settings.wechat_api_base, tokens=tokens)
             app[CLIENT] = client
             dispatcher.channel = client
+            dispatcher.listener = voice_listener(settings, http, client, dispatcher)
             # The outbox retries from its queue (durably, with backoff), so its client makes each call once.
             outbox_client = WeChatClient(http=http, app_id=settings.wechat_app_id,
                                          app_secret=settings.wechat_app_secret, api_base=settings.wechat_api_base,
@@ -128,6 +133,19 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
                 sessions=sessions, clock=clock, configs=configs, links=links)
     app[LINK_FOR] = dispatcher.link_for = _link_maker(links, pages)
     return app
+
+
+def voice_listener(settings: Settings, http: aiohttp.ClientSession, client: WeChatClient,
+                   dispatcher: Dispatcher) -> Listener:
+    """What hears voice messages: the configured engine (none: the member is told to type), the audio fetched
+    through the client, and the command words and the content's domain terms as hot words."""
+    recognizer = recognizer_from_settings(settings, http)
+    if recognizer is not None and (missing := tools_missing()):
+        log.error("ZHIBU_SPEECH_ENGINE=%s, but %s is not installed: voice messages cannot be converted "
+                  "(apt-get install sox libsox-fmt-base ffmpeg)", settings.speech_engine, "、".join(missing))
+    terms = dictionary_terms((settings.content_dir or DEFAULT_ROOT) / "dictionary.txt")
+    return Listener(recognizer=recognizer, fetch=client.download_media, min_confidence=settings.speech_min_confidence,
+                    hotwords=hotwords_from([*sorted(dispatcher.command_words, key=len), *terms]))
 
 
 def _member_pages(routers: list[Router]) -> dict[str, PageSpec]:

@@ -147,7 +147,9 @@ def _serve(host: str, port: int, *, reuse_port: bool, own_pid_file: bool) -> Non
     # `zhibu content reload` finds the server through the pid file and sends SIGHUP (to the supervisor,
     # which passes it on, when there are several workers).
     app.cleanup_ctx.append(reload_on_signal(settings, write_pid_file=own_pid_file))
-    web.run_app(app, host=host, port=port, access_log=None, reuse_port=reuse_port or None,
+    # handler_cancellation: a request WeChat hung up on stops there (a message not yet claimed comes again with
+    # WeChat's retry; one being handled is finished and its reply pushed), instead of piling up under load.
+    web.run_app(app, host=host, port=port, access_log=None, reuse_port=reuse_port or None, handler_cancellation=True,
                 print=(lambda text: click.echo(text)) if own_pid_file else None)
 
 
@@ -524,8 +526,11 @@ def ask(question: str, as_json: bool) -> None:
     from handlers.qa import QaSettings
 
     settings = _settings(QaSettings)
+    # The server's cached index when this is a deployment's folder (a second's start instead of a build);
+    # elsewhere no data folder is made for it.
+    cache = settings.effective_cache_dir if settings.cache_dir or settings.data_dir.is_dir() else None
     try:
-        index = holder_for(settings.content_dir).index
+        index = holder_for(settings.content_dir, cache_dir=cache).index
     except ContentError as error:
         for problem in error.problems:
             click.echo(problem.describe(error.root), err=True)

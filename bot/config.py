@@ -6,10 +6,10 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The menu pushed by `zhibu menu push` when ZHIBU_MENU_FILE is not set. CLICK keys are what
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("zhibu-data")
     # Curated content (Q&A, documents, study items); None: the content/ folder shipped with the package.
     content_dir: Path | None = None
+    # Where the built Q&A index is kept between starts (content/index_cache.py); None: ZHIBU_DATA_DIR/cache.
+    cache_dir: Path | None = None
     database_url: str | None = None
     # PostgreSQL connections each process keeps open. Every transaction waits for one of these instead of
     # opening a connection of its own (setting one up costs more than a message's queries), so it bounds
@@ -120,6 +122,34 @@ class Settings(BaseSettings):
     quiet_hours_start: str = "21:00"
     quiet_hours_end: str = "07:00"
 
+    # Speech recognition of members' voice messages (bot/speech): WeChat no longer sends its own transcript.
+    # The engine: "none" (voice is answered with "please type"), "funasr" (FunASR's runtime server, offline
+    # mode), "openai" (any server with OpenAI's /v1/audio/transcriptions: whisper.cpp, vLLM…), "baidu" (Baidu AI
+    # Cloud 短语音识别).
+    speech_engine: Literal["none", "funasr", "openai", "baidu"] = "none"
+    # funasr: the server's ws:// or wss:// address, e.g. ws://127.0.0.1:10095. openai: the server's base
+    # address, e.g. http://127.0.0.1:8178. baidu: empty for https://vop.baidu.com/server_api, or another
+    # recognition address of Baidu's.
+    speech_url: str = ""
+    # openai: the request path under speech_url (whisper.cpp answers on /inference unless started with
+    # --inference-path /v1/audio/transcriptions).
+    speech_path: str = "/v1/audio/transcriptions"
+    # openai: the bearer key, if the server wants one. baidu: the application's API Key.
+    speech_api_key: str = ""
+    # baidu: the application's Secret Key.
+    speech_secret_key: str = ""
+    # openai: the model name the server expects (OpenAI: whisper-1; whisper.cpp ignores it; vLLM: the model it
+    # serves). baidu: the dev_pid, empty for 1537 (Mandarin).
+    speech_model: str = ""
+    # Seconds one voice message's recognition may take, connecting included, before it counts as failed.
+    speech_timeout: float = Field(default=10.0, gt=0)
+    # A transcript the engine itself rates less sure than this (0..1) counts as not heard. Engines that give no
+    # rating (all three here) are taken at their word.
+    speech_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # funasr over wss://: verify the server's certificate. The FunASR image's own certificate is self-signed, so
+    # either serve plain ws:// (run_server.sh --certfile 0) on the same machine or LAN, or set this to false.
+    speech_verify_tls: bool = True
+
     @field_validator("wechat_aes_key")
     @classmethod
     def _aes_key_length(cls, value: str) -> str:
@@ -136,6 +166,27 @@ class Settings(BaseSettings):
             return time(int(hours), int(minutes)).strftime("%H:%M")
         except ValueError:
             raise ValueError(f"quiet hours are given as HH:MM, not {value!r}") from None
+
+    @model_validator(mode="after")
+    def _speech_engine_configured(self) -> Settings:
+        # An engine without its address or keys would fail on every voice message; better to stop the start.
+        engine, url = self.speech_engine, self.speech_url.strip()
+        if engine == "funasr" and not url.startswith(("ws://", "wss://")):
+            raise ValueError("语音识别用 FunASR 时要设置 ZHIBU_SPEECH_URL（ws:// 或 wss:// 开头的地址）"
+                             f" (ZHIBU_SPEECH_ENGINE=funasr needs ZHIBU_SPEECH_URL=ws://host:port, not {url!r})")
+        if engine == "openai" and not url.startswith(("http://", "https://")):
+            raise ValueError("语音识别用 OpenAI 兼容接口时要设置 ZHIBU_SPEECH_URL（http:// 或 https:// 开头的地址）"
+                             f" (ZHIBU_SPEECH_ENGINE=openai needs ZHIBU_SPEECH_URL=http://host:port, not {url!r})")
+        if engine == "baidu":
+            if not (self.speech_api_key and self.speech_secret_key):
+                raise ValueError("语音识别用百度时要设置 ZHIBU_SPEECH_API_KEY 和 ZHIBU_SPEECH_SECRET_KEY"
+                                 " (ZHIBU_SPEECH_ENGINE=baidu needs the application's API Key and Secret Key)")
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError(f"ZHIBU_SPEECH_URL 要以 https:// 开头 (a Baidu recognition address, not {url!r})")
+            if self.speech_model and not self.speech_model.isdigit():
+                raise ValueError("百度的 ZHIBU_SPEECH_MODEL 是识别模型编号 dev_pid，如 1537"
+                                 f" (ZHIBU_SPEECH_MODEL for baidu is a dev_pid like 1537, not {self.speech_model!r})")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -158,6 +209,10 @@ class Settings(BaseSettings):
     @property
     def safe_mode(self) -> bool:
         return bool(self.wechat_aes_key)
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
 
     @property
     def effective_database_url(self) -> str:

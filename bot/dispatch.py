@@ -35,6 +35,9 @@ from bot.clock import Clock
 from bot.config import Configs, Settings, SettingsT
 from bot.group_commit import GroupCommit
 from bot.messages import Kind, Message
+from bot.speech.listen import (CANNOT_HEAR, CANNOT_HEAR_AGAIN, CANNOT_HEAR_REPLY, LISTENING, NOT_HEARD, NOT_HEARD_REPLY,
+                               menu_hint)
+from bot.speech.listen import Listener as VoiceListener
 from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import TRIMMED_NOTE, normalize_input, split_reply, utf8_len
@@ -730,6 +733,17 @@ class _InFlight:
 
     future: asyncio.Future
     late: bool = False
+    # The passive reply when the budget runs out first (None: "success", nothing shown); the real reply
+    # is pushed either way.
+    interim: str | None = None
+    # Copies of the message whose request is still waiting for the passive reply.
+    waiting: int = 0
+
+    @property
+    def passive(self) -> bool:
+        """Whether a passive reply reaches someone: the budget has not run out and a copy still waits (WeChat
+        hung up on every copy so far; a retry that comes before the reply is ready takes it)."""
+        return not self.late and self.waiting > 0
     # When the webhook received the message (for a recovered orphan: when it was first recorded).
     received_at: datetime | None = None
 
@@ -780,6 +794,8 @@ class Dispatcher:
         # The words that may start a command's text with more after them ("签到123456").
         self._command_prefixes = frozenset(word for check in commands if check.takes_args for word in check.words)
         self._longest_prefix = max(map(len, self._command_prefixes), default=0)
+        # Hears voice messages that come without text (bot.speech); set by the composition root.
+        self.listener: VoiceListener | None = None
         # Who has a dialog open, as this process last saw: a hint for what to prepare, never for what to run.
         self._in_dialog: set[str] = set()
         self._in_flight: dict[str, _InFlight] = {}
@@ -788,27 +804,58 @@ class Dispatcher:
         self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(sessions, _claim_rows, name="inbound claims",
                                                                       execution_options=ON_LOOP)
 
+    @property
+    def command_words(self) -> frozenset[str]:
+        """Every command word outside dialogs, normalized (签到, 请假, 帮助…)."""
+        return self._command_words
+
     # -- entry point
 
-    async def feed(self, message: Message) -> str | None:
+    async def feed(self, message: Message, *, arrived: float | None = None) -> str | None:
         """Handle a message once, however many copies arrive; the passive reply, or None for none.
 
         Copies that arrive together share one handling and get the same answer. A copy that arrives
         after the message was handled gets the stored answer without running anything again.
+
+        arrived: when the request reached the server (the loop's clock). The reply budget counts from then,
+        not from now: under load a request waits before it gets here, and WeChat's five seconds run from
+        when it sent the request. A passive reply after WeChat hung up reaches no one.
         """
         key = message.dedup_key
+        loop = asyncio.get_running_loop()
         entry = self._in_flight.get(key)
         if entry is None:
-            entry = self._in_flight[key] = _InFlight(asyncio.get_running_loop().create_future(),
-                                                     received_at=self.clock.now())
+            entry = self._in_flight[key] = _InFlight(loop.create_future(), received_at=self.clock.now())
             self._spawn(self._process(message, entry))
+        budget = self.settings.reply_budget - (loop.time() - arrived if arrived is not None else 0.0)
+        entry.waiting += 1
         try:
-            return await asyncio.wait_for(asyncio.shield(entry.future), self.settings.reply_budget)
+            if budget <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(asyncio.shield(entry.future), budget)
         except TimeoutError:
             # The handler keeps going; whoever finishes it pushes the reply instead.
             entry.late = True
             log.info("reply budget exceeded for %s; the reply will be pushed", key)
-            return None
+            return entry.interim
+        finally:
+            # A copy whose request WeChat hung up on is cancelled by the server and waits no more: if no copy
+            # waits when the reply is ready, it is pushed (see _InFlight.passive).
+            entry.waiting -= 1
+
+    async def push_instead(self, message: Message) -> None:
+        """The passive reply to message had no one to go to (WeChat hung up before it was ready): push its
+        first part through the outbox instead, once however many copies find the same."""
+        async with self.sessions() as session, session.begin():
+            await session.connection(execution_options=ON_LOOP)
+            stored = await inbound.by_key(session, message.dedup_key)
+            parts = inbound.stored_replies(stored) if stored is not None else []
+            if not parts or not await inbound.take_passive_reply(session, stored.id):
+                return
+            await enqueue_outgoing(session, self._reply_parts(stored.id, message, parts[:1]), now=self.clock.now(),
+                                   settings=self.settings)
+        log.info("the reply to %s found WeChat gone; it will be pushed", message.dedup_key)
+        self._wake_outbox()
 
     async def drain(self) -> None:
         """Wait for handlers still running in the background (shutdown and tests)."""
@@ -841,14 +888,14 @@ class Dispatcher:
     async def _handle_and_deliver(self, message_id: int, message: Message, entry: _InFlight) -> str | None:
         parts, pushed_first = await self._handle(message_id, message, entry)
         # Read synchronously with feed()'s timeout, so exactly one of passive or push happens.
-        if entry.late and parts and not pushed_first:
+        if not entry.passive and parts and not pushed_first:
             # The budget ran out while the handler's transaction was committing: push the first part too.
             async with self.sessions() as session, session.begin():
                 await inbound.set_reply_mode(session, message_id, "push")
                 await enqueue_outgoing(session, self._reply_parts(message_id, message, parts[:1]),
                                        now=self.clock.now(), settings=self.settings)
             self._wake_outbox()
-        return None if entry.late or not parts else parts[0]
+        return None if not entry.passive or not parts else parts[0]
 
     def _reply_parts(self, message_id: int, message: Message, parts: list[str], first: int = 0) -> list[Outgoing]:
         """Reply parts that go through the outbox. They are due a second apart so that they arrive in
@@ -901,6 +948,8 @@ class Dispatcher:
         are not passive (through the outbox) commit together. Returns the reply parts and whether the
         first one was pushed (the budget had already run out)."""
         async with self._user_lock(message.user_id):
+            if message.kind == Kind.VOICE and not message.text:
+                message = await self._hear(message, entry)
             prepared = await self._prepare(message)
             async with self.sessions() as session:
                 try:
@@ -918,7 +967,7 @@ class Dispatcher:
                             opens_window=message.opens_window)
                         ctx.outbox_touched |= released
                         parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
-                        late = entry.late
+                        late = not entry.passive
                         enqueued = await self._record(session, message, message_id, parts, late, ctx.outgoing,
                                                       InboundStatus.DONE, full_reply=full) or ctx.outbox_touched
                     self._run_deferred(ctx.deferred)
@@ -926,12 +975,20 @@ class Dispatcher:
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
                     async with session.begin():
                         await session.connection(execution_options=ON_LOOP)
-                        parts, late = [SORRY], entry.late
+                        parts, late = [SORRY], not entry.passive
                         enqueued = await self._record(session, message, message_id, parts, late, [],
                                                       InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
         if enqueued:
             self._wake_outbox()
         return parts, late
+
+    async def _hear(self, message: Message, entry: _InFlight) -> Message:
+        """A voice message with no text (WeChat no longer recognizes speech): what the listener heard, before
+        the transaction opens. If the budget runs out meanwhile, the member sees 正在听 and the answer is pushed."""
+        if self.listener is None or not self.listener.can_hear:
+            return replace(message, extra={**message.extra, "voice": CANNOT_HEAR})
+        entry.interim = LISTENING
+        return await self.listener.hear(message)
 
     async def _prepare(self, message: Message) -> Any:
         """The text fallback's slow work, done before the transaction, for text that will likely reach it."""
@@ -1057,9 +1114,24 @@ class Dispatcher:
                     ctx.reply(result)
             else:
                 ctx.reply(NOT_UNDERSTOOD.format(text=text[:20]))
+        elif message.kind == Kind.VOICE:
+            ctx.reply(self._unheard_reply(ctx))
         elif message.kind != Kind.EVENT:
             # Events the user did not type (menu views, reported locations, job reports) get no answer.
             ctx.reply(UNSUPPORTED)
+
+    def _unheard_reply(self, ctx: Context) -> str:
+        """A voice message nothing took and no text came of: say so, never stay silent. With no engine (or
+        one that failed) the member gets the menu once per conversation, and a short line after that."""
+        if ctx.message.extra.get("voice") == NOT_HEARD:
+            return NOT_HEARD_REPLY
+        identity, now = ctx.identity, ctx.now
+        conversation = timedelta(minutes=self.settings.dialog_timeout_minutes)
+        if identity.voice_hint_at is not None and now - identity.voice_hint_at < conversation:
+            return CANNOT_HEAR_AGAIN
+        identity.voice_hint_at = now
+        hint = menu_hint(self.settings.menu())
+        return f"{CANNOT_HEAR_REPLY}\n{hint}" if hint else CANNOT_HEAR_REPLY
 
     async def _save_dialog(self, ctx: Context) -> None:
         dialog, openid = ctx.dialog, ctx.message.user_id

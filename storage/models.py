@@ -118,6 +118,8 @@ class WeChatIdentity(SQLModel, table=True):
     bind_locked_until: datetime | None = Field(default=None, sa_column=utc_column())
     # Customer-service messages sent since last_message_at (WeChat allows 5 per 48-hour window).
     window_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # When this follower was last told that their voice could not be understood (with the menu).
+    voice_hint_at: datetime | None = Field(default=None, sa_column=utc_column())
 
 
 class InboundStatus(StrEnum):

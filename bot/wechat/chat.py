@@ -7,13 +7,16 @@ Pushed (customer-service and template) messages appear as they arrive.
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
+from pathlib import Path
 
 import aiohttp
 
 CHAT_HELP = """\
 直接输入文字 = 发一条文字消息。其他操作：
-  /语音 文字        发语音（文字是微信的语音识别结果）      (/voice)
+  /语音 文字        发语音，带微信的语音识别结果（旧的微信）  (/voice)
+  /语音 @文件       发一段录音（.amr 等），不带识别结果，由服务自己听（现在的微信）
   /位置 纬度 经度 [地名]  发送位置                          (/loc)
   /点击 KEY         点菜单按钮，如 /点击 HELP               (/click)
   /扫码 场景值       扫带参数二维码                          (/scan)
@@ -30,6 +33,8 @@ def parse_command(line: str) -> dict | str | None:
     verb, _, rest = line[1:].partition(" ")
     rest = rest.strip()
     if verb in ("语音", "voice"):
+        if rest.startswith("@"):
+            return _voice_file(rest[1:].strip())
         return {"MsgType": "voice", "MediaId": "terminal-voice", "Format": "amr", "Recognition": rest}
     if verb in ("位置", "loc"):
         parts = rest.split(maxsplit=2)
@@ -58,6 +63,19 @@ def parse_command(line: str) -> dict | str | None:
     if verb in ("帮助", "help"):
         return CHAT_HELP
     return None
+
+
+def _voice_file(path: str) -> dict | str:
+    """A recording sent as WeChat sends voice now: the audio (uploaded by the emulator), no Recognition."""
+    try:
+        audio = Path(path).expanduser().read_bytes()
+    except OSError as error:
+        return f"读不了录音文件 {path}：{error.strerror or error}"
+    if not audio:
+        return f"录音文件 {path} 是空的"
+    audio_format = Path(path).suffix.lstrip(".").lower() or "amr"
+    return {"MsgType": "voice", "Format": audio_format, "Recognition": "",
+            "AudioBase64": base64.b64encode(audio).decode("ascii")}
 
 
 def _show(prefix: str, text: str) -> None:

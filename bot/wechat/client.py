@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 MAX_QR_EXPIRE_SECONDS = 30 * 86400
 # Where WeChat serves a QR code's image for its ticket.
 QR_IMAGE_BASE = "https://mp.weixin.qq.com/cgi-bin/showqrcode"
+# A voice message's audio is a minute at most (about 100 KB of AMR); anything far larger is not one.
+MAX_MEDIA_BYTES = 4 * 1024 * 1024
 
 
 class WeChatError(Exception):
@@ -88,7 +90,7 @@ class InvalidTemplate(WeChatError):
 
 
 class InvalidArgument(WeChatError):
-    codes = (40097, 47001, 47003)
+    codes = (40007, 40097, 47001, 47003)
     default_reason = "请求内容不符合微信的要求（如模板字段超过 20 个字或含换行）"
 
 
@@ -185,6 +187,11 @@ class WeChatClient:
     async def create_menu(self, menu: dict) -> None:
         await self._call("/cgi-bin/menu/create", menu)
 
+    async def download_media(self, media_id: str) -> bytes:
+        """A temporary media file (a voice message's audio) by its media_id, within WeChat's 3 days; an
+        unknown or expired media_id is InvalidArgument (40007)."""
+        return await self._call("/cgi-bin/media/get", {"media_id": media_id}, fetch=self._get_media)
+
     async def _fetch_token(self, force_refresh: bool) -> tuple[str, int]:
         reply = await self._post("/cgi-bin/stable_token", {
             "grant_type": "client_credential", "appid": self._app_id, "secret": self._app_secret,
@@ -195,8 +202,9 @@ class WeChatClient:
         except (KeyError, TypeError, ValueError):
             raise TransportError(None, "stable_token reply without access_token/expires_in") from None
 
-    async def _call(self, path: str, body: dict) -> dict:
-        """POST with the shared token: one forced refresh on a token error, backoff on transient errors."""
+    async def _call(self, path: str, body: dict, *, fetch=None):
+        """POST with the shared token (or fetch(path, body, token)): one forced refresh on a token error,
+        backoff on transient errors."""
         attempt = 0
         token_refreshed = False
         failed_token: str | None = None
@@ -205,7 +213,7 @@ class WeChatClient:
             token: str | None = None
             try:
                 token = await self._token(failed_token)
-                return await self._post(path, body, token)
+                return await (fetch or self._post)(path, body, token)
             except TokenInvalid as exc:
                 # token None: the rejection came from fetching the token itself; a refresh won't help.
                 if token is None or token_refreshed:
@@ -248,6 +256,32 @@ class WeChatClient:
         if errcode:
             raise error_for(int(errcode), str(reply.get("errmsg", "")))
         return reply
+
+    async def _get_media(self, path: str, query: dict, token: str) -> bytes:
+        """GET a file: its bytes, or WeChat's JSON error in place of the file."""
+        try:
+            async with self._http.get(f"{self._api_base}{path}", params={"access_token": token, **query},
+                                      timeout=self._timeout) as response:
+                if response.status != 200:
+                    raise TransportError(None, f"HTTP {response.status}", transient=response.status >= 500)
+                if response.content_length is not None and response.content_length > MAX_MEDIA_BYTES:
+                    raise TransportError(None, f"media of {response.content_length} bytes", transient=False)
+                data = await response.content.read(MAX_MEDIA_BYTES + 1)
+                is_json = response.content_type in ("application/json", "text/plain")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TransportError(None, f"{type(exc).__name__}: {exc}", transient=True) from exc
+        if len(data) > MAX_MEDIA_BYTES:
+            raise TransportError(None, f"media over {MAX_MEDIA_BYTES} bytes", transient=False)
+        if is_json or data[:1] == b"{":
+            try:
+                reply = json.loads(data)
+            except ValueError:
+                reply = None
+            if isinstance(reply, dict) and reply.get("errcode"):
+                raise error_for(int(reply["errcode"]), str(reply.get("errmsg", "")))
+        if not data:
+            raise TransportError(None, "empty media file", transient=True)
+        return data
 
     @staticmethod
     def _log_failure(path: str, attempts: int, exc: WeChatError) -> None:

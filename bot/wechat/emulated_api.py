@@ -40,10 +40,14 @@ BUTTON_TYPES = frozenset({"click", "view", "miniprogram", "scancode_push", "scan
                           "pic_photo_or_album", "pic_weixin", "location_select", "media_id", "article_id",
                           "article_view_limited"})
 
+# Temporary media stays fetchable for 3 days after the upload.
+MEDIA_LIFETIME = timedelta(days=3)
+
 ERRMSG = {
     -1: "system error",
     40001: "invalid credential, access_token is invalid or not latest",
     40003: "invalid openid",
+    40007: "invalid media_id",
     40008: "invalid message type",
     40013: "invalid appid",
     40016: "invalid button size",
@@ -135,6 +139,9 @@ class EmulatedApi:
         self._failures: list[_Failure] = []
         self._sent_on: tuple[date, int] | None = None
         self._next_msgid = 1000
+        # Temporary media (a voice message's audio): media_id → (content type, bytes, when it was uploaded).
+        self.media: dict[str, tuple[str, bytes, datetime]] = {}
+        self.media_fetches = 0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
@@ -143,6 +150,7 @@ class EmulatedApi:
         app.router.add_post("/cgi-bin/message/template/send", self._endpoint("template", self._template_send))
         app.router.add_post("/cgi-bin/qrcode/create", self._endpoint("qrcode", self._qrcode_create))
         app.router.add_post("/cgi-bin/menu/create", self._endpoint("menu", self._menu_create))
+        app.router.add_get("/cgi-bin/media/get", self._media_get)
 
     # Hooks for the emulator and the tests.
 
@@ -185,6 +193,33 @@ class EmulatedApi:
 
     def scene_for(self, ticket: str) -> str | None:
         return self.qr_scenes.get(ticket)
+
+    def add_media(self, data: bytes, content_type: str = "audio/amr") -> str:
+        """What a user's voice message uploads before WeChat posts it: a media_id kept for 3 days."""
+        media_id = f"media-{self._next_msgid}-{len(self.media)}"
+        self._next_msgid += 1
+        self.media[media_id] = (content_type, data, self.clock.now())
+        return media_id
+
+    # Temporary media: the file itself, or WeChat's JSON error (invalid or older than 3 days: 40007).
+
+    async def _media_get(self, request: web.Request) -> web.Response:
+        now = self.clock.now()
+        self.media_fetches += 1
+        failure = self._take_failure(request.path)
+        if failure is not None:
+            return self._failure_response(failure)
+        try:
+            self._check_access_token(request.query.get("access_token"), now)
+            stored = self.media.get(request.query.get("media_id", ""))
+            if stored is None or now - stored[2] > MEDIA_LIFETIME:
+                raise Refusal(40007)
+        except Refusal as refusal:
+            return self._error(refusal)
+        content_type, data, _ = stored
+        extension = content_type.split("/")[-1]
+        return web.Response(body=data, content_type=content_type, headers={
+            "Content-disposition": f'attachment; filename="{request.query["media_id"]}.{extension}"'})
 
     # Tokens.
 

@@ -8,6 +8,7 @@ WeChat app would show it. `zhibu emulator` serves it over HTTP; `zhibu chat` and
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -85,8 +86,16 @@ class Emulator:
         return await self.send(openid, {"MsgType": "text", "Content": content})
 
     async def voice(self, openid: str, recognition: str) -> Delivery:
+        """A voice message as WeChat sent them before 2023, with its own speech recognition as text."""
         return await self.send(openid, {"MsgType": "voice", "MediaId": f"voice-{next(self._msg_ids)}",
                                         "Format": "amr", "Recognition": recognition})
+
+    async def voice_audio(self, openid: str, audio: bytes, audio_format: str = "amr") -> Delivery:
+        """A voice message as WeChat sends them now: the audio uploaded as temporary media, the message
+        carrying its MediaId and an empty Recognition."""
+        media_id = self.api.add_media(audio, f"audio/{audio_format}")
+        return await self.send(openid, {"MsgType": "voice", "MediaId": media_id, "Format": audio_format,
+                                        "Recognition": ""})
 
     async def image(self, openid: str) -> Delivery:
         media = f"image-{next(self._msg_ids)}"
@@ -190,6 +199,9 @@ class Emulator:
     async def _control_send(self, request: web.Request) -> web.Response:
         command = await request.json()
         openid = command.pop("openid")
+        if "AudioBase64" in command:  # `zhibu chat`'s /语音 @file: upload the audio, send its MediaId
+            audio = base64.b64decode(command.pop("AudioBase64"))
+            command["MediaId"] = self.api.add_media(audio, f"audio/{command.get('Format', 'amr')}")
         delivery = await self.send(openid, command)
         return web.json_response({"reply": delivery.reply, "attempts": delivery.attempts}, dumps=_readable_json)
 

@@ -6,6 +6,7 @@ sender puts in a request can produce a 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -86,6 +87,8 @@ class Webhook:
     # -- POST: a message or event
 
     async def receive(self, request: web.Request) -> web.Response:
+        # WeChat's five seconds started before this request was read; the reply budget counts from here.
+        arrived = asyncio.get_running_loop().time()
         try:
             body = await self._read_body(request)
             timestamp = self._check_timestamp(request.query)
@@ -100,11 +103,19 @@ class Webhook:
             return web.Response(status=400, text="bad message")
 
         try:
-            reply = await self.dispatcher.feed(message)
+            reply = await self.dispatcher.feed(message, arrived=arrived)
         except Exception:
             log.exception("message %s could not be recorded", message.dedup_key)
             reply = BUSY_REPLY
         if reply is None:
+            return web.Response(text=SUCCESS)
+        if request.transport is None or request.transport.is_closing():
+            # WeChat gave up waiting (its five seconds ran out in a queue before this request was read):
+            # a passive reply now reaches no one, so it goes through the outbox.
+            try:
+                await self.dispatcher.push_instead(message)
+            except Exception:
+                log.exception("the reply to %s could not be turned into a push", message.dedup_key)
             return web.Response(text=SUCCESS)
         rendered = xml.render_text_reply(to_user=message.user_id, from_account=message.account_id, text=reply,
                                          timestamp=self.clock.timestamp())

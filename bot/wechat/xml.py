@@ -112,8 +112,9 @@ def parse(body: str) -> Message:
     if kind == Kind.TEXT:
         return Message(kind=kind, msg_id=msg_id, text=_text(fields, "Content"), **common)
     if kind == Kind.VOICE:
+        # Format (amr or speex) tells the converter what the audio is, when the text must come from it.
         return Message(kind=kind, msg_id=msg_id, text=_text(fields, "Recognition").strip(),
-                       media_id=_text(fields, "MediaId"), **common)
+                       media_id=_text(fields, "MediaId"), extra={"format": _text(fields, "Format")[:16]}, **common)
     if kind == Kind.LOCATION:
         location = Location(latitude=_float(fields.get("Location_X"), "Location_X"),
                             longitude=_float(fields.get("Location_Y"), "Location_Y"),

@@ -92,6 +92,8 @@ async def test_two_workers_share_the_port_the_database_and_one_scheduler(env, tm
 
         # A worker that dies is started again; the other keeps answering meanwhile.
         os.kill(workers[0], signal.SIGKILL)
+        # (Connections the kernel had already queued for the killed worker are reset; WeChat sends again.)
+        await _wait(lambda: not Path(f"/proc/{workers[0]}").exists(), "the killed worker gone", server)
         assert "您好！您现在可以" in await ask(server, "你好", openid="worker-test-alone")
         await server.wait_for_log("starting it again")
         replaced = lambda: (len(_children(supervisor)) == 2 and workers[0] not in _children(supervisor)  # noqa: E731
