@@ -153,6 +153,14 @@ async def test_the_reply_budget_counts_from_when_the_request_arrived(make_servic
     assert service.pushed("u1") == ["已记下第 1 次"]
     fresh = Message(user_id="u1", kind=Kind.TEXT, created_at=1_764_000_000, msg_id="8202", text="记一下")
     assert await service.dispatcher.feed(fresh, arrived=loop.time()) == "已记下第 2 次"
+    # Written 3 s ago by WeChat's clock (ours agrees): it waited before the server read it, which the arrival
+    # time cannot see; with 2 s of budget there is nothing left, so it is pushed.
+    waited = Message(user_id="u1", kind=Kind.TEXT, created_at=service.clock.timestamp() - 3, msg_id="8203",
+                     text="记一下")
+    assert await service.dispatcher.feed(waited, arrived=loop.time()) is None
+    await service.dispatcher.drain()
+    await service.deliver()
+    assert service.pushed("u1") == ["已记下第 1 次", "已记下第 3 次"]
 
 
 async def test_an_orphaned_message_is_handled_after_its_process_died(make_service):
