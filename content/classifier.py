@@ -7,12 +7,41 @@ the word-overlap evidence in content/search.py cannot: there every shared word c
 has it. On the evaluation sets the classifier ranks the right entry first more often than the overlap
 evidence does, and the two together better than either (bench/qa_eval.py; docs/architecture.md).
 
-Training takes about a second for 160 entries and happens whenever the index is built (start-up, reload).
+Training takes about a second for 160 entries and happens whenever the index is built (content/index_build.py).
+scikit-learn fits; scoring a question is done here, with the fitted vocabulary, weights and intercepts, in the
+order of operations scikit-learn uses (so the margins are the same numbers: a test compares them). The
+serving process then never imports scikit-learn and SciPy, which cost half a second and some 80 MB in each
+process for what is, per question, a few dozen additions of weight rows.
 """
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
+
+# scikit-learn's whitespace normalization before cutting n-grams (CountVectorizer._white_spaces).
+_WHITE_SPACES = re.compile(r"\s\s+")
+NGRAMS = (1, 2)
+
+
+def char_wb_ngrams(text: str) -> list[str]:
+    """The character n-grams of text inside its words, each word padded with a space: scikit-learn's
+    `analyzer="char_wb"` (lower-cased, as its default preprocessor does)."""
+    low, high = NGRAMS
+    grams: list[str] = []
+    for word in _WHITE_SPACES.sub(" ", text.lower()).split():
+        word = f" {word} "
+        for size in range(low, high + 1):
+            offset = 0
+            grams.append(word[offset:offset + size])
+            while offset + size < len(word):
+                offset += 1
+                grams.append(word[offset:offset + size])
+            if offset == 0:  # a word shorter than size counts once
+                break
+    return grams
 
 
 class EntryClassifier:
@@ -21,27 +50,55 @@ class EntryClassifier:
 
     def __init__(self, texts: list[str], labels: list[int], entries: int) -> None:
         self.entries = entries
-        self._vectorizer = None
-        self._model = None
+        self._vocabulary: dict[str, int] = {}
+        self._weights: np.ndarray | None = None  # one row per n-gram: its weight for each class
         if len(set(labels)) < 2:
             return  # one entry (or none): nothing to tell apart
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
         # char_wb keeps n-grams inside a run of text; Chinese has no spaces, so that is the whole clause.
-        self._vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 2), sublinear_tf=True)
-        self._model = LinearSVC(C=1.0, random_state=0).fit(self._vectorizer.fit_transform(texts), labels)
-        self._classes = np.asarray(self._model.classes_, dtype=np.int64)
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=NGRAMS, sublinear_tf=True)
+        model = LinearSVC(C=1.0, random_state=0).fit(vectorizer.fit_transform(texts), labels)
+        self._vocabulary = dict(vectorizer.vocabulary_)
+        self._idf = np.asarray(vectorizer.idf_, dtype=np.float64)
+        self._weights = np.ascontiguousarray(model.coef_.T, dtype=np.float64)
+        self._intercept = np.asarray(model.intercept_, dtype=np.float64)
+        self._classes = np.asarray(model.classes_, dtype=np.int64)
+
+    def _features(self, text: str) -> tuple[list[int], np.ndarray]:
+        """The question's TF-IDF vector (sublinear counts, times idf, l2-normalized) as sorted indices and
+        values: what TfidfVectorizer.transform gives, computed in its order."""
+        counts: dict[int, int] = {}
+        for gram in char_wb_ngrams(text):
+            column = self._vocabulary.get(gram)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        columns = sorted(counts)
+        values = np.log(np.array([counts[column] for column in columns], dtype=np.float64)) + 1.0
+        values *= self._idf[columns]
+        # Summed one by one, as scikit-learn's row normalization does (numpy's sum would pair them up).
+        total = 0.0
+        for value in values.tolist():
+            total += value * value
+        if total != 0.0:
+            values /= math.sqrt(total)
+        return columns, values
 
     def scores(self, canonical_question: str) -> np.ndarray:
         """The classifier's margin for each entry (0 for all when there is nothing to tell apart)."""
         full = np.zeros(self.entries)
-        if self._model is None:
+        if self._weights is None:
             return full
-        margins = self._model.decision_function(self._vectorizer.transform([canonical_question]))[0]
+        columns, values = self._features(canonical_question)
+        # The sparse-times-dense product as SciPy computes it: each feature's weight row added in turn.
+        margins = np.zeros(self._weights.shape[1])
+        for column, value in zip(columns, values):
+            margins += value * self._weights[column]
+        margins = margins + self._intercept
         if len(self._classes) == 2:
             # Two classes: one margin, positive for the second class.
-            full[self._classes[1]], full[self._classes[0]] = float(margins), -float(margins)
+            full[self._classes[1]], full[self._classes[0]] = float(margins[0]), -float(margins[0])
             return full
         full[self._classes] = margins
         return full

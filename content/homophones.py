@@ -101,6 +101,11 @@ class HomophoneFixer:
         # server that reads questions for months does not keep every window it ever saw.
         self._found: dict[str, str | None] = {}
 
+    def __getstate__(self) -> dict:
+        # Pickled (content/index_cache.py) without the look-ups made while the index was built: tens of
+        # thousands of windows of FAQ texts, worth less than the room they take in the file and in memory.
+        return self.__dict__ | {"_found": {}}
+
     def fix(self, text: str) -> str:
         if not self._terms:
             return text

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import tempfile
 import threading
 import unicodedata
 from collections.abc import Iterable
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from content.bm25 import Bm25Scores
 from content.classifier import EntryClassifier
 from content.dialect import to_mandarin
 from content.computed import Computed, compute_answer
@@ -42,9 +44,10 @@ from content.loader import (
     Content,
     ContentError,
     Passage,
-    load_content,
     normalize_question,
 )
+from content.memory import settle as settle_memory
+from content.tokenizer import with_main_dictionary
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +299,6 @@ def _spell_lone_digits(text: str) -> str:
 
 
 
-_BASE_LOCK = threading.Lock()
-_BASE_TOKENIZER = None
 _CJK = re.compile(r"[\u4e00-\u9fff]+")
 _WORD = re.compile(r"[\u4e00-\u9fffA-Za-z0-9.%]+")
 # jieba's hidden Markov model for words it does not know copies its best path at every character, so a long
@@ -307,33 +308,13 @@ _WORD = re.compile(r"[\u4e00-\u9fffA-Za-z0-9.%]+")
 _JIEBA_PIECE = 100
 
 
-def _base_tokenizer():
-    """jieba's main dictionary, read once per process; every Analyzer copies its word table."""
-    global _BASE_TOKENIZER
-    with _BASE_LOCK:
-        if _BASE_TOKENIZER is None:
-            import jieba
-
-            jieba.setLogLevel(logging.WARNING)
-            tokenizer = jieba.Tokenizer()
-            tokenizer.initialize()
-            _BASE_TOKENIZER = tokenizer
-        return _BASE_TOKENIZER
-
-
 class Analyzer:
     """Text → tokens: jieba search-mode words (with the domain dictionary) and character pairs."""
 
     def __init__(self, dictionary: Iterable[tuple[str, int | None, str | None]] = (),
                  synonyms: dict[str, str] | None = None) -> None:
-        import jieba
-
-        base = _base_tokenizer()
-        self._jieba = jieba.Tokenizer()
-        # Sharing the parsed main dictionary saves a second of start-up per index; our words go into
-        # this copy only, so two indexes (a reload, a test) never see each other's words.
-        self._jieba.FREQ, self._jieba.total = dict(base.FREQ), base.total
-        self._jieba.initialized = True
+        # Sharing the parsed main dictionary saves a second of start-up per index (content/tokenizer.py).
+        self._jieba = with_main_dictionary()
         self.synonyms = {self.fold(variant): self.fold(canonical) for variant, canonical in (synonyms or {}).items()}
         for word, frequency, tag in dictionary:
             self._jieba.add_word(self.fold(word), frequency, tag)
@@ -343,15 +324,11 @@ class Analyzer:
         for word in (set(self.synonyms) | set(self.synonyms.values())) - known:
             self._jieba.add_word(word)
         self.homophones = HomophoneFixer({word: word for word in known | set(self.synonyms.values())} | self.synonyms,
-                                         is_word=lambda word: self._jieba.FREQ.get(word, 0) > 0,
-                                         likelihood=self._likelihood)
+                                         is_word=self._jieba.is_word, likelihood=self._jieba.likelihood)
 
-    def _likelihood(self, text: str) -> float:
-        """The log probability of jieba's best cut of text under its word-frequency model."""
-        graph = self._jieba.get_DAG(text)
-        route: dict[int, tuple[float, int]] = {}
-        self._jieba.calc(text, graph, route)
-        return route[0][0]
+    def freeze(self) -> None:
+        """The index is built: keep jieba's word table in its compact form."""
+        self._jieba.freeze()
 
     @staticmethod
     def fold(text: str) -> str:
@@ -420,31 +397,25 @@ def _top(scores: np.ndarray, count: int) -> list[int]:
 class _Collection:
     """A BM25 index over texts, each belonging to one item (an FAQ entry or a passage)."""
 
-    def __init__(self, texts: list[list[str]], owners: list[int], items: int) -> None:
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG when imported; its progress lines are noise in our logs.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-
+    def __init__(self, texts: list[list[str]], owners: list[int], items: int,
+                 token_sets: list[frozenset[str]] | None = None) -> None:
+        """token_sets: each text's tokens as a set, when the caller has them already (shared, not copied)."""
         self.size = items
         self.owners = np.asarray(owners, dtype=np.int64)
-        self.token_sets = [frozenset(tokens) for tokens in texts]
-        self.retriever = None
-        if texts:
-            self.retriever = bm25s.BM25()
-            self.retriever.index([tokens or [""] for tokens in texts], show_progress=False)
+        self.token_sets = token_sets if token_sets is not None else [frozenset(tokens) for tokens in texts]
+        self.bm25 = Bm25Scores(texts) if texts else None
         # Texts are added item by item, so each item's texts are one contiguous run.
         self.starts = np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]]) if len(owners) else \
             np.zeros(0, dtype=np.int64)
 
     def item_scores(self, query: list[str]) -> np.ndarray:
         """Each item's best text score (items with no texts do not occur)."""
-        if self.retriever is None:
+        if self.bm25 is None:
             return np.zeros(0)
-        ids = self.retriever.get_tokens_ids(query)
+        ids = self.bm25.token_ids(query)
         if not ids:
             return np.zeros(self.size)
-        scores = self.retriever.get_scores_from_ids(ids)
+        scores = self.bm25.scores(ids)
         best = np.maximum.reduceat(scores, self.starts)
         full = np.zeros(self.size)
         full[self.owners[self.starts]] = best
@@ -501,6 +472,14 @@ class QaIndex:
         self.faq_by_id = {entry.id: entry for entry in self.faq}
         self.passage_by_id = {passage.id: passage for passage in self.passages}
         faq_texts, faq_owners, canonical_texts = [], [], []
+        # Every text's tokens are new strings; equal ones are made one object, which the index's sets, BM25
+        # vocabularies and counts then share (some 20 MB less for the shipped content, and still shared after
+        # the pickle that carries the index from its build to the server).
+        shared: dict[str, str] = {}
+
+        def tokens_of(text: str, canonical: str | None = None) -> list[str]:
+            return [shared.setdefault(token, token) for token in self.analyzer.tokens(text, canonical)]
+
         # A question that is word for word one of an entry's texts gets that entry: staff who add a phrasing
         # to fix a question expect exactly that question to be answered by it.
         self._verbatim: dict[str, int] = {}
@@ -515,7 +494,7 @@ class QaIndex:
             for text in texts:
                 self._verbatim.setdefault(normalize_question(self.analyzer.fold(text)), number)
                 canonical = self.analyzer.canonical(text)
-                tokens = self.analyzer.tokens(text, canonical)
+                tokens = tokens_of(text, canonical)
                 together.update(tokens)
                 faq_texts.append(tokens)
                 canonical_texts.append(canonical)
@@ -526,13 +505,13 @@ class QaIndex:
             self._anchors.append(frozenset(t for t, n in uses.items() if n >= ANCHOR_SHARE * len(texts)))
             self._entry_texts.append(frozenset(together))
             self._questions.append(frozenset(faq_texts[len(faq_texts) - len(texts)]))
-            self._entry_words.append(frozenset(together | set(self.analyzer.tokens(entry.answer))))
-        passage_texts = [self.analyzer.tokens(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
+            self._entry_words.append(frozenset(together | set(tokens_of(entry.answer))))
+        passage_texts = [tokens_of(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
         self._faq = _Collection(faq_texts, faq_owners, len(self.faq))
         self._classifier = EntryClassifier(canonical_texts, faq_owners, len(self.faq))
         # An entry found by its answer's words alone ("八项义务" is in the answer, not the question).
         self._answers = _Collection([list(words) for words in self._entry_words], list(range(len(self.faq))),
-                                    len(self.faq))
+                                    len(self.faq), token_sets=self._entry_words)
         self._passages = _Collection(passage_texts, list(range(len(self.passages))), len(self.passages))
         # The FAQ's document frequencies weigh query words: a word most questions share says little.
         self._texts = max(1, len(self.faq))
@@ -551,6 +530,8 @@ class QaIndex:
         everyday = EVERYDAY_WORDS | {fold(word) for word in EVERYDAY_WORDS}
         self._markers = frozenset(word for word in set(words) | {fold(word) for word in words}
                                   if word not in everyday and fold(word) not in everyday)
+        # Built: no word is added from now on, and jieba's table is kept compact (content/tokenizer.py).
+        self.analyzer.freeze()
 
     def _idf(self, frequency: int) -> float:
         return math.log(1 + (self._texts - frequency + 0.5) / (frequency + 0.5))
@@ -801,29 +782,68 @@ def _fingerprint(root: Path) -> tuple:
 
 
 class IndexHolder:
-    """The last good index of a content folder. A reload that fails keeps serving the previous one."""
+    """The last good index of a content folder. A reload that fails keeps serving the previous one.
 
-    def __init__(self, root: Path) -> None:
+    An index is read from the cache file of its content (content/index_cache.py) when cache_dir is set and
+    the file is current; otherwise it is built in a child process (content/index_build.py) and the file
+    written. After each load the previous index is let go and the process's memory settled
+    (content/memory.py): the new index frozen out of the collector's way, freed pages given back."""
+
+    def __init__(self, root: Path, cache_dir: Path | None = None) -> None:
         self.root = root
+        self.cache_dir = cache_dir
         self._index: QaIndex | None = None
         self._lock = threading.Lock()
         self.fingerprint: tuple = ()
         self.last_error: ContentError | None = None
+        self.builds = 0  # indexes built rather than read from the cache (the tests count them)
 
     def load(self) -> QaIndex:
-        """Build the index from the files now; raises ContentError (keeping the old index) on problems."""
+        """Load the index of the files now; raises ContentError (keeping the old index) on problems."""
         with self._lock:
             fingerprint = _fingerprint(self.root)
-            content, problems = load_content(self.root)
-            if problems:
-                self.last_error = ContentError(problems, self.root)
+            try:
+                index, how = self._obtain()
+            except ContentError as error:
+                self.last_error = error
                 self.fingerprint = fingerprint  # do not retry the same broken files every poll
-                raise self.last_error
-            index = QaIndex(content)
-            self._index, self.fingerprint, self.last_error = index, fingerprint, None
-            log.info("content loaded from %s: %d FAQ entries, %d documents (%d passages)",
-                     self.root, len(content.faq), content.documents, len(content.passages))
+                raise
+            previous, self._index = self._index, index
+            self.fingerprint, self.last_error = fingerprint, None
+            # The previous index goes now, or when the last search reading it ends: it has no reference cycles.
+            del previous
+            settle_memory()
+            content = index.content
+            log.info("content loaded from %s (%s): %d FAQ entries, %d documents (%d passages)",
+                     self.root, how, len(content.faq), content.documents, len(content.passages))
             return index
+
+    def _obtain(self) -> tuple[QaIndex, str]:
+        from content import index_cache
+
+        if self.cache_dir is None:
+            with tempfile.TemporaryFile() as file:
+                return self._build(file), "built"
+        key = index_cache.content_key(self.root)
+        path = index_cache.cache_file(self.cache_dir, self.root)
+        with index_cache.exclusive(path):
+            index = index_cache.read(path, key)
+            if index is not None:
+                return index, "from the cache"
+            with index_cache.new_entry(path, key) as file:
+                return self._build(file), "built"
+
+    def _build(self, file) -> QaIndex:
+        """Build into file (content/index_build.py) and read the index back from it: the served index is
+        always one read back from a pickle, built just now or earlier, and never the pickle held in memory."""
+        from content.index_build import build_into
+        from content.index_cache import unpickle
+
+        start = file.tell()
+        build_into(self.root, file)  # raises ContentError
+        self.builds += 1
+        file.seek(start)
+        return unpickle(file)
 
     def reload(self) -> bool:
         """Load again; on failure log the problems and keep the last good index. True if it loaded."""
@@ -852,11 +872,14 @@ _HOLDERS: dict[Path, IndexHolder] = {}
 _HOLDERS_LOCK = threading.Lock()
 
 
-def holder_for(root: Path | None = None) -> IndexHolder:
-    """The process's holder for a content folder (the package's own content by default)."""
+def holder_for(root: Path | None = None, cache_dir: Path | None = None) -> IndexHolder:
+    """The process's holder for a content folder (the package's own content by default). cache_dir, when
+    given, is where its index is cached from now on (one process has one configuration)."""
     key = Path(root or DEFAULT_ROOT).resolve()
     with _HOLDERS_LOCK:
         holder = _HOLDERS.get(key)
         if holder is None:
-            holder = _HOLDERS[key] = IndexHolder(key)
+            holder = _HOLDERS[key] = IndexHolder(key, cache_dir)
+        elif cache_dir is not None:
+            holder.cache_dir = cache_dir
         return holder

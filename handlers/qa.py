@@ -98,14 +98,17 @@ OFFER_FORWARD_CUT = "\n需要的话，回复 1 把这段话的开头转给支部
 async def content_index(runtime: Runtime):
     """Load the content before serving (a ContentError refuses the start) and provide it to handlers as
     `answers`; then reload it whenever its files change (polling their modification times) and on
-    `zhibu content reload`. A reload that fails keeps the last good index."""
+    `zhibu content reload`. A reload that fails keeps the last good index. The index is read from
+    ZHIBU_CACHE_DIR when the content and code are those it was built from, else built in a child process
+    (content/search.py's IndexHolder). The server starts listening only after this (aiohttp runs every
+    start-up hook before it binds the port), so /healthz never answers a process without its index."""
     settings: QaSettings = runtime.settings
     # One holder per folder per process: a second app in the same process (the tests) reuses a loaded index.
-    holder = holder_for(settings.content_dir)
+    holder = holder_for(settings.content_dir, cache_dir=settings.effective_cache_dir)
     if holder.changed() or holder.last_error is not None or not holder.loaded:
-        await asyncio.to_thread(holder.load)
+        await _in_loader_thread(holder.load)
     runtime.provide("answers", holder)
-    runtime.on_reload("content", lambda: asyncio.to_thread(holder.reload))
+    runtime.on_reload("content", lambda: _in_loader_thread(holder.reload))
     watcher = None
     if settings.content_poll_seconds > 0:
         watcher = asyncio.create_task(_watch_content(holder, settings.content_poll_seconds))
@@ -116,13 +119,26 @@ async def content_index(runtime: Runtime):
             await watcher
 
 
+_loader: ThreadPoolExecutor | None = None
+
+
+def _in_loader_thread(work):
+    """Run a load or reload of the index in the one thread kept for them. glibc gives each thread a heap
+    of its own for large allocations: with every version of the index read in the same thread, the next
+    version reuses the room the last one freed, where a new thread each time would leave a heap behind."""
+    global _loader
+    if _loader is None:  # created on the event loop's thread only
+        _loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-index")
+    return asyncio.get_running_loop().run_in_executor(_loader, work)
+
+
 async def _watch_content(holder: IndexHolder, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             if holder.changed():
                 log.info("content files changed; reloading")
-                await asyncio.to_thread(holder.reload)
+                await _in_loader_thread(holder.reload)
         except Exception:
             log.exception("content watch failed; will look again")
 

@@ -57,3 +57,17 @@ async def engine(database_url):
 def sessions(engine):
     return session_factory(engine)
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache_dir(tmp_path_factory):
+    """ZHIBU_CACHE_DIR for every service and command the tests start: a folder of the session's, so the
+    shipped content's Q&A index is built once per test process and nothing is written to zhibu-data/."""
+    folder = tmp_path_factory.mktemp("index-cache")
+    previous = os.environ.get("ZHIBU_CACHE_DIR")
+    os.environ["ZHIBU_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("ZHIBU_CACHE_DIR", None)
+    else:
+        os.environ["ZHIBU_CACHE_DIR"] = previous

@@ -39,3 +39,31 @@ def shipped() -> QaIndex:
 def test_siblings_that_share_most_words_are_told_apart(shipped, question, entry):
     result = shipped.search(question)
     assert (result.status, result.entry_id) == (ANSWERED, entry)
+
+
+def test_its_margins_are_scikit_learns_without_importing_it_to_score():
+    """Scoring is done here with the fitted weights (so the server never imports scikit-learn): the margins
+    must be the ones scikit-learn's own pipeline gives, for the entries' texts and for members' questions."""
+    from pathlib import Path
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    content = load_valid_content()
+    texts, labels = [], []
+    for number, entry in enumerate(content.faq):
+        for text in dict.fromkeys((entry.question, *entry.phrasings)):
+            texts.append(text)
+            labels.append(number)
+    ours = EntryClassifier(texts, labels, entries=len(content.faq))
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 2), sublinear_tf=True)
+    model = LinearSVC(C=1.0, random_state=0).fit(vectorizer.fit_transform(texts), labels)
+    questions = [line.split("\t")[0] for line in
+                 (Path(__file__).parents[1] / "qa" / "dev.tsv").read_text(encoding="utf-8").splitlines()
+                 if line and not line.startswith("#")]
+    samples = [*texts[::7], *questions, "", "  ", "ABC Def 党费 2024", "👍👍", "党"]
+    expected = model.decision_function(vectorizer.transform(samples))
+    for sample, margins in zip(samples, expected):
+        # The same operations in the same order: equal to the last bit on x86-64; a margin of error for
+        # platforms whose compilers fuse multiplications and additions.
+        np.testing.assert_allclose(ours.scores(sample), margins, rtol=0, atol=1e-12, err_msg=sample)
