@@ -235,13 +235,27 @@ def looks_like_question(text: str) -> bool:
     return bool(_QUESTION.search(text)) or len(text) >= QUESTION_MIN_CHARS
 
 
+async def prepare_search(text: str, today: date, provided: dict) -> tuple[str, date, Answer] | None:
+    """The search for a text that will probably reach any_text, run before the message's transaction opens
+    (Router.text_fallback's prepare), so that no question holds the database while it is searched."""
+    answers = provided.get("answers")
+    if answers is None or not answers.loaded:
+        return None
+    read = clip_question(text)
+    return read, today, await search(answers, read, today)
+
+
 async def reply_for(answers: IndexHolder, question: str, dialog: Dialog, member: Member | None,
-                    today: date | None = None) -> str:
-    """Search, answer, and set up the dialog for what the member may reply next. Forwarding to the
-    secretary is offered only to a bound member, and only for what looks like a real question."""
+                    today: date | None = None, prepared: tuple[str, date, Answer] | None = None) -> str:
+    """Search (unless prepared has the answer for this question already), answer, and set up the dialog
+    for what the member may reply next. Forwarding to the secretary is offered only to a bound member, and
+    only for what looks like a real question."""
     read = clip_question(question)
     cut = len(read) < len(question)
-    result = await search(answers, read, today)
+    if prepared is not None and prepared[:2] == (read, today):
+        result = prepared[2]
+    else:
+        result = await search(answers, read, today)
     # What the secretary gets if the member forwards it: the part that was read, marked as a beginning.
     question = read + "……" if cut else read
     note = CUT_NOTE.format(read=len(read)) if cut else ""
@@ -332,12 +346,13 @@ async def ask(ctx: Context, dialog: Dialog, member: Member | None, args: str, an
     return await reply_for(answers, args, dialog, member, ctx.today)
 
 
-@router.text_fallback()
-async def any_text(ctx: Context, dialog: Dialog, member: Member | None, text: str, answers: IndexHolder) -> str:
+@router.text_fallback(prepare=prepare_search)
+async def any_text(ctx: Context, dialog: Dialog, member: Member | None, text: str, answers: IndexHolder,
+                   prepared: tuple[str, date, Answer] | None = None) -> str:
     """Text nothing else took: a question (the dispatcher has answered 取消, a timed-out dialog, a number)."""
     if text in ("更多", "继续", "下一页"):
         return NOTHING_MORE
-    return await reply_for(answers, text, dialog, member, ctx.today)
+    return await reply_for(answers, text, dialog, member, ctx.today, prepared)
 
 
 # ---------------------------------------------------------------- the console's content page (issue 14, item 3)
