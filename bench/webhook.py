@@ -190,10 +190,14 @@ def build_requests(count: int, safe: bool, port: int, first_msg_id: int) -> list
     emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret, token=DemoDefaults.token,
                         aes_key=DemoDefaults.aes_key if safe else "")
     requests = []
-    now = int(time.time())
+    # WeChat stamps CreateTime when the member writes and posts at once; these requests are signed before the
+    # clock starts and sent up to minutes later. A CreateTime that old would make the server (rightly) give up
+    # on a passive reply (the reply budget also runs from CreateTime, bot/dispatch.py), so they carry one it
+    # does not trust (over a minute away from its clock) and the budget runs from each request's arrival.
+    stamped = int(time.time()) - 3600
     for index in range(count):
         plaintext = message_xml({"ToUserName": "gh_bench", "FromUserName": f"bench-{index % USERS}",
-                                 "CreateTime": now, "MsgType": "text", "Content": "我的",
+                                 "CreateTime": stamped, "MsgType": "text", "Content": "我的",
                                  "MsgId": first_msg_id + index})
         query, body = emulator.sign(plaintext)
         payload = body.encode()
