@@ -8,7 +8,7 @@ question = "农民党员交多少党费？"
 phrasings = ["种地的党员党费怎么交", "农村党员党费标准", "务农党员每月交多少党费"]
 answer = "农民党员每月交纳党费0.2元至1元。"
 source = "关于中国共产党党费收缴、使用和管理的规定"
-article = "第五条"
+article = "第六条"
 tags = ["党费"]
 local = false
 

@@ -26,7 +26,7 @@ question = "农民党员交多少党费？"
 phrasings = ["种地的党员党费怎么交", "农村党员党费标准", "务农党员每月交多少党费"]
 answer = "农民党员每月交纳党费0.2元至1元；规定只给了这个范围，具体数额由支部按本地做法确定。"
 source = "关于中国共产党党费收缴、使用和管理的规定"
-article = "第五条"
+article = "第六条"
 tags = ["党费"]
 local = false
 
@@ -82,7 +82,7 @@ async def qa_service(make_service, content_dir):
 async def test_any_unmatched_text_is_a_question_with_its_source_last(qa_service):
     reply = await qa_service.say("u1", "农村党员党费交多少")
     assert reply.startswith("农民党员每月交纳党费0.2元至1元")
-    assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第五条"
+    assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第六条"
     reply = await qa_service.say("u1", "问 五必访指什么")
     assert reply.splitlines()[-1].startswith("来源：《农村基层党建工作常见做法》（这是各地常见做法")
     assert (await qa_service.say("u1", "问")).startswith("请在“问”后面写上问题")
@@ -309,7 +309,7 @@ def test_ask_command_json_and_stdin(content_dir):
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output.strip().splitlines()[-1])
     assert answer["status"] == "answered" and answer["id"] == "dues-farmer"
-    assert answer["source"] == "《关于中国共产党党费收缴、使用和管理的规定》第五条" and answer["suggestions"] == []
+    assert answer["source"] == "《关于中国共产党党费收缴、使用和管理的规定》第六条" and answer["suggestions"] == []
     result = CliRunner().invoke(main, ["ask", "-", "--json"], env=env, input="五必访指什么\n\n今天天气怎么样\n")
     lines = [json.loads(line) for line in result.output.strip().splitlines()]
     assert [line["status"] for line in lines] == ["answered", "out_of_scope"]
