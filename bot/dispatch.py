@@ -779,6 +779,7 @@ class Dispatcher:
         # (ref, member id, openid) → a signed page address; set by the composition root when pages are served.
         self.link_for: Callable[[str, int | None, str | None], str | None] | None = None
         self.handlers = [handler for router in self.routers for handler in router.handlers]
+        self._free_handlers = [handler for handler in self.handlers if handler.dialog is None]
         self.reminder_kinds = [kind for router in self.routers for kind in router.reminder_kinds]
         self.listeners: dict[str, list[Listener]] = {}
         for router in self.routers:
@@ -1061,11 +1062,11 @@ class Dispatcher:
             return
         if ctx.dialog.active and text in self._command_words:
             ctx.dialog.finish()
-        # A user in a dialog is answering it: that dialog's handlers come first.
-        ordered = self.handlers
+        # A user in a dialog is answering it: that dialog's handlers come first. Other dialogs' handlers never
+        # match, so they are not asked.
+        ordered = self._free_handlers
         if ctx.dialog.active:
-            ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + \
-                      [h for h in self.handlers if h.dialog != ctx.dialog.name]
+            ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + self._free_handlers
         longest = self._longest_command(message)
         for handler in ordered:
             values = handler.match(message, ctx)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 
@@ -77,7 +77,13 @@ class Message:
         return True
 
     def to_payload(self) -> dict:
-        return asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies recursively: this runs for every
+        # message, and only the location is a dataclass.
+        payload = {name: getattr(self, name) for name in _FIELDS}
+        payload["extra"] = dict(self.extra)
+        if self.location is not None:
+            payload["location"] = asdict(self.location)
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict) -> "Message":
@@ -86,3 +92,6 @@ class Message:
         if data.get("location"):
             data["location"] = Location(**data["location"])
         return cls(**data)
+
+
+_FIELDS = tuple(field.name for field in fields(Message))

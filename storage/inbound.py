@@ -38,12 +38,13 @@ def claim_row(*, dedup_key: str, openid: str, kind: str, payload: dict, now: dat
 async def claim_many(session: AsyncSession, rows: list[dict]) -> dict[str, Claim]:
     """Record messages (rows from claim_row, distinct keys); the unique dedup_key makes exactly one
     concurrent copy of each message, in any process, its owner. Claims by dedup_key."""
-    statement = (
-        insert_for(session, _TABLE).values(rows)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(_TABLE.c.id, _TABLE.c.dedup_key)
-    )
-    claims = {key: Claim(message_id, None) for message_id, key in (await session.execute(statement)).all()}
+    # One statement whatever the batch's size, its rows as parameters: SQLAlchemy sends them as multi-row
+    # INSERTs ("insertmanyvalues") from one compiled form, where .values(rows) compiled a new statement for
+    # every batch size.
+    statement = (insert_for(session, _TABLE).on_conflict_do_nothing(index_elements=["dedup_key"])
+                 .returning(_TABLE.c.id, _TABLE.c.dedup_key))
+    connection = await session.connection()
+    claims = {key: Claim(message_id, None) for message_id, key in (await connection.execute(statement, rows)).all()}
     seen_before = [row["dedup_key"] for row in rows if row["dedup_key"] not in claims]
     if seen_before:
         result = await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.in_(seen_before)))
