@@ -124,7 +124,7 @@ async def run_demo(base: Settings, *, port: int, emulator_port: int, chat: bool,
     runners = []
     try:
         for app, bind_port in ((emulator.web_app(), emulator_port), (build_app(settings, clock=clock), port)):
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)  # as `zhibu serve`
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", bind_port).start()
             runners.append(runner)

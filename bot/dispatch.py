@@ -860,20 +860,6 @@ class Dispatcher:
             return self.settings.reply_budget
         return self.settings.reply_budget + 0.5 - elapsed
 
-    async def push_instead(self, message: Message) -> None:
-        """The passive reply to message had no one to go to (WeChat hung up before it was ready): push its
-        first part through the outbox instead, once however many copies find the same."""
-        async with self.sessions() as session, session.begin():
-            await session.connection(execution_options=ON_LOOP)
-            stored = await inbound.by_key(session, message.dedup_key)
-            parts = inbound.stored_replies(stored) if stored is not None else []
-            if not parts or not await inbound.take_passive_reply(session, stored.id):
-                return
-            await enqueue_outgoing(session, self._reply_parts(stored.id, message, parts[:1]), now=self.clock.now(),
-                                   settings=self.settings)
-        log.info("the reply to %s found WeChat gone; it will be pushed", message.dedup_key)
-        self._wake_outbox()
-
     async def drain(self) -> None:
         """Wait for handlers still running in the background (shutdown and tests)."""
         while self._background:

@@ -59,17 +59,6 @@ async def claim(session: AsyncSession, *, dedup_key: str, openid: str, kind: str
     return (await claim_many(session, [row]))[dedup_key]
 
 
-async def by_key(session: AsyncSession, dedup_key: str) -> InboundMessage | None:
-    return (await session.execute(select(InboundMessage).where(InboundMessage.dedup_key == dedup_key))).scalar()
-
-
-async def take_passive_reply(session: AsyncSession, message_id: int) -> bool:
-    """Turn a message answered passively into one whose reply is pushed; False if it already was."""
-    result = await session.execute(update(_TABLE).where(_TABLE.c.id == message_id, _TABLE.c.reply_mode.is_(None))
-                                   .values(reply_mode="push"))
-    return result.rowcount == 1
-
-
 async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:
     return await session.get(InboundMessage, message_id, populate_existing=True)
 

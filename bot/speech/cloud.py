@@ -115,13 +115,7 @@ class BaiduRecognizer:
             "speech": base64.b64encode(pcm).decode("ascii"),
             "len": len(pcm),
         }
-        async with self.http.post(self.recognize_url, json=request) as response:
-            body = await response.read()
-            status = response.status
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            answer = None
+        status, body, answer = await self._post(self.recognize_url, json=request)
         if not isinstance(answer, dict):
             raise RecognitionFailed(f"Baidu speech answered HTTP {status} without JSON: {body[:200]!r}")
         return answer
@@ -133,13 +127,7 @@ class BaiduRecognizer:
             # Baidu's documented form: the credentials in the URL of a POST. The URL is never logged here.
             params = {"grant_type": "client_credentials", "client_id": self.api_key,
                       "client_secret": self.secret_key}
-            async with self.http.post(self.token_url, params=params) as response:
-                body = await response.read()
-                status = response.status
-            try:
-                answer = json.loads(body)
-            except ValueError:
-                answer = None
+            status, body, answer = await self._post(self.token_url, params=params)
             if isinstance(answer, dict) and answer.get("error"):
                 raise RecognitionFailed(f"Baidu refused the API Key and Secret Key ({answer['error']}: "
                                         f"{answer.get('error_description', '')}); check ZHIBU_SPEECH_API_KEY and "
@@ -152,6 +140,16 @@ class BaiduRecognizer:
             self._token_expires = self.clock.now() + timedelta(seconds=lifetime - min(86400.0, lifetime / 10))
             self._token = str(answer["access_token"])
             return self._token
+
+    async def _post(self, url: str, **request) -> tuple[int, bytes, object]:
+        """POST; the HTTP status, the body, and the body read as JSON (None when it is not JSON)."""
+        async with self.http.post(url, **request) as response:
+            body = await response.read()
+            status = response.status
+        try:
+            return status, body, json.loads(body)
+        except ValueError:
+            return status, body, None
 
     def _token_valid(self) -> bool:
         return self._token is not None and self._token_expires is not None and self.clock.now() < self._token_expires

@@ -28,6 +28,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.wechat.chat import parse_command
+from bot.speech.recognizer import Heard
 from bot.speech.listen import CANNOT_HEAR_AGAIN, CANNOT_HEAR_REPLY, LISTENING, NOT_HEARD_REPLY
 from harness import hongqi_branch
 from speech_fakes import API_KEY, SECRET_KEY, FakeBaidu, FakeFunAsr, FakeTranscriptions
@@ -233,3 +234,20 @@ async def test_the_terminal_chat_sends_a_recording_as_wechat_does_now(engine_ser
         assert (await sent.json())["reply"].startswith("姓名：王秀英")
     (pcm,) = engine.audio()
     assert_is_the_speech(pcm, seconds)
+
+
+async def test_a_guess_the_engine_is_unsure_of_is_not_acted_on(engine_service):
+    """An engine that reports how sure it is (none of the three here does): below ZHIBU_SPEECH_MIN_CONFIDENCE the
+    member is asked again instead of being checked in, or answered, on a guess."""
+    class Unsure:
+        name = "unsure"
+
+        async def recognize(self, pcm, *, sample_rate=16000, hotwords=()):
+            return Heard("我的", 0.3)
+
+    service, _ = await engine_service("openai", speech_min_confidence=0.5)
+    await service.bind("m1", "王秀英")
+    service.dispatcher.listener.recognizer = Unsure()
+    assert await say(service, "m1", "我的") == NOT_HEARD_REPLY
+    service.dispatcher.listener.min_confidence = 0.2
+    assert (await say(service, "m1", "我的")).startswith("姓名：王秀英")
