@@ -23,7 +23,7 @@ _AMOUNT = re.compile(rf"(不到|不足|不够|将近|差不多|大概|大约|约
                      rf"(?:[0-9.]|[{_NUMERAL}]|k(?![a-z])|w(?![a-z]))*)"
                      r"(多|来|出头|左右|上下|朝上)?")
 # What is never an amount: percentages, years and dates, counts of things.
-_NOT_AMOUNTS = re.compile(rf"百分之[{_NUMERAL}点.0-9]+|[0-9.]+\s*[%％]|[0-9{_NUMERAL}]+\s*(?:年|岁|月份|号|日|个|次|人|天|周|"
+_NOT_AMOUNTS = re.compile(rf"百分之[{_NUMERAL}点.0-9]+|[0-9.]+\s*[%％]|[0-9{_NUMERAL}]+(?:多|来|几)?\s*(?:年|岁|月份|号|日|个|次|人|天|周|"
                           rf"会|课|条|项|点钟|小时|分钟|亩|头|只|口)")
 
 

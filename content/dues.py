@@ -38,7 +38,8 @@ _ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|�
 _SITUATIONS = {
     "retiree": re.compile(r"退休|养老金|离休|退下来|退了"),
     "self": re.compile(r"零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:个|了)?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|"
-                       r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资"),
+                       r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
+                       r"养(?:了)?[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
     "wage": re.compile(r"工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
     "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜"),
     "low": re.compile(r"学生|上学|读书|上大学|研究生|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|一分钱收入"),
@@ -168,8 +169,13 @@ def compute(question: str) -> Dues | None:
     if situation == "farmer" and not incomes:
         return _dues("farmer", "在家务农的农民党员每月交0.2元到1元。规定只给了这个范围，具体交多少由支部按本地的做法定，"
                               "问支部书记就知道。", False)
+    if situation == "self" and not incomes:
+        # No figure, but the situation fixes the rule: the brackets and what they apply to.
+        return _dues("self", f"{LEADS['self']}：3000元及以下交0.5%，3000元以上到5000元交1%，5000元以上到10000元交1.5%，"
+                             "10000元以上交2%。比如上季度平均每月净挣2000元，每月交10元。收入算不清、拿不准算哪一类，"
+                             "跟支部书记商量。", False)
     if not incomes:
-        return None  # wages, pensions and shops need the figure
+        return None  # wages and pensions need the figure
     amount = incomes[0]
     before = text[:text.find(amount.said.lower())] if amount.said.lower() in text else ""
     yearly = bool(_YEARLY.search(before))

@@ -95,7 +95,8 @@ def compute(question: str, today: date) -> Computed | None:
         passed = (year + 1, month or 12) < (today.year, today.month)
         timing = (f"预备期在{due}已经满了；如果支部还没讨论您转正的事，问问支部书记。" if passed else
                   f"预备期到{due}满。满之前支部要开支部党员大会讨论，到时候支部书记会找您。")
-        return Computed(("join-conversion", "join-probation"), (
+        # When 转正 comes is the probation rule (党章 art. 7: a year from the 支部大会's vote): join-probation.
+        return Computed(("join-probation", "join-conversion"), (
             f"预备期是一年。按您说的{_when(year, month)}成为预备党员，{timing}按期转正的，从预备期满那天起就是正式党员；"
             "需要继续考察的可以延长预备期，最长一年。"), CHARTER, "第七条")
     if full:

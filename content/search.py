@@ -724,12 +724,16 @@ class QaIndex:
         return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability, in_domain=in_domain)
 
     def _computed_answer(self, question: str, computed: Computed) -> Answer:
-        """A worked-out answer, standing for the entry of its topic (for evaluation and the console)."""
+        """A worked-out answer, standing for the entry of its topic (for evaluation and the console). It cites
+        the article of that entry when it rests on the same document and names none itself (a self-employed
+        member's dues: the entry's article 4)."""
         entry_id = next((item for item in computed.entry_ids if item in self.faq_by_id), None)
         source = self.content.sources.get(computed.source)
+        entry = self.faq_by_id.get(entry_id or "")
+        article = computed.article or (entry.article if entry is not None and entry.source == computed.source else "")
         return Answer(question=question, status=ANSWERED, confidence=1.0, answer=computed.text,
-                      source=f"《{computed.source}》{computed.article}", source_name=computed.source,
-                      article=computed.article, local=source is not None and source.local, entry_id=entry_id,
+                      source=f"《{computed.source}》{article}", source_name=computed.source,
+                      article=article, local=source is not None and source.local, entry_id=entry_id,
                       kind="faq", ranked=[(entry_id, 1.0)])
 
     def _id(self, key: str) -> str:

@@ -21,7 +21,8 @@ def test_amounts_as_people_say_them(said, low, high):
     assert [(amount.low, amount.high) for amount in found] == [(low, high)]
 
 
-@pytest.mark.parametrize("text", ["党费百分之一还是零点五", "交1.5%对吗", "2019年入党", "3会1课", "一个月交六十", "去了3次"])
+@pytest.mark.parametrize("text", ["党费百分之一还是零点五", "交1.5%对吗", "2019年入党", "3会1课", "一个月交六十", "去了3次",
+                                  "养了两百多头猪", "三十来个人", "承包了几百亩地"])
 def test_percentages_years_counts_and_small_figures_are_no_income(text):
     assert amounts(text) == []
 
@@ -41,6 +42,11 @@ CASES = [
     ("退休金五千多 党费多少", "retiree", ["交1%", "估算"], ["交0.5%"]),
     ("开小卖部一个月挣三千来块 党费交多少", "self", ["上一季度平均每月的纯收入", "不超过3000元交0.5%", "超过3000元交1%"], []),
     ("跑运输的 一年挣六万 党费咋交", "self", ["平均每月约5000元", "交1%", "估算"], []),
+    # A large farm is self-employed: last quarter's average monthly net income on the wage brackets (art. 4),
+    # with a figure or without one; the head count of the herd is no income.
+    ("俺养了三百来只羊 上季度平均每月纯挣八千 党费交多少", "self", ["上一季度平均每月的纯收入", "交1.5%", "每月交120元"], []),
+    ("俺开了个养鸡场 养了两千只鸡 党费按啥算", "self", ["上一季度平均每月的纯收入", "3000元及以下交0.5%", "10000元以上交2%"],
+     ["0.2元"]),
     ("种地的党费交多少", "farmer", ["0.2元到1元", "支部"], ["本省", "省里"]),
     ("失业了没收入 党员df咋算", "low", ["0.2元"], []),
     # What the asker says they do not have is not their situation: a farmer with no pension, not a retiree.
@@ -76,6 +82,7 @@ async def test_a_dictated_dues_question_through_the_webhook(make_service):
     service = await make_service()
     reply = await service.say("u1", "喂 那个我想问一哈 就是我一个月到手五千多块钱 这个党费交好多")
     assert "交1.5%" in reply and "估算" in reply
-    assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》"
+    # The worked-out figure cites the article of the entry it stands for (wages: dues-salary-rates).
+    assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第二条"
     voice = await service.emulator.voice("u1", "退休金四千三党费一个月交多少")
     assert "每月交21.5元" in voice.reply

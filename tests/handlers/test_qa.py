@@ -170,9 +170,9 @@ async def test_a_very_long_text_is_answered_from_its_beginning_and_says_so(qa_se
     assert lines[0].startswith("您的消息很长，我只看了前面") and lines[0].endswith("下面是按这部分找到的：")
     read = int(lines[0].removeprefix("您的消息很长，我只看了前面").split("个字")[0])
     assert 0 < read <= QUESTION_MAX_CHARS
-    # A farmer asking about dues: the figure worked out for a farmer (content.dues), from the entry's rule.
+    # A farmer asking about dues: the figure worked out for a farmer (content.dues), citing the entry's rule.
     assert lines[1].startswith("在家务农的农民党员每月交0.2元到1元")
-    assert lines[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》"
+    assert lines[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第六条"
     # The search read the beginning only, in its worker thread, never on the event loop.
     assert seen and all(length <= QUESTION_MAX_CHARS and thread.startswith("qa-search") for length, thread in seen)
     # A question of ordinary length gets no note.
