@@ -751,8 +751,9 @@ class _InFlight:
     received_at: datetime | None = None
 
 
-async def _claim_rows(session: AsyncSession, rows: list[dict]) -> list[inbound.Claim]:
-    claims = await inbound.claim_many(session, rows)
+async def claim_rows(sessions: async_sessionmaker[AsyncSession], rows: list[dict]) -> list[inbound.Claim]:
+    """Claim a batch of messages (inbound.claim_row rows): one result per row, in order."""
+    claims = await inbound.claim_many(sessions, rows)
     return [claims[row["dedup_key"]] for row in rows]
 
 
@@ -805,8 +806,8 @@ class Dispatcher:
         self._in_flight: dict[str, _InFlight] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
-        self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(sessions, _claim_rows, name="inbound claims",
-                                                                      execution_options=ON_LOOP)
+        self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(
+            functools.partial(claim_rows, sessions), name="inbound claims")
 
     @property
     def command_words(self) -> frozenset[str]:

@@ -12,25 +12,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 log = logging.getLogger(__name__)
 
 Row = TypeVar("Row")
 Result = TypeVar("Result")
 
-# Writes rows in the session's transaction and returns one result per row, in order.
-WriteRows = Callable[[AsyncSession, list[Row]], Awaitable[list[Result]]]
+# Writes rows in one transaction of its own and returns one result per row, in order.
+WriteRows = Callable[[list[Row]], Awaitable[list[Result]]]
 
 
 class GroupCommit(Generic[Row, Result]):
     MAX_BATCH = 200
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], write: WriteRows, *, name: str,
-                 execution_options: dict | None = None) -> None:
-        self._sessions = sessions
-        self._options = execution_options
-        self._write_rows = write
+    def __init__(self, write: WriteRows, *, name: str) -> None:
+        self._transaction = write
         self._name = name
         self._waiting: list[tuple[Row, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
@@ -61,12 +56,6 @@ class GroupCommit(Generic[Row, Result]):
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 _settle(future, result=result)
-
-    async def _transaction(self, rows: list[Row]) -> list[Result]:
-        async with self._sessions() as session, session.begin():
-            if self._options:
-                await session.connection(execution_options=self._options)
-            return await self._write_rows(session, rows)
 
 
 def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:

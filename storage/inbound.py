@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.db import engine_of
+from storage.driver import driver_transaction, placeholders
 from storage.models import InboundMessage, InboundStatus
-from storage.upsert import insert_for
 
 # The hot path writes through the table (Core), not the mapped class: the ORM's bulk-statement
 # machinery costs more than the statement itself here.
@@ -35,28 +36,38 @@ def claim_row(*, dedup_key: str, openid: str, kind: str, payload: dict, now: dat
                 status=InboundStatus.PROCESSING.value, received_at=now, claimed_at=now)
 
 
-async def claim_many(session: AsyncSession, rows: list[dict]) -> dict[str, Claim]:
+# What a claim writes, in order (claim_row's keys).
+_CLAIMED = (_TABLE.c.dedup_key, _TABLE.c.openid, _TABLE.c.kind, _TABLE.c.payload, _TABLE.c.status,
+            _TABLE.c.received_at, _TABLE.c.claimed_at)
+
+
+async def claim_many(sessions: async_sessionmaker[AsyncSession], rows: list[dict]) -> dict[str, Claim]:
     """Record messages (rows from claim_row, distinct keys); the unique dedup_key makes exactly one
-    concurrent copy of each message, in any process, its owner. Claims by dedup_key."""
-    # One statement whatever the batch's size, its rows as parameters: SQLAlchemy sends them as multi-row
-    # INSERTs ("insertmanyvalues") from one compiled form, where .values(rows) compiled a new statement for
-    # every batch size.
-    statement = (insert_for(session, _TABLE).on_conflict_do_nothing(index_elements=["dedup_key"])
-                 .returning(_TABLE.c.id, _TABLE.c.dedup_key))
-    connection = await session.connection()
-    claims = {key: Claim(message_id, None) for message_id, key in (await connection.execute(statement, rows)).all()}
+    concurrent copy of each message, in any process, its owner. Claims by dedup_key.
+
+    The insert is one transaction on the driver (storage.driver): every message comes through here. The rows
+    another copy claimed first are read afterwards, committed by then."""
+    async with driver_transaction(engine_of(sessions)) as driver:
+        quote = driver.dialect.identifier_preparer.quote
+        names = [quote(column.name) for column in _CLAIMED]
+        values = [value for row in rows for value in driver.values(_CLAIMED, row)]
+        inserted = await driver.fetch(
+            f"INSERT INTO {quote(_TABLE.name)} ({', '.join(names)}) VALUES {placeholders(len(rows), len(names))} "
+            f"ON CONFLICT ({names[0]}) DO NOTHING RETURNING {quote(_TABLE.c.id.name)}, {names[0]}", values)
+    claims = {key: Claim(message_id, None) for message_id, key in inserted}
     seen_before = [row["dedup_key"] for row in rows if row["dedup_key"] not in claims]
     if seen_before:
-        result = await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.in_(seen_before)))
-        claims.update({existing.dedup_key: Claim(None, existing) for existing in result.scalars()})
+        async with sessions() as session:
+            result = await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.in_(seen_before)))
+            claims.update({existing.dedup_key: Claim(None, existing) for existing in result.scalars()})
     return claims
 
 
-async def claim(session: AsyncSession, *, dedup_key: str, openid: str, kind: str, payload: dict,
-                now: datetime) -> Claim:
+async def claim(sessions: async_sessionmaker[AsyncSession], *, dedup_key: str, openid: str, kind: str,
+                payload: dict, now: datetime) -> Claim:
     """Record one message (see claim_many)."""
     row = claim_row(dedup_key=dedup_key, openid=openid, kind=kind, payload=payload, now=now)
-    return (await claim_many(session, [row]))[dedup_key]
+    return (await claim_many(sessions, [row]))[dedup_key]
 
 
 async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:

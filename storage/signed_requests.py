@@ -13,12 +13,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from storage.driver import Driver, driver_transaction, placeholders
 from storage.models import SignedRequest
-from storage.upsert import insert_for
 
 _TABLE = SignedRequest.__table__
 
@@ -39,19 +38,30 @@ class Seen:
                    body_digest=hashlib.sha256(body_bytes).hexdigest(), at=at)
 
 
-async def admit_many(session: AsyncSession, requests: list[Seen]) -> list[bool]:
-    """Whether each request may proceed: its query is new, or was seen before with the same body."""
+_COLUMNS = (_TABLE.c.key, _TABLE.c.body_digest, _TABLE.c.seen_at)
+
+
+async def admit_many(engine: AsyncEngine, requests: list[Seen]) -> list[bool]:
+    """Whether each request may proceed: its query is new, or was seen before with the same body.
+    One transaction on the driver (storage.driver): every request to the webhook comes through here."""
     first: dict[str, Seen] = {}
     for request in requests:
         first.setdefault(request.key, request)
-    await session.execute(
-        insert_for(session, _TABLE)
-        .values([dict(key=r.key, body_digest=r.body_digest, seen_at=r.at) for r in first.values()])
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
-    stored = dict((await session.execute(
-        select(_TABLE.c.key, _TABLE.c.body_digest).where(_TABLE.c.key.in_(list(first))))).all())
+    async with driver_transaction(engine) as driver:
+        table, names = _names(driver)
+        values = [value for request in first.values()
+                  for value in driver.values(_COLUMNS, dict(key=request.key, body_digest=request.body_digest,
+                                                            seen_at=request.at))]
+        await driver.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES {placeholders(len(first), 3)} "
+                             f"ON CONFLICT ({names[0]}) DO NOTHING", values)
+        stored = dict(await driver.fetch(f"SELECT {names[0]}, {names[1]} FROM {table} WHERE {names[0]} IN "
+                                         f"({', '.join('?' * len(first))})", list(first)))
     return [stored.get(request.key) == request.body_digest for request in requests]
+
+
+def _names(driver: Driver) -> tuple[str, list[str]]:
+    quote = driver.dialect.identifier_preparer.quote
+    return quote(_TABLE.name), [quote(column.name) for column in _COLUMNS]
 
 
 async def forget_before(session: AsyncSession, cutoff: datetime) -> int:

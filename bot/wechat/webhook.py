@@ -10,7 +10,6 @@ import asyncio
 import logging
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -19,7 +18,7 @@ from bot.group_commit import GroupCommit
 from bot.wechat import xml
 from bot.wechat.signing import MessageCipher, new_nonce, signature_matches
 from storage import signed_requests
-from storage.db import ON_LOOP
+from storage.db import engine_of, short_error
 from storage.signed_requests import Seen
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,9 @@ class Webhook:
         self.clock = clock
         self.cipher = (MessageCipher(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
                        if settings.safe_mode else None)
-        self._seen: GroupCommit[Seen, bool] = GroupCommit(dispatcher.sessions, self._admit, name="signed requests",
-                                                             execution_options=ON_LOOP)
+        self._seen: GroupCommit[Seen, bool] = GroupCommit(self._admit, name="signed requests")
         self._last_pruned: float = 0.0
+        self._pruning: asyncio.Task | None = None
         if self.cipher is None:
             log.warning("plaintext mode: message bodies are not signed, only the query string is; anyone who "
                         "reads a logged URL can try to replay it. Set ZHIBU_WECHAT_AES_KEY and choose safe "
@@ -127,14 +126,23 @@ class Webhook:
         if not admitted:
             raise Rejected(403, "replayed signature with a different body")
 
-    async def _admit(self, session: AsyncSession, requests: list[Seen]) -> list[bool]:
-        admitted = await signed_requests.admit_many(session, requests)
+    async def _admit(self, requests: list[Seen]) -> list[bool]:
+        sessions = self.dispatcher.sessions
+        admitted = await signed_requests.admit_many(engine_of(sessions), requests)
         now = self.clock.timestamp()
-        if now - self._last_pruned > 60:
+        if now - self._last_pruned > 60 and (self._pruning is None or self._pruning.done()):
             self._last_pruned = now
-            await signed_requests.forget_before(
-                session, self.clock.now() - signed_requests.retention(self.settings.timestamp_window))
+            # Beside the requests, not in their way: a minute's old rows, deleted in the connection's thread.
+            self._pruning = asyncio.create_task(self._prune())
         return admitted
+
+    async def _prune(self) -> None:
+        try:
+            async with self.dispatcher.sessions() as session, session.begin():
+                await signed_requests.forget_before(
+                    session, self.clock.now() - signed_requests.retention(self.settings.timestamp_window))
+        except Exception as error:  # the next minute tries again; the table only grows meanwhile
+            log.warning("could not forget old signed requests (%s)", short_error(error))
 
     async def _read_body(self, request: web.Request) -> str:
         limit = self.settings.max_body_bytes

@@ -169,9 +169,8 @@ async def test_an_orphaned_message_is_handled_after_its_process_died(make_servic
     await service.say("u1", "帮助")  # opens the customer-service window for the pushed reply
     message = Message(user_id="u1", kind=Kind.TEXT, created_at=service.clock.timestamp(), msg_id="9001",
                       text="记一下")
-    async with service.sessions() as session, session.begin():
-        await inbound.claim(session, dedup_key=message.dedup_key, openid="u1", kind="text",
-                            payload=message.to_payload(), now=service.clock.now())
+    await inbound.claim(service.sessions, dedup_key=message.dedup_key, openid="u1", kind="text",
+                        payload=message.to_payload(), now=service.clock.now())
     assert await service.dispatcher.recover_orphans() == 0  # still within its lease
     service.clock.advance(seconds=service.settings.claim_lease + 1)
     assert await service.dispatcher.recover_orphans() == 1
@@ -458,3 +457,49 @@ async def test_a_refusal_raised_deep_inside_a_handler_is_its_reply_and_what_it_c
     async with service.sessions() as session:
         assert (await session.get(DialogState, "u1")).name == "register"
     assert await service.say("u1", "登记 123456") == "已登记 123456"
+
+
+# ---------------------------------------------------------------- the claim, straight on the driver
+
+
+async def test_a_claim_written_on_the_driver_reads_back_as_sqlalchemy_writes_it(sessions):
+    """Claims skip SQLAlchemy (storage.driver); the row must be the one the ORM would have written, or
+    orphan recovery, which compares claimed_at, and the console's times would go wrong."""
+    from datetime import datetime, timezone
+
+    claimed_at = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)  # whole seconds: formatted like any other
+    claims = await inbound.claim_many(sessions, [
+        inbound.claim_row(dedup_key=f"msg:u{index}:{index}", openid=f"u{index}", kind="text",
+                          payload={"text": "签到 会议码"}, now=claimed_at + timedelta(microseconds=index))
+        for index in range(3)])
+    async with sessions() as session, session.begin():
+        session.add(InboundMessage(dedup_key="msg:orm:1", openid="orm", kind="text", payload="{}",
+                                   received_at=claimed_at, claimed_at=claimed_at))
+    async with sessions() as session:
+        rows = {row.dedup_key: row for row in (await session.execute(select(InboundMessage))).scalars()}
+        # Stored alike: the ORM's row and the driver's row of the same moment compare equal in SQL.
+        same_moment = (await session.execute(
+            select(func.count()).select_from(InboundMessage).where(InboundMessage.claimed_at == claimed_at)
+        )).scalar()
+    assert same_moment == 2
+    for index in range(3):
+        row = rows[f"msg:u{index}:{index}"]
+        assert claims[row.dedup_key].message_id == row.id
+        assert row.claimed_at == claimed_at + timedelta(microseconds=index)
+        assert json.loads(row.payload) == {"text": "签到 会议码"} and row.status == InboundStatus.PROCESSING.value
+    # A copy claimed again is seen before, with the row another copy wrote.
+    again = await inbound.claim(sessions, dedup_key="msg:u1:1", openid="u1", kind="text", payload={},
+                                now=claimed_at)
+    assert not again.claimed and again.existing.id == rows["msg:u1:1"].id
+
+
+async def test_a_batch_that_fails_on_the_driver_leaves_nothing_behind(sessions):
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    good = inbound.claim_row(dedup_key="msg:good:1", openid="good", kind="text", payload={}, now=now)
+    with pytest.raises(Exception):
+        await inbound.claim_many(sessions, [good, {**good, "dedup_key": "msg:bad:1", "payload": None}])
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 0
+    assert (await inbound.claim_many(sessions, [good]))["msg:good:1"].claimed  # the connection still works

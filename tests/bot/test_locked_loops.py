@@ -217,9 +217,8 @@ async def test_the_orphan_recovery_loop_survives_a_locked_database(make_service,
     await service.say("u1", "帮助")  # opens the customer-service window for the pushed reply
     message = Message(user_id="u1", kind=Kind.TEXT, created_at=service.clock.timestamp(), msg_id="9101",
                       text="记一下")
-    async with service.sessions() as session, session.begin():
-        await inbound.claim(session, dedup_key=message.dedup_key, openid="u1", kind="text",
-                            payload=message.to_payload(), now=service.clock.now())
+    await inbound.claim(service.sessions, dedup_key=message.dedup_key, openid="u1", kind="text",
+                        payload=message.to_payload(), now=service.clock.now())
 
     with caplog.at_level(logging.INFO):
         async with locked(database_url, "inbound_message"):

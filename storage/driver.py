@@ -1,0 +1,117 @@
+"""A transaction straight on the database driver, for the writes every webhook request makes.
+
+Every request records its signed query and every message claims its row before anything else happens
+(storage.signed_requests, storage.inbound). Through SQLAlchemy each of those small transactions cost about
+half a millisecond of CPU — a session, the statement's cache key, the greenlet bridge, the result machinery —
+for a statement SQLite runs in microseconds. Under a light load nothing batches them (bot.group_commit), so a
+message paid that twice. Here the statements go to the driver of a pooled connection: sqlite3 on the event
+loop (storage.sqlite_driver) or asyncpg.
+
+The connection still comes from the engine's pool, so these transactions take their turn with every other
+one, and SQLite's BEGIN IMMEDIATE waits for another process's write lock sleeping on the loop, as the
+ON_LOOP transactions do. Statements are written once with SQLite's `?` placeholders; for PostgreSQL they are
+rewritten to `$1, $2, …`. Values go through the columns' own bind processors, so a row written here reads
+back exactly like one SQLAlchemy wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Column
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.sqlite_driver import LoopConnection
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class Driver:
+    """Statements in one open transaction on a driver connection (see the module's docstring)."""
+
+    def __init__(self, engine: AsyncEngine, connection: Any) -> None:
+        self.dialect = engine.dialect
+        self.postgres = self.dialect.name == "postgresql"
+        self._connection = connection
+
+    def values(self, columns: Sequence[Column], row: dict[str, Any]) -> list[Any]:
+        """row's values for columns, in order, as the driver takes them."""
+        return [_processor(column, self.dialect)(row[column.name]) for column in columns]
+
+    async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        if self.postgres:
+            return [tuple(record) for record in await self._connection.fetch(_numbered(sql), *parameters)]
+        cursor = await self._connection.execute(sql, tuple(parameters))
+        try:
+            return list(await cursor.fetchall())
+        finally:
+            await cursor.close()
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        if self.postgres:
+            await self._connection.execute(_numbered(sql), *parameters)
+        else:
+            cursor = await self._connection.execute(sql, tuple(parameters))
+            await cursor.close()
+
+
+@asynccontextmanager
+async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[Driver]:
+    """A transaction on a pooled connection's driver: committed when the block ends, rolled back if it raises."""
+    async with engine.connect() as pooled:
+        raw = (await pooled.get_raw_connection()).driver_connection
+        try:
+            if engine.dialect.name == "postgresql":
+                async with raw.transaction():
+                    yield Driver(engine, raw)
+                return
+            if isinstance(raw, LoopConnection):
+                raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
+            await raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield Driver(engine, raw)
+            except BaseException:
+                await raw.rollback()
+                raise
+            await raw.commit()
+        except BaseException:
+            # A connection the server closed must not go back to the pool (SQLAlchemy would have noticed).
+            if getattr(raw, "is_closed", lambda: False)():
+                await pooled.invalidate()
+            raise
+
+
+def placeholders(rows: int, columns: int) -> str:
+    """"(?, ?), (?, ?)" for a multi-row VALUES."""
+    one = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+_NUMBERED: dict[str, str] = {}
+
+
+def _numbered(sql: str) -> str:
+    """SQLite's ? placeholders as PostgreSQL's $1, $2, … (statements here hold no ? in literals)."""
+    converted = _NUMBERED.get(sql)
+    if converted is None:
+        counter = iter(range(1, 100_000))
+        converted = _NUMBERED[sql] = _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+    return converted
+
+
+_PROCESSORS: dict[tuple[int, str], Any] = {}
+
+
+def _processor(column: Column, dialect) -> Any:
+    key = (id(column), dialect.name)
+    processor = _PROCESSORS.get(key)
+    if processor is None:
+        processor = _PROCESSORS[key] = column.type.dialect_impl(dialect).bind_processor(dialect) or _same
+    return processor
+
+
+def _same(value: Any) -> Any:
+    return value
