@@ -6,9 +6,9 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -44,9 +44,16 @@ def expected_member_ids(meeting: Meeting) -> Select:
     return query
 
 
-async def is_expected(session: AsyncSession, meeting: Meeting, member_id: int) -> bool:
-    query = expected_member_ids(meeting).where(Member.id == member_id)
-    return (await session.execute(query)).first() is not None
+def expects(meeting: Meeting, member: Member) -> bool:
+    """Whether meeting expects this member: expected_member_ids' rule for a member already loaded (the
+    handlers have the sender's row; asking the database again cost a query per meeting per message)."""
+    if member.org_id != meeting.org_id:
+        return False
+    if meeting.kind == MeetingKind.COMMITTEE:
+        return member.role in {role.value for role in COMMITTEE_ROLES}
+    if meeting.kind == MeetingKind.GROUP and meeting.group_id is not None:
+        return member.group_id == meeting.group_id
+    return True
 
 
 @dataclass
@@ -179,17 +186,36 @@ async def record_check_in(session: AsyncSession, meeting: Meeting, member_id: in
     INSERT … ON CONFLICT DO NOTHING: two check-ins racing (a tap and a typed code, or two processes)
     leave one row and neither fails; the loser reads the winner's row.
     """
-    table = Attendance.__table__
-    statement = (insert_for(session, table)
-                 .values(meeting_id=meeting.id, member_id=member_id, checked_in_at=now, method=method, late=late,
-                         proxy_by=proxy_by)
-                 .on_conflict_do_nothing(index_elements=["meeting_id", "member_id"])
-                 .returning(table.c.id))
-    created = (await session.execute(statement)).first() is not None
+    values = dict(meeting_id=meeting.id, member_id=member_id, checked_in_at=now, method=method, late=late,
+                  proxy_by=proxy_by)
+    connection = await session.connection()
+    inserted = (await connection.execute(_check_in_statement(session), values)).first()
+    if inserted is not None:
+        # The row is exactly what was written: no need to read it back.
+        return Attendance(id=inserted[0], **values), True
     attendance = (await session.execute(
         select(Attendance).where(Attendance.meeting_id == meeting.id, Attendance.member_id == member_id)
         .execution_options(populate_existing=True))).scalar_one()
-    return attendance, created
+    return attendance, False
+
+
+_CHECK_IN: dict[str, Any] = {}
+
+
+def _check_in_statement(session: AsyncSession):
+    """The check-in's INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect: every member
+    of a county may send it within minutes."""
+    dialect = session.bind.dialect.name
+    statement = _CHECK_IN.get(dialect)
+    if statement is None:
+        table = Attendance.__table__
+        statement = _CHECK_IN[dialect] = (
+            insert_for(session, table)
+            .values({name: bindparam(name, type_=table.c[name].type)
+                     for name in ("meeting_id", "member_id", "checked_in_at", "method", "late", "proxy_by")})
+            .on_conflict_do_nothing(index_elements=["meeting_id", "member_id"])
+            .returning(table.c.id))
+    return statement
 
 
 def distance_m(latitude_1: float, longitude_1: float, latitude_2: float, longitude_2: float) -> float:

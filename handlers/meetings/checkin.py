@@ -72,14 +72,16 @@ async def _check_in(ctx: Context, member: Member, meeting: Meeting | None, metho
         return NOT_YOURS
     if meeting.status == MeetingStatus.CANCELLED.value:
         return WAS_CANCELLED
-    existing = await store.attendance_of(session, meeting.id, member.id)
-    if existing is not None:
-        return ALREADY.format(time=_clock(settings, existing.checked_in_at, now))
     before, after = _window(settings)
-    if now < meeting.starts_at - before:
-        return TOO_EARLY.format(opens=_clock(settings, meeting.starts_at - before, now))
-    if now > meeting.starts_at + after:
+    if not meeting.starts_at - before <= now <= meeting.starts_at + after:
+        # Outside the window, one who signed in already hears so, not that it is closed.
+        existing = await store.attendance_of(session, meeting.id, member.id)
+        if existing is not None:
+            return ALREADY.format(time=_clock(settings, existing.checked_in_at, now))
+        if now < meeting.starts_at - before:
+            return TOO_EARLY.format(opens=_clock(settings, meeting.starts_at - before, now))
         return TOO_LATE.format(closed=_clock(settings, meeting.starts_at + after, now))
+    # Inside it the insert tells whether they had: a second 签到 finds the first one's row.
     attendance, created = await store.record_check_in(session, meeting, member.id, now=now, method=method.value,
                                                       late=_is_late(settings, meeting, now))
     if not created:
@@ -94,12 +96,12 @@ async def _open_for(ctx: Context, member: Member) -> list[Meeting]:
     before, after = _window(ctx.settings)
     sent = ctx.sent_at
     found = await store.branch_meetings_between(ctx.session, member.org_id, sent - after, sent + before)
-    return [meeting for meeting in found if await store.is_expected(ctx.session, meeting, member.id)]
+    return [meeting for meeting in found if store.expects(meeting, member)]
 
 
 async def _none_open(ctx: Context, member: Member) -> str:
     upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.sent_at)
-                if await store.is_expected(ctx.session, meeting, member.id)]
+                if store.expects(meeting, member)]
     if not upcoming:
         return NONE_OPEN
     return NONE_OPEN + NEXT_MEETING.format(when=_when(ctx.settings, upcoming[0].starts_at, ctx.now),
@@ -246,7 +248,7 @@ async def check_in_waiting(ctx: Context, member: Member) -> str | None:
     before, after = _window(ctx.settings)
     now = ctx.now
     for meeting in await store.branch_meetings_between(ctx.session, member.org_id, now - after, now + before):
-        if await store.is_expected(ctx.session, meeting, member.id) and \
+        if store.expects(meeting, member) and \
                 await store.attendance_of(ctx.session, meeting.id, member.id) is None:
             return f"回复 签到 —— {meeting.kind}正在签到"
     return None

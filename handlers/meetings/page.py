@@ -62,7 +62,7 @@ async def _meeting(page: MemberPage) -> tuple[Meeting, bool]:
     meeting = await page.session.get(Meeting, int(page.subject.thing_id))
     if meeting is None:
         raise LinkGone("no such meeting")
-    expected = await store.is_expected(page.session, meeting, page.member.id)
+    expected = store.expects(meeting, page.member)
     if not expected and not await addressed_to(page.session, _ref(meeting.id), page.member.id):
         raise LinkGone("neither expected nor told")
     return meeting, expected

@@ -82,7 +82,7 @@ async def next_meetings(ctx: Context, member: Member) -> str:
     leader = Role(member.role) in BRANCH_LEADERS
     _, after = _window(ctx.settings)
     ahead = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.now - after)
-             if leader or await store.is_expected(ctx.session, meeting, member.id)]
+             if leader or store.expects(meeting, member)]
     if not ahead:
         return UPCOMING_NONE
     before, _ = _window(ctx.settings)
@@ -106,7 +106,7 @@ async def next_meetings(ctx: Context, member: Member) -> str:
             blocks.append(UPCOMING_MORE.format(count=len(ahead) - MAX_LISTED))
     # Leave is asked before the start, for a meeting one is expected at.
     for meeting in ahead:
-        if meeting.starts_at > ctx.now and await store.is_expected(ctx.session, meeting, member.id):
+        if meeting.starts_at > ctx.now and store.expects(meeting, member):
             blocks.append(UPCOMING_LEAVE)
             break
     return "\n\n".join(blocks)

@@ -378,3 +378,32 @@ async def test_the_secretary_gets_a_qr_code_that_checks_members_in(service):
 async def test_no_meeting_no_qr_code(service):
     people = await hongqi_branch(service)
     assert await service.say(people["李建国"], "会议二维码") == "本支部近期没有会议。先发 开会 召集会议。"
+
+
+async def test_who_a_meeting_expects_is_the_same_whether_asked_of_the_database_or_of_a_loaded_member(service):
+    """Check-in, leave and the member's meeting list decide from the member's loaded row (storage.meetings
+    .expects); the sign-in sheet and the reminders from the database (expected_member_ids). They must agree
+    for every kind of meeting, or a member could sign in to a meeting whose sheet leaves them out."""
+    from storage import meetings as store
+    from storage.models import Member, MeetingKind, Organization
+
+    await hongqi_branch(service)
+    await service.add_member("孙红", DONGFENG)
+    now = service.clock.now()
+    async with service.sessions() as session, session.begin():
+        members = list((await session.execute(select(Member))).scalars())
+        branch = next(m.org_id for m in members if m.name == "李建国")
+        group = (await session.execute(select(Organization).where(Organization.name == "第一党小组"))).scalar_one()
+        meetings = [await store.add_meeting(session, Meeting(
+            org_id=branch, kind=kind.value, topic="议题", place="村部", starts_at=now, called_by=members[0].id,
+            checkin_code="", created_at=now, updated_at=now,
+            group_id=group.id if kind == MeetingKind.GROUP else None)) for kind in MeetingKind]
+        checked = 0
+        for meeting in meetings:
+            from_database = set((await session.execute(store.expected_member_ids(meeting))).scalars())
+            for member in members:
+                assert store.expects(meeting, member) == (member.id in from_database), (meeting.kind, member.name)
+                checked += 1
+    assert checked == len(MeetingKind) * 7
+    # And they differ where they should: the committee meeting expects two of the seven.
+    assert sum(store.expects(meetings[1], member) for member in members) == 2
