@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Column
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.sqlite_driver import LoopConnection
 
@@ -56,6 +56,37 @@ class Driver:
         else:
             cursor = await self._connection.execute(sql, tuple(parameters))
             await cursor.close()
+
+
+class Prepared:
+    """A Core statement compiled once per dialect, to run on the driver: its SQL, the order its parameters
+    go in, and each parameter's bind processor. No expanding (IN) parameters."""
+
+    def __init__(self, statement: Any) -> None:
+        self._statement = statement
+        self._compiled: dict[str, tuple[Any, str, list[tuple[str, Any]]]] = {}
+
+    def _for(self, dialect) -> tuple[Any, str, list[tuple[str, Any]]]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self._statement.compile(dialect=dialect)
+            order = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) or _same)
+                     for name in compiled.positiontup]
+            found = self._compiled[dialect.name] = (compiled, compiled.string, order)
+        return found
+
+    def bind(self, driver: "Driver", parameters: dict[str, Any]) -> tuple[str, list[Any]]:
+        compiled, sql, order = self._for(driver.dialect)
+        values = compiled.construct_params(parameters, _check=False)
+        return sql, [process(values[name]) for name, process in order]
+
+
+async def session_driver(session: AsyncSession) -> "Driver":
+    """The driver under a session's open transaction: statements run in that transaction, after what the
+    session already sent (they do not flush the session: use them for rows the ORM does not hold)."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    return Driver(session.bind, raw)
 
 
 @asynccontextmanager

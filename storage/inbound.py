@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import engine_of
-from storage.driver import driver_transaction, placeholders
+from storage.driver import Prepared, driver_transaction, placeholders, session_driver
 from storage.models import InboundMessage, InboundStatus
 
 # The hot path writes through the table (Core), not the mapped class: the ORM's bulk-statement
@@ -74,19 +74,19 @@ async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:
     return await session.get(InboundMessage, message_id, populate_existing=True)
 
 
-# Built once: it runs for every message.
-_FINISH = (update(_TABLE).where(_TABLE.c.id == bindparam("message_id"))
-           .values(status=bindparam("status"), reply=bindparam("reply"), finished_at=bindparam("finished_at"),
-                   error=bindparam("error"), reply_mode=bindparam("reply_mode"), full_reply=bindparam("full_reply")))
+# Built once, run on the driver in the handling transaction: it ends every message.
+_FINISH = Prepared(update(_TABLE).where(_TABLE.c.id == bindparam("message_id"))
+                   .values(status=bindparam("status"), reply=bindparam("reply"), finished_at=bindparam("finished_at"),
+                           error=bindparam("error"), reply_mode=bindparam("reply_mode"), full_reply=bindparam("full_reply")))
 
 
 async def finish(session: AsyncSession, message_id: int, *, status: InboundStatus, replies: list[str],
                  now: datetime, error: str | None = None, reply_mode: str | None = None,
                  full_reply: str | None = None) -> None:
-    connection = await session.connection()
-    await connection.execute(_FINISH, {
+    driver = await session_driver(session)
+    await driver.execute(*_FINISH.bind(driver, {
         "message_id": message_id, "status": status.value, "reply": json.dumps(replies, ensure_ascii=False),
-        "finished_at": now, "error": error, "reply_mode": reply_mode, "full_reply": full_reply})
+        "finished_at": now, "error": error, "reply_mode": reply_mode, "full_reply": full_reply}))
 
 
 async def set_reply_mode(session: AsyncSession, message_id: int, mode: str) -> None:

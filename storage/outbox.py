@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.driver import Prepared, session_driver
 from storage.models import OUTBOX_WAITING, Member, OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
 from storage.upsert import insert_for
 
@@ -352,10 +353,14 @@ async def addressed_to(session: AsyncSession, ref: str, member_id: int) -> bool:
 _WAITING_FOR = sa.and_(OUTBOX.c.openid == bindparam("w_openid"), OUTBOX_WAITING,
                        sa.or_(OUTBOX.c.expires_at.is_(None),
                               OUTBOX.c.expires_at > bindparam("w_now", type_=UTCDateTime)))
-_HAND_OVER = (update(OUTBOX).where(_WAITING_FOR)
-              .values(status=SENT, channel=bindparam("w_channel"), sent_at=bindparam("w_now", type_=UTCDateTime))
-              .returning(OUTBOX.c.id, OUTBOX.c.waits))
-_RELEASE = update(OUTBOX).where(_WAITING_FOR).values(status=PENDING, due_at=bindparam("w_now", type_=UTCDateTime))
+# Both run on the driver, in the handling transaction (storage.driver).
+_HAND_OVER = Prepared(update(OUTBOX).where(_WAITING_FOR)
+                      .values(status=SENT, channel=bindparam("w_channel"),
+                              sent_at=bindparam("w_now", type_=UTCDateTime))
+                      .returning(OUTBOX.c.id, OUTBOX.c.waits))
+_RELEASE = Prepared(update(OUTBOX).where(_WAITING_FOR)
+                    .values(status=PENDING, due_at=bindparam("w_now", type_=UTCDateTime))
+                    .returning(OUTBOX.c.id))
 
 
 async def hand_over_waiting(session: AsyncSession, openid: str, *, now: datetime, channel: str) -> list[str]:
@@ -365,14 +370,13 @@ async def hand_over_waiting(session: AsyncSession, openid: str, *, now: datetime
     One UPDATE … RETURNING: two messages handled at once cannot both take a row (on PostgreSQL the second
     waits for the first's row locks, then finds the rows no longer waiting).
     """
-    connection = await session.connection()
-    rows = await connection.execute(_HAND_OVER, {"w_openid": openid, "w_now": now, "w_channel": channel})
-    return [waits for _, waits in sorted(rows.all())]
+    driver = await session_driver(session)
+    rows = await driver.fetch(*_HAND_OVER.bind(driver, {"w_openid": openid, "w_now": now, "w_channel": channel}))
+    return [waits for _, waits in sorted(rows)]
 
 
 async def release_waiting(session: AsyncSession, openid: str, *, now: datetime) -> int:
     """The member behind openid just wrote but nothing replies to it: their waiting rows become pending, due
     now, for the outbox to send through the window the message opened. Returns how many."""
-    connection = await session.connection()
-    result = await connection.execute(_RELEASE, {"w_openid": openid, "w_now": now})
-    return max(result.rowcount or 0, 0)
+    driver = await session_driver(session)
+    return len(await driver.fetch(*_RELEASE.bind(driver, {"w_openid": openid, "w_now": now})))
