@@ -26,11 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 # (top-1, out-of-scope declined) each evaluation set reached (bench/qa_eval.py), less a little room for
 # content edits; raise them as the search improves, never lower them to make a change pass.
 FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92), "holdout3": (0.91, 0.90),
-          "holdout4": (0.91, 0.89), "holdout5": (0.95, 0.95),
-          "holdout_dictated": (0.93, 0.93), "holdout_dictated2": (0.93, 0.84)}
+          "holdout4": (0.91, 0.89), "holdout5": (0.95, 0.95), "holdout6": (0.98, 0.98),
+          "holdout_dictated": (0.93, 0.93), "holdout_dictated2": (0.93, 0.84), "holdout_dictated3": (0.97, 0.97)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
-WRONG_CEILINGS = {"holdout5": 0.01, "holdout_dictated": 0.02, "holdout_dictated2": 0.02}
+WRONG_CEILINGS = {"holdout5": 0.01, "holdout6": 0.01, "holdout_dictated": 0.02, "holdout_dictated2": 0.02,
+                  "holdout_dictated3": 0.02}
 
 FAQ = '''
 [[faq]]
@@ -147,6 +148,34 @@ def test_near_domain_questions_are_declined(shipped):
     # Every word of 低保怎么申请 is in the dues entry for people on 低保, but not its anchor 党费.
     for question in ["低保怎么申请", "今天几号", "医保报销比例是多少", "明天天气怎么样", "你是谁啊"]:
         assert shipped.search(question).status == OUT_OF_SCOPE, question
+
+
+def test_near_miss_patterns_leave_the_questions_they_were_not_made_for(shipped):
+    # 提拔 after a penalty is the penalty's effect, not gossip about promotions; 帮我交 about dues is the proxy
+    # rule, not an errand; 人没来 is an absence, not a death.
+    for question, expected in [("受了个警告处分 过多久能提拔", "discipline-effect-period"),
+                               ("党费能不能叫我孙子帮我交", "dues-proxy"),
+                               ("上回开会哪些人没来 在助手里咋查", "bot-attendance-report")]:
+        result = shipped.search(question)
+        assert (result.status, result.entry_id) == (ANSWERED, expected), (question, result)
+    for question in ["今年乡里还要提拔谁", "支部助手是什么单位搞的", "积分怎么刷得快"]:
+        result = shipped.search(question)
+        assert result.status == OUT_OF_SCOPE and not result.in_domain, question
+
+
+def test_a_large_farm_pays_dues_as_the_self_employed_and_the_answer_cites_that_rule(shipped):
+    result = shipped.search("俺开了个养鸡场 养了两千只鸡 上季度平均每月纯挣六千 党费交多少")
+    assert result.entry_id == "dues-irregular-income" and "上一季度平均每月的纯收入" in result.answer
+    assert "交1.5%" in result.answer and result.source.endswith("》第四条"), result
+
+
+def test_what_only_the_branch_knows_is_declined_as_ours(shipped):
+    # Who holds an office, next month's topic, a refund of dues: party matters no entry can answer; the member
+    # is told there is no exact answer yet (and offered the secretary), not that it is none of ours.
+    for question in ["乡里的纪委书记叫啥名字", "明天的党课讲啥内容", "交了一年的党费能不能退给我"]:
+        result = shipped.search(question)
+        assert result.status == OUT_OF_SCOPE and result.in_domain, question
+    assert shipped.search("支书是谁选的").entry_id == "org-election"
 
 
 def test_a_question_about_the_domain_without_its_terms_is_still_answered(shipped):
