@@ -85,8 +85,15 @@ async def session_driver(session: AsyncSession) -> "Driver":
     """The driver under a session's open transaction: statements run in that transaction, after what the
     session already sent (they do not flush the session: use them for rows the ORM does not hold)."""
     connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    return Driver(session.bind, raw)
+    # Kept with the pooled connection (its info lives as long as the driver connection does).
+    driver = connection.info.get(_DRIVER)
+    if driver is None:
+        raw = (await connection.get_raw_connection()).driver_connection
+        driver = connection.info[_DRIVER] = Driver(session.bind, raw)
+    return driver
+
+
+_DRIVER = "zhibu.driver"
 
 
 @asynccontextmanager

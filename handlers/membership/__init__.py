@@ -21,9 +21,9 @@ from bot.dialogs import Steps
 from bot.dispatch import MEMBER_BOUND, AnyCommand, AnyText, Context, Dialog, EventType, Regex, Router, Scene
 from bot.outbox import MUTED, Outgoing
 from bot.summary import Summary
-from storage import identities
+from storage import identities, orgs
 from storage.members import binding_code_expired, issue_binding_code, member_by_binding_code, namesakes
-from storage.models import BRANCH_LEADERS, Member, Organization, WeChatIdentity
+from storage.models import BRANCH_LEADERS, Member, WeChatIdentity
 from storage.outbox import withdraw_reminders
 
 
@@ -86,8 +86,7 @@ def _parse_bind_args(args: str) -> tuple[str, str]:
 
 
 async def _org_path(session: AsyncSession, member: Member) -> str:
-    org = await session.get(Organization, member.org_id)
-    return org.path if org else "（未知组织）"
+    return await orgs.path_of(session, member.org_id) or "（未知组织）"
 
 
 def _minutes_until(moment: datetime, now: datetime) -> int:
