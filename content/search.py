@@ -187,8 +187,8 @@ LOCAL_FACTS = re.compile("|".join(f"(?:{pattern})" for pattern in LOCAL_FACT_KIN
 # A question that speaks of a member's death is about what follows a death: among close candidates, the entry
 # tagged 去世 answers it (俺老头走了 他欠的党费要补不 asks about dues after a death, not about back dues in general).
 # The entries tagged 去世 are about a member's own death; an answer already tagged 病逝 (a death in a member's family)
-# is about a death too and stays. "人没来" is no death.
-DEATH_CUE = re.compile(r"走了|去世|过世|没了|不在了|病逝|人没(?![来到去有在])|老了人|咽气")
+# is about a death too and stays. "人没来" is no death; "上个月刚走" is one, "刚走访" is not.
+DEATH_CUE = re.compile(r"走了|(?:刚|才|已经)走(?![访路亲动出进到过开远])|去世|过世|没了|不在了|病逝|人没(?![来到去有在])|老了人|咽气")
 DEATH_TAG = "去世"
 DEATH_TAGS = frozenset({DEATH_TAG, "病逝"})
 CUE_CONFIDENCE = 0.3
