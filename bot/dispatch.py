@@ -891,15 +891,21 @@ class Dispatcher:
 
     async def _handle_and_deliver(self, message_id: int, message: Message, entry: _InFlight) -> str | None:
         parts, pushed_first = await self._handle(message_id, message, entry)
-        # Read synchronously with feed()'s timeout, so exactly one of passive or push happens.
-        if not entry.passive and parts and not pushed_first:
-            # The budget ran out while the handler's transaction was committing: push the first part too.
-            async with self.sessions() as session, session.begin():
-                await inbound.set_reply_mode(session, message_id, "push")
-                await enqueue_outgoing(session, self._reply_parts(message_id, message, parts[:1]),
-                                       now=self.clock.now(), settings=self.settings)
-            self._wake_outbox()
-        return None if not entry.passive or not parts else parts[0]
+        if pushed_first or not parts:
+            # Already pushed: a retry that came in the meantime must not show it a second time.
+            return None
+        # Read once, synchronously with feed()'s timeout, so exactly one of passive or push happens: a copy that
+        # arrives while the push below commits gets "success", not the reply again.
+        if entry.passive:
+            return parts[0]
+        # Every copy hung up (or the budget ran out) while the handler's transaction was committing: push the
+        # first part too.
+        async with self.sessions() as session, session.begin():
+            await inbound.set_reply_mode(session, message_id, "push")
+            await enqueue_outgoing(session, self._reply_parts(message_id, message, parts[:1]),
+                                   now=self.clock.now(), settings=self.settings)
+        self._wake_outbox()
+        return None
 
     def _reply_parts(self, message_id: int, message: Message, parts: list[str], first: int = 0) -> list[Outgoing]:
         """Reply parts that go through the outbox. They are due a second apart so that they arrive in

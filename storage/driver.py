@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Column
+from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.sqlite_driver import LoopConnection
@@ -98,28 +99,31 @@ _DRIVER = "zhibu.driver"
 
 @asynccontextmanager
 async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[Driver]:
-    """A transaction on a pooled connection's driver: committed when the block ends, rolled back if it raises."""
-    async with engine.connect() as pooled:
-        raw = (await pooled.get_raw_connection()).driver_connection
-        try:
-            if engine.dialect.name == "postgresql":
-                async with raw.transaction():
-                    yield Driver(engine, raw)
-                return
-            if isinstance(raw, LoopConnection):
-                raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
-            await raw.execute("BEGIN IMMEDIATE")
-            try:
+    """A transaction on a pooled connection's driver: committed when the block ends, rolled back if it raises.
+    The connection comes from the pool itself, without SQLAlchemy's Connection around it (a third less work)."""
+    pooled = await engine.raw_connection()
+    raw = pooled.driver_connection
+    try:
+        if engine.dialect.name == "postgresql":
+            async with raw.transaction():
                 yield Driver(engine, raw)
-            except BaseException:
-                await raw.rollback()
-                raise
-            await raw.commit()
+            return
+        if isinstance(raw, LoopConnection):
+            raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
+        await raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield Driver(engine, raw)
         except BaseException:
-            # A connection the server closed must not go back to the pool (SQLAlchemy would have noticed).
-            if getattr(raw, "is_closed", lambda: False)():
-                await pooled.invalidate()
+            await raw.rollback()
             raise
+        await raw.commit()
+    except BaseException:
+        # A connection the server closed must not go back to the pool (SQLAlchemy would have noticed).
+        if getattr(raw, "is_closed", lambda: False)():
+            await greenlet_spawn(pooled.invalidate)
+        raise
+    finally:
+        await greenlet_spawn(pooled.close)  # back to the pool (its reset may talk to the driver: in a greenlet)
 
 
 def placeholders(rows: int, columns: int) -> str:
