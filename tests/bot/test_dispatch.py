@@ -276,6 +276,33 @@ async def test_stored_payload_round_trips(make_service):
 
 
 
+async def test_a_retry_that_joins_after_the_reply_was_pushed_is_not_shown_it_again(make_service):
+    """The first copy's request was dropped, so the handler's transaction stored the reply for pushing; a retry
+    that joins before the handler returns must get "success", not the reply a second time (it once did)."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls, delay=0.2)])
+    await service.say("u1", "帮助")  # opens the customer-service window for the push
+    dispatcher = service.dispatcher
+    handle, seen = dispatcher._handle, []
+
+    async def handle_then_a_retry_joins(message_id, message, entry):
+        result = await handle(message_id, message, entry)
+        entry.waiting += 1  # WeChat's retry arrives just now, after the commit
+        seen.append(entry)
+        return result
+
+    dispatcher._handle = handle_then_a_retry_joins
+    message = Message(user_id="u1", kind=Kind.TEXT, created_at=service.clock.timestamp(), msg_id="9601",
+                      text="记一下")
+    first = asyncio.create_task(dispatcher.feed(message))
+    await asyncio.sleep(0.05)
+    first.cancel()  # the first copy's request is dropped: nobody waits when the handler commits
+    await dispatcher.drain()
+    await service.deliver()
+    assert seen and seen[0].future.result() is None  # what the retry is answered: no passive reply
+    assert service.pushed("u1") == ["已记下第 1 次"] and calls == ["9601"]
+
+
 async def test_a_retry_that_arrives_while_the_first_copy_is_handled_shows_the_reply_once(make_service):
     """WeChat gives up on a slow answer and retries; the handler runs once and the member sees its reply once:
     passively to the retry if it waits when the reply is ready, else pushed (the retry is then told
