@@ -144,12 +144,14 @@ OUT_OF_DOMAIN = frozenset("""
 # content, by kind. "我/俺/咱" are the asker; (?!…党费) keeps a dues question that mentions the same words ours.
 _ME = "(?:我|俺|咱|俺们|我们)"
 NEAR_MISS_KINDS = {
-    "cadres' pay": r"^(?!.*党费).*(书记|支书|村干部|村长|主任|委员|干部|两委).{0,14}(工资|补贴|待遇|报酬|收入|奖金|年薪|"
-                   r"一个月.{0,3}(拿|挣|领)多少)",
+    # 组长 is a 党小组长 or a 村民小组长; 慰问 keeps a question about the 慰问金 a cadre brings ours.
+    "cadres' pay": r"^(?!.*(党费|慰问)).*(书记|支书|村干部|村长|主任|委员|干部|两委|支委|组长|会计|出纳|文书|报账员|"
+                   r"网格员|村官).{0,14}(工资|补贴|津贴|待遇|报酬|收入|奖金|年薪|误工|生活补助|工钱|"
+                   r"(一个月|一年|每月|每年).{0,3}(拿|挣|领|给)多少|(拿|挣|领|给).{0,2}多少钱)",
     "priority for members": r"(优先|照顾|能评|能不能评|评得上|好评|能吃上|能不能吃|先评|加分|好过|走后门|沾光).{0,10}"
                             r"(低保|最低生活保障金|贫困户|救济粮|补助金|工作|就业|招工|上学|入学|考试|当兵|参军|分房|贷款|"
                             r"补贴)|(低保|最低生活保障金|贫困户|工作|就业|招工|上学|入学|考试|当兵|参军|分房|贷款).{0,14}"
-                            r"(优先|照顾|评上|评得上|能评|好评|加分|好过|沾光)",
+                            r"(优先|照顾|评上|评得上|能评|好评|加分|好过|沾光|优惠)",
     "writing for the asker": rf"(帮|给|替|代){_ME}(写|起草|拟|编)|(你来|直接|你给).{{0,4}}写(一篇|一份|个)|"
                              r"(请假条|检讨书|欠条|借条|合同|起诉书|证明信).{0,6}(给厂|给公司|给老板|给学校)",
     "background checks for jobs": r"(国企|央企|教师|编制|考编|研究生|考研|警校|军校|公务员|事业单位|当兵|参军|入伍|"
@@ -169,6 +171,38 @@ NEAR_MISS_KINDS = {
     "family and land quarrels": r"^(?!.*(处分|纪律|党纪|开除)).*(纠纷|吵架|打架|闹矛盾|分家|赡养|遗产|离婚|彩礼)",
     "gaming points and apps": r"刷(?:积)?分|刷学时|积分.{0,6}(刷|涨得快|攒得快)",
     "who made this service": r"(哪个|哪家|什么)(公司|厂家|企业|单位)(做|开发|研发|搞|弄|出)的",
+    # A contract's term, a share of the collective's income, who belongs to the collective, housing aid: how the
+    # village decides such matters (四议两公开, a 村民会议's vote) is ours, the matters themselves are not.
+    "land and collective assets": r"^(?!.*(党|支部|书记|四议|两公开|村务|公开|村民会议|村民代表|表决|决议|方案|程序|开会|"
+                                  r"讨论|商量|同意)).*(土地承包|承包到期|承包期|延包|分红|成员资格|外嫁女|耕地|林地|山林|"
+                                  r"危房|易地搬迁)",
+    # Village self-government under the 村民委员会组织法, past what the entries say (who may vote, the
+    # committee's size and term, the 村民代表会议's quorum): how 村民代表 and 村民小组长 are chosen and how
+    # long they serve, recalling a 村委会 member, how the 村委会 vote is run. The branch decides none of it.
+    # 村民代表会议 is ours; 党小组长 (小组长) is ours; a question naming the party or the branch is left to the search.
+    "village self-government": r"^(?!.*(代表会|会议|开会|监督|账)).*村民代表.{0,10}(选|产生|任期|几年|一届|届|连任|"
+                               r"名额|几户|换人|换掉|多少个|多少名|几个|资格|条件)|^(?!.*党小组).*(村民小组(长|会议|会)|"
+                               r"(?<![党小])组长.{0,8}(选|产生|任期|几年|一届|不想干|不干了|谁当|谁来当))|"
+                               r"^(?!.*(党|支部|支委|书记))(?=.*(村民委员会|村干部|村民|主任|委员)).*(罢免|罢掉|撤掉|撤换|"
+                               r"拉下来|撸下来|选举委员会|流动票箱|海选|委托.{0,8}投票|代投|自荐|(选举|投票).{0,8}不在家|"
+                               r"村民委员会.{0,4}(选举|换届).{0,16}(有效|提名))",
+    # The village's other bodies and their rules: 红白理事会, 村规民约, 调解, 治保, 老年协会. A question about a
+    # member's own banquet (酒席, 礼金, 桌数) is discipline-banquet's, which names the 红白理事会 too.
+    "other village bodies and rules": r"^(?!.*(党员|酒席|摆酒|办酒|酒宴|婚丧|礼金|桌)).*(红白理事会|理事会|村规民约|村民公约|"
+                                      r"道德评议|禁毒|禁赌|老年协会|老年人协会|老协|调解委员会|人民调解|调解员|治保|"
+                                      r"治安联防|巡逻队|乡贤)",
+    # Other organizations: the Youth League (推优 of a 团员 is join-activist-how's), the women's federation,
+    # the militia and the army (a transfer of membership on joining or leaving the army is ours).
+    "youth league, women's federation, militia": r"^(?!.*(推优|群团|党|支部|组织关系|档案)).*(团员|团费|团支部|团组织|退团|离团|团委|"
+                                                 r"少先队|妇联|妇代会|妇女主任|妇女代表|妇女执委|妇女节|三八节|民兵|"
+                                                 r"武装部|退伍|退役|复员|征兵|入伍|应征)",
+    "people's congresses": r"人大代表|人民代表大会|[县乡镇市]人大|政协",
+    # Taking the exam for such a job; a member who got one and moves his membership is ours.
+    "civil-service jobs": r"^(?!.*(党费|组织关系|党课|两委)).*((考|报考|招|报名|录取).{0,6}(公务员|选调生|村官|事业编|"
+                          r"三支一扶|西部计划)|(公务员|选调生|大学生村官|事业编|三支一扶|西部计划).{0,8}(报考|考试|报名|"
+                          r"招考|招聘|条件|怎么考|咋考))",
+    # Buying a badge or a flag; a flag on a coffin and a bought 党员证 are ours (death-party-flag, member-proof).
+    "buying party regalia": r"^(?!.*(党员证|遗体|去世|盖)).*(党徽|党旗|徽章|胸章|胸牌).{0,8}(买|定做|订做|卖|多少钱)",
 }
 NEAR_MISSES = re.compile("|".join(f"(?:{pattern})" for pattern in NEAR_MISS_KINDS.values()))
 # Questions of this domain that only the branch or the township can answer, by kind: who holds an office, when
@@ -182,6 +216,34 @@ LOCAL_FACT_KINDS = {
     "a coming activity's topic": r"(下个?月|这个?月|下回|下次|明天|后天|下礼拜|下周)的?(主题党日|党日|党课|学习|组织生活会)"
                                  r".{0,4}(主题|内容|讲啥|讲什么|学啥|学什么)",
     "refunds of dues": r"党费.{0,12}(退回|退还|退给|退钱|能不能退|能退吗|能退不|可以退)(?!休|党)",
+    # The party organization's own money: its working funds, the 服务群众 funds, what was allocated for an
+    # activity room, a 误工 allowance for a meeting. The township and the branch know the figures; no rule we
+    # cite gives them. What dues pay for (dues-usage) and 慰问金 (care-weiwenjin-amount) stay ours to answer.
+    "the organization's funds": r"^(?!.*(党费|慰问|困难|灾|事故|活动(?!室|场所)|发展党员|花钱|送礼)).*(经费|拨款|拨了|拨多少|拨的|专项资金|运转资金|误工费|误工补贴|"
+                                r"(钱|费用|资金).{0,6}(谁出|谁来出|哪里出|哪出|从哪|上面拨|上级拨|村里出)|"
+                                r"上面给.{0,8}补助|(建|盖|修|装修).{0,8}(补助|补贴))",
+    # Allowances and perks of old members (a 生活补贴 for those who joined before 1949, a 高龄 allowance, free
+    # rides): the organization department's and the township's, by place. A member in hardship, one hit by a
+    # disaster, the 慰问金 and how the 50-year medal is given are answered by their entries.
+    "perks of old members": r"^(?!.*(慰问金|困难|灾|事故|党费|七一|纪念章.{0,6}(怎么|咋|哪|领|申请|发给))).*(老党员|老干部|"
+                            r"党龄|光荣在党|建国前|解放前|发展党员.{0,4}([二三四五六七八九]十|[0-9]{2})多?年)"
+                            r".{0,16}(待遇|补贴|补助|津贴|奖金|发钱|发点钱|给钱|给不给.{0,4}钱|免费|优惠|体检|高龄补贴|高龄津贴)",
+    # Accounts on the party's other platforms (the 党员信息系统, 学习强国, a province's 智慧党建): the branch or the
+    # township holds them. The assistant's own binding is ours (bot-bind, bot-bind-failed).
+    # Whether one must log in every day is meeting-study-no-ranking's; a lost password or an account is not.
+    "accounts on party platforms": r"^(?!.*(支部助手|绑定|公众号|党费|组织关系)).*((信息系统|管理系统|学习强国|强国|智慧党建|党建云|"
+                                   r"云平台|党建平台|灯塔|e家|共产党员网|app|软件|小程序|平台).{0,12}(密码|账号|帐号|"
+                                   r"用户名|登不上|登不进|进不去|注册|锁|激活|(怎么|咋|如何|在哪)(登录|登陆))|"
+                                   r"(密码|账号|帐号|用户名).{0,12}(信息系统|管理系统|学习强国|智慧党建|党建云|平台|灯塔|e家))",
+    # Branch practices no entry describes (设岗定责, 党员联系户, 示范户 plaques, reserve cadres, a secretary's
+    # yearly assessment) and honours (优秀共产党员, 先进基层党组织: criteria and rewards set each year). What
+    # the 民主评议 grades mean and what dues may reward are answered by their entries.
+    "local party practices": r"^(?!.*第一书记).*(设岗定责|联系户|示范户|亮身份|承诺践诺|后备干部|后备力量)|"
+                             r"^(?!.*(评议|测评|第一书记|积极分子|发展对象|预备|转正)).*(书记|支委|组长|委员|村干部|两委).{0,8}(考核|年终考评|"
+                             r"打分)",
+    "honours and awards": r"^(?!.*(评议|党费)).*((优秀共产党员|先进基层党组织|先进党组织|优秀党务工作者|两优一先)"
+                          r".{0,12}(奖|条件|标准|怎么评|咋评|评选|名额)|(优秀党员|评优|评上优秀|评为优秀).{0,8}(奖金|"
+                          r"奖多少|发钱|多少钱|给钱|奖品))",
 }
 LOCAL_FACTS = re.compile("|".join(f"(?:{pattern})" for pattern in LOCAL_FACT_KINDS.values()))
 # A question that speaks of a member's death is about what follows a death: among close candidates, the entry

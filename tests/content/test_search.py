@@ -195,6 +195,44 @@ def test_what_only_the_branch_knows_is_declined_as_ours(shipped):
     assert shipped.search("支书是谁选的").entry_id == "org-election"
 
 
+@pytest.mark.parametrize("question, ours", [
+    # Village self-government, the village's other bodies and organizations, land: not ours.
+    ("咱村的村民代表是按户选还是按组选", False),
+    ("要罢免一个村委委员得走啥程序", False),
+    ("村里的网格员有补贴吗", False),
+    ("老年人协会的会长是咋产生的", False),
+    ("团员几岁要离团", False),
+    ("妇女主任是怎么选的", False),
+    ("乡镇人大代表选举在哪投票", False),
+    ("集体山林承包到期了咋办", False),
+    # The organization's funds, old members' perks, party platforms' accounts, local practices: ours, no exact
+    # answer (the branch or the township knows).
+    ("支部的工作经费一年有多少", True),
+    ("学习强国的账号忘了怎么找回", True),
+    ("建国前的老党员每月有生活补贴吗", True),
+    ("党员联系户是怎么分的", True),
+])
+def test_village_and_township_near_misses_are_declined(shipped, question, ours):
+    result = shipped.search(question)
+    assert result.status == OUT_OF_SCOPE and result.in_domain is ours, (question, result.status, result.entry_id)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("村民代表会议要多少人参加才能开", "village-cunmin-daibiao"),
+    ("党小组长由谁来定", "org-party-group"),
+    ("退伍回来了组织关系怎么转", "member-records-school-army"),
+    ("党员办酒席红白理事会有规定吗", "discipline-banquet"),
+    ("党龄满五十年的纪念章找谁领", "member-50-years-medal"),
+    ("党费能用来奖励优秀党员吗", "dues-usage"),
+    ("我是团员 想写入党申请书交给谁", "join-how-to-apply"),
+    ("学习软件每天都得登录吗", "meeting-study-no-ranking"),
+    ("村里党员活动室有什么要求", "org-wuyou-place"),
+])
+def test_the_village_near_miss_kinds_leave_what_the_entries_answer(shipped, question, expected):
+    result = shipped.search(question)
+    assert (result.status, result.entry_id) == (ANSWERED, expected), (question, result.status, result.entry_id)
+
+
 def test_a_question_about_the_domain_without_its_terms_is_still_answered(shipped):
     result = shipped.search("我是老党员 前几天摔了一跤骨折住院了 支部会派人来看看吗")
     assert result.status == ANSWERED and result.entry_id == "care-illness", result
