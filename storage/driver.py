@@ -1,11 +1,12 @@
-"""A transaction straight on the database driver, for the writes every webhook request makes.
+"""Statements straight on the database driver, for the work every webhook request and message does.
 
 Every request records its signed query and every message claims its row before anything else happens
 (storage.signed_requests, storage.inbound). Through SQLAlchemy each of those small transactions cost about
 half a millisecond of CPU — a session, the statement's cache key, the greenlet bridge, the result machinery —
 for a statement SQLite runs in microseconds. Under a light load nothing batches them (bot.group_commit), so a
 message paid that twice. Here the statements go to the driver of a pooled connection: sqlite3 on the event
-loop (storage.sqlite_driver) or asyncpg.
+loop (storage.sqlite_driver) or asyncpg. `Prepared` statements run the same way inside a session's open
+transaction (a message's finish, the hand-over of waiting lines).
 
 The connection still comes from the engine's pool, so these transactions take their turn with every other
 one, and SQLite's BEGIN IMMEDIATE waits for another process's write lock sleeping on the loop, as the
@@ -42,6 +43,20 @@ class Driver:
         """row's values for columns, in order, as the driver takes them."""
         return [_processor(column, self.dialect)(row[column.name]) for column in columns]
 
+    async def insert_new(self, columns: Sequence[Column], rows: list[dict[str, Any]], *,
+                         returning: Sequence[Column] = ()) -> list[tuple]:
+        """One multi-row INSERT of rows into the columns' table, skipping rows whose first column (unique)
+        is taken; the returning columns of the rows it did insert."""
+        quote = self.dialect.identifier_preparer.quote
+        names = [quote(column.name) for column in columns]
+        sql = (f"INSERT INTO {quote(columns[0].table.name)} ({', '.join(names)}) "
+               f"VALUES {placeholders(len(rows), len(columns))} ON CONFLICT ({names[0]}) DO NOTHING")
+        values = [value for row in rows for value in self.values(columns, row)]
+        if not returning:
+            await self.execute(sql, values)
+            return []
+        return await self.fetch(f"{sql} RETURNING {', '.join(quote(column.name) for column in returning)}", values)
+
     async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         if self.postgres:
             return [tuple(record) for record in await self._connection.fetch(_numbered(sql), *parameters)]
@@ -71,8 +86,7 @@ class Prepared:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self._statement.compile(dialect=dialect)
-            order = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) or _same)
-                     for name in compiled.positiontup]
+            order = [(name, _bind_processor(compiled.binds[name].type, dialect)) for name in compiled.positiontup]
             found = self._compiled[dialect.name] = (compiled, compiled.string, order)
         return found
 
@@ -151,8 +165,13 @@ def _processor(column: Column, dialect) -> Any:
     key = (id(column), dialect.name)
     processor = _PROCESSORS.get(key)
     if processor is None:
-        processor = _PROCESSORS[key] = column.type.dialect_impl(dialect).bind_processor(dialect) or _same
+        processor = _PROCESSORS[key] = _bind_processor(column.type, dialect)
     return processor
+
+
+def _bind_processor(type_: Any, dialect) -> Any:
+    """What SQLAlchemy does to a value of type_ before the driver gets it (nothing: the value itself)."""
+    return type_.dialect_impl(dialect).bind_processor(dialect) or _same
 
 
 def _same(value: Any) -> Any:

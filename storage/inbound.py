@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import engine_of
-from storage.driver import Prepared, driver_transaction, placeholders, session_driver
+from storage.driver import Prepared, driver_transaction, session_driver
 from storage.models import InboundMessage, InboundStatus
 
 # The hot path writes through the table (Core), not the mapped class: the ORM's bulk-statement
@@ -36,7 +36,7 @@ def claim_row(*, dedup_key: str, openid: str, kind: str, payload: dict, now: dat
                 status=InboundStatus.PROCESSING.value, received_at=now, claimed_at=now)
 
 
-# What a claim writes, in order (claim_row's keys).
+# What a claim writes, in order (claim_row's keys); the first is the unique one.
 _CLAIMED = (_TABLE.c.dedup_key, _TABLE.c.openid, _TABLE.c.kind, _TABLE.c.payload, _TABLE.c.status,
             _TABLE.c.received_at, _TABLE.c.claimed_at)
 
@@ -48,12 +48,7 @@ async def claim_many(sessions: async_sessionmaker[AsyncSession], rows: list[dict
     The insert is one transaction on the driver (storage.driver): every message comes through here. The rows
     another copy claimed first are read afterwards, committed by then."""
     async with driver_transaction(engine_of(sessions)) as driver:
-        quote = driver.dialect.identifier_preparer.quote
-        names = [quote(column.name) for column in _CLAIMED]
-        values = [value for row in rows for value in driver.values(_CLAIMED, row)]
-        inserted = await driver.fetch(
-            f"INSERT INTO {quote(_TABLE.name)} ({', '.join(names)}) VALUES {placeholders(len(rows), len(names))} "
-            f"ON CONFLICT ({names[0]}) DO NOTHING RETURNING {quote(_TABLE.c.id.name)}, {names[0]}", values)
+        inserted = await driver.insert_new(_CLAIMED, rows, returning=(_TABLE.c.id, _TABLE.c.dedup_key))
     claims = {key: Claim(message_id, None) for message_id, key in inserted}
     seen_before = [row["dedup_key"] for row in rows if row["dedup_key"] not in claims]
     if seen_before:

@@ -50,7 +50,7 @@ def expects(meeting: Meeting, member: Member) -> bool:
     if member.org_id != meeting.org_id:
         return False
     if meeting.kind == MeetingKind.COMMITTEE:
-        return member.role in {role.value for role in COMMITTEE_ROLES}
+        return member.role in COMMITTEE_ROLES  # Role is a StrEnum: the stored text is found among them
     if meeting.kind == MeetingKind.GROUP and meeting.group_id is not None:
         return member.group_id == meeting.group_id
     return True

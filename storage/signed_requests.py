@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from storage.driver import Driver, driver_transaction, placeholders
+from storage.driver import driver_transaction
 from storage.models import SignedRequest
 
 _TABLE = SignedRequest.__table__
@@ -38,6 +38,7 @@ class Seen:
                    body_digest=hashlib.sha256(body_bytes).hexdigest(), at=at)
 
 
+# What a signed query's record writes; the first is the unique one.
 _COLUMNS = (_TABLE.c.key, _TABLE.c.body_digest, _TABLE.c.seen_at)
 
 
@@ -48,20 +49,13 @@ async def admit_many(engine: AsyncEngine, requests: list[Seen]) -> list[bool]:
     for request in requests:
         first.setdefault(request.key, request)
     async with driver_transaction(engine) as driver:
-        table, names = _names(driver)
-        values = [value for request in first.values()
-                  for value in driver.values(_COLUMNS, dict(key=request.key, body_digest=request.body_digest,
-                                                            seen_at=request.at))]
-        await driver.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES {placeholders(len(first), 3)} "
-                             f"ON CONFLICT ({names[0]}) DO NOTHING", values)
-        stored = dict(await driver.fetch(f"SELECT {names[0]}, {names[1]} FROM {table} WHERE {names[0]} IN "
+        await driver.insert_new(_COLUMNS, [dict(key=request.key, body_digest=request.body_digest, seen_at=request.at)
+                                           for request in first.values()])
+        quote = driver.dialect.identifier_preparer.quote
+        key, digest = quote(_TABLE.c.key.name), quote(_TABLE.c.body_digest.name)
+        stored = dict(await driver.fetch(f"SELECT {key}, {digest} FROM {quote(_TABLE.name)} WHERE {key} IN "
                                          f"({', '.join('?' * len(first))})", list(first)))
     return [stored.get(request.key) == request.body_digest for request in requests]
-
-
-def _names(driver: Driver) -> tuple[str, list[str]]:
-    quote = driver.dialect.identifier_preparer.quote
-    return quote(_TABLE.name), [quote(column.name) for column in _COLUMNS]
 
 
 async def forget_before(session: AsyncSession, cutoff: datetime) -> int:
