@@ -18,6 +18,11 @@ from bot.wechat.emulator import Emulator
 from storage.models import MemberCategory, Role
 
 
+# A test whose subject never reaches the database (the Q&A index, a content reload) runs on SQLite alone
+# rather than once per engine: a second run would test the same code again.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @dataclass
 class Service:
     """The bot served over HTTP, with the emulator playing WeChat on both sides."""

@@ -26,8 +26,8 @@ def test_two_entries_get_opposite_margins_and_one_entry_gets_none():
 
 
 @pytest.fixture(scope="module")
-def shipped() -> QaIndex:
-    return QaIndex(load_valid_content())
+def shipped(shipped_index) -> QaIndex:
+    return shipped_index
 
 
 @pytest.mark.parametrize(("question", "entry"), [

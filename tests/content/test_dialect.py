@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from content.dialect import to_mandarin
-from content.loader import load_valid_content
 from content.search import ANSWERED, QaIndex
 
 
@@ -21,8 +20,8 @@ def test_mandarin_words_that_share_characters_are_left_alone():
 
 
 @pytest.fixture(scope="module")
-def shipped() -> QaIndex:
-    return QaIndex(load_valid_content())
+def shipped(shipped_index) -> QaIndex:
+    return shipped_index
 
 
 @pytest.mark.parametrize(("question", "entry"), [

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from content.homophones import readings
-from content.loader import load_valid_content
 from content.search import ANSWERED, QaIndex
 
 
 @pytest.fixture(scope="module")
-def index() -> QaIndex:
-    return QaIndex(load_valid_content())
+def index(shipped_index) -> QaIndex:
+    return shipped_index
 
 
 @pytest.mark.parametrize(("typed", "meant"), [

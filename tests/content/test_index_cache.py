@@ -209,11 +209,11 @@ def test_when_the_child_process_fails_the_index_is_built_here(tmp_path, monkeypa
     assert "building it in this process" in caplog.text
 
 
-def test_an_index_read_back_answers_as_the_index_built_here(tmp_path):
+def test_an_index_read_back_answers_as_the_index_built_here(shipped_index):
     """The served index is a pickle read back (from the cache or from the child process): it must answer every
     question exactly as an index built in this process."""
     here = QaIndex(load_valid_content(DEFAULT_ROOT))
-    served = IndexHolder(DEFAULT_ROOT, tmp_path / "cache").index
+    served = shipped_index
     questions = [line.split("\t")[0] for line in
                  (Path(__file__).parents[1] / "qa" / "dev.tsv").read_text(encoding="utf-8").splitlines()
                  if line and not line.startswith("#")]

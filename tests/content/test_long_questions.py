@@ -21,8 +21,8 @@ QA = Path(__file__).resolve().parent.parent / "qa"
 
 
 @pytest.fixture(scope="module")
-def shipped() -> QaIndex:
-    return QaIndex(load_valid_content())
+def shipped(shipped_index) -> QaIndex:
+    return shipped_index
 
 
 def _questions() -> list[str]:

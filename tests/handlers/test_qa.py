@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from content.loader import DEFAULT_ROOT
 from content.search import QUESTION_MAX_CHARS, holder_for
+from harness import SQLITE_ONLY
 from storage.models import Role
 
 FAQ = '''
@@ -62,9 +63,7 @@ tags = ["主题党日"]
 '''
 
 
-@pytest.fixture
-def content_dir(tmp_path) -> Path:
-    root = tmp_path / "content"
+def write_content(root: Path) -> Path:
     (root / "faq").mkdir(parents=True)
     (root / "docs").mkdir()
     shutil.copy(DEFAULT_ROOT / "sources.toml", root / "sources.toml")
@@ -75,8 +74,21 @@ def content_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-async def qa_service(make_service, content_dir):
-    return await make_service(content_dir=content_dir)
+def content_dir(tmp_path) -> Path:
+    """The sample content in a folder of the test's own, for a test that changes it."""
+    return write_content(tmp_path / "content")
+
+
+@pytest.fixture(scope="session")
+def shared_content_dir(tmp_path_factory) -> Path:
+    """The sample content for the tests that only read it: one folder per test process, so its index is
+    built once (an index is built for a folder, and a build takes seconds)."""
+    return write_content(tmp_path_factory.mktemp("qa") / "content")
+
+
+@pytest.fixture
+async def qa_service(make_service, shared_content_dir):
+    return await make_service(content_dir=shared_content_dir)
 
 
 async def test_any_unmatched_text_is_a_question_with_its_source_last(qa_service):
@@ -196,6 +208,7 @@ async def test_a_very_long_voice_message_gets_a_polite_reply_and_can_go_to_the_s
     assert recognition[:QUESTION_MAX_CHARS] + "……" in pushed and recognition[:QUESTION_MAX_CHARS + 1] not in pushed
 
 
+@SQLITE_ONLY
 async def test_a_search_in_its_thread_neither_holds_up_others_nor_minds_a_reload(make_service, content_dir,
                                                                                    monkeypatch):
     # Budgets long enough for a reload on a busy machine: the reply under test is the passive one.
@@ -218,10 +231,10 @@ async def test_a_search_in_its_thread_neither_holds_up_others_nor_minds_a_reload
     assert (await qa_service.say("u3", "农村党员党费交多少")).startswith("（新）农民党员每月交纳党费")
 
 
-async def test_a_question_is_searched_before_its_transaction_opens(make_service, content_dir, monkeypatch):
+async def test_a_question_is_searched_before_its_transaction_opens(make_service, shared_content_dir, monkeypatch):
     """A transaction holds SQLite's one write lock (and a pooled connection): a question must not keep it
     while it is searched, or every other member's message waits for the search."""
-    qa_service = await make_service(content_dir=content_dir, reply_budget=60, reply_timeout=60)
+    qa_service = await make_service(content_dir=shared_content_dir, reply_budget=60, reply_timeout=60)
     started, release = threading.Event(), threading.Event()
     seen = _spy_on_searches(monkeypatch, hold={"农村党员党费交多少": (started, release)})
     pending = asyncio.create_task(qa_service.say("u1", "农村党员党费交多少"))
@@ -280,6 +293,7 @@ async def test_invalid_content_refuses_to_start(make_service, tmp_path):
         await make_service(content_dir=root)
 
 
+@SQLITE_ONLY
 async def test_the_server_reloads_changed_content(make_service, content_dir):
     service = await make_service(content_dir=content_dir, content_poll_seconds=0.05)
     assert "还没有准确的答案" in await service.say("u1", "村集体经济收入怎么公开")

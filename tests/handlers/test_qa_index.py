@@ -11,6 +11,7 @@ import pytest
 import content.search
 from content import index_cache
 from content.loader import DEFAULT_ROOT
+from harness import SQLITE_ONLY
 from sample_content import FAQ
 
 
@@ -23,6 +24,7 @@ def content_dir(tmp_path) -> Path:
     return root
 
 
+@SQLITE_ONLY
 async def test_a_restarted_service_reads_its_index_from_the_cache_dir(make_service, content_dir, tmp_path,
                                                                     monkeypatch):
     cache = tmp_path / "cache"
