@@ -741,12 +741,17 @@ class _InFlight:
     interim: str | None = None
     # Copies of the message whose request is still waiting for the passive reply.
     waiting: int = 0
+    # When (the loop's clock) the budget of the copy that may wait longest runs out.
+    deadline: float = 0.0
 
     @property
     def passive(self) -> bool:
         """Whether a passive reply reaches someone: the budget has not run out and a copy still waits (WeChat
-        hung up on every copy so far; a retry that comes before the reply is ready takes it)."""
-        return not self.late and self.waiting > 0
+        hung up on every copy so far; a retry that comes before the reply is ready takes it).
+
+        The clock is read as well as `late`: under load the loop runs a timer late, and a reply ready after
+        the budget but before the timer fired would go out passively when WeChat may have hung up already."""
+        return not self.late and self.waiting > 0 and asyncio.get_running_loop().time() < self.deadline
     # When the webhook received the message (for a recovered orphan: when it was first recorded).
     received_at: datetime | None = None
 
@@ -835,11 +840,16 @@ class Dispatcher:
         budget = min(self.settings.reply_budget - (loop.time() - arrived if arrived is not None else 0.0),
                      self._budget_by_creation(message))
         entry.waiting += 1
+        entry.deadline = max(entry.deadline, loop.time() + budget)
         try:
             if budget <= 0:
                 raise TimeoutError
             return await asyncio.wait_for(asyncio.shield(entry.future), budget)
         except TimeoutError:
+            if entry.future.done() and not entry.future.cancelled() and entry.future.exception() is None:
+                # Decided just as the timer ran (a busy loop runs both in one turn): a reply decided passive is
+                # not pushed, so it must be this copy's answer, or no one would see it.
+                return entry.future.result()
             # The handler keeps going; whoever finishes it pushes the reply instead.
             entry.late = True
             log.info("reply budget exceeded for %s; the reply will be pushed", key)

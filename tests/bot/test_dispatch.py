@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -138,6 +139,48 @@ async def test_a_reply_ready_after_wechat_gave_up_is_pushed_not_lost(make_servic
     async with service.sessions() as session:
         row = (await session.execute(select(InboundMessage))).scalar_one()
     assert row.reply_mode == "push"
+
+
+async def test_a_reply_ready_after_the_budget_is_pushed_even_if_the_loop_ran_the_timer_late(make_service):
+    """A loop busy for a second runs the budget's timer late. A reply that was ready after the budget ran out,
+    but before that timer fired, must not go out passively: WeChat's five seconds may be over by then."""
+    router = Router("busy")
+
+    @router.on(Command("记一下"))
+    async def busy(message) -> str:
+        time.sleep(0.6)  # the loop stalls (other work, a long garbage collection): no timer fires meanwhile
+        return "记下了"
+
+    service = await make_service(routers=[router], reply_budget=0.3)
+    delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 8201))
+    # WeChat (which waits longer here) got "success" and no reply; the reply is pushed, once.
+    assert delivery.reply is None and delivery.attempts == 1
+    await service.deliver()
+    assert service.pushed("u1") == ["记下了"]
+    assert (await service.emulator.post_xml(fixed_text("u1", "记一下", 8201))).reply is None
+    await service.deliver()
+    assert service.pushed("u1") == ["记下了"]
+
+
+async def test_a_loop_stalled_as_the_reply_is_decided_still_shows_it_once(make_service):
+    """The loop stalls right after the handler's commit, past the budget, so the budget's timer and the
+    decision between a passive reply and a push meet in one turn. Whichever way it goes, the member sees the
+    reply exactly once: before the fix, the decision said passive, the timer said "success", and the reply
+    was neither given nor pushed."""
+    router = Router("stall")
+
+    @router.on(Command("记一下"))
+    async def note(ctx) -> str:
+        ctx.after_commit(stall)
+        return "记下了"
+
+    async def stall(job) -> None:
+        time.sleep(0.6)  # runs as the handling ends, before the waiting request sees the decision
+
+    service = await make_service(routers=[router], reply_budget=0.3)
+    delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 8301))
+    await service.deliver()
+    assert [reply for reply in [delivery.reply] if reply] + service.pushed("u1") == ["记下了"]
 
 
 async def test_the_reply_budget_counts_from_when_the_request_arrived(make_service):
@@ -530,3 +573,26 @@ async def test_a_batch_that_fails_on_the_driver_leaves_nothing_behind(sessions):
     async with sessions() as session:
         assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 0
     assert (await inbound.claim_many(sessions, [good]))["msg:good:1"].claimed  # the connection still works
+
+
+
+async def test_a_reply_decided_as_the_budget_timer_fires_is_given_once(make_service, monkeypatch):
+    """The timer can win even when the decision is already made (Python 3.12's wait_for cancels the wait
+    when its timer fires, however the handler's result is on its way): the request then answers with the
+    decided reply, or nobody would see it."""
+    router = Router("quick")
+
+    @router.on(Command("记一下"))
+    async def note() -> str:
+        return "记下了"
+
+    service = await make_service(routers=[router], reply_budget=5.0)
+
+    async def decided_then_timed_out(awaitable, timeout):
+        await awaitable  # the decision is made…
+        raise TimeoutError  # …and the timer is what the request sees
+
+    monkeypatch.setattr("bot.dispatch.asyncio.wait_for", decided_then_timed_out)
+    delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 8401))
+    await service.deliver()
+    assert [reply for reply in [delivery.reply] if reply] + service.pushed("u1") == ["记下了"]
