@@ -62,6 +62,9 @@ def _chinese(text: str) -> tuple[float, float, int] | None:
         if unit is None:
             return None
         if unit == 10000:
+            if pair is not None and digit is not None:
+                # 五六万: two figures side by side before 万, 50,000–60,000 (not 60,000 said exactly).
+                return total + (section + pair) * 10000, total + (section + digit) * 10000, 10000
             section = (section + (digit or 0)) or 1
             total += section * 10000
             section, digit, last_unit = 0, None, 10000

@@ -12,8 +12,10 @@ one bracket: 4,500 pays 1% of 4,500, not a sum of slices.
 Nothing is computed when the question is about something else that mentions dues (back payment, after a death,
 how the money is used), when it names several people's situations, or when it gives neither an income nor a
 situation with a fixed figure: the search answers those. A figure said loosely (五千多, 三千来块, 七八千) is
-computed as an estimate and says so; one that could fall in either of two brackets gives both. This module
-imports nothing from bot/ or handlers/.
+computed as an estimate and says so; one that could fall in either of two brackets gives both. A figure said
+for a year, a quarter or a counted number of months is divided into months (an estimate too); one for months
+nobody counted (几个月) is not computed. Without a figure, a situation is worked out only when the question asks
+what to pay. This module imports nothing from bot/ or handlers/.
 """
 
 from __future__ import annotations
@@ -33,23 +35,58 @@ RETIREE_BRACKETS = ((5000, 0.005), (float("inf"), 0.01))
 _DUES = re.compile(r"党费|党废|当费|档费|挡费|党fei|(?<![a-z])df(?![a-z])|(党员|入了党).{0,12}交(多少|几|好多)|"
                    r"交(零点|0\.|百分之|几个点)")
 # Questions about dues that are not "how much for this income": the search answers them.
-_ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|死了|不在了|用途|用在|用到|花在|管理|特殊党费|少交|不交|没交|"
+_ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|死了|不在了|用途|用在|用到|花在|管理|特殊党费|(?<!多)少交|不交|没交|"
                         r"收据|网上|手机上|微信上|线上|多交|退还|免交|减交|谁收|交给谁|哪里交|在哪交")
 _SITUATIONS = {
     "retiree": re.compile(r"退休|养老金|离休|退下来|退了"),
-    "self": re.compile(r"零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:个|了)?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|"
+    "self": re.compile(r"零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:了)?(?:一?[个家间])?[^，。,；;\s]{0,3}?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|货运|"
                        r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
                        r"养(?:了)?[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
     "wage": re.compile(r"工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
     "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜"),
     "low": re.compile(r"学生|上学|读书|上大学|研究生|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|一分钱收入"),
 }
+# A question without a figure is worked out only when it asks what to pay or how it is reckoned.
+_ASKS_AMOUNT = re.compile(r"多少|几毛|几块|几个点|啥标准|什么标准|标准|比例|百分之|哪一档|档|怎么算|咋算|咋个算|如何算|怎样算|"
+                          r"按啥|按什么|按哪|按多少|怎么交|咋交|如何交|交好多|好多钱|一样吗|一样不|还是|对不对|对吗|够不够|"
+                          r"要交吗|要交不|要不要交|交不交|用不用交|还交吗|还要交|得交吗|也要交|也交吗")
 LEADS = {
     "wage": "有工资的按每月税后工资算，整笔工资按所在那一档的比例交",
     "retiree": "退休的按每月实际领到的退休金（养老金）算",
     "self": "开店、跑运输这类没有固定工资的，按上一季度平均每月的纯收入（挣的减去本钱），套用工资那几档算",
 }
-_YEARLY = re.compile(r"(一年|年收入|全年|一年到头|年薪)[^，。,；;]{0,6}$")
+# The span a figure is said for, named just before it (at most SPAN_GAP characters before, in the same clause):
+# the last one named counts, so "上季度平均每月纯挣八千" is a month's and "上个季度刨去本钱净挣两万七" a quarter's. A
+# year's or a quarter's figure is divided into months (the self-employed pay on last quarter's average monthly
+# net income, art. 4); a span of months nobody can count ("几个月挣了两万") gives no monthly figure at all.
+SPAN_GAP = 8
+_SPAN = re.compile(r".*(一年到头|年收入|年薪|全年|一年|每年|季度|一季|半年|仨月|俩月|几个月|个把月|"
+                   r"(?<![0-9])[0-9]+个月|(?<![一二两三四五六七八九十])[一二两三四五六七八九十]+个月|每个?月|月薪|月收入|月工资)"
+                   rf"[^，。,；;]{{0,{SPAN_GAP}}}$")
+_MONTHS_SAID = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10,
+                "十一": 11, "十二": 12}
+_SPAN_LABELS = {12: "一年", 6: "半年", 3: "一个季度"}
+
+
+def months_of(before: str) -> int | None:
+    """How many months the figure after `before` is said for: 1 unless a span names more; None when it cannot be
+    counted."""
+    match = _SPAN.search(before)
+    if match is None:
+        return 1
+    span = match.group(1)
+    if span in ("一年到头", "年收入", "年薪", "全年", "一年", "每年"):
+        return 12
+    if span in ("季度", "一季"):
+        return 3
+    if span == "半年":
+        return 6
+    if span in ("仨月", "俩月"):
+        return 3 if span == "仨月" else 2
+    if span.endswith("个月") and span not in ("几个月", "个把月", "每个月"):
+        figure = span[:-2]
+        return int(figure) if figure.isdigit() else _MONTHS_SAID.get(figure)
+    return 1 if span.startswith(("每", "月")) else None
 
 
 # The entry a computed answer stands for, by the asker's situation: the first of these the content has.
@@ -99,31 +136,32 @@ def _range_words(lower: float, upper: float) -> str:
     return f"{lower:g}元以上到{upper:g}元"
 
 
-def _income_words(amount: Amount, monthly: float | None) -> str:
-    if monthly is not None:
-        return f"一年{amount.said}，平均每月约{monthly:g}元"
+def _income_words(amount: Amount, months: int, low: float, high: float) -> str:
+    if months > 1:
+        label = _SPAN_LABELS.get(months, f"{months}个月")
+        per_month = f"{round(low):g}元" if round(low) == round(high) else f"{round(low):g}元到{round(high):g}元"
+        return f"{label}{amount.said}，平均每月约{per_month}"
     if amount.exact:
         return f"每月{amount.low:g}元"
     said = amount.said
     return f"每月{said}" + ("" if said.endswith(("元", "块", "块钱")) else "元")
 
 
-def _computed(amount: Amount, brackets, *, yearly: bool) -> tuple[str, bool]:
-    """The bracket and monthly amount for an income (as said), on these brackets."""
-    low, high = (amount.low / 12, amount.high / 12) if yearly else (amount.low, amount.high)
-    monthly = round(low) if yearly and amount.exact else None
-    if monthly is not None:
-        low = high = monthly  # a yearly figure is an estimate anyway: whole yuan read better
-    estimate = yearly or not amount.exact
+def _computed(amount: Amount, brackets, *, months: int = 1) -> tuple[str, bool]:
+    """The bracket and monthly amount for an income (as said for that many months), on these brackets."""
+    low, high = amount.low / months, amount.high / months
+    if months > 1 and amount.exact:
+        low = high = round(low)  # a figure for a longer span is an estimate anyway: whole yuan read better
+    estimate = months > 1 or not amount.exact
     # "五千多": above 5,000, never 5,000 itself.
     first = _bracket(low + 0.01 if amount.manner == "more" else low, brackets)
     last = _bracket(high - 0.01 if amount.manner == "more" else high, brackets)
-    said = _income_words(amount, monthly)
+    said = _income_words(amount, months, low, high)
     if first[0] == last[0]:
         index, rate, lower = first
         upper = brackets[index][0]
         if amount.exact:
-            figure = f"每月{'约' if yearly else ''}交{_money(low * rate)}（{low:g}×{_percent(rate)}）"
+            figure = f"每月{'约' if months > 1 else ''}交{_money(low * rate)}（{low:g}×{_percent(rate)}）"
         elif amount.manner == "more":
             figure = f"每月{_money(low * rate)}多一点（按实际收入×{_percent(rate)}算）"
         else:
@@ -164,6 +202,8 @@ def compute(question: str) -> Dues | None:
     situation = found[0] if found else ("wage" if incomes else None)
     if situation is None:
         return None
+    if not incomes and not _ASKS_AMOUNT.search(text):
+        return None  # a situation and dues said in passing ("开了家饭馆 顾不上开会 党费按时交"): not this question
     if situation == "low":
         return _dues("low", "学生、下岗失业、领低保或靠救济、抚恤生活的党员，每月交0.2元。", False)
     if situation == "farmer" and not incomes:
@@ -178,12 +218,14 @@ def compute(question: str) -> Dues | None:
         return None  # wages and pensions need the figure
     amount = incomes[0]
     before = text[:text.find(amount.said.lower())] if amount.said.lower() in text else ""
-    yearly = bool(_YEARLY.search(before))
+    months = months_of(before)
+    if months is None:
+        return None  # a figure for months nobody counted: the search's general answer fits better
     if situation == "farmer":
-        body, _ = _computed(amount, WAGE_BRACKETS, yearly=yearly)
+        body, _ = _computed(amount, WAGE_BRACKETS, months=months)
         return _dues("farmer", "在家种地的农民党员，规定是每月0.2元到1元，具体数由支部按本地做法定。如果收入主要是打工工资"
                               f"或做生意挣的，就按收入那一档交：{body}拿不准算哪一种，问支部书记。", True)
-    body, estimate = _computed(amount, RETIREE_BRACKETS if situation == "retiree" else WAGE_BRACKETS, yearly=yearly)
+    body, estimate = _computed(amount, RETIREE_BRACKETS if situation == "retiree" else WAGE_BRACKETS, months=months)
     text = f"{LEADS[situation]}。{body}"
     if estimate:
         text += "这是按您说的数估算的，以实际收入为准。"

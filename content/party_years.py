@@ -1,10 +1,13 @@
 """党龄, the 光荣在党50年 medal and 转正 computed from the date a member gives: "我76年转正的 党龄多少年了",
-"俺爹1975年入的党 能拿50年纪念章不", "我去年7月成了预备党员 啥时候转正".
+"俺爹1975年入的党 能拿50年纪念章不", "我去年7月成了预备党员 啥时候转正"; and when someone may apply to join,
+from the birth date given instead of an age: "闺女2010年5月出生 哪年能写入党申请".
 
 The rules (党章 art. 7): a probationary period of one year; 党龄 counts from the day the member became a full
 member (转正), not from joining as a probationary member. When a member gives the year they joined (入党),
 转正 is normally a year later — the answer says it assumes so (the period can be extended by up to a year).
-The medal goes to members whose 党龄 has reached 50 years, usually around 七一.
+The medal goes to members whose 党龄 has reached 50 years, usually around 七一. One may apply to join at 18 (党章
+art. 1): a birth date with a question about applying gets the month (or the year, when no month is given) the
+asker turns 18.
 
 Only questions that give a year (1976, 76年, 一九七六年, 去年, 前年) and ask one of these are computed; anything
 else goes to the search. This module imports nothing from bot/ or handlers/.
@@ -28,6 +31,16 @@ _JOINED = re.compile(r"入(?:的|了)?党|预备党员|成了预备|宣誓")
 _ASKS_AGE = re.compile(r"党龄|几年党员|多少年(?:的)?党员|在党多少年|党员多少年")
 _ASKS_MEDAL = re.compile(r"纪念章|50年|五十年")
 _ASKS_CONVERSION = re.compile(r"(什么时候|啥时候|哪天|几时|多久|啥时|多长时间).{0,4}转正|转正.{0,6}(什么时候|啥时候|哪天|几时|多久)")
+# A birth date ("2011年4月生的", "08年出生") and a question whether or when one may apply to join.
+_BORN = re.compile(r"((?:19|20)?[0-9]{2}|(?:一九|二〇|二零)?[零〇一二三四五六七八九]{2})年(?:的)?"
+                   r"(?:([0-9]{1,2}|[一二三四五六七八九十]{1,3})月)?份?(?:出生|生的|生人|生(?![活病意产气日]))")
+_WHEN_OR_WHETHER = (r"(?:啥时候|什么时候|几时|哪年|哪一年|何时|多会|多大|能不能|能否|可不可以|够不够|够岁数|够年龄|满没满|"
+                    r"行不行|中不中|能不|可以)")
+_APPLYING = r"(?:入党|申请书|[递交写打]申请)"
+_ASKS_APPLY = re.compile(rf"{_WHEN_OR_WHETHER}[^，。,；;？?]{{0,8}}{_APPLYING}|"
+                         rf"{_APPLYING}[^，。,；;？?]{{0,8}}{_WHEN_OR_WHETHER}|"
+                         rf"(?:能|可以|够)[^，。,；;？?]{{0,6}}{_APPLYING}[^，。,；;？?]{{0,6}}(?:吗|不|么|没)")
+APPLY_AGE = 18
 MONTHS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "十一": 11, "十二": 12}
 
 CHARTER = "中国共产党章程"
@@ -76,8 +89,36 @@ def _when(year: int, month: int | None) -> str:
     return f"{year}年{month}月" if month else f"{year}年"
 
 
+def _age_to_apply(text: str, today: date) -> Computed | None:
+    """When one born on the date given turns 18 and may apply to join; None unless the question gives a birth
+    date and asks whether or when one may apply."""
+    born = _BORN.search(text)
+    if born is None or not _ASKS_APPLY.search(text):
+        return None
+    year = _year(born.group(1), today)
+    month = _month(born.group(2))
+    if year is None or not 1900 <= year <= today.year:
+        return None
+    due_year = year + APPLY_AGE
+    due = _when(due_year, month)
+    if (due_year, month or 12) < (today.year, today.month) and (month is not None or due_year < today.year):
+        verdict = f"按您说的{_when(year, month)}出生，已经年满{APPLY_AGE}岁，年龄上够了，可以递交入党申请书。"
+    elif due_year == today.year and month in (None, today.month):
+        verdict = (f"按您说的{_when(year, month)}出生，{'这个月' if month else '今年'}满{APPLY_AGE}岁，"
+                   f"过了{APPLY_AGE}岁生日就可以递交入党申请书。")
+    else:
+        verdict = f"按您说的{_when(year, month)}出生，到{due}满{APPLY_AGE}岁，满了就可以递交入党申请书，现在还不能递。"
+    return Computed(("join-who-can-apply",), (
+        f"申请入党要年满{APPLY_AGE}岁。{verdict}年龄之外，还要承认党的纲领和章程，愿意参加党的一个组织并在其中积极工作、"
+        "执行党的决议、按期交纳党费。"), CHARTER, "第一条")
+
+
 def compute(question: str, today: date) -> Computed | None:
     text = unicodedata.normalize("NFKC", question).lower()
+    if not re.search(r"党龄|转正|纪念章|预备", text):
+        applying = _age_to_apply(text, today)
+        if applying is not None:
+            return applying
     asks_conversion = bool(_ASKS_CONVERSION.search(text))
     asks_medal = bool(_ASKS_MEDAL.search(text)) and not asks_conversion
     asks_age = bool(_ASKS_AGE.search(text)) and not asks_conversion

@@ -178,14 +178,17 @@ NEAR_MISS_KINDS = {
                                   r"危房|易地搬迁)",
     # Village self-government under the 村民委员会组织法, past what the entries say (who may vote, the
     # committee's size and term, the 村民代表会议's quorum): how 村民代表 and 村民小组长 are chosen and how
-    # long they serve, recalling a 村委会 member, how the 村委会 vote is run. The branch decides none of it.
+    # long they serve, recalling a 村委会 member, how the 村委会 vote is run (proxies, a spoilt or lost ballot).
+    # The branch decides none of it.
     # 村民代表会议 is ours; 党小组长 (小组长) is ours; a question naming the party or the branch is left to the search.
     "village self-government": r"^(?!.*(代表会|会议|开会|监督|账)).*村民代表.{0,10}(选|产生|任期|几年|一届|届|连任|"
                                r"名额|几户|换人|换掉|多少个|多少名|几个|资格|条件)|^(?!.*党小组).*(村民小组(长|会议|会)|"
                                r"(?<![党小])组长.{0,8}(选|产生|任期|几年|一届|不想干|不干了|谁当|谁来当))|"
                                r"^(?!.*(党|支部|支委|书记))(?=.*(村民委员会|村干部|村民|主任|委员)).*(罢免|罢掉|撤掉|撤换|"
                                r"拉下来|撸下来|选举委员会|流动票箱|海选|委托.{0,8}投票|代投|自荐|(选举|投票).{0,8}不在家|"
-                               r"村民委员会.{0,4}(选举|换届).{0,16}(有效|提名))",
+                               r"村民委员会.{0,4}(选举|换届).{0,16}(有效|提名)|"
+                               r"(选票.{0,4}|票)[^，。,]{0,4}(写错|填错|画错|划错|涂错|弄错|填坏|写坏|弄坏|作废|废了|再要|重领|再领|"
+                               r"换一张|补一张|补发|丢了))",
     # The village's other bodies and their rules: 红白理事会, 村规民约, 调解, 治保, 老年协会. A question about a
     # member's own banquet (酒席, 礼金, 桌数) is discipline-banquet's, which names the 红白理事会 too.
     "other village bodies and rules": r"^(?!.*(党员|酒席|摆酒|办酒|酒宴|婚丧|礼金|桌)).*(红白理事会|理事会|村规民约|村民公约|"
@@ -197,6 +200,11 @@ NEAR_MISS_KINDS = {
                                                  r"少先队|妇联|妇代会|妇女主任|妇女代表|妇女执委|妇女节|三八节|民兵|"
                                                  r"武装部|退伍|退役|复员|征兵|入伍|应征)",
     "people's congresses": r"人大代表|人民代表大会|[县乡镇市]人大|政协",
+    # Schooling aid for a member's children or grandchildren: no rule gives members' families any; the help a
+    # member in hardship or hit by a disaster gets is answered by its entries.
+    "aid for members' children": r"^(?!.*(困难|灾|事故|慰问|党费|去世|过世|病逝))(?=.*(上学|大学|读书|考上|学费|入学|升学|"
+                                 r"幼儿园|小学|初中|高中|中专|技校)).*(党员|干部).{0,8}(子女|孩子|娃|儿女|孙子|孙女|后代|"
+                                 r"家的|家里).{0,12}(补助|补贴|奖励|奖学金|助学|优惠|减免|照顾|加分)",
     # Taking the exam for such a job; a member who got one and moves his membership is ours.
     "civil-service jobs": r"^(?!.*(党费|组织关系|党课|两委)).*((考|报考|招|报名|录取).{0,6}(公务员|选调生|村官|事业编|"
                           r"三支一扶|西部计划)|(公务员|选调生|大学生村官|事业编|三支一扶|西部计划).{0,8}(报考|考试|报名|"
@@ -223,11 +231,14 @@ LOCAL_FACT_KINDS = {
                                 r"(钱|费用|资金).{0,6}(谁出|谁来出|哪里出|哪出|从哪|上面拨|上级拨|村里出)|"
                                 r"上面给.{0,8}补助|(建|盖|修|装修).{0,8}(补助|补贴))",
     # Allowances and perks of old members (a 生活补贴 for those who joined before 1949, a 高龄 allowance, free
-    # rides): the organization department's and the township's, by place. A member in hardship, one hit by a
-    # disaster, the 慰问金 and how the 50-year medal is given are answered by their entries.
-    "perks of old members": r"^(?!.*(慰问金|困难|灾|事故|党费|七一|纪念章.{0,6}(怎么|咋|哪|领|申请|发给))).*(老党员|老干部|"
-                            r"党龄|光荣在党|建国前|解放前|发展党员.{0,4}([二三四五六七八九]十|[0-9]{2})多?年)"
-                            r".{0,16}(待遇|补贴|补助|津贴|奖金|发钱|发点钱|给钱|给不给.{0,4}钱|免费|优惠|体检|高龄补贴|高龄津贴)",
+    # rides) and a regular allowance for any member (每月的补贴): the organization department's and the
+    # township's, by place. A member in hardship, one hit by a disaster, the 慰问金, dues taken from an allowance
+    # and how the 50-year medal is given are answered by their entries.
+    "perks of members": r"^(?!.*(慰问金|困难|灾|事故|党费|七一|纪念章.{0,6}(怎么|咋|哪|领|申请|发给))).*(老党员|老干部|"
+                        r"党龄|光荣在党|建国前|解放前|发展党员.{0,4}([二三四五六七八九]十|[0-9]{2})多?年)"
+                        r".{0,16}(待遇|补贴|补助|津贴|奖金|发钱|发点钱|给钱|给不给.{0,4}钱|免费|优惠|体检|高龄补贴|高龄津贴)|"
+                        r"^(?!.*(慰问|困难|灾|事故|党费|扣|生病|住院|去世|过世)).*(党员|发展党员).{0,10}(每个月|每月|一个月|"
+                        r"每年|一年|固定|按月|月月).{0,8}(补贴|津贴|工资|补助|生活费|发钱|给钱)",
     # Accounts on the party's other platforms (the 党员信息系统, 学习强国, a province's 智慧党建): the branch or the
     # township holds them. The assistant's own binding is ours (bot-bind, bot-bind-failed).
     # Whether one must log in every day is meeting-study-no-ranking's; a lost password or an account is not.
@@ -244,6 +255,28 @@ LOCAL_FACT_KINDS = {
     "honours and awards": r"^(?!.*(评议|党费)).*((优秀共产党员|先进基层党组织|先进党组织|优秀党务工作者|两优一先)"
                           r".{0,12}(奖|条件|标准|怎么评|咋评|评选|名额)|(优秀党员|评优|评上优秀|评为优秀).{0,8}(奖金|"
                           r"奖多少|发钱|多少钱|给钱|奖品))",
+    # How many new members the branch may take this year: the county's plan for 发展党员 sets it, no entry does.
+    # How the candidates of an election outnumber the seats (election-candidates) is answered.
+    "quotas for new members": r"(发展党员|入党)[^，。,]{0,6}(名额|指标)|(名额|指标)[^，。,]{0,6}(发展党员|入党)|"
+                              r"(今年|明年|每年|一年)[^，。,]{0,6}(能|可以|要|给)?发展(几个|多少)(个)?(党员|人)",
+    # Running the premises and the paperwork, which no entry describes: an organization's seal (lost, recut, who
+    # keeps it), how many copies of a paper to hand in, the activity room's keys and lending it for a banquet or
+    # a game. What the room must be (org-wuyou-place) and how a member's own banquet is judged stay answered.
+    "seals": r"(公章|印章|章子)[^，。,]{0,6}(丢|掉了|遗失|找不到|被偷|被盗|刻|换新|谁管|谁保管|谁拿着|在谁|保管|作废|坏了)",
+    "copies of papers": r"^(?!.*记录).*(一式[几两二三四五]份|(交|写|填|印|打印|复印|准备|要|递|报)[^，。,\s]{0,3}(几|多少|好几)份)",
+    "keys and lending of the premises": r"(活动场所|活动室|党群服务中心|会议室|村部)[^，。,]{0,10}(钥匙|借给|借出去|租给|出租|"
+                                        r"租出去|办酒|摆酒|酒席|办席|婚礼|办丧事|打牌|麻将)",
+    # How old a secretary, a committee member or a village cadre may be, and when one must step down: set by the
+    # county's organization department. The age to apply for membership (join-who-can-apply) and to vote in the
+    # 村委会 election (org-village-voters) are answered.
+    "cadres' age limits": r"^(?!.*(选|投票|入党|发展党员|党费|评议)).*(书记|支委|委员|村干部|两委|村官|主任)[^，。,]{0,12}"
+                          r"(年龄限制|年龄上限|年龄要求|年龄界限|超龄|到龄|(多大|多少|几)(岁|年纪)|岁数.{0,4}(限制|要求|上限|规定))",
+    # Removing a secretary or a committee member from office (by the township's party committee): no entry says
+    # how. 撤销党内职务 as a sanction (member-discipline-types) and calling off a meeting (bot-cancel-meeting) stay
+    # answered; recalling a 村委会 member is village self-government's (a near miss above).
+    "removing a secretary": r"^(?!.*(处分|撤销党内职务|党纪|违纪|纪律|会议|开会|把会|会撤|权利|表决权)).*((书记|支委|支部委员)"
+                            r"[^，。,\s]{0,6}(免职|撤职|撤换|撤掉|撤了|撤下|拿掉|拿下|换掉|撸掉|撸了|撸下|罢免|罢掉|罢了|免掉|免了|下课)|"
+                            r"(撤掉|撤了|撤销了?|免去|免了|免掉|罢免|罢了|拿掉|拿下|换掉|撸掉|撸了)(他|她)?的?(支部书记|书记|支委))",
 }
 LOCAL_FACTS = re.compile("|".join(f"(?:{pattern})" for pattern in LOCAL_FACT_KINDS.values()))
 # A question that speaks of a member's death is about what follows a death: among close candidates, the entry
@@ -381,6 +414,15 @@ def _spell_lone_digits(text: str) -> str:
 
 
 
+# 入党 is said split around what happened (入了党, 没入上党, 入不了党): jieba then cuts 上党 (a place) or 入|了|党,
+# and the question loses the word it is about. The parts are put back together.
+_SPLIT_VERB = re.compile(r"入(?:了|上|成|过)党|入不(?:了|上|成)党")
+
+
+def _joined_verbs(text: str) -> str:
+    return _SPLIT_VERB.sub(lambda match: "不能入党" if match.group().startswith("入不") else "入党", text)
+
+
 _CJK = re.compile(r"[\u4e00-\u9fff]+")
 _WORD = re.compile(r"[\u4e00-\u9fffA-Za-z0-9.%]+")
 # jieba's hidden Markov model for words it does not know copies its best path at every character, so a long
@@ -414,7 +456,7 @@ class Analyzer:
 
     @staticmethod
     def fold(text: str) -> str:
-        return to_mandarin(_spell_lone_digits(unicodedata.normalize("NFKC", text).lower().strip()))
+        return _joined_verbs(to_mandarin(_spell_lone_digits(unicodedata.normalize("NFKC", text).lower().strip())))
 
     def canonical(self, text: str) -> str:
         text = self.homophones.fix(self.fold(text))

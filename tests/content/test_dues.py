@@ -15,6 +15,8 @@ from content.dues import compute
     ("4500", 4500, 4500), ("4,500元", 4500, 4500), ("4千5", 4500, 4500), ("1.2万", 12000, 12000),
     ("四千五", 4500, 4500), ("一万二", 12000, 12000), ("两千八", 2800, 2800), ("三千零五十", 3050, 3050),
     ("七八千", 7000, 8000), ("三四千", 3000, 4000), ("五千多", 5000, 6000), ("一万零五百", 10500, 10500),
+    # Two figures before 万 are a range too, not the second figure said exactly.
+    ("五六万", 50000, 60000), ("七八万", 70000, 80000),
 ])
 def test_amounts_as_people_say_them(said, low, high):
     found = amounts(f"一个月{said}")
@@ -52,6 +54,18 @@ CASES = [
     # What the asker says they do not have is not their situation: a farmer with no pension, not a retiree.
     ("嗯 我爸是党员 莫得退休金 就在家种地 他党费一个月交好多", "farmer", ["0.2元到1元"], ["退休金（养老金）算"]),
     ("俺不是退休的 厂里上班 到手四千五 党费交多少", "wage", ["交1%", "每月交45元"], []),
+    # A figure for a quarter (or half a year, or some counted months) is divided into months: the self-employed
+    # pay on last quarter's average monthly net income (art. 4); taken as a month's, 27,000 would pay 540 元.
+    ("跑货运的 上个季度刨去油钱净落两万七 党费每月该交多少", "self",
+     ["一个季度两万七", "平均每月约9000元", "交1.5%", "每月约交135元", "估算"], ["交2%", "540元"]),
+    ("俺包工程 半年下来挣了四万二 党费一个月交几个钱", "self", ["半年四万二", "平均每月约7000元", "每月约交105元"], []),
+    # (按多少交 asks the amount: it holds 少交, paying less, which is another question's word.)
+    ("我们两口子开了间早餐店 这四个月一共赚了两万 党费按多少交", "self", ["4个月两万", "平均每月约5000元", "交1%"],
+     ["交2%"]),
+    ("厂里一季度发了一万五工资 党费交多少", "wage", ["平均每月约5000元", "每月约交50元"], ["交2%"]),
+    ("跑运输一年挣七八万 党费交多少", "self", ["一年七八万", "交1.5%", "估算"], []),
+    # 开了家 / 开了间 / 开了个: a shop of one's own, whichever measure word.
+    ("我开了家小超市 一个月纯挣六千 党费怎么交", "self", ["上一季度平均每月的纯收入", "交1.5%", "每月交90元"], []),
 ]
 
 
@@ -73,6 +87,8 @@ def test_the_answer_states_the_bracket_and_the_figure(question, situation, state
     "工资三千 退休金四千 党费交多少",  # two figures
     "党费交上去都用在哪了",
     "一个月工资五千 够不够生活",  # no dues question
+    "跑车好几个月才挣了三万 党费交多少",  # months nobody counted: no monthly figure to work out
+    "我开了家饭馆 忙得顾不上开会 请假行不行 党费我按时交",  # a situation and dues said in passing
 ])
 def test_nothing_is_computed_for_what_only_mentions_dues(question):
     assert compute(question) is None

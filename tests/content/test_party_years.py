@@ -29,8 +29,28 @@ def test_worked_out_from_the_date_given(question, entry, states):
         assert fact in computed.text, (fact, computed.text)
 
 
+@pytest.mark.parametrize("question, states, never", [
+    # A birth date instead of an age: the month (or year) the asker turns 18 and may apply (党章 art. 1).
+    ("我外孙女2010年8月出生的 她哪一年可以写入党申请", ["2028年8月满18岁", "现在还不能递"], ["已经年满"]),
+    ("俺侄子是08年生的 现在能不能申请入党", ["2008年出生", "今年满18岁", "过了18岁生日"], ["现在还不能递"]),
+    ("我1998年生的 可以申请入党吗", ["已经年满18岁", "可以递交入党申请书"], ["还不能"]),
+    ("儿子2008年11月生人 够不够年龄申请入党", ["已经年满18岁"], ["还不能"]),
+])
+def test_a_birth_date_tells_when_one_may_apply(question, states, never):
+    computed = compute(question, TODAY)
+    assert computed is not None and computed.entry_ids == ("join-who-can-apply",), computed
+    assert computed.article == "第一条" and "年满18岁" in computed.text
+    for fact in states:
+        assert fact in computed.text, (fact, computed.text)
+    for wrong in never:
+        assert wrong not in computed.text, (wrong, computed.text)
+
+
 @pytest.mark.parametrize("question", ["党龄怎么算", "今年党龄多少", "2019年入党 党费交多少", "1976年 我们村修了路",
-                                      "预备党员怎么转正"])
+                                      "预备党员怎么转正",
+                                      # a birth date, but the question is about something else
+                                      "我1995年生的 入党申请书要手写吗", "2003年出生 入党积极分子要写思想汇报吗",
+                                      "俺是1958年生人 申请低保可以吗"])
 def test_no_date_or_no_such_question_goes_to_the_search(question):
     assert compute(question, TODAY) is None
 
