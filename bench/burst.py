@@ -711,6 +711,15 @@ def report(args, engine_name, city, shape, seeded, client, settled, cpus, peaks,
           + ("" if problems else " none"))
     for line, count in problems.most_common(8):
         print(f"- {count:,} × {line}")
+    # The last lines of each kind of traceback (its cause), so a failure can be read without the log.
+    endings = Counter()
+    for block in log_text.split("Traceback (most recent call last):")[1:]:
+        lines = [line for line in block.splitlines() if line.strip()]
+        frames = [line.strip() for line in lines if line.lstrip().startswith("File ")]
+        ending = next((line for line in lines if re.match(r"\w[\w.]*(Error|Exception|Exit)\b", line)), "?")
+        endings[f"{frames[-1] if frames else '?'} → {ending[:200]}"] += 1
+    for ending, count in endings.most_common(5):
+        print(f"- traceback ×{count:,}: {ending}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import json
 import logging
 import re
@@ -42,7 +43,7 @@ from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import TRIMMED_NOTE, normalize_input, split_reply, utf8_len
 from storage import dialogs, identities, inbound
-from storage.db import ON_LOOP, READ_ONLY
+from storage.db import ON_LOOP, READ_ONLY, database_busy, short_error
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
 
 log = logging.getLogger(__name__)
@@ -884,11 +885,12 @@ class Dispatcher:
     async def _process(self, message: Message, entry: _InFlight) -> None:
         key = message.dedup_key
         try:
+            claimed_at = self.clock.now()
             claim = await self._claims.submit(inbound.claim_row(
                 dedup_key=key, openid=message.user_id, kind=message.kind.value, payload=message.to_payload(),
-                now=self.clock.now()))
+                now=claimed_at))
             if claim.claimed:
-                passive = await self._handle_and_deliver(claim.message_id, message, entry)
+                passive = await self._handle_and_deliver(claim.message_id, claimed_at, message, entry)
             else:
                 passive = await self._answer_of(claim.existing)
             entry.future.set_result(passive)
@@ -899,8 +901,9 @@ class Dispatcher:
         finally:
             self._in_flight.pop(key, None)
 
-    async def _handle_and_deliver(self, message_id: int, message: Message, entry: _InFlight) -> str | None:
-        parts, pushed_first = await self._handle(message_id, message, entry)
+    async def _handle_and_deliver(self, message_id: int, claimed_at: datetime, message: Message,
+                                  entry: _InFlight) -> str | None:
+        parts, pushed_first = await self._handle(message_id, claimed_at, message, entry)
         if pushed_first or not parts:
             # Already pushed: a retry that came in the meantime must not show it a second time.
             return None
@@ -963,44 +966,78 @@ class Dispatcher:
             lock = self._user_locks[openid] = asyncio.Lock()
         return lock
 
-    async def _handle(self, message_id: int, message: Message, entry: _InFlight) -> tuple[list[str], bool]:
+    async def _handle(self, message_id: int, claimed_at: datetime, message: Message,
+                      entry: _InFlight) -> tuple[list[str], bool]:
         """Run the handler; its changes, the dialog state, the stored reply and the reply parts that
         are not passive (through the outbox) commit together. Returns the reply parts and whether the
-        first one was pushed (the budget had already run out)."""
+        first one was pushed (the budget had already run out).
+
+        A busy database (no pooled connection free in time, SQLite's lock held too long) is no fault of the
+        message: the claim stands and the transaction rolled back, so the handling is simply run again, for up
+        to a claim's lease, rather than telling the member 抱歉 and losing a check-in under load."""
+        loop = asyncio.get_running_loop()
         async with self._user_lock(message.user_id):
             if message.kind == Kind.VOICE and not message.text:
                 message = await self._hear(message, entry)
             prepared = await self._prepare(message)
-            async with self.sessions() as session:
+            give_up_at = loop.time() + self.settings.claim_lease
+            for attempt in itertools.count():
                 try:
-                    async with session.begin():
-                        # A message's reads and writes are a few indexed rows: on SQLite they run on the loop.
-                        await session.connection(execution_options=ON_LOOP)
-                        ctx = await self._context(session, message, entry.received_at)
-                        ctx.prepared = prepared
-                        await self._route(ctx)
-                        await self._save_dialog(ctx)
-                        # Messages waiting for this member's next message go with this reply (or, with none,
-                        # back to the outbox), committed with it: a retry gets the stored reply, lines included.
-                        reply, released = await hand_over_waiting(
-                            session, message.user_id, "\n\n".join(ctx.replies), now=self.clock.now(),
-                            opens_window=message.opens_window)
-                        ctx.outbox_touched |= released
-                        parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
-                        late = not entry.passive
-                        enqueued = await self._record(session, message, message_id, parts, late, ctx.outgoing,
-                                                      InboundStatus.DONE, full_reply=full) or ctx.outbox_touched
-                    self._run_deferred(ctx.deferred)
+                    parts, late, enqueued = await self._handle_once(message_id, claimed_at, message, entry, prepared)
+                    break
+                except inbound.ClaimLost:
+                    return self._claim_lost(message)
                 except Exception as error:
+                    if database_busy(error) and loop.time() < give_up_at:
+                        log.warning("database busy handling %s (%s); handling it again", message.dedup_key,
+                                    short_error(error))
+                        await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+                        continue
                     log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
-                    async with session.begin():
-                        await session.connection(execution_options=ON_LOOP)
-                        parts, late = [SORRY], not entry.passive
-                        enqueued = await self._record(session, message, message_id, parts, late, [],
-                                                      InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
+                    try:
+                        async with self.sessions() as session, session.begin():
+                            await session.connection(execution_options=ON_LOOP)
+                            parts, late = [SORRY], not entry.passive
+                            enqueued = await self._record(session, message, message_id, claimed_at, parts, late, [],
+                                                          InboundStatus.FAILED,
+                                                          error=f"{type(error).__name__}: {error}")
+                    except inbound.ClaimLost:
+                        return self._claim_lost(message)
+                    break
         if enqueued:
             self._wake_outbox()
         return parts, late
+
+    async def _handle_once(self, message_id: int, claimed_at: datetime, message: Message, entry: _InFlight,
+                           prepared: Any) -> tuple[list[str], bool, bool]:
+        """One try at handling in one transaction: the reply parts, whether they were pushed, and whether
+        anything went to the outbox."""
+        async with self.sessions() as session:
+            async with session.begin():
+                # A message's reads and writes are a few indexed rows: on SQLite they run on the loop.
+                await session.connection(execution_options=ON_LOOP)
+                ctx = await self._context(session, message, entry.received_at)
+                ctx.prepared = prepared
+                await self._route(ctx)
+                await self._save_dialog(ctx)
+                # Messages waiting for this member's next message go with this reply (or, with none, back to the
+                # outbox), committed with it: a retry gets the stored reply, lines included.
+                reply, released = await hand_over_waiting(
+                    session, message.user_id, "\n\n".join(ctx.replies), now=self.clock.now(),
+                    opens_window=message.opens_window)
+                ctx.outbox_touched |= released
+                parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
+                late = not entry.passive
+                enqueued = await self._record(session, message, message_id, claimed_at, parts, late, ctx.outgoing,
+                                              InboundStatus.DONE, full_reply=full) or ctx.outbox_touched
+            self._run_deferred(ctx.deferred)
+        return parts, late, enqueued
+
+    @staticmethod
+    def _claim_lost(message: Message) -> tuple[list[str], bool]:
+        # Nothing of this handling committed; the handling that took the message over answers (by push).
+        log.warning("%s was taken over after its claim ran out; this handling is dropped", message.dedup_key)
+        return [], False
 
     async def _hear(self, message: Message, entry: _InFlight) -> Message:
         """A voice message with no text (WeChat no longer recognizes speech): what the listener heard, before
@@ -1022,9 +1059,9 @@ class Dispatcher:
             log.exception("preparing the answer for %s failed; the handler does the work itself", message.dedup_key)
             return None
 
-    async def _record(self, session: AsyncSession, message: Message, message_id: int, parts: list[str], late: bool,
-                      outgoing: list[Outgoing], status: InboundStatus, error: str | None = None,
-                      full_reply: str | None = None) -> bool:
+    async def _record(self, session: AsyncSession, message: Message, message_id: int, claimed_at: datetime,
+                      parts: list[str], late: bool, outgoing: list[Outgoing], status: InboundStatus,
+                      error: str | None = None, full_reply: str | None = None) -> bool:
         """The outcome of a message, written in its transaction: the stored reply, and through the outbox
         whatever is not answered passively (every part once the budget ran out, else the parts after the
         first) together with what the handler enqueued. Returns whether anything went to the outbox."""
@@ -1032,8 +1069,9 @@ class Dispatcher:
             self._reply_parts(message_id, message, parts[1:], first=1)
         if outgoing or pushed:
             await enqueue_outgoing(session, [*outgoing, *pushed], now=self.clock.now(), settings=self.settings)
-        await inbound.finish(session, message_id, status=status, replies=parts, now=self.clock.now(),
-                             error=error, reply_mode="push" if late else None, full_reply=full_reply)
+        await inbound.finish(session, message_id, claimed_at=claimed_at, status=status, replies=parts,
+                             now=self.clock.now(), error=error, reply_mode="push" if late else None,
+                             full_reply=full_reply)
         return bool(outgoing or pushed)
 
     async def _context(self, session: AsyncSession, message: Message, received_at: datetime | None) -> Context:
@@ -1187,13 +1225,14 @@ class Dispatcher:
             orphans = await inbound.orphaned(session, claimed_before=cutoff)
         recovered = 0
         for orphan in orphans:
+            taken_at = self.clock.now()
             async with self.sessions() as session, session.begin():
-                won = await inbound.take_over(session, orphan, self.clock.now())
+                won = await inbound.take_over(session, orphan, taken_at)
             if not won:
                 continue
             message = Message.from_payload(json.loads(orphan.payload))
             entry = _InFlight(asyncio.get_running_loop().create_future(), late=True, received_at=orphan.received_at)
-            await self._handle_and_deliver(orphan.id, message, entry)
+            await self._handle_and_deliver(orphan.id, taken_at, message, entry)
             recovered += 1
             log.info("recovered orphaned message %s", orphan.dedup_key)
         return recovered

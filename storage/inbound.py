@@ -69,19 +69,33 @@ async def get(session: AsyncSession, message_id: int) -> InboundMessage | None:
     return await session.get(InboundMessage, message_id, populate_existing=True)
 
 
-# Built once, run on the driver in the handling transaction: it ends every message.
-_FINISH = Prepared(update(_TABLE).where(_TABLE.c.id == bindparam("message_id"))
+class ClaimLost(Exception):
+    """The message's claim was taken over (it ran past the lease, and recovery gave it to another handling):
+    this handling must not count. Raised in its transaction, which then rolls back."""
+
+
+# Built once, run on the driver in the handling transaction: it ends every message, if the claim is still
+# the one this handling holds.
+_FINISH = Prepared(update(_TABLE)
+                   .where(_TABLE.c.id == bindparam("message_id"), _TABLE.c.status == InboundStatus.PROCESSING.value,
+                          _TABLE.c.claimed_at == bindparam("claimed_at"))
                    .values(status=bindparam("status"), reply=bindparam("reply"), finished_at=bindparam("finished_at"),
-                           error=bindparam("error"), reply_mode=bindparam("reply_mode"), full_reply=bindparam("full_reply")))
+                           error=bindparam("error"), reply_mode=bindparam("reply_mode"), full_reply=bindparam("full_reply"))
+                   .returning(_TABLE.c.id))
 
 
-async def finish(session: AsyncSession, message_id: int, *, status: InboundStatus, replies: list[str],
-                 now: datetime, error: str | None = None, reply_mode: str | None = None,
+async def finish(session: AsyncSession, message_id: int, *, claimed_at: datetime, status: InboundStatus,
+                 replies: list[str], now: datetime, error: str | None = None, reply_mode: str | None = None,
                  full_reply: str | None = None) -> None:
+    """Record a message's outcome. claimed_at: when this handling claimed it; if the message has been claimed
+    again since (recovery took it over), raises ClaimLost and nothing of this handling may commit."""
     driver = await session_driver(session)
-    await driver.execute(*_FINISH.bind(driver, {
-        "message_id": message_id, "status": status.value, "reply": json.dumps(replies, ensure_ascii=False),
-        "finished_at": now, "error": error, "reply_mode": reply_mode, "full_reply": full_reply}))
+    finished = await driver.fetch(*_FINISH.bind(driver, {
+        "message_id": message_id, "claimed_at": claimed_at, "status": status.value,
+        "reply": json.dumps(replies, ensure_ascii=False), "finished_at": now, "error": error,
+        "reply_mode": reply_mode, "full_reply": full_reply}))
+    if not finished:
+        raise ClaimLost(message_id)
 
 
 async def set_reply_mode(session: AsyncSession, message_id: int, mode: str) -> None:

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 
 from bot.app import build_app
@@ -222,6 +223,63 @@ async def test_an_orphaned_message_is_handled_after_its_process_died(make_servic
     assert await service.dispatcher.recover_orphans() == 0
 
 
+async def test_a_busy_database_during_handling_handles_the_message_again_instead_of_saying_sorry(make_service,
+                                                                                                caplog):
+    """Under load no pooled connection may come free in time (SQLAlchemy's pool TimeoutError), or SQLite's
+    lock is held too long. The claim stands and the transaction rolled back: the member's check-in must not be
+    lost to 抱歉 — the handling runs again and the member gets the real reply, once."""
+    calls: list = []
+    router = Router("flaky")
+
+    @router.on(Command("记一下"))
+    async def note(session, message) -> str:
+        calls.append(message.msg_id)
+        if len(calls) == 1:
+            raise sa_exc.TimeoutError("QueuePool limit of size 30 overflow 0 reached, connection timed out")
+        session.add(Organization(name="第1党支部", org_type="党支部", path=f"x/{message.msg_id}"))
+        return "记下了"
+
+    service = await make_service(routers=[router])
+    assert (await service.emulator.post_xml(fixed_text("u1", "记一下", 9101))).reply == "记下了"
+    assert calls == ["9101", "9101"] and await organization_count(service) == 1
+    async with service.sessions() as session:
+        row = (await session.execute(select(InboundMessage))).scalar_one()
+    assert row.status == InboundStatus.DONE and row.error is None
+    assert any("database busy" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_handling_whose_claim_was_taken_over_commits_nothing(make_service):
+    """A handling that ran past the claim's lease may find the message taken over by orphan recovery (in this
+    process or another). Its transaction must then commit nothing — the taking handling answers — or the
+    message would be handled twice."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls)])
+    await service.say("u1", "帮助")  # opens the customer-service window for the pushed reply
+    dispatcher = service.dispatcher
+    handle_once = dispatcher._handle_once
+
+    async def taken_over_first(message_id, claimed_at, message, entry, prepared):
+        # What recover_orphans does from elsewhere once the lease ran out: claim the message anew.
+        async with service.sessions() as session, session.begin():
+            orphan = await inbound.get(session, message_id)
+            assert await inbound.take_over(session, orphan, claimed_at + timedelta(seconds=61))
+        return await handle_once(message_id, claimed_at, message, entry, prepared)
+
+    dispatcher._handle_once = taken_over_first
+    assert (await service.emulator.post_xml(fixed_text("u1", "记一下", 9201))).reply is None
+    assert calls == ["9201"] and await organization_count(service) == 0  # its writes rolled back
+    async with service.sessions() as session:
+        row = (await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.like("%9201")))).scalar_one()
+    assert row.status == InboundStatus.PROCESSING  # still the taker's to finish
+    # The taking handling (here: recovery after the new lease) answers, once.
+    dispatcher._handle_once = handle_once
+    service.clock.advance(seconds=service.settings.claim_lease + 62)
+    assert await dispatcher.recover_orphans() == 1
+    await service.deliver()
+    assert calls == ["9201", "9201"] and await organization_count(service) == 1
+    assert service.pushed("u1") == ["已记下第 2 次"]  # the router counts its calls: the dropped one was the first
+
+
 # ---------------------------------------------------------------- filters, dialogs and roles
 
 
@@ -328,8 +386,8 @@ async def test_a_retry_that_joins_after_the_reply_was_pushed_is_not_shown_it_aga
     dispatcher = service.dispatcher
     handle, seen = dispatcher._handle, []
 
-    async def handle_then_a_retry_joins(message_id, message, entry):
-        result = await handle(message_id, message, entry)
+    async def handle_then_a_retry_joins(message_id, claimed_at, message, entry):
+        result = await handle(message_id, claimed_at, message, entry)
         entry.waiting += 1  # WeChat's retry arrives just now, after the commit
         seen.append(entry)
         return result
