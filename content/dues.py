@@ -15,7 +15,8 @@ situation with a fixed figure: the search answers those. A figure said loosely (
 computed as an estimate and says so; one that could fall in either of two brackets gives both. A figure said
 for a year, a quarter or a counted number of months is divided into months (an estimate too); one for months
 nobody counted (几个月) is not computed. Without a figure, a situation is worked out only when the question asks
-what to pay. This module imports nothing from bot/ or handlers/.
+what to pay. A few mu of land or a few animals (种几亩地, 养几只鸡) are a farmer's own, not a large farm: only a
+herd or a field said in tens or more is self-employment. This module imports nothing from bot/ or handlers/.
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ _DUES = re.compile(r"党费|党废|当费|档费|挡费|党fei|(?<![a-z])df(?![a
 # Questions about dues that are not "how much for this income": the search answers them.
 _ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|死了|不在了|用途|用在|用到|花在|管理|特殊党费|(?<!多)少交|不交|没交|"
                         r"收据|网上|手机上|微信上|线上|多交|退还|免交|减交|谁收|交给谁|哪里交|在哪交")
+# A few (几, 两三, 十来): a few hens or a few mu of land are a farmer's own, not a business (养几只鸡, 种几亩地);
+# 几十头猪 and 几百亩 are not a few.
+_FEW = r"(?:几|一两|两三|三五|三四|四五|十来|十几|[一两二三四五六七八九十]|[0-9](?![0-9]))"
 _SITUATIONS = {
     "retiree": re.compile(r"退休|养老金|离休|退下来|退了"),
     "self": re.compile(r"零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:了)?(?:一?[个家间])?[^，。,；;\s]{0,3}?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|货运|"
                        r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
-                       r"养(?:了)?[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
+                       r"养(?!(?:了|着)?" + _FEW + r"[只头个窝条]?(?:猪|牛|羊|鸡|鸭|鹅|鱼|兔))(?:了)?"
+                       r"[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
     "wage": re.compile(r"工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
-    "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜"),
+    "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜|"
+                         r"种(?:了|着)?(?:点|" + _FEW + r")(?:来)?亩"),
     "low": re.compile(r"学生|上学|读书|上大学|研究生|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|一分钱收入"),
 }
 # A question without a figure is worked out only when it asks what to pay or how it is reckoned.

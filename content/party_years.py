@@ -7,7 +7,7 @@ member (转正), not from joining as a probationary member. When a member gives 
 转正 is normally a year later — the answer says it assumes so (the period can be extended by up to a year).
 The medal goes to members whose 党龄 has reached 50 years, usually around 七一. One may apply to join at 18 (党章
 art. 1): a birth date with a question about applying gets the month (or the year, when no month is given) the
-asker turns 18.
+asker turns 18; in that very month, a day given decides.
 
 Only questions that give a year (1976, 76年, 一九七六年, 去年, 前年) and ask one of these are computed; anything
 else goes to the search. This module imports nothing from bot/ or handlers/.
@@ -33,7 +33,8 @@ _ASKS_MEDAL = re.compile(r"纪念章|50年|五十年")
 _ASKS_CONVERSION = re.compile(r"(什么时候|啥时候|哪天|几时|多久|啥时|多长时间).{0,4}转正|转正.{0,6}(什么时候|啥时候|哪天|几时|多久)")
 # A birth date ("2011年4月生的", "08年出生") and a question whether or when one may apply to join.
 _BORN = re.compile(r"((?:19|20)?[0-9]{2}|(?:一九|二〇|二零)?[零〇一二三四五六七八九]{2})年(?:的)?"
-                   r"(?:([0-9]{1,2}|[一二三四五六七八九十]{1,3})月)?份?(?:出生|生的|生人|生(?![活病意产气日]))")
+                   r"(?:([0-9]{1,2}|[一二三四五六七八九十]{1,3})月份?(?:([0-9]{1,2}|[一二三四五六七八九十]{1,3})[号日])?)?"
+                   r"份?(?:出生|生的|生人|生(?![活病意产气日]))")
 _WHEN_OR_WHETHER = (r"(?:啥时候|什么时候|几时|哪年|哪一年|何时|多会|多大|能不能|能否|可不可以|够不够|够岁数|够年龄|满没满|"
                     r"行不行|中不中|能不|可以)")
 _APPLYING = r"(?:入党|申请书|[递交写打]申请)"
@@ -77,6 +78,19 @@ def _date_given(text: str, today: date) -> tuple[int, int | None] | None:
     return year, _month(match.group(2))
 
 
+def _day(text: str | None) -> int | None:
+    if not text:
+        return None
+    if text.isdigit():
+        value = int(text)
+    else:  # 二十, 二十一, 十五, 三十一, 九
+        tens, _, units = text.rpartition("十")
+        value = (MONTHS.get(tens, 1) if "十" in text else 0) * 10 + (MONTHS.get(units, 0) if units else 0)
+        if "十" in text and tens and tens not in MONTHS:
+            return None
+    return value if 1 <= value <= 31 else None
+
+
 def _full_years(since: tuple[int, int | None], today: date) -> tuple[int, bool]:
     """Whole years from since to today, and whether that is exact (the month was given)."""
     year, month = since
@@ -97,11 +111,20 @@ def _age_to_apply(text: str, today: date) -> Computed | None:
         return None
     year = _year(born.group(1), today)
     month = _month(born.group(2))
+    day = _day(born.group(3)) if month is not None else None
     if year is None or not 1900 <= year <= today.year:
         return None
     due_year = year + APPLY_AGE
     due = _when(due_year, month)
-    if (due_year, month or 12) < (today.year, today.month) and (month is not None or due_year < today.year):
+    if day is not None and (due_year, month) == (today.year, today.month):
+        # Born this month eighteen years ago, on a day given: the birthday decides.
+        born_on = f"{year}年{month}月{day}日"
+        if today.day >= day:
+            verdict = f"按您说的{born_on}出生，已经年满{APPLY_AGE}岁，年龄上够了，可以递交入党申请书。"
+        else:
+            verdict = (f"按您说的{born_on}出生，到{due_year}年{month}月{day}日满{APPLY_AGE}岁，满了就可以递交入党申请书，"
+                       "现在还不能递。")
+    elif (due_year, month or 12) < (today.year, today.month) and (month is not None or due_year < today.year):
         verdict = f"按您说的{_when(year, month)}出生，已经年满{APPLY_AGE}岁，年龄上够了，可以递交入党申请书。"
     elif due_year == today.year and month in (None, today.month):
         verdict = (f"按您说的{_when(year, month)}出生，{'这个月' if month else '今年'}满{APPLY_AGE}岁，"

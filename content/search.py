@@ -161,7 +161,11 @@ NEAR_MISS_KINDS = {
     "land, insurance, paperwork": r"^(?!.*(党|支部|书记|支书|四议|两公开|村务|公开)).*(宅基地|土地流转|征地|拆迁|补偿款|承包地|确权|流转|粮补|"
                                   r"种粮补贴)|医保|社保|养老保险|合作医疗|新农合|报销|医药费|"
                                   r"身份证(?!明)|户口本|驾照|驾驶证|残疾证|结婚证|社保卡",
-    "after-death money and customs": r"(丧葬费|抚恤金|丧葬补助).{0,8}(多少|能领|去哪|咋领|怎么领)|出殡|看日子|择日|风水",
+    # Whether there is any such money at all (有丧葬费没, 给不给抚恤金) is the same question; what follows a
+    # member's death in the branch (care-member-death) and dues of one who lives on 抚恤 are answered.
+    "after-death money and customs": r"(丧葬费|抚恤金|丧葬补助).{0,8}(多少|能领|去哪|咋领|怎么领)|出殡|看日子|择日|风水|"
+                                     r"^(?!.*党费).*((有没有|有|给不给|发不发|给|发)[^，。,]{0,4}(丧葬费|抚恤金|丧葬补助)|"
+                                     r"(丧葬费|抚恤金|丧葬补助)[^，。,]{0,4}(没|吗|么|不))",
     "weather and chit-chat": r"天气|会不会下|下不下雨|下雨不|下雨吗|带伞|冷不冷|热不热|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
                            r"^(?!.*(处分|警告|察看|撤销|纪律|党纪|开除)).*(升官|提拔|调走)",
@@ -186,7 +190,7 @@ NEAR_MISS_KINDS = {
                                r"(?<![党小])组长.{0,8}(选|产生|任期|几年|一届|不想干|不干了|谁当|谁来当))|"
                                r"^(?!.*(党|支部|支委|书记))(?=.*(村民委员会|村干部|村民|主任|委员)).*(罢免|罢掉|撤掉|撤换|"
                                r"拉下来|撸下来|选举委员会|流动票箱|海选|委托.{0,8}投票|代投|自荐|(选举|投票).{0,8}不在家|"
-                               r"村民委员会.{0,4}(选举|换届).{0,16}(有效|提名)|"
+                               r"村民委员会.{0,4}(选举|换届).{0,16}(有效|提名|当选|得票|多少票|几票|票数|过半)|"
                                r"(选票.{0,4}|票)[^，。,]{0,4}(写错|填错|画错|划错|涂错|弄错|填坏|写坏|弄坏|作废|废了|再要|重领|再领|"
                                r"换一张|补一张|补发|丢了))",
     # The village's other bodies and their rules: 红白理事会, 村规民约, 调解, 治保, 老年协会. A question about a
@@ -200,6 +204,12 @@ NEAR_MISS_KINDS = {
                                                  r"少先队|妇联|妇代会|妇女主任|妇女代表|妇女执委|妇女节|三八节|民兵|"
                                                  r"武装部|退伍|退役|复员|征兵|入伍|应征)",
     "people's congresses": r"人大代表|人民代表大会|[县乡镇市]人大|政协",
+    # WeChat or the phone itself going wrong (messages not arriving, a spinning wheel, the app crashing): not
+    # the assistant. A question that names the assistant, the branch or what one does with it (签到, 请假,
+    # 绑定, 通知, 开会) stays ours: bot-voice, bot-rebind and the notices' entries answer those.
+    "WeChat and the phone themselves": r"^(?!.*(助手|公众号|这个号|支部|书记|党|签到|请假|绑|通知|开会|会议|组织|学习)).*"
+                                       r"(微信|手机)[^，。,]{0,8}(收不到|发不出|发不了|打不开|闪退|卡住|卡死|转圈|登不上|"
+                                       r"登不进|没声音|没有声音|听不了|听不到|黑屏|死机)",
     # Schooling aid for a member's children or grandchildren: no rule gives members' families any; the help a
     # member in hardship or hit by a disaster gets is answered by its entries.
     "aid for members' children": r"^(?!.*(困难|灾|事故|慰问|党费|去世|过世|病逝))(?=.*(上学|大学|读书|考上|学费|入学|升学|"
@@ -255,6 +265,17 @@ LOCAL_FACT_KINDS = {
     "honours and awards": r"^(?!.*(评议|党费)).*((优秀共产党员|先进基层党组织|先进党组织|优秀党务工作者|两优一先)"
                           r".{0,12}(奖|条件|标准|怎么评|咋评|评选|名额)|(优秀党员|评优|评上优秀|评为优秀).{0,8}(奖金|"
                           r"奖多少|发钱|多少钱|给钱|奖品))",
+    # Which organizations are 软弱涣散 and how they are set right: the county's party committee names them each
+    # year by its own list. Where a 第一书记 is sent (org-first-secretary-where, which names such villages) is
+    # answered.
+    "weak organizations": r"^(?!.*(第一书记|派)).*软弱涣散",
+    # The village work team (驻村工作队): how many, who, for how long is the county's. The 第一书记 it works with
+    # is answered by its entries and the passages.
+    "the village work team": r"^(?!.*第一书记).*工作队[^，。,]{0,10}(几个|多少|谁|哪|多久|几年|啥时候|什么时候|换|干啥|干什么|管啥)",
+    # Whether cadres keep office hours or a duty rota (坐班, 值班): set by the township and the village. When
+    # meetings and check-in open is answered.
+    "cadres' office hours": r"(书记|支书|村干部|两委|支委|村官|主任|干部|委员|村部|村委会|党群服务中心)[^，。,]{0,10}"
+                            r"(坐班|值班|轮班|轮流上班|天天上班|每天上班|几点上班|上班时间)",
     # How many new members the branch may take this year: the county's plan for 发展党员 sets it, no entry does.
     # How the candidates of an election outnumber the seats (election-candidates) is answered.
     "quotas for new members": r"(发展党员|入党)[^，。,]{0,6}(名额|指标)|(名额|指标)[^，。,]{0,6}(发展党员|入党)|"
@@ -768,6 +789,12 @@ class QaIndex:
     def _search_bare(self, question: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
         # A dues question that states an income, a 党龄 question that gives a date: worked out (content/computed.py).
         computed = compute_answer(question, today)
+        if computed is None:
+            # A slip in the words that make a question computable (申情书 for 申请书): read it
+            # again with slips put right (no synonyms: the computations read the member's own words).
+            fixed = self.analyzer.homophones.fix(self.analyzer.fold(question))
+            if fixed != self.analyzer.fold(question):
+                computed = compute_answer(fixed, today)
         if computed is not None:
             return self._computed_answer(question, computed)
         # With slips fixed and synonyms applied (正审 → 政治审查, 领低保 → 最低生活保障金): the patterns name both forms.

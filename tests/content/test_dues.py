@@ -66,6 +66,11 @@ CASES = [
     ("跑运输一年挣七八万 党费交多少", "self", ["一年七八万", "交1.5%", "估算"], []),
     # 开了家 / 开了间 / 开了个: a shop of one's own, whichever measure word.
     ("我开了家小超市 一个月纯挣六千 党费怎么交", "self", ["上一季度平均每月的纯收入", "交1.5%", "每月交90元"], []),
+    # A few mu of land and a few animals are a farmer's own, not a business (规模种养 is): 种了五亩地 is farming,
+    # 养了两头牛 is no 养殖 business; a herd of dozens still is.
+    ("俺就种着五亩地 养了两头牛 党费一个月交几毛", "farmer", ["0.2元到1元"], ["上一季度"]),
+    ("家里种了三亩田 党员党费交多少", "farmer", ["0.2元到1元"], ["上一季度"]),
+    ("养了几十头牛 党费咋算", "self", ["上一季度平均每月的纯收入"], ["0.2元到1元"]),
 ]
 
 

@@ -35,6 +35,10 @@ def test_worked_out_from_the_date_given(question, entry, states):
     ("俺侄子是08年生的 现在能不能申请入党", ["2008年出生", "今年满18岁", "过了18岁生日"], ["现在还不能递"]),
     ("我1998年生的 可以申请入党吗", ["已经年满18岁", "可以递交入党申请书"], ["还不能"]),
     ("儿子2008年11月生人 够不够年龄申请入党", ["已经年满18岁"], ["还不能"]),
+    # A day with the month: in the month one turns 18, the day decides (TODAY is 6 December 2026).
+    ("外甥是2008年12月19号出生的 能不能写入党申请书", ["2026年12月19日满18岁", "现在还不能递"], ["已经年满"]),
+    ("二〇〇八年十二月三日生的 可以交申请书了吗", ["2008年12月3日出生", "已经年满18岁"], ["还不能"]),
+    ("我2008年3月5日出生 能入党吗", ["2008年3月出生", "已经年满18岁"], ["还不能"]),
 ])
 def test_a_birth_date_tells_when_one_may_apply(question, states, never):
     computed = compute(question, TODAY)
