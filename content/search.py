@@ -308,6 +308,16 @@ DEATH_CUE = re.compile(r"走了|(?:刚|才|已经)走(?![访路亲动出进到�
 DEATH_TAG = "去世"
 DEATH_TAGS = frozenset({DEATH_TAG, "病逝"})
 CUE_CONFIDENCE = 0.3
+# A question about the 党员大会 that counts votes cast (赞成, 得票, 多少票) asks whether a vote passed or elected
+# someone: the entry on the meeting's attendance (tagged VOTE_FROM) says only whether it may be held, so among
+# close candidates the entry on its votes answers: an election's (ELECTION_TAGS) when the question speaks of
+# electing (选), else a resolution's (RESOLUTION_TAGS: admitting a member). Other meetings' attendance and votes
+# (支委会, 村民会议) are left as found.
+VOTE_CUE = re.compile(r"赞成|得票|多少票|几票|几张票")
+ELECTING = re.compile(r"选|得票")
+VOTE_FROM = frozenset({"党员大会", "到会人数"})
+ELECTION_TAGS = frozenset({"投票", "当选"})
+RESOLUTION_TAGS = frozenset({"表决"})
 
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
 # question with none of them ("低保怎么申请", "今天几号") weighs against answering.
@@ -817,7 +827,22 @@ class QaIndex:
         probability = _logistic(features) if features is not None else 0.0
         result = self._choose(question, found, probability, answer_threshold, suggest_threshold)
         result.ranked = ranked
-        return self._after_death(question, result, ranked)
+        return self._after_vote(question, self._after_death(question, result, ranked), ranked)
+
+    def _after_vote(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
+        if result.status != ANSWERED or not VOTE_CUE.search(question):
+            return result
+        entry = self.faq_by_id.get(result.entry_id or "")
+        if entry is None or not VOTE_FROM <= set(entry.tags):
+            return result
+        tags = ELECTION_TAGS if ELECTING.search(question) else RESOLUTION_TAGS
+        for item, confidence in ranked[:3]:
+            candidate = self.faq_by_id.get(item)
+            if candidate is not None and tags & set(candidate.tags) and confidence >= CUE_CONFIDENCE:
+                chosen = self.answer_of(item, question=question, confidence=result.confidence)
+                chosen.ranked = ranked
+                return chosen
+        return result
 
     def _after_death(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
         if result.status != ANSWERED or not DEATH_CUE.search(question):

@@ -178,3 +178,17 @@ def test_a_slip_in_what_makes_a_question_computable_is_put_right_first(index):
     result = index.search("闺女2010年5月生的 哪年能交申情书")
     assert (result.status, result.entry_id) == (ANSWERED, "join-who-can-apply"), result
     assert "满18岁" in result.answer
+
+
+@pytest.mark.parametrize("question, entry", [
+    # Votes counted at a 党员大会: whether it passed is the vote's entry, not the attendance one (which says only
+    # whether the meeting may be held); an election's when the question speaks of electing.
+    ("支部开党员大会 二十六个正式党员来了十八个 赞成的有十四个 这算通过了吗", "join-branch-vote"),
+    ("俺们支部四十个党员 党员大会到了三十五个 选支委时候选人要得几票", "election-voting"),
+    # Without votes counted, and at other meetings, the entries found stay.
+    ("党员大会要到多少人才能开", "meeting-dahui-quorum"), ("支委会研究事情 赞成的过半数就行吗", "meeting-zhiweihui-quorum"),
+    ("村民会议作决定 要多少人赞成才算数", "village-cunmin-huiyi"),
+])
+def test_votes_counted_at_a_members_meeting_find_the_votes_entry(index, question, entry):
+    result = index.search(question)
+    assert (result.status, result.entry_id) == (ANSWERED, entry), result
