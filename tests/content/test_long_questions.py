@@ -47,11 +47,13 @@ def _long_text(length: int, seed: int = 0) -> str:
 
 
 def test_the_cut_leaves_every_real_question_whole():
-    # The length is set from the data: the longest evaluation question and content phrasing fit five times over.
+    # The cut is a minute of speech (WeChat's limit for a voice message), some 250 to 300 characters: every
+    # evaluation question and content phrasing fits in it twice over. (The longest, 104 characters, is a dictated
+    # question of holdout10; the margin was four times before that set came.)
     content = load_valid_content()
     longest = max(len(text) for text in [*_questions(),
                                          *(t for e in content.faq for t in (e.question, *e.phrasings))])
-    assert longest * 4 < QUESTION_MAX_CHARS
+    assert longest * 2 < QUESTION_MAX_CHARS
     assert clip_question("党费怎么交") == "党费怎么交"
 
 
