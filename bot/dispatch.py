@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import itertools
 import json
 import logging
 import re
@@ -975,38 +974,40 @@ class Dispatcher:
         A busy database (no pooled connection free in time, SQLite's lock held too long) is no fault of the
         message: the claim stands and the transaction rolled back, so the handling is simply run again, for up
         to a claim's lease, rather than telling the member 抱歉 and losing a check-in under load."""
-        loop = asyncio.get_running_loop()
         async with self._user_lock(message.user_id):
             if message.kind == Kind.VOICE and not message.text:
                 message = await self._hear(message, entry)
             prepared = await self._prepare(message)
-            give_up_at = loop.time() + self.settings.claim_lease
-            for attempt in itertools.count():
-                try:
-                    parts, late, enqueued = await self._handle_once(message_id, claimed_at, message, entry, prepared)
-                    break
-                except inbound.ClaimLost:
-                    return self._claim_lost(message)
-                except Exception as error:
-                    if database_busy(error) and loop.time() < give_up_at:
-                        log.warning("database busy handling %s (%s); handling it again", message.dedup_key,
-                                    short_error(error))
-                        await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
-                        continue
-                    log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
-                    try:
-                        async with self.sessions() as session, session.begin():
-                            await session.connection(execution_options=ON_LOOP)
-                            parts, late = [SORRY], not entry.passive
-                            enqueued = await self._record(session, message, message_id, claimed_at, parts, late, [],
-                                                          InboundStatus.FAILED,
-                                                          error=f"{type(error).__name__}: {error}")
-                    except inbound.ClaimLost:
-                        return self._claim_lost(message)
-                    break
+            try:
+                parts, late, enqueued = await self._handle_until_done(message_id, claimed_at, message, entry, prepared)
+            except inbound.ClaimLost:
+                # Nothing of this handling committed; the handling that took the message over answers.
+                log.warning("%s was taken over after its claim ran out; this handling is dropped", message.dedup_key)
+                return [], False
         if enqueued:
             self._wake_outbox()
         return parts, late
+
+    async def _handle_until_done(self, message_id: int, claimed_at: datetime, message: Message, entry: _InFlight,
+                                 prepared: Any) -> tuple[list[str], bool, bool]:
+        """Handle the message, again while the database is busy (up to a claim's lease); a handler that fails
+        otherwise finishes it as failed. Raises ClaimLost when the message was taken over meanwhile."""
+        loop = asyncio.get_running_loop()
+        give_up_at, pause = loop.time() + self.settings.claim_lease, 0.05
+        while True:
+            try:
+                return await self._handle_once(message_id, claimed_at, message, entry, prepared)
+            except inbound.ClaimLost:
+                raise
+            except Exception as error:
+                if database_busy(error) and loop.time() < give_up_at:
+                    log.warning("database busy handling %s (%s); handling it again", message.dedup_key,
+                                short_error(error))
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+                    continue
+                log.exception("handler failed for %s (%s)", message.dedup_key, message.kind)
+                return await self._record_failure(message_id, claimed_at, message, entry, error)
 
     async def _handle_once(self, message_id: int, claimed_at: datetime, message: Message, entry: _InFlight,
                            prepared: Any) -> tuple[list[str], bool, bool]:
@@ -1033,11 +1034,16 @@ class Dispatcher:
             self._run_deferred(ctx.deferred)
         return parts, late, enqueued
 
-    @staticmethod
-    def _claim_lost(message: Message) -> tuple[list[str], bool]:
-        # Nothing of this handling committed; the handling that took the message over answers (by push).
-        log.warning("%s was taken over after its claim ran out; this handling is dropped", message.dedup_key)
-        return [], False
+    async def _record_failure(self, message_id: int, claimed_at: datetime, message: Message, entry: _InFlight,
+                              error: Exception) -> tuple[list[str], bool, bool]:
+        """The handler raised and its transaction rolled back: the message is finished as failed, with the apology
+        that retries get too."""
+        async with self.sessions() as session, session.begin():
+            await session.connection(execution_options=ON_LOOP)
+            parts, late = [SORRY], not entry.passive
+            enqueued = await self._record(session, message, message_id, claimed_at, parts, late, [],
+                                          InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        return parts, late, enqueued
 
     async def _hear(self, message: Message, entry: _InFlight) -> Message:
         """A voice message with no text (WeChat no longer recognizes speech): what the listener heard, before

@@ -71,6 +71,9 @@ _SPAN = re.compile(r".*(一年到头|年收入|年薪|全年|一年|每年|季�
                    rf"[^，。,；;]{{0,{SPAN_GAP}}}$")
 _MONTHS_SAID = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10,
                 "十一": 11, "十二": 12}
+# Spans that name their months outright.
+_SPAN_MONTHS = {"一年到头": 12, "年收入": 12, "年薪": 12, "全年": 12, "一年": 12, "每年": 12, "季度": 3, "一季": 3,
+                "半年": 6, "仨月": 3, "俩月": 2}
 _SPAN_LABELS = {12: "一年", 6: "半年", 3: "一个季度"}
 
 
@@ -81,14 +84,8 @@ def months_of(before: str) -> int | None:
     if match is None:
         return 1
     span = match.group(1)
-    if span in ("一年到头", "年收入", "年薪", "全年", "一年", "每年"):
-        return 12
-    if span in ("季度", "一季"):
-        return 3
-    if span == "半年":
-        return 6
-    if span in ("仨月", "俩月"):
-        return 3 if span == "仨月" else 2
+    if span in _SPAN_MONTHS:
+        return _SPAN_MONTHS[span]
     if span.endswith("个月") and span not in ("几个月", "个把月", "每个月"):
         figure = span[:-2]
         return int(figure) if figure.isdigit() else _MONTHS_SAID.get(figure)

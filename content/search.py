@@ -490,10 +490,13 @@ class Analyzer:
         return _joined_verbs(to_mandarin(_spell_lone_digits(unicodedata.normalize("NFKC", text).lower().strip())))
 
     def canonical(self, text: str) -> str:
-        text = self.homophones.fix(self.fold(text))
+        return self.with_synonyms(self.homophones.fix(self.fold(text)))
+
+    def with_synonyms(self, fixed: str) -> str:
+        """A folded text with its slips fixed, each synonym replaced by its canonical term."""
         if not self.synonyms:
-            return text
-        return "".join(self.synonyms.get(word, word) for word in self._jieba.cut(text, HMM=False))
+            return fixed
+        return "".join(self.synonyms.get(word, word) for word in self._jieba.cut(fixed, HMM=False))
 
     def tokens(self, text: str, canonical: str | None = None) -> list[str]:
         """The canonical text's tokens, then those of the text as written that the canonical one lacks: a
@@ -798,22 +801,22 @@ class QaIndex:
 
     def _search_bare(self, question: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
         # A dues question that states an income, a 党龄 question that gives a date: worked out (content/computed.py).
+        folded = self.analyzer.fold(question)
+        fixed = self.analyzer.homophones.fix(folded)
         computed = compute_answer(question, today)
-        if computed is None:
-            # A slip in the words that make a question computable (申情书 for 申请书): read it
-            # again with slips put right (no synonyms: the computations read the member's own words).
-            fixed = self.analyzer.homophones.fix(self.analyzer.fold(question))
-            if fixed != self.analyzer.fold(question):
-                computed = compute_answer(fixed, today)
+        if computed is None and fixed != folded:
+            # A slip in the words that make a question computable (申情书 for 申请书): read it again with slips
+            # put right (no synonyms: the computations read the member's own words).
+            computed = compute_answer(fixed, today)
         if computed is not None:
             return self._computed_answer(question, computed)
         # With slips fixed and synonyms applied (正审 → 政治审查, 领低保 → 最低生活保障金): the patterns name both forms.
-        canonical = self.analyzer.canonical(question)
+        canonical = self.analyzer.with_synonyms(fixed)
         if NEAR_MISSES.search(canonical):
             return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0)
         if LOCAL_FACTS.search(canonical):
             return Answer(question=question, status=OUT_OF_SCOPE, confidence=0.0, in_domain=True)
-        verbatim = self._verbatim.get(normalize_question(self.analyzer.fold(question)))
+        verbatim = self._verbatim.get(normalize_question(folded))
         if verbatim is not None:
             result = self.answer_of(self.faq[verbatim].id, question=question, confidence=1.0)
             result.ranked = [(result.entry_id, 1.0)]

@@ -78,7 +78,7 @@ def test_the_search_reads_at_most_the_cut_length_in_every_step(shipped, monkeypa
 
     analyzer = shipped.analyzer
     monkeypatch.setattr(analyzer, "fold", spy("fold", analyzer.fold))
-    monkeypatch.setattr(analyzer, "canonical", spy("canonical", analyzer.canonical))
+    monkeypatch.setattr(analyzer, "with_synonyms", spy("canonical", analyzer.with_synonyms))
     monkeypatch.setattr(analyzer.homophones, "fix", spy("slips", analyzer.homophones.fix))
     monkeypatch.setattr(analyzer._jieba, "cut", spy("jieba", analyzer._jieba.cut))
     monkeypatch.setattr(analyzer._jieba, "cut_for_search", spy("jieba search mode", analyzer._jieba.cut_for_search))
