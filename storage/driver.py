@@ -81,6 +81,11 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self._statement = statement
         self._compiled: dict[str, tuple[Any, str, list[tuple[str, Any]]]] = {}
+        self._readers: dict[str, list[Any]] = {}
+
+    @property
+    def statement(self) -> Any:
+        return self._statement
 
     def _for(self, dialect) -> tuple[Any, str, list[tuple[str, Any]]]:
         found = self._compiled.get(dialect.name)
@@ -95,16 +100,40 @@ class Prepared:
         values = compiled.construct_params(parameters, _check=False)
         return sql, [process(values[name]) for name, process in order]
 
+    async def rows(self, driver: "Driver", parameters: dict[str, Any]) -> list[tuple]:
+        """The rows of a SELECT, each value as SQLAlchemy would read it (the columns' result processors:
+        SQLite's stored text as dates and times, integers as booleans)."""
+        readers = self._readers.get(driver.dialect.name)
+        if readers is None:
+            readers = self._readers[driver.dialect.name] = [
+                column.type.dialect_impl(driver.dialect).result_processor(driver.dialect, None)
+                for column in self._statement.selected_columns]
+        rows = await driver.fetch(*self.bind(driver, parameters))
+        if not any(readers):
+            return rows
+        return [tuple(value if read is None or value is None else read(value) for read, value in zip(readers, row))
+                for row in rows]
+
 
 async def session_driver(session: AsyncSession) -> "Driver":
     """The driver under a session's open transaction: statements run in that transaction, after what the
-    session already sent (they do not flush the session: use them for rows the ORM does not hold)."""
+    session already sent (they do not flush the session: use them for rows the ORM does not hold).
+
+    On PostgreSQL SQLAlchemy sends BEGIN with the transaction's first statement through it, so a driver statement
+    before any such one would run outside the transaction: every caller runs after the sender's lookup
+    (storage.identities.touch), which goes through SQLAlchemy there."""
+    # Asked for several times a message (the sender, the finish, the hand-over): kept with the session's
+    # transaction, since session.connection() costs more than the statements it serves.
+    held = session.info.get(_DRIVER)
+    if held is not None and held[0] is session.sync_session.get_transaction():
+        return held[1]
     connection = await session.connection()
     # Kept with the pooled connection (its info lives as long as the driver connection does).
     driver = connection.info.get(_DRIVER)
     if driver is None:
         raw = (await connection.get_raw_connection()).driver_connection
         driver = connection.info[_DRIVER] = Driver(session.bind, raw)
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
     return driver
 
 
