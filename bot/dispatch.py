@@ -42,8 +42,10 @@ from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import TRIMMED_NOTE, normalize_input, split_reply, utf8_len
 from storage import dialogs, identities, inbound
-from storage.db import ON_LOOP, READ_ONLY, database_busy, short_error
+from storage.db import READ_ONLY, database_busy, short_error
+from storage.driver import Driver
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
+from storage.transaction import MessageTransaction
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +358,7 @@ class CommandHelp:
 class Context:
     """What a handler may use: the member, a database session, the clock, and ways to answer."""
 
-    def __init__(self, *, message: Message, session: AsyncSession, clock: Clock, identity: WeChatIdentity,
+    def __init__(self, *, message: Message, transaction: MessageTransaction, clock: Clock, identity: WeChatIdentity,
                  member: Member | None, dialog: Dialog, catalog: list["Handler"], settings: Any,
                  received_at: datetime | None = None,
                  listeners: dict[str, list["Listener"]] | None = None,
@@ -364,7 +366,9 @@ class Context:
                  reminder_kinds: list[ReminderKind] | None = None) -> None:
         self.message = message
         self.received_at = received_at or clock.now()
-        self.session = session
+        self._transaction = transaction
+        # Statements straight on the driver, in the message's transaction (storage.driver).
+        self.driver: Driver = transaction.driver
         self.clock = clock
         self.identity = identity
         self.member = member
@@ -385,6 +389,11 @@ class Context:
         self.deferred: list[tuple[Any, Callable[[JobContext], Awaitable[Any]]]] = []
         # What the text fallback prepared before the transaction (Router.text_fallback's prepare), if it ran.
         self.prepared: Any = None
+
+    @property
+    def session(self) -> AsyncSession:
+        """The message's ORM session, in its transaction: opened the first time a handler asks for it."""
+        return self._transaction.session
 
     @property
     def now(self) -> datetime:
@@ -1013,35 +1022,34 @@ class Dispatcher:
                            prepared: Any) -> tuple[list[str], bool, bool]:
         """One try at handling in one transaction: the reply parts, whether they were pushed, and whether
         anything went to the outbox."""
-        async with self.sessions() as session:
-            async with session.begin():
-                # A message's reads and writes are a few indexed rows: on SQLite they run on the loop.
-                await session.connection(execution_options=ON_LOOP)
-                ctx = await self._context(session, message, entry.received_at)
-                ctx.prepared = prepared
-                await self._route(ctx)
-                await self._save_dialog(ctx)
-                # Messages waiting for this member's next message go with this reply (or, with none, back to the
-                # outbox), committed with it: a retry gets the stored reply, lines included.
-                reply, released = await hand_over_waiting(
-                    session, message.user_id, "\n\n".join(ctx.replies), now=self.clock.now(),
-                    opens_window=message.opens_window)
-                ctx.outbox_touched |= released
-                parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
-                late = not entry.passive
-                enqueued = await self._record(session, message, message_id, claimed_at, parts, late, ctx.outgoing,
-                                              InboundStatus.DONE, full_reply=full) or ctx.outbox_touched
-            self._run_deferred(ctx.deferred)
+        # A message's reads and writes are a few indexed rows: on SQLite they run on the loop, on the driver, and
+        # the ORM session opens only for a handler that asks for it (storage.transaction).
+        async with MessageTransaction(self.sessions) as transaction:
+            ctx = await self._context(transaction, message, entry.received_at)
+            ctx.prepared = prepared
+            await self._route(ctx)
+            await self._save_dialog(ctx)
+            # Messages waiting for this member's next message go with this reply (or, with none, back to the
+            # outbox), committed with it: a retry gets the stored reply, lines included.
+            reply, released = await hand_over_waiting(
+                ctx.driver, message.user_id, "\n\n".join(ctx.replies), now=self.clock.now(),
+                opens_window=message.opens_window)
+            ctx.outbox_touched |= released
+            parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
+            late = not entry.passive
+            enqueued = await self._record(transaction, message, message_id, claimed_at, parts, late, ctx.outgoing,
+                                          InboundStatus.DONE, full_reply=full) or ctx.outbox_touched
+        self._run_deferred(ctx.deferred)
         return parts, late, enqueued
 
     async def _record_failure(self, message_id: int, claimed_at: datetime, message: Message, entry: _InFlight,
                               error: Exception) -> tuple[list[str], bool, bool]:
         """The handler raised and its transaction rolled back: the message is finished as failed, with the apology
         that retries get too."""
-        async with self.sessions() as session, session.begin():
-            await session.connection(execution_options=ON_LOOP)
+        async with MessageTransaction(self.sessions) as transaction:
+            await transaction.ensure_driver()
             parts, late = [SORRY], not entry.passive
-            enqueued = await self._record(session, message, message_id, claimed_at, parts, late, [],
+            enqueued = await self._record(transaction, message, message_id, claimed_at, parts, late, [],
                                           InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
         return parts, late, enqueued
 
@@ -1065,7 +1073,7 @@ class Dispatcher:
             log.exception("preparing the answer for %s failed; the handler does the work itself", message.dedup_key)
             return None
 
-    async def _record(self, session: AsyncSession, message: Message, message_id: int, claimed_at: datetime,
+    async def _record(self, transaction: MessageTransaction, message: Message, message_id: int, claimed_at: datetime,
                       parts: list[str], late: bool, outgoing: list[Outgoing], status: InboundStatus,
                       error: str | None = None, full_reply: str | None = None) -> bool:
         """The outcome of a message, written in its transaction: the stored reply, and through the outbox
@@ -1074,15 +1082,17 @@ class Dispatcher:
         pushed = self._reply_parts(message_id, message, parts, first=0) if late else \
             self._reply_parts(message_id, message, parts[1:], first=1)
         if outgoing or pushed:
-            await enqueue_outgoing(session, [*outgoing, *pushed], now=self.clock.now(), settings=self.settings)
-        await inbound.finish(session, message_id, claimed_at=claimed_at, status=status, replies=parts,
+            await enqueue_outgoing(transaction.session, [*outgoing, *pushed], now=self.clock.now(),
+                                   settings=self.settings)
+        await inbound.finish(await transaction.ensure_driver(), message_id, claimed_at=claimed_at, status=status, replies=parts,
                              now=self.clock.now(), error=error, reply_mode="push" if late else None,
                              full_reply=full_reply)
         return bool(outgoing or pushed)
 
-    async def _context(self, session: AsyncSession, message: Message, received_at: datetime | None) -> Context:
+    async def _context(self, transaction: MessageTransaction, message: Message,
+                       received_at: datetime | None) -> Context:
         now = self.clock.now()
-        sender = await identities.touch(session, message.user_id, now=now, opens_window=message.opens_window,
+        sender = await identities.touch(transaction, message.user_id, now=now, opens_window=message.opens_window,
                                         subscribed=message.event != "unsubscribe")
         identity, member, state = sender.identity, sender.member, sender.dialog
         dialog = Dialog()
@@ -1093,7 +1103,8 @@ class Dispatcher:
                 self._in_dialog.add(message.user_id)
             else:
                 dialog = Dialog(expired=not json.loads(state.data).get(QUIET_END), changed=True)
-        return Context(message=message, session=session, clock=self.clock, identity=identity, member=member,
+        await transaction.ensure_driver()
+        return Context(message=message, transaction=transaction, clock=self.clock, identity=identity, member=member,
                        dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at,
                        listeners=self.listeners, configs=self.configs, provided=self.provided,
                        reminder_kinds=self.reminder_kinds)

@@ -53,6 +53,7 @@ from bot.wechat.client import (
 )
 from storage import outbox as store
 from storage.db import RoundFailures, database_busy, short_error
+from storage.driver import Driver
 from storage.outbox import WINDOW_LENGTH, WINDOW_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ async def enqueue_members(session: AsyncSession, member_ids: Select, *, key_pref
         waits=waits, expires_at=expires_at)
 
 
-async def hand_over_waiting(session: AsyncSession, openid: str, reply: str, *, now: datetime,
+async def hand_over_waiting(driver: Driver, openid: str, reply: str, *, now: datetime,
                             opens_window: bool) -> tuple[str, bool]:
     """The member behind openid just wrote and reply is the answer (empty: none): in the same transaction as
     that answer is stored, their waiting messages leave the waiting state. Returns the reply to give and
@@ -230,10 +231,10 @@ async def hand_over_waiting(session: AsyncSession, openid: str, reply: str, *, n
     go to the outbox, due now, if the message opened the window; otherwise they keep waiting.
     """
     if reply:
-        lines = await store.hand_over_waiting(session, openid, now=now, channel=REPLY)
+        lines = await store.hand_over_waiting(driver, openid, now=now, channel=REPLY)
         return "\n".join([reply, *dict.fromkeys(lines)]), False
     if opens_window:
-        return reply, await store.release_waiting(session, openid, now=now) > 0
+        return reply, await store.release_waiting(driver, openid, now=now) > 0
     return reply, False
 
 

@@ -39,6 +39,9 @@ READ_ONLY = {"zhibu_read_only": True}
 # its statements run on the event loop instead of a round trip to the driver's thread each (see
 # storage.sqlite_driver). It must not read or write much. Other engines ignore it.
 ON_LOOP = {"zhibu_on_loop": True}
+# Execution option for a Connection made over a pooled connection whose transaction was begun on the driver
+# (storage.transaction): SQLAlchemy's autobegin must not send BEGIN again.
+ALREADY_BEGUN = {"zhibu_already_begun": True}
 
 
 def is_sqlite(url: str) -> bool:
@@ -97,6 +100,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection):
         options = connection.get_execution_options()
+        if options.get("zhibu_already_begun"):
+            return
         driver = connection.connection.driver_connection
         on_loop = isinstance(driver, LoopConnection) and bool(options.get("zhibu_on_loop"))
         if isinstance(driver, LoopConnection):

@@ -6,12 +6,15 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, delete, func, inspect, select, text
+import sqlalchemy as sa
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from storage.driver import Prepared, session_driver
-from storage.models import BindingFailure, DialogState, Member, WeChatIdentity
+from storage.driver import Prepared
+from storage.models import BindingFailure, DialogState, Member, UTCDateTime, WeChatIdentity
+from storage.transaction import MessageTransaction
 from storage.upsert import insert_for
 
 # The customer-service window lasts 48 hours; refreshing its start more often than this only costs writes.
@@ -44,45 +47,64 @@ class Sender:
     dialog: DialogState | None
 
 
-async def touch(session: AsyncSession, openid: str, *, now: datetime, opens_window: bool,
+async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, opens_window: bool,
                 subscribed: bool = True) -> Sender:
-    """The follower behind openid (created on first contact), their member record and dialog, as objects of
-    the session (a handler's changes to them are written when it commits).
+    """The follower behind openid (created on first contact), their member record and dialog, joined to the
+    transaction's session (a handler's changes to them are written when it commits).
 
     opens_window: the message is one after which WeChat lets us send customer-service messages.
     """
     # The identity row is locked until the handling transaction ends: one user's messages are handled one
     # after another across processes too, so two of them cannot interleave inside a dialog. (On SQLite the
     # write lock already serializes every transaction; FOR UPDATE renders nothing there.)
-    rows = await _sender_rows(session, openid)
+    rows = await _sender_rows(transaction, openid)
     if not rows:
         # First contact: insert the follower unless another process just did (the insert then waits for
         # that one to commit), then lock the row.
+        session = transaction.session
         await session.execute(insert_for(session, WeChatIdentity.__table__)
                               .values(openid=openid, first_seen_at=now, subscribed=True, failed_bind_attempts=0,
                                       window_sent=0)
                               .on_conflict_do_nothing(index_elements=["openid"]))
-        rows = await _sender_rows(session, openid)
-    identity, member, dialog = _persistent(session, rows[0])
+        rows = await _sender_rows(transaction, openid)
+    identity, member, dialog = _detached(rows[0])
+    transaction.join(identity, member, dialog)
+    changes: dict = {}
     if opens_window and (identity.last_message_at is None or now - identity.last_message_at >= WINDOW_PRECISION):
-        identity.last_message_at, identity.window_sent = now, 0
+        changes.update(last_message_at=now, window_sent=0)
     if subscribed and not identity.subscribed:
-        identity.subscribed, identity.unsubscribed_at = True, None
+        changes.update(subscribed=True, unsubscribed_at=None)
+    if changes:
+        # Written on the driver (a message that changes nothing else needs no session for it) and set on the
+        # object as already written.
+        for key, value in changes.items():
+            set_committed_value(identity, key, value)
+        driver = await transaction.ensure_driver()
+        await driver.execute(*_TOUCH.bind(driver, {
+            "t_openid": openid, "t_last": identity.last_message_at, "t_sent": identity.window_sent,
+            "t_subscribed": identity.subscribed, "t_unsubscribed": identity.unsubscribed_at}))
     return Sender(identity, member, dialog)
 
 
-async def _sender_rows(session: AsyncSession, openid: str) -> list[tuple]:
-    if session.bind.dialect.name == "postgresql":
-        # SQLAlchemy sends PostgreSQL's BEGIN with a transaction's first statement, and this is the first: on the
+_TOUCH = Prepared(update(_IDENTITY).where(_IDENTITY.c.openid == bindparam("t_openid"))
+                  .values(last_message_at=bindparam("t_last", type_=UTCDateTime), window_sent=bindparam("t_sent"),
+                          subscribed=bindparam("t_subscribed", type_=sa.Boolean),
+                          unsubscribed_at=bindparam("t_unsubscribed", type_=UTCDateTime)))
+
+
+async def _sender_rows(transaction: MessageTransaction, openid: str) -> list[tuple]:
+    if transaction.session_opened:
+        # PostgreSQL: SQLAlchemy sends BEGIN with a transaction's first statement, and this is the first: on the
         # driver it would run, and take its lock, outside the transaction.
-        return [tuple(row) for row in await session.execute(_SENDER.statement, {"sender_openid": openid})]
-    return await _SENDER.rows(await session_driver(session), {"sender_openid": openid})
+        result = await transaction.session.execute(_SENDER.statement, {"sender_openid": openid})
+        return [tuple(row) for row in result]
+    return await _SENDER.rows(transaction.driver, {"sender_openid": openid})
 
 
-def _persistent(session: AsyncSession, row: tuple) -> list:
-    """The row's identity, member and dialog (None for an outer join's missing side) as objects of the session,
-    as if its query had loaded them: built the way the ORM builds what it loads, their attributes set as read
-    and nothing marked changed."""
+def _detached(row: tuple) -> list:
+    """The row's identity, member and dialog (None for an outer join's missing side) as detached objects, as if
+    a query had loaded them and its session had closed: built the way the ORM builds what it loads, their
+    attributes set as read and nothing marked changed."""
     global _configured
     if not _configured:
         configure_mappers()  # the attributes' instrumentation is complete only once the mappers are
@@ -97,7 +119,6 @@ def _persistent(session: AsyncSession, row: tuple) -> list:
         loaded = inspect(model).class_manager.new_instance()
         loaded.__dict__.update(zip(keys, values))
         make_transient_to_detached(loaded)
-        session.add(loaded)
         objects.append(loaded)
     return objects
 

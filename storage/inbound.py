@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import engine_of
-from storage.driver import Prepared, driver_transaction, session_driver
+from storage.driver import Driver, Prepared, driver_transaction
 from storage.models import InboundMessage, InboundStatus
 
 # The hot path writes through the table (Core), not the mapped class: the ORM's bulk-statement
@@ -84,12 +84,12 @@ _FINISH = Prepared(update(_TABLE)
                    .returning(_TABLE.c.id))
 
 
-async def finish(session: AsyncSession, message_id: int, *, claimed_at: datetime, status: InboundStatus,
+async def finish(driver: Driver, message_id: int, *, claimed_at: datetime, status: InboundStatus,
                  replies: list[str], now: datetime, error: str | None = None, reply_mode: str | None = None,
                  full_reply: str | None = None) -> None:
     """Record a message's outcome. claimed_at: when this handling claimed it; if the message has been claimed
-    again since (recovery took it over), raises ClaimLost and nothing of this handling may commit."""
-    driver = await session_driver(session)
+    again since (recovery took it over), raises ClaimLost and nothing of this handling may commit. On the driver
+    of the handling's transaction (storage.transaction)."""
     finished = await driver.fetch(*_FINISH.bind(driver, {
         "message_id": message_id, "claimed_at": claimed_at, "status": status.value,
         "reply": json.dumps(replies, ensure_ascii=False), "finished_at": now, "error": error,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.driver import Prepared, session_driver
+from storage.driver import Driver, Prepared
 from storage.models import Organization, OrgType
 
 PATH_SEPARATOR = "/"
@@ -44,10 +44,9 @@ def split_path(path: str) -> list[str]:
 _PATH_OF = Prepared(select(Organization.path).where(Organization.id == bindparam("org_id")))
 
 
-async def path_of(session: AsyncSession, org_id: int) -> str | None:
+async def path_of(driver: Driver, org_id: int) -> str | None:
     """An organization's path ("示范县委/城关镇党委/红旗村党支部"), read on the driver as flushed (我的 shows it
     every time: the ORM's load cost more than the query)."""
-    driver = await session_driver(session)
     rows = await driver.fetch(*_PATH_OF.bind(driver, {"org_id": org_id}))
     return rows[0][0] if rows else None
 

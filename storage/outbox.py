@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.driver import Prepared, session_driver
+from storage.driver import Driver, Prepared
 from storage.models import OUTBOX_WAITING, Member, OutboxMessage, OutboxStatus, UTCDateTime, WeChatIdentity
 from storage.upsert import insert_for
 
@@ -363,20 +363,18 @@ _RELEASE = Prepared(update(OUTBOX).where(_WAITING_FOR)
                     .returning(OUTBOX.c.id))
 
 
-async def hand_over_waiting(session: AsyncSession, openid: str, *, now: datetime, channel: str) -> list[str]:
+async def hand_over_waiting(driver: Driver, openid: str, *, now: datetime, channel: str) -> list[str]:
     """The member behind openid just wrote and the reply to it will carry their waiting rows: the rows become
     sent through channel, and their waits lines are returned, in the order the rows were written.
 
     One UPDATE … RETURNING: two messages handled at once cannot both take a row (on PostgreSQL the second
     waits for the first's row locks, then finds the rows no longer waiting).
     """
-    driver = await session_driver(session)
     rows = await driver.fetch(*_HAND_OVER.bind(driver, {"w_openid": openid, "w_now": now, "w_channel": channel}))
     return [waits for _, waits in sorted(rows)]
 
 
-async def release_waiting(session: AsyncSession, openid: str, *, now: datetime) -> int:
+async def release_waiting(driver: Driver, openid: str, *, now: datetime) -> int:
     """The member behind openid just wrote but nothing replies to it: their waiting rows become pending, due
     now, for the outbox to send through the window the message opened. Returns how many."""
-    driver = await session_driver(session)
     return len(await driver.fetch(*_RELEASE.bind(driver, {"w_openid": openid, "w_now": now})))

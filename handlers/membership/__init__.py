@@ -85,8 +85,8 @@ def _parse_bind_args(args: str) -> tuple[str, str]:
     return name, code
 
 
-async def _org_path(session: AsyncSession, member: Member) -> str:
-    return await orgs.path_of(session, member.org_id) or "（未知组织）"
+async def _org_path(ctx: Context, member: Member) -> str:
+    return await orgs.path_of(ctx.driver, member.org_id) or "（未知组织）"
 
 
 def _minutes_until(moment: datetime, now: datetime) -> int:
@@ -165,7 +165,7 @@ async def _try_bind(ctx: Context, name: str, code: str) -> tuple[str, bool]:
     identity.failed_bind_attempts, identity.bind_locked_until = 0, None
     member.binding_code, member.binding_code_expires_at = None, None
     ctx.member = member
-    reply = BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
+    reply = BOUND.format(name=member.name, org=await _org_path(ctx, member))
     # Other features catch the new member up (notices sent before, meetings ahead) in this transaction.
     return "\n\n".join([reply, *await ctx.announce(MEMBER_BOUND, member=member)]), True
 
@@ -175,7 +175,7 @@ async def _try_bind(ctx: Context, name: str, code: str) -> tuple[str, bool]:
 @router.click("BIND")
 async def bind(ctx: Context, dialog: Dialog, member: Member | None, args: str = "") -> str:
     if member is not None:
-        return ALREADY_BOUND.format(name=member.name, org=await _org_path(ctx.session, member))
+        return ALREADY_BOUND.format(name=member.name, org=await _org_path(ctx, member))
     refused = await _not_now(ctx)
     if refused:
         return refused
@@ -234,8 +234,8 @@ def describe_member(member: Member, org_path: str) -> str:
 
 @router.text("我的", "我的信息", "个人信息", bound=True, usage="我的", summary="查看我的党员信息")
 @router.click("ME", bound=True)
-async def show_me(session: AsyncSession, member: Member) -> str:
-    return describe_member(member, await _org_path(session, member)) + "\n信息有误请联系支部书记。"
+async def show_me(ctx: Context, member: Member) -> str:
+    return describe_member(member, await _org_path(ctx, member)) + "\n信息有误请联系支部书记。"
 
 
 @router.text("新绑定码", "重发绑定码", "补发绑定码", takes_args=True, roles=BRANCH_LEADERS, usage="新绑定码 姓名",

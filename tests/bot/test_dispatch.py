@@ -30,7 +30,10 @@ from bot.messages import Kind, Message
 from bot.wechat.emulator import message_xml
 from handlers import membership
 from storage import inbound
-from storage.models import DialogState, InboundMessage, InboundStatus, Organization, Role
+from storage.models import DialogState, InboundMessage, InboundStatus, Organization, Role, WeChatIdentity
+from storage.transaction import MessageTransaction
+
+from harness import SQLITE_ONLY
 
 
 def counting_router(calls: list, *, delay: float = 0.0, fail: bool = False) -> Router:
@@ -654,3 +657,24 @@ async def test_a_reply_decided_as_the_budget_timer_fires_is_given_once(make_serv
     delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 8401))
     await service.deliver()
     assert [reply for reply in [delivery.reply] if reply] + service.pushed("u1") == ["记下了"]
+
+
+@SQLITE_ONLY
+async def test_messages_that_need_no_session_are_handled_without_one(service, monkeypatch):
+    """On SQLite a message's transaction is begun on the driver and its ORM session opened only when a handler
+    asks for it (storage.transaction): 我的 and 帮助 never do; binding does, and what it writes is kept; a change
+    to the sender made without one (unfollowing) is still written."""
+    opened: list[str] = []
+    session_of = MessageTransaction.session.fget
+    monkeypatch.setattr(MessageTransaction, "session",
+                        property(lambda transaction: opened.append("session") or session_of(transaction)))
+    member_id = await service.bind("w1", "王秀英")
+    assert opened, "binding writes through the session"
+    opened.clear()
+    assert (await service.say("w1", "我的")).startswith("姓名：王秀英\n组织：示范县委/城关镇党委/红旗村党支部")
+    assert "我的" in await service.say("w1", "帮助")
+    assert opened == []
+    assert (await service.emulator.unsubscribe("w1")).reply is None
+    async with service.sessions() as session:
+        identity = await session.get(WeChatIdentity, "w1")
+        assert identity.subscribed is False and identity.member_id == member_id
