@@ -31,7 +31,7 @@ from bot.web.pages import OUTBOX_WAKE, PageSpec, reply_page, setup_pages
 from bot.wechat.webhook import Webhook
 from content.loader import DEFAULT_ROOT
 from handlers import care, console, meetings, membership, notices, qa, smalltalk, study
-from storage.db import READ_ONLY, RoundFailures, create_engine, session_factory
+from storage.db import READ_ONLY, RoundFailures, checkpoint_forever, create_engine, session_factory, sqlite_file
 from storage.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     environment."""
     clock = clock or Clock()
     app = web.Application(client_max_size=settings.max_body_bytes)
-    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
+    database_file = sqlite_file(settings.effective_database_url)
+    # SQLite's checkpoints run in a thread of their own, never in a message's commit on the loop (storage.db).
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size,
+                           checkpoints_elsewhere=database_file is not None)
     sessions = session_factory(engine)
     routers = routers if routers is not None else feature_routers()
     configs = Configs(settings, overrides, env_file)
@@ -114,7 +117,12 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
             await task
 
     async def close_engine(app: web.Application):
+        checkpoints = asyncio.create_task(checkpoint_forever(database_file)) if database_file is not None else None
         yield
+        if checkpoints is not None:
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
         await engine.dispose()
 
     # Started in this order and stopped in reverse. The features' hooks start before anything is served or

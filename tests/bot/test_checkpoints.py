@@ -1,0 +1,56 @@
+"""SQLite's checkpoints run off the event loop: the server's connections never checkpoint in a commit, and a
+thread keeps the write-ahead log short (storage.db.checkpoint_forever)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from sqlalchemy import text
+
+import storage.db
+from storage.db import create_engine, session_factory, sqlite_file
+
+from harness import SQLITE_ONLY
+
+# About 2,000 pages of 4 KB: twice what makes SQLite checkpoint in the commit when it is left to itself.
+BIG_WRITE = ("INSERT INTO scratch SELECT randomblob(4000) FROM "
+             "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n)")
+
+
+async def write_big_then_small(sessions) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(text("CREATE TABLE IF NOT EXISTS scratch (x BLOB)"))
+        await session.execute(text(BIG_WRITE))
+    async with sessions() as session, session.begin():
+        await session.execute(text("INSERT INTO scratch VALUES (x'00')"))
+
+
+def pages_in_log(url: str) -> int:
+    """The pages the write-ahead log holds now (the checkpoint asked for here copies them, which is harmless)."""
+    with sqlite3.connect(str(sqlite_file(url))) as connection:
+        return connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+
+
+@SQLITE_ONLY
+async def test_the_servers_connections_never_checkpoint_in_a_commit(database_url):
+    for elsewhere, expected in ((False, lambda pages: pages < 1_000), (True, lambda pages: pages >= 2_000)):
+        engine = create_engine(database_url, checkpoints_elsewhere=elsewhere)
+        try:
+            await write_big_then_small(session_factory(engine))
+            # Left to itself, the big write's commit checkpointed and the small one started the log again.
+            assert expected(pages_in_log(database_url)), (elsewhere, pages_in_log(database_url))
+        finally:
+            await engine.dispose()
+
+
+@SQLITE_ONLY
+async def test_the_server_checkpoints_in_the_background(make_service, database_url, monkeypatch):
+    monkeypatch.setattr(storage.db, "CHECKPOINT_SECONDS", 0.05)
+    service = await make_service()
+    await write_big_then_small(service.sessions)
+    await asyncio.sleep(0.5)  # the checkpointer's thread copies the log back meanwhile
+    async with service.sessions() as session, session.begin():
+        await session.execute(text("INSERT INTO scratch VALUES (x'01')"))  # a fully copied log starts again
+    assert pages_in_log(database_url) < 100
+    assert await service.say("o-1", "你好")  # and the service answers as ever
