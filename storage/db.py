@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -128,6 +129,14 @@ def create_engine(url: str, *, pool_size: int = 10, checkpoints_elsewhere: bool 
 # with checkpoints moved off the loop, bench/webhook.py). The server's connections therefore never checkpoint, and
 # a thread does it every CHECKPOINT_SECONDS: PASSIVE, so it never waits for a writer or makes one wait.
 CHECKPOINT_SECONDS = 1.0
+# The log only starts again from its beginning when a writer finds every page of it copied back, which under a
+# steady stream of messages a PASSIVE checkpoint never leaves it: new pages arrive while it copies, and the log
+# grew past 200 MB in a check-in peak (bench/burst.py). Past this many pages (16 MB, four times what SQLite lets
+# grow on its own) the thread checkpoints RESTART: it waits up to RESTART_WAIT_SECONDS for the writer of the moment
+# to commit, holds the next one off while it copies what is left (little, after the PASSIVE rounds), and the next
+# writer starts the log again. The writers wait for the lock asleep on the loop (storage.sqlite_driver).
+RESTART_PAGES = 4_000
+RESTART_WAIT_SECONDS = 1.0
 # A log this long means checkpoints are not keeping up (a reader held open for minutes, say): worth a warning.
 CHECKPOINT_WARN_PAGES = 50_000
 
@@ -136,20 +145,35 @@ async def checkpoint_forever(path: Path, interval: float | None = None) -> None:
     """Checkpoint the SQLite database at path every interval seconds (CHECKPOINT_SECONDS), in a thread, until
     cancelled."""
     interval = interval if interval is not None else CHECKPOINT_SECONDS
-    connection = await asyncio.to_thread(sqlite3.connect, str(path), timeout=0, check_same_thread=False)
+    loop = asyncio.get_running_loop()
+    # One thread of its own: a round still running when the task is cancelled finishes before the close, which
+    # queues behind it (closing a connection another thread is using is undefined behaviour in sqlite3).
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhibu-checkpoint")
+    connection = await loop.run_in_executor(
+        thread, lambda: sqlite3.connect(str(path), timeout=RESTART_WAIT_SECONDS, check_same_thread=False))
     try:
         while True:
             await asyncio.sleep(interval)
             try:
-                _busy, pages, _copied = await asyncio.to_thread(
-                    lambda: connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+                pages = await loop.run_in_executor(thread, _checkpoint, connection)
             except sqlite3.Error as error:
                 log.warning("checkpointing %s failed (%s); trying again in %s s", path, error, interval)
                 continue
             if pages >= CHECKPOINT_WARN_PAGES:
                 log.warning("the write-ahead log of %s holds %d pages: checkpoints are not keeping up", path, pages)
     finally:
-        await asyncio.to_thread(connection.close)
+        await asyncio.shield(loop.run_in_executor(thread, connection.close))
+        thread.shutdown(wait=False)
+
+
+def _checkpoint(connection: sqlite3.Connection) -> int:
+    """One round (in the thread): PASSIVE, then RESTART when the log has grown long. The pages the log holds."""
+    _busy, pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if pages >= RESTART_PAGES:
+        busy, _pages, _copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        if not busy:
+            return 0
+    return pages
 
 
 def _begin_immediate(connection) -> None:
