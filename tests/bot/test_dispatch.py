@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -208,6 +209,22 @@ async def test_the_reply_budget_counts_from_when_the_request_arrived(make_servic
     await service.dispatcher.drain()
     await service.deliver()
     assert service.pushed("u1") == ["已记下第 1 次", "已记下第 3 次"]
+
+
+async def test_wechats_retry_after_a_lost_answer_gets_the_stored_reply_in_its_own_five_seconds(make_service):
+    """WeChat tries again 5 s after it sent a message when no answer reached it, with the same CreateTime. The
+    retry has its own five seconds: it gets the stored reply, not `success` because the first try's are over."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls)], reply_budget=4.0)
+    loop = asyncio.get_running_loop()
+    message = Message(user_id="u1", kind=Kind.TEXT, created_at=service.clock.timestamp(), msg_id="8301", text="记一下")
+    assert await service.dispatcher.feed(message, arrived=loop.time()) == "已记下第 1 次"  # lost on its way back
+    service.clock.advance(seconds=5.3)
+    assert await service.dispatcher.feed(message, arrived=loop.time()) == "已记下第 1 次"
+    assert calls == ["8301"] and service.pushed("u1") == []
+    # A try that arrives when its five seconds are nearly over still gets nothing (WeChat has hung up).
+    service.clock.advance(seconds=4.5)  # 9.8 s after CreateTime: 4.8 s into the second try
+    assert await service.dispatcher.feed(replace(message, msg_id="8302"), arrived=loop.time()) is None
 
 
 async def test_an_orphaned_message_is_handled_after_its_process_died(make_service):
