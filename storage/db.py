@@ -146,34 +146,38 @@ async def checkpoint_forever(path: Path, interval: float | None = None) -> None:
     cancelled."""
     interval = interval if interval is not None else CHECKPOINT_SECONDS
     loop = asyncio.get_running_loop()
-    # One thread of its own: a round still running when the task is cancelled finishes before the close, which
-    # queues behind it (closing a connection another thread is using is undefined behaviour in sqlite3).
+    # One thread of its own, so that rounds never overlap.
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhibu-checkpoint")
-    connection = await loop.run_in_executor(
-        thread, lambda: sqlite3.connect(str(path), timeout=RESTART_WAIT_SECONDS, check_same_thread=False))
     try:
         while True:
             await asyncio.sleep(interval)
             try:
-                pages = await loop.run_in_executor(thread, _checkpoint, connection)
+                pages = await loop.run_in_executor(thread, _checkpoint, path)
             except sqlite3.Error as error:
                 log.warning("checkpointing %s failed (%s); trying again in %s s", path, error, interval)
                 continue
             if pages >= CHECKPOINT_WARN_PAGES:
                 log.warning("the write-ahead log of %s holds %d pages: checkpoints are not keeping up", path, pages)
     finally:
-        await asyncio.shield(loop.run_in_executor(thread, connection.close))
         thread.shutdown(wait=False)
 
 
-def _checkpoint(connection: sqlite3.Connection) -> int:
-    """One round (in the thread): PASSIVE, then RESTART when the log has grown long. The pages the log holds."""
-    _busy, pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if pages >= RESTART_PAGES:
-        busy, _pages, _copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        if not busy:
-            return 0
-    return pages
+def _checkpoint(path: Path) -> int:
+    """One round (in the thread): PASSIVE, then RESTART when the log has grown long. The pages the log holds.
+
+    A connection of its own each round, opened on the file at path now (mode=rw: never creating one): one held
+    open would keep the file it opened, and a database replaced at the same path (a restored backup, a test's
+    fresh database) would get the old file's checkpoints through the new one's log, which corrupts it."""
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=RESTART_WAIT_SECONDS)
+    try:
+        _busy, pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if pages >= RESTART_PAGES:
+            busy, _pages, _copied = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if not busy:
+                return 0
+        return pages
+    finally:
+        connection.close()
 
 
 def _begin_immediate(connection) -> None:
