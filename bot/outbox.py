@@ -291,6 +291,13 @@ class _Batch:
     def __init__(self, plans: list[_Plan]) -> None:
         self.plans = plans
         self.to_send = [plan for plan in plans if plan.outcome is None]
+        # One member's rows, in the order they were claimed (due time, then written), go out one after another:
+        # a meeting's notice and the secretary's answer due at the same moment must not arrive the other way
+        # round. Different members' rows go out side by side.
+        chains: dict[str | None, list[_Plan]] = {}
+        for plan in self.to_send:
+            chains.setdefault(plan.row.openid, []).append(plan)
+        self.chains = list(chains.values())
         self.waiting = len(self.to_send)
         self.done = asyncio.get_running_loop().create_future()
         # Whether this batch still counts against the batches being sent (see Outbox._claim_next).
@@ -334,7 +341,7 @@ class Outbox:
         self._limiter = RateLimiter(settings.outbox_rate, settings.outbox_burst)
         # Senders shared by every batch, each making one API call at a time: a fixed pool costs less
         # per message than a task per row, and caps the calls in flight.
-        self._queue: asyncio.Queue[_Plan] = asyncio.Queue()
+        self._queue: asyncio.Queue[list[_Plan]] = asyncio.Queue()  # one member's rows of a batch, in order
         self._senders: list[asyncio.Task] = []
         self._new_gates()
         # One claim at a time per process: run_until_idle must never see "nothing claimable" while the
@@ -490,20 +497,22 @@ class Outbox:
 
     async def _sender(self) -> None:
         while True:
-            plan = await self._queue.get()
-            try:
-                plan.outcome = await self._outcome_of(plan)
-            except Exception as error:  # never lose the row, nor the sender
-                if database_busy(error):
-                    # Nothing is wrong with the message (the token's row was locked, say): it goes back to
-                    # the queue untouched, as when sending is paused.
-                    log.warning("outbox: row %d held back: %s", plan.row.id, short_error(error))
-                    plan.outcome = _Outcome("release")
-                else:
-                    log.exception("outbox: sending row %d failed unexpectedly", plan.row.id)
-                    plan.outcome = self._failure(plan.row, None, f"{UNEXPECTED}：{type(error).__name__}", True,
-                                                 False)
-            plan.batch.settle()
+            for plan in await self._queue.get():
+                await self._send_plan(plan)
+                plan.batch.settle()
+
+    async def _send_plan(self, plan: _Plan) -> None:
+        try:
+            plan.outcome = await self._outcome_of(plan)
+        except Exception as error:  # never lose the row, nor the sender
+            if database_busy(error):
+                # Nothing is wrong with the message (the token's row was locked, say): it goes back to
+                # the queue untouched, as when sending is paused.
+                log.warning("outbox: row %d held back: %s", plan.row.id, short_error(error))
+                plan.outcome = _Outcome("release")
+            else:
+                log.exception("outbox: sending row %d failed unexpectedly", plan.row.id)
+                plan.outcome = self._failure(plan.row, None, f"{UNEXPECTED}：{type(error).__name__}", True, False)
 
     def _new_gates(self) -> None:
         # A new batch is claimed as soon as one finishes sending, while the finished one is still being
@@ -577,8 +586,8 @@ class Outbox:
     # -- one batch
 
     async def _deliver(self, work: _Batch) -> None:
-        for plan in work.to_send:
-            self._queue.put_nowait(plan)
+        for chain in work.chains:
+            self._queue.put_nowait(chain)
         await work.done
         self._sent_all(work)
         await self._record(work.plans)

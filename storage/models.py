@@ -223,7 +223,7 @@ class OutboxMessage(SQLModel, table=True):
     # ix_outbox_ref_figures: a notice's figures counted from the index alone (storage.notices.totals_under).
     # ix_outbox_waiting: a member's waiting rows, looked up on every message they send; partial, so the
     # rows of a broadcast (pending, then sent) never enter it.
-    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at", "id"),
                       sa.Index("ix_outbox_ref_figures", "ref", "kind", "status", "acknowledged_at"),
                       sa.Index("ix_outbox_waiting", "openid", sqlite_where=OUTBOX_WAITING,
                                postgresql_where=OUTBOX_WAITING))

@@ -181,8 +181,9 @@ async def claim(session: AsyncSession, *, now: datetime, lease_until: datetime, 
                IDENTITY.c.window_sent, IDENTITY.c.subscribed, OUTBOX.c.ref, OUTBOX.c.waits.is_not(None))
         .select_from(OUTBOX.outerjoin(IDENTITY, IDENTITY.c.openid == OUTBOX.c.openid))
         .where(OUTBOX.c.status == PENDING, OUTBOX.c.due_at <= now)
-        # No tie-break on id: on PostgreSQL it would sort every due row of a big broadcast for each claim.
-        .order_by(OUTBOX.c.due_at)
+        # Rows due at the same moment go in the order they were written (a member's are then sent one after
+        # another in that order, bot.outbox._Batch); ix_outbox_due holds id, so neither engine sorts a broadcast.
+        .order_by(OUTBOX.c.due_at, OUTBOX.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=OUTBOX)
     )

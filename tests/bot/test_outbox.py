@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -143,6 +144,29 @@ async def test_members_in_their_window_get_a_message_and_the_others_the_notice_t
         ("sent", "custom", 1), ("sent", "template", 1)]
     assert (await identity(svc, "o-zhang")).window_sent == 1
     assert svc.outbox.sent == 2 and svc.outbox.failed == 0
+
+
+async def test_a_members_messages_due_together_arrive_in_the_order_they_were_written(svc, monkeypatch):
+    """Rows due at the same moment are claimed in the order they were written, and one member's go out one after
+    another: a slower call for an earlier message must not let a later one overtake it. Members still go side by
+    side."""
+    zhang, li = await in_window(svc, "o-zhang", "张三"), await in_window(svc, "o-li", "李四")
+    for number in range(1, 5):
+        await put(svc, Outgoing(key=f"reminder:zhang:{number}", kind="reminder", text=f"第{number}条", member_id=zhang),
+                  Outgoing(key=f"reminder:li:{number}", kind="reminder", text=f"第{number}条", member_id=li))
+    send, calls_at_once, busy = svc.outbox.client.send_text, [], set()
+
+    async def earlier_is_slower(openid: str, text: str):
+        busy.add(openid)
+        calls_at_once.append(len(busy))
+        await asyncio.sleep(0.03 * (5 - int(re.search(r"第(\d)条", text).group(1))))
+        busy.discard(openid)
+        return await send(openid, text)
+
+    monkeypatch.setattr(svc.outbox.client, "send_text", earlier_is_slower)
+    await svc.outbox.run_until_idle()
+    assert svc.pushed("o-zhang") == svc.pushed("o-li") == ["第1条", "第2条", "第3条", "第4条"]
+    assert max(calls_at_once) == 2  # the two members' calls overlapped
 
 
 async def test_template_fields_go_out_under_the_names_the_accounts_template_uses(make_service):
