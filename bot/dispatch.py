@@ -1055,7 +1055,6 @@ class Dispatcher:
         """The handler raised and its transaction rolled back: the message is finished as failed, with the apology
         that retries get too."""
         async with MessageTransaction(self.sessions) as transaction:
-            await transaction.ensure_driver()
             parts, late = [SORRY], not entry.passive
             enqueued = await self._record(transaction, message, message_id, claimed_at, parts, late, [],
                                           InboundStatus.FAILED, error=f"{type(error).__name__}: {error}")
@@ -1092,7 +1091,7 @@ class Dispatcher:
         if outgoing or pushed:
             await enqueue_outgoing(transaction.session, [*outgoing, *pushed], now=self.clock.now(),
                                    settings=self.settings)
-        await inbound.finish(await transaction.ensure_driver(), message_id, claimed_at=claimed_at, status=status, replies=parts,
+        await inbound.finish(transaction.driver, message_id, claimed_at=claimed_at, status=status, replies=parts,
                              now=self.clock.now(), error=error, reply_mode="push" if late else None,
                              full_reply=full_reply)
         return bool(outgoing or pushed)
@@ -1111,7 +1110,6 @@ class Dispatcher:
                 self._in_dialog.add(message.user_id)
             else:
                 dialog = Dialog(expired=not json.loads(state.data).get(QUIET_END), changed=True)
-        await transaction.ensure_driver()
         return Context(message=message, transaction=transaction, clock=self.clock, identity=identity, member=member,
                        dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at,
                        listeners=self.listeners, configs=self.configs, provided=self.provided,

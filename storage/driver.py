@@ -5,8 +5,8 @@ Every request records its signed query and every message claims its row before a
 half a millisecond of CPU — a session, the statement's cache key, the greenlet bridge, the result machinery —
 for a statement SQLite runs in microseconds. Under a light load nothing batches them (bot.group_commit), so a
 message paid that twice. Here the statements go to the driver of a pooled connection: sqlite3 on the event
-loop (storage.sqlite_driver) or asyncpg. `Prepared` statements run the same way inside a session's open
-transaction (a message's finish, the hand-over of waiting lines).
+loop (storage.sqlite_driver) or asyncpg. `Prepared` statements run the same way inside a message's handling
+transaction (storage.transaction: the sender's read, its finish, the hand-over of waiting lines).
 
 The connection still comes from the engine's pool, so these transactions take their turn with every other
 one, and SQLite's BEGIN IMMEDIATE waits for another process's write lock sleeping on the loop, as the
@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Column
 from sqlalchemy.util import greenlet_spawn
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.sqlite_driver import LoopConnection
 
@@ -83,10 +83,6 @@ class Prepared:
         self._compiled: dict[str, tuple[Any, str, list[tuple[str, Any]]]] = {}
         self._readers: dict[str, list[Any]] = {}
 
-    @property
-    def statement(self) -> Any:
-        return self._statement
-
     def _for(self, dialect) -> tuple[Any, str, list[tuple[str, Any]]]:
         found = self._compiled.get(dialect.name)
         if found is None:
@@ -113,31 +109,6 @@ class Prepared:
             return rows
         return [tuple(value if read is None or value is None else read(value) for read, value in zip(readers, row))
                 for row in rows]
-
-
-async def session_driver(session: AsyncSession) -> "Driver":
-    """The driver under a session's open transaction: statements run in that transaction, after what the
-    session already sent (they do not flush the session: use them for rows the ORM does not hold).
-
-    On PostgreSQL SQLAlchemy sends BEGIN with the transaction's first statement through it, so a driver statement
-    before any such one would run outside the transaction: every caller runs after the sender's lookup
-    (storage.identities.touch), which goes through SQLAlchemy there."""
-    # Asked for several times a message (the sender, the finish, the hand-over): kept with the session's
-    # transaction, since session.connection() costs more than the statements it serves.
-    held = session.info.get(_DRIVER)
-    if held is not None and held[0] is session.sync_session.get_transaction():
-        return held[1]
-    connection = await session.connection()
-    # Kept with the pooled connection (its info lives as long as the driver connection does).
-    driver = connection.info.get(_DRIVER)
-    if driver is None:
-        raw = (await connection.get_raw_connection()).driver_connection
-        driver = connection.info[_DRIVER] = Driver(session.bind, raw)
-    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
-    return driver
-
-
-_DRIVER = "zhibu.driver"
 
 
 @asynccontextmanager

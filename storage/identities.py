@@ -79,7 +79,7 @@ async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, 
         # object as already written.
         for key, value in changes.items():
             set_committed_value(identity, key, value)
-        driver = await transaction.ensure_driver()
+        driver = transaction.driver
         await driver.execute(*_TOUCH.bind(driver, {
             "t_openid": openid, "t_last": identity.last_message_at, "t_sent": identity.window_sent,
             "t_subscribed": identity.subscribed, "t_unsubscribed": identity.unsubscribed_at}))
@@ -93,11 +93,6 @@ _TOUCH = Prepared(update(_IDENTITY).where(_IDENTITY.c.openid == bindparam("t_ope
 
 
 async def _sender_rows(transaction: MessageTransaction, openid: str) -> list[tuple]:
-    if transaction.session_opened:
-        # PostgreSQL: SQLAlchemy sends BEGIN with a transaction's first statement, and this is the first: on the
-        # driver it would run, and take its lock, outside the transaction.
-        result = await transaction.session.execute(_SENDER.statement, {"sender_openid": openid})
-        return [tuple(row) for row in result]
     return await _SENDER.rows(transaction.driver, {"sender_openid": openid})
 
 

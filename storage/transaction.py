@@ -9,9 +9,10 @@ it began (the BEGIN is not sent again, storage.db's begin hook sees ALREADY_BEGU
 before the session existed (the sender, storage.identities.touch) join it when it opens, with any change made to
 them meanwhile, as a detached object added to a session does.
 
-On PostgreSQL the session is opened at once: SQLAlchemy's asyncpg adapter begins its own transaction with the
-first statement and would nest a savepoint inside one begun on the driver; there the round trips, not this
-bookkeeping, are most of a message's cost.
+On PostgreSQL the transaction is asyncpg's own (`transaction()`), and SQLAlchemy's asyncpg adapter, which would
+begin another (a savepoint inside ours) with its first statement, is put in autocommit mode while the session
+uses the connection: its statements run in our transaction, its commit is empty, and ours commits after the
+session has flushed. The adapter is put back before the connection returns to the pool.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from sqlalchemy.util import greenlet_spawn
 
 from storage.db import ALREADY_BEGUN, ON_LOOP, engine_of
-from storage.driver import Driver, session_driver
+from storage.driver import Driver
 from storage.sqlite_driver import LoopConnection
 
 
@@ -38,34 +39,26 @@ class MessageTransaction:
         self._pooled: Any = None  # the pooled connection while no session holds it
         self._session: AsyncSession | None = None
         self._joining: list[Any] = []  # objects read on the driver, for the session when it opens
+        self._postgres = self._engine.dialect.name == "postgresql"
+        self._asyncpg_transaction: Any = None
         self.driver: Driver | None = None
 
-    @property
-    def session_opened(self) -> bool:
-        return self._session is not None
-
     async def __aenter__(self) -> "MessageTransaction":
-        if self._engine.dialect.name != "sqlite":
-            self._session = self._sessions()
-            await self._session.begin()
-            return self
         self._pooled = await self._engine.raw_connection()
         raw = self._pooled.driver_connection
         try:
-            if isinstance(raw, LoopConnection):
-                raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
-            await raw.execute("BEGIN IMMEDIATE")
+            if self._postgres:
+                self._asyncpg_transaction = raw.transaction()
+                await self._asyncpg_transaction.start()
+            else:
+                if isinstance(raw, LoopConnection):
+                    raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
+                await raw.execute("BEGIN IMMEDIATE")
         except BaseException:
             await self._give_back()
             raise
         self.driver = Driver(self._engine, raw)
         return self
-
-    async def ensure_driver(self) -> Driver:
-        """The driver; on PostgreSQL only after a first statement through the session (see session_driver)."""
-        if self.driver is None:
-            self.driver = await session_driver(self._session)
-        return self.driver
 
     def join(self, *objects: Any) -> None:
         """Objects read on the driver, detached (make_transient_to_detached), that belong to this transaction's
@@ -81,8 +74,11 @@ class MessageTransaction:
         if self._session is None:
             # The pooled connection under a SQLAlchemy Connection that owns it from now on (and gives it back to
             # the pool when closed), marked so that its autobegin does not send BEGIN again.
+            if self._postgres:
+                self._pooled.dbapi_connection.autocommit = True  # see the module's docstring
             connection = Connection(self._engine.sync_engine, connection=self._pooled)
             connection.execution_options(**ON_LOOP, **ALREADY_BEGUN)
+            self._adapter = self._pooled.dbapi_connection
             self._pooled = None
             self._session = self._sessions(bind=AsyncConnection(self._engine, connection))
             self._session.add_all(self._joining)
@@ -92,20 +88,40 @@ class MessageTransaction:
     async def __aexit__(self, kind, error, traceback) -> None:
         if kind is None and self._session is None and any(inspect(found).modified for found in self._joining):
             self.session  # a handler changed the sender (unfollowed, say) without a session: it writes them
-        if self._session is None:
-            raw = self._pooled.driver_connection
-            try:
-                await (raw.commit() if kind is None else raw.rollback())
-            finally:
-                await self._give_back()
-            return
-        session, connection = self._session, self._session.bind
+        ok = kind is None
         try:
-            await (session.commit() if kind is None else session.rollback())
+            if self._session is not None:
+                # Flushes; on SQLite it also commits (SQLAlchemy took the transaction as its own), on PostgreSQL
+                # the adapter's commit is empty and ours follows.
+                await (self._session.commit() if ok else self._session.rollback())
+        except BaseException:
+            ok = False
+            raise
         finally:
-            await session.close()
-            if isinstance(connection, AsyncConnection):
-                await connection.close()  # back to the pool
+            try:
+                if self._postgres or self._session is None:
+                    await self._end(ok)
+            finally:
+                await self._release()
+
+    async def _end(self, commit: bool) -> None:
+        """Commit or roll back the transaction begun on the driver."""
+        if self._postgres:
+            await (self._asyncpg_transaction.commit() if commit else self._asyncpg_transaction.rollback())
+            return
+        raw = self._pooled.driver_connection
+        await (raw.commit() if commit else raw.rollback())
+
+    async def _release(self) -> None:
+        """The connection back to the pool, as it was lent."""
+        if self._session is None:
+            await self._give_back()
+            return
+        if self._postgres:
+            self._adapter.autocommit = False
+        session, connection = self._session, self._session.bind
+        await session.close()
+        await connection.close()
 
     async def _give_back(self) -> None:
         pooled, self._pooled = self._pooled, None

@@ -34,7 +34,6 @@ from storage import inbound
 from storage.models import DialogState, InboundMessage, InboundStatus, Organization, Role, WeChatIdentity
 from storage.transaction import MessageTransaction
 
-from harness import SQLITE_ONLY
 
 
 def counting_router(calls: list, *, delay: float = 0.0, fail: bool = False) -> Router:
@@ -676,11 +675,10 @@ async def test_a_reply_decided_as_the_budget_timer_fires_is_given_once(make_serv
     assert [reply for reply in [delivery.reply] if reply] + service.pushed("u1") == ["记下了"]
 
 
-@SQLITE_ONLY
 async def test_messages_that_need_no_session_are_handled_without_one(service, monkeypatch):
-    """On SQLite a message's transaction is begun on the driver and its ORM session opened only when a handler
-    asks for it (storage.transaction): 我的 and 帮助 never do; binding does, and what it writes is kept; a change
-    to the sender made without one (unfollowing) is still written."""
+    """A message's transaction is begun on the driver and its ORM session opened only when a handler asks for it
+    (storage.transaction): 我的 and 帮助 never do; binding does, and what it writes is kept; a change to the
+    sender made without one (unfollowing) is still written."""
     opened: list[str] = []
     session_of = MessageTransaction.session.fget
     monkeypatch.setattr(MessageTransaction, "session",
