@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import sqlite3
 import time
@@ -13,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -44,6 +45,15 @@ ON_LOOP = {"zhibu_on_loop": True}
 # Execution option for a Connection made over a pooled connection whose transaction was begun on the driver
 # (storage.transaction): SQLAlchemy's autobegin must not send BEGIN again.
 ALREADY_BEGUN = {"zhibu_already_begun": True}
+
+
+async def one_at_a_time(session: AsyncSession, name: str) -> None:
+    """Until this transaction ends, other processes' transactions that ask for the same name wait here. On
+    PostgreSQL a transaction-level advisory lock keyed by the name's hash; SQLite's BEGIN IMMEDIATE already lets
+    one writing transaction run at a time."""
+    if session.bind.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"zhibu.{name}".encode()).digest()[:8], "big", signed=True)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def is_sqlite(url: str) -> bool:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, delete, func, inspect, select, text, update
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, delete, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from storage.db import one_at_a_time
 from storage.driver import Prepared
 from storage.models import BindingFailure, DialogState, Member, UTCDateTime, WeChatIdentity
 from storage.transaction import MessageTransaction
@@ -19,8 +19,6 @@ from storage.upsert import insert_for
 
 # The customer-service window lasts 48 hours; refreshing its start more often than this only costs writes.
 WINDOW_PRECISION = timedelta(minutes=1)
-# Serializes recording binding failures on PostgreSQL (any fixed 64-bit number no other tool uses).
-BINDING_FAILURE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"zhibu.binding_failure").digest()[:8], "big", signed=True)
 
 
 # The sender of a message with their member and dialog, in one statement read on the driver: it runs for every
@@ -132,10 +130,9 @@ async def record_binding_failure(session: AsyncSession, openid: str, *, now: dat
 
     Rows older than window are deleted here, so the table stays as small as one window's failures.
     """
-    if session.bind.dialect.name == "postgresql":
-        # Failures from parallel transactions would each count without the others, and the one that reaches
-        # the limit could go unnoticed. Held until commit; SQLite's BEGIN IMMEDIATE already serializes.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BINDING_FAILURE_LOCK_KEY})
+    # Failures from parallel transactions would each count without the others, and the one that reaches the limit
+    # could go unnoticed.
+    await one_at_a_time(session, "binding_failure")
     await session.execute(delete(BindingFailure).where(BindingFailure.failed_at <= now - window))
     session.add(BindingFailure(openid=openid, failed_at=now))
     await session.flush()

@@ -20,6 +20,7 @@ from content.study_items import StudyEntry
 from handlers.study.settings import StudySettings
 from storage import outbox
 from storage import study as store
+from storage.db import one_at_a_time
 from storage.models import COMMITTEE_ROLES, Member, Organization, StudyItem
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ def day_text(day: date) -> str:
 
 async def sync_items(session: AsyncSession, entries: list[StudyEntry], now: datetime) -> int:
     """Keep the StudyItem rows of the files in step with them, by key (running twice changes nothing);
-    returns how many rows were added or changed. An item removed from its file stays (members' 已学 refer to it)."""
+    returns how many rows were added or changed. An item removed from its file stays (members' 已学 refer to it).
+    Processes starting together take turns: two inserting the same new item at once, one failed its start-up."""
+    await one_at_a_time(session, "study_items")
     changed = 0
     for entry in entries:
         values = dict(org_path=entry.org, title=entry.title, summary=entry.summary, link=entry.link, doc=entry.doc,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -313,3 +314,21 @@ async def test_the_plan_import_writes_nothing_when_the_file_has_no_header(servic
 def test_options_split_on_every_separator_people_use():
     assert plan.options_of("甲／乙|丙｜丁\n戊\r\n己") == ["甲", "乙", "丙", "丁", "戊", "己"]
     assert plan.options_of(" 甲 | | 乙 ") == ["甲", "乙"]
+
+
+async def test_processes_starting_together_take_turns_loading_the_study_items(service):
+    """Every process loads the study files when it starts; two starting at once must not both insert a new item
+    (on PostgreSQL the second insert failed on the unique key and its worker died; storage.db.one_at_a_time)."""
+    entries, _ = load_study_items(DEFAULT_ROOT, service.config(StudySettings).study_dir)
+    new = [replace(entry, key=f"{entry.key}:new") for entry in entries]
+
+    async def start_up() -> int:
+        async with service.sessions() as session, session.begin():
+            changed = await study_service.sync_items(session, new, service.clock.now())
+            await asyncio.sleep(0.2)  # both have read before either commits, unless they take turns
+            return changed
+
+    assert sorted(await asyncio.gather(start_up(), start_up())) == [0, len(new)]
+    async with service.sessions() as session:
+        keys = (await session.execute(select(StudyItem.key).where(StudyItem.key.like("%:new")))).scalars().all()
+    assert sorted(keys) == sorted(entry.key for entry in new)
