@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 from urllib.parse import quote
 
+import aiohttp_jinja2
 from aiohttp import web
 
 from bot.tables import csv_safe, file_part, keep_text
 from bot.web.console import StaffView
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# The most rows one download holds. A list with more is refused with a page saying so, never cut short: a
+# township's officer reading a file of the first 50,000 check-ins would take it for all of them.
+EXPORT_MAX = 50_000
+log = logging.getLogger(__name__)
 
 
 def attachment(body: bytes, file_name: str, content_type: str, charset: str | None = None) -> web.Response:
@@ -67,3 +73,17 @@ async def send_table(view: StaffView, what: str, extension: str, title: str, hea
         return attachment(table_csv(header, rows), name, "text/csv", "utf-8")
     body = await asyncio.to_thread(table_xlsx, f"{title}（{filters_text}）", header, rows)
     return attachment(body, name, XLSX)
+
+
+def refusal(view: StaffView, what: str, total: int) -> web.Response | None:
+    """None when total rows fit in one download; else the page saying how many there are and how to make them
+    fit (EXPORT_MAX), logged."""
+    if total <= EXPORT_MAX:
+        return None
+    log.info("export of %s refused: %d rows, more than %d (%s)", what, total, EXPORT_MAX, view.request.path_qs)
+    text = (f"按现在的筛选条件，{what}共有 {total:,} 行，一次最多导出 {EXPORT_MAX:,} 行。"
+            "请按乡镇、支部或日期把范围缩小，分几次导出。")
+    response = aiohttp_jinja2.render_template("console_error.html", view.request,
+                                              {"title": "要导出的行太多", "text": text}, status=422)
+    response.headers["Cache-Control"] = "no-store"
+    return response

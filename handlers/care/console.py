@@ -34,7 +34,7 @@ from sqlalchemy.orm import aliased
 from bot.keys import CONFIGS
 from bot.web import charts
 from bot.web.console import StaffView, add_nav, staff_page
-from bot.web.exports import XLSX, attachment, send_table
+from bot.web.exports import EXPORT_MAX, XLSX, attachment, refusal, send_table
 from handlers.care import service
 from handlers.care.common import router
 from handlers.care.export import CareExportError, check_year, collect_ledger, file_name, write_ledger
@@ -50,7 +50,6 @@ CASES_PAGE = CARE_PAGE + "/cases"
 REGISTER_PAGE = CARE_PAGE + "/register"
 LEDGER = CARE_PAGE + "/ledger.xlsx"
 PAGE_SIZE = 50
-EXPORT_MAX = 50_000
 CHART_MONTHS = 12
 MAX_LEVEL, MAX_REASON = 20, 500
 # A festival campaign's key, "春节:2027" (festivals.Campaign.key).
@@ -300,7 +299,10 @@ def case_row(view: StaffView, line: CaseLine) -> list:
 @staff_page
 async def cases_export(view: StaffView) -> web.Response:
     filters = await read_filters(view, care_settings(view))
-    rows, _ = await cases_in_view(view, filters, limit=EXPORT_MAX, offset=0)
+    rows, total = await cases_in_view(view, filters, limit=EXPORT_MAX, offset=0)
+    refused = refusal(view, "关怀走访", total)
+    if refused is not None:
+        return refused
     names = {branch_id: name for branch_id, name, _ in await branch_choices(view)}
     return await send_table(view, "关怀走访", view.request.match_info["extension"], f"{view.scope.name} 关怀走访",
                             CASE_HEADER, [case_row(view, line) for line in rows], filters.describe(names))

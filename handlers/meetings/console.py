@@ -31,7 +31,7 @@ from bot.web.charts import attendance_chart, held_chart
 from bot.web.console import StaffView, add_nav, staff_page
 from handlers.meetings.common import router
 from bot.tables import file_part
-from bot.web.exports import XLSX, attachment, send_table
+from bot.web.exports import XLSX, attachment, refusal, send_table
 from handlers.meetings.export import meeting_sheet, write_xlsx
 from handlers.meetings.overview import (
     HELD_NOTE,
@@ -56,9 +56,8 @@ OVERVIEW_PAGE = "/console/overview"
 MEETINGS_PAGE = "/console/meetings"
 CHECKINS_PAGE = "/console/checkins"
 PAGE_SIZE = 50
-# An export reads the list in pages of this many rows, and stops at EXPORT_MAX.
+# An export reads the list in pages of this many rows (at most bot.web.exports.EXPORT_MAX in all).
 EXPORT_BATCH = 200
-EXPORT_MAX = 50_000
 PERIOD_LABELS = {"month": "本月", "quarter": "本季度", "year": "本年"}
 # What a cell says, in words (the colour only repeats it).
 CELL_WORDS = {CellStatus.HELD: "已开", CellStatus.MISSING: "缺", CellStatus.NOT_DUE: "未到期",
@@ -267,21 +266,20 @@ async def meetings_page(view: StaffView) -> web.Response:
                        branches=await branch_choices(view), kinds=[kind.value for kind in MeetingKind])
 
 
-async def _every_row(view: StaffView, filters, fetch) -> list:
-    """Every row the filters select (not only the page shown), up to EXPORT_MAX, read in batches."""
-    found: list = []
-    while len(found) < EXPORT_MAX:
-        rows, total = await fetch(view, filters, limit=EXPORT_BATCH, offset=len(found))
-        found += rows
-        if not rows or len(found) >= total:
-            break
-    return found
-
-
 async def _export_list(view: StaffView, what: str, fetch, line, header: list[str]) -> web.Response:
-    """A list page's download (CSV or XLSX, from the address) of every row its filters select."""
+    """A list page's download (CSV or XLSX, from the address) of every row its filters select (not only the page
+    shown), read in batches; refused when there are more than one download may hold."""
     filters = await read_filters(view)
-    lines = [line(view, row) for row in await _every_row(view, filters, fetch)]
+    rows, total = await fetch(view, filters, limit=EXPORT_BATCH, offset=0)
+    refused = refusal(view, what, total)
+    if refused is not None:
+        return refused
+    while rows and len(rows) < total:
+        more, total = await fetch(view, filters, limit=EXPORT_BATCH, offset=len(rows))
+        if not more:
+            break
+        rows += more
+    lines = [line(view, row) for row in rows]
     names = dict(await branch_choices(view))
     return await send_table(view, what, view.request.match_info["extension"], f"{view.scope.name} {what}", header,
                             lines, filters.describe(names))

@@ -290,6 +290,16 @@ async def test_the_case_list_exports_without_formulas(make_service, browsers):
     assert len(exports) == 2 and "灾害事故" in exports[0] and "房子" not in "".join(exports)
 
 
+async def test_a_case_list_too_long_for_one_file_is_refused_with_a_page(make_service, browsers, monkeypatch):
+    service, people, ids = await care_service(make_service)
+    town = await signed_in(service, browsers, "town-1")
+    monkeypatch.setattr("bot.web.exports.EXPORT_MAX", 1)
+    async with town.http.get(town.base + "/console/care/cases.csv") as response:
+        status, page = response.status, await response.text()
+    assert status == 422 and "要导出的行太多" in page and "关怀走访共有" in page and "一次最多导出 1 行" in page
+    assert await audit_details(service, "export") == []
+
+
 async def audit_details(service, action: str) -> list[str]:
     async with service.sessions() as session:
         return list((await session.execute(

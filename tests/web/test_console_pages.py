@@ -239,6 +239,23 @@ async def test_the_months_checkins_export_as_xlsx_without_formulas(make_service,
     assert len(exports) == 2 and "签到记录" in exports[0].detail and "2026-11-01" in exports[0].detail
 
 
+async def test_a_download_of_more_rows_than_one_file_may_hold_is_refused_with_a_page_not_cut_short(
+        make_service, browsers, monkeypatch):
+    # With the limit at one row, the month's two check-ins are too many: the page says how many and what to do,
+    # and nothing is downloaded (nor audited as one). Under the limit the same address downloads them all.
+    monkeypatch.setattr("bot.web.exports.EXPORT_MAX", 1)
+    service, ids = await county_service(make_service)
+    browser = await signed_in_browser(service, browsers, "town-1")
+    status, body, headers = await download(browser, "/console/checkins.csv?from=2026-11-01&to=2026-11-30")
+    page = body.decode()
+    assert status == 422 and headers["Content-Type"].startswith("text/html") and "Content-Disposition" not in headers
+    assert "要导出的行太多" in page and "签到记录共有 2 行，一次最多导出 1 行" in page and "缩小" in page
+    assert not [entry for entry in await audits(service) if entry.action == "export" and "签到记录" in entry.detail]
+    monkeypatch.setattr("bot.web.exports.EXPORT_MAX", 2)
+    status, body, _ = await download(browser, "/console/checkins.csv?from=2026-11-01&to=2026-11-30")
+    assert status == 200 and "王秀英" in body.decode("utf-8-sig")
+
+
 async def test_the_meetings_list_and_a_sign_in_sheet_export(make_service, browsers):
     from openpyxl import load_workbook
 
