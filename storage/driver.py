@@ -111,33 +111,63 @@ class Prepared:
                 for row in rows]
 
 
+class PooledTransaction:
+    """A transaction begun on a pooled connection's driver — BEGIN IMMEDIATE on SQLite (on the loop, waiting for
+    the lock asleep), asyncpg's transaction() on PostgreSQL — with what it takes to end it and give the connection
+    back. The connection comes from the pool itself, without SQLAlchemy's Connection around it (a third less work).
+    """
+
+    def __init__(self, engine: AsyncEngine, pooled: Any, asyncpg_transaction: Any) -> None:
+        self.engine = engine
+        self.pooled = pooled
+        self.raw = pooled.driver_connection
+        self._asyncpg_transaction = asyncpg_transaction
+
+    @classmethod
+    async def begin(cls, engine: AsyncEngine) -> "PooledTransaction":
+        pooled = await engine.raw_connection()
+        raw = pooled.driver_connection
+        begun = cls(engine, pooled, None)
+        try:
+            if engine.dialect.name == "postgresql":
+                begun._asyncpg_transaction = raw.transaction()
+                await begun._asyncpg_transaction.start()
+            else:
+                if isinstance(raw, LoopConnection):
+                    raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
+                await raw.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            await begun.give_back()
+            raise
+        return begun
+
+    async def end(self, commit: bool) -> None:
+        """Commit or roll back."""
+        ending = self._asyncpg_transaction or self.raw
+        await (ending.commit() if commit else ending.rollback())
+
+    async def give_back(self) -> None:
+        """The connection back to the pool; one the server closed is dropped instead (SQLAlchemy would have
+        noticed). Its reset may talk to the driver: in a greenlet."""
+        if getattr(self.raw, "is_closed", lambda: False)():
+            await greenlet_spawn(self.pooled.invalidate)
+        await greenlet_spawn(self.pooled.close)
+
+
 @asynccontextmanager
 async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[Driver]:
-    """A transaction on a pooled connection's driver: committed when the block ends, rolled back if it raises.
-    The connection comes from the pool itself, without SQLAlchemy's Connection around it (a third less work)."""
-    pooled = await engine.raw_connection()
-    raw = pooled.driver_connection
+    """A transaction on a pooled connection's driver (PooledTransaction): committed when the block ends, rolled
+    back if it raises."""
+    begun = await PooledTransaction.begin(engine)
     try:
-        if engine.dialect.name == "postgresql":
-            async with raw.transaction():
-                yield Driver(engine, raw)
-            return
-        if isinstance(raw, LoopConnection):
-            raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
-        await raw.execute("BEGIN IMMEDIATE")
         try:
-            yield Driver(engine, raw)
+            yield Driver(engine, begun.raw)
         except BaseException:
-            await raw.rollback()
+            await begun.end(commit=False)
             raise
-        await raw.commit()
-    except BaseException:
-        # A connection the server closed must not go back to the pool (SQLAlchemy would have noticed).
-        if getattr(raw, "is_closed", lambda: False)():
-            await greenlet_spawn(pooled.invalidate)
-        raise
+        await begun.end(commit=True)
     finally:
-        await greenlet_spawn(pooled.close)  # back to the pool (its reset may talk to the driver: in a greenlet)
+        await begun.give_back()
 
 
 def placeholders(rows: int, columns: int) -> str:

@@ -55,7 +55,7 @@ async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, 
     # The identity row is locked until the handling transaction ends: one user's messages are handled one
     # after another across processes too, so two of them cannot interleave inside a dialog. (On SQLite the
     # write lock already serializes every transaction; FOR UPDATE renders nothing there.)
-    rows = await _sender_rows(transaction, openid)
+    rows = await _SENDER.rows(transaction.driver, {"sender_openid": openid})
     if not rows:
         # First contact: insert the follower unless another process just did (the insert then waits for
         # that one to commit), then lock the row.
@@ -64,7 +64,7 @@ async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, 
                               .values(openid=openid, first_seen_at=now, subscribed=True, failed_bind_attempts=0,
                                       window_sent=0)
                               .on_conflict_do_nothing(index_elements=["openid"]))
-        rows = await _sender_rows(transaction, openid)
+        rows = await _SENDER.rows(transaction.driver, {"sender_openid": openid})
     identity, member, dialog = _detached(rows[0])
     transaction.join(identity, member, dialog)
     changes: dict = {}
@@ -88,10 +88,6 @@ _TOUCH = Prepared(update(_IDENTITY).where(_IDENTITY.c.openid == bindparam("t_ope
                   .values(last_message_at=bindparam("t_last", type_=UTCDateTime), window_sent=bindparam("t_sent"),
                           subscribed=bindparam("t_subscribed", type_=sa.Boolean),
                           unsubscribed_at=bindparam("t_unsubscribed", type_=UTCDateTime)))
-
-
-async def _sender_rows(transaction: MessageTransaction, openid: str) -> list[tuple]:
-    return await _SENDER.rows(transaction.driver, {"sender_openid": openid})
 
 
 def _detached(row: tuple) -> list:

@@ -3,7 +3,7 @@
 Most messages (我的, 帮助, a greeting, a policy answer) read a few rows and store the reply. For them an ORM
 session — opening it, beginning and committing through SQLAlchemy's Connection, closing it — cost more than
 their statements (about 160 µs of a message's millisecond on SQLite). Here the transaction is begun on a pooled
-connection's driver, as the claim's is (storage.driver.driver_transaction), and the first time a handler asks for
+connection's driver, as the claim's is (storage.driver.PooledTransaction), and the first time a handler asks for
 the session it gets one over that same connection and transaction: SQLAlchemy then takes the transaction as one
 it began (the BEGIN is not sent again, storage.db's begin hook sees ALREADY_BEGUN) and commits it. Objects read
 before the session existed (the sender, storage.identities.touch) join it when it opens, with any change made to
@@ -22,11 +22,9 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.util import greenlet_spawn
 
 from storage.db import ALREADY_BEGUN, ON_LOOP, engine_of
-from storage.driver import Driver
-from storage.sqlite_driver import LoopConnection
+from storage.driver import Driver, PooledTransaction
 
 
 class MessageTransaction:
@@ -36,28 +34,15 @@ class MessageTransaction:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._engine = engine_of(sessions)
-        self._pooled: Any = None  # the pooled connection while no session holds it
-        self._session: AsyncSession | None = None
+        self._begun: PooledTransaction | None = None
+        self._session: AsyncSession | None = None  # once open, its Connection owns the pooled connection
         self._joining: list[Any] = []  # objects read on the driver, for the session when it opens
         self._postgres = self._engine.dialect.name == "postgresql"
-        self._asyncpg_transaction: Any = None
         self.driver: Driver | None = None
 
     async def __aenter__(self) -> "MessageTransaction":
-        self._pooled = await self._engine.raw_connection()
-        raw = self._pooled.driver_connection
-        try:
-            if self._postgres:
-                self._asyncpg_transaction = raw.transaction()
-                await self._asyncpg_transaction.start()
-            else:
-                if isinstance(raw, LoopConnection):
-                    raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
-                await raw.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            await self._give_back()
-            raise
-        self.driver = Driver(self._engine, raw)
+        self._begun = await PooledTransaction.begin(self._engine)
+        self.driver = Driver(self._engine, self._begun.raw)
         return self
 
     def join(self, *objects: Any) -> None:
@@ -74,12 +59,11 @@ class MessageTransaction:
         if self._session is None:
             # The pooled connection under a SQLAlchemy Connection that owns it from now on (and gives it back to
             # the pool when closed), marked so that its autobegin does not send BEGIN again.
+            pooled = self._begun.pooled
             if self._postgres:
-                self._pooled.dbapi_connection.autocommit = True  # see the module's docstring
-            connection = Connection(self._engine.sync_engine, connection=self._pooled)
+                pooled.dbapi_connection.autocommit = True  # see the module's docstring
+            connection = Connection(self._engine.sync_engine, connection=pooled)
             connection.execution_options(**ON_LOOP, **ALREADY_BEGUN)
-            self._adapter = self._pooled.dbapi_connection
-            self._pooled = None
             self._session = self._sessions(bind=AsyncConnection(self._engine, connection))
             self._session.add_all(self._joining)
             self._joining.clear()
@@ -100,33 +84,17 @@ class MessageTransaction:
         finally:
             try:
                 if self._postgres or self._session is None:
-                    await self._end(ok)
+                    await self._begun.end(ok)
             finally:
                 await self._release()
-
-    async def _end(self, commit: bool) -> None:
-        """Commit or roll back the transaction begun on the driver."""
-        if self._postgres:
-            await (self._asyncpg_transaction.commit() if commit else self._asyncpg_transaction.rollback())
-            return
-        raw = self._pooled.driver_connection
-        await (raw.commit() if commit else raw.rollback())
 
     async def _release(self) -> None:
         """The connection back to the pool, as it was lent."""
         if self._session is None:
-            await self._give_back()
+            await self._begun.give_back()
             return
         if self._postgres:
-            self._adapter.autocommit = False
+            self._begun.pooled.dbapi_connection.autocommit = False
         session, connection = self._session, self._session.bind
         await session.close()
         await connection.close()
-
-    async def _give_back(self) -> None:
-        pooled, self._pooled = self._pooled, None
-        raw = pooled.driver_connection
-        # A connection the server closed must not go back to the pool (SQLAlchemy would have noticed).
-        if getattr(raw, "is_closed", lambda: False)():
-            await greenlet_spawn(pooled.invalidate)
-        await greenlet_spawn(pooled.close)
