@@ -1033,16 +1033,18 @@ class Dispatcher:
         # A message's reads and writes are a few indexed rows: on SQLite they run on the loop, on the driver, and
         # the ORM session opens only for a handler that asks for it (storage.transaction).
         async with MessageTransaction(self.sessions) as transaction:
-            ctx = await self._context(transaction, message, entry.received_at)
+            ctx, waiting = await self._context(transaction, message, entry.received_at)
             ctx.prepared = prepared
             await self._route(ctx)
             await self._save_dialog(ctx)
             # Messages waiting for this member's next message go with this reply (or, with none, back to the
-            # outbox), committed with it: a retry gets the stored reply, lines included.
-            reply, released = await hand_over_waiting(
-                ctx.driver, message.user_id, "\n\n".join(ctx.replies), now=self.clock.now(),
-                opens_window=message.opens_window)
-            ctx.outbox_touched |= released
+            # outbox), committed with it: a retry gets the stored reply, lines included. Skipped when none waited
+            # as the transaction began and the handler wrote nothing that could have made one wait.
+            reply = "\n\n".join(ctx.replies)
+            if waiting or transaction.session_opened or ctx.outbox_touched:
+                reply, released = await hand_over_waiting(ctx.driver, message.user_id, reply, now=self.clock.now(),
+                                                          opens_window=message.opens_window)
+                ctx.outbox_touched |= released
             parts, full = self._fit(reply, message_id, message.user_id) if reply else ([], None)
             late = not entry.passive
             enqueued = await self._record(transaction, message, message_id, claimed_at, parts, late, ctx.outgoing,
@@ -1097,7 +1099,8 @@ class Dispatcher:
         return bool(outgoing or pushed)
 
     async def _context(self, transaction: MessageTransaction, message: Message,
-                       received_at: datetime | None) -> Context:
+                       received_at: datetime | None) -> tuple[Context, bool]:
+        """The handler's context, and whether outbox rows waited for the sender's next message."""
         now = self.clock.now()
         sender = await identities.touch(transaction, message.user_id, now=now, opens_window=message.opens_window,
                                         subscribed=message.event != "unsubscribe")
@@ -1113,7 +1116,7 @@ class Dispatcher:
         return Context(message=message, transaction=transaction, clock=self.clock, identity=identity, member=member,
                        dialog=dialog, catalog=self.handlers, settings=self.settings, received_at=received_at,
                        listeners=self.listeners, configs=self.configs, provided=self.provided,
-                       reminder_kinds=self.reminder_kinds)
+                       reminder_kinds=self.reminder_kinds), sender.waiting
 
     async def _route(self, ctx: Context) -> None:
         message = ctx.message

@@ -13,7 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.db import one_at_a_time
 from storage.driver import Prepared
-from storage.models import BindingFailure, DialogState, Member, UTCDateTime, WeChatIdentity
+from storage.models import OUTBOX_WAITING, BindingFailure, DialogState, Member, OutboxMessage, UTCDateTime, WeChatIdentity
 from storage.transaction import MessageTransaction
 from storage.upsert import insert_for
 
@@ -22,9 +22,14 @@ WINDOW_PRECISION = timedelta(minutes=1)
 
 
 # The sender of a message with their member and dialog, in one statement read on the driver: it runs for every
-# message, and the ORM's query and loading cost ten times what SQLite takes to answer it.
+# message, and the ORM's query and loading cost ten times what SQLite takes to answer it. Its last column says
+# whether any outbox row waits for the member's next message (on the partial index ix_outbox_waiting): when none
+# does, handing them over (bot.outbox.hand_over_waiting) is a statement the message need not run.
 _IDENTITY, _MEMBER, _DIALOG = WeChatIdentity.__table__, Member.__table__, DialogState.__table__
-_SENDER = Prepared(select(*_IDENTITY.c, *_MEMBER.c, *_DIALOG.c)
+_OUTBOX = OutboxMessage.__table__
+_WAITS = (select(_OUTBOX.c.id).where(_OUTBOX.c.openid == _IDENTITY.c.openid, OUTBOX_WAITING)
+          .correlate(_IDENTITY).exists().label("waiting"))
+_SENDER = Prepared(select(*_IDENTITY.c, *_MEMBER.c, *_DIALOG.c, _WAITS)
                    .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
                    .select_from(_IDENTITY.outerjoin(_MEMBER, _MEMBER.c.id == _IDENTITY.c.member_id)
                                 .outerjoin(_DIALOG, _DIALOG.c.openid == _IDENTITY.c.openid))
@@ -43,6 +48,9 @@ class Sender:
     identity: WeChatIdentity
     member: Member | None
     dialog: DialogState | None
+    # Whether outbox rows waited for the member's next message when the transaction began (some may have
+    # expired since).
+    waiting: bool = True
 
 
 async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, opens_window: bool,
@@ -66,6 +74,7 @@ async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, 
                               .on_conflict_do_nothing(index_elements=["openid"]))
         rows = await _SENDER.rows(transaction.driver, {"sender_openid": openid})
     identity, member, dialog = _detached(rows[0])
+    waiting = bool(rows[0][-1])
     transaction.join(identity, member, dialog)
     changes: dict = {}
     if opens_window and (identity.last_message_at is None or now - identity.last_message_at >= WINDOW_PRECISION):
@@ -81,7 +90,7 @@ async def touch(transaction: MessageTransaction, openid: str, *, now: datetime, 
         await driver.execute(*_TOUCH.bind(driver, {
             "t_openid": openid, "t_last": identity.last_message_at, "t_sent": identity.window_sent,
             "t_subscribed": identity.subscribed, "t_unsubscribed": identity.unsubscribed_at}))
-    return Sender(identity, member, dialog)
+    return Sender(identity, member, dialog, waiting)
 
 
 _TOUCH = Prepared(update(_IDENTITY).where(_IDENTITY.c.openid == bindparam("t_openid"))

@@ -55,6 +55,11 @@ class MessageTransaction:
             self._joining.extend(present)
 
     @property
+    def session_opened(self) -> bool:
+        """Whether a handler asked for the ORM session (and may have written through it)."""
+        return self._session is not None
+
+    @property
     def session(self) -> AsyncSession:
         if self._session is None:
             # The pooled connection under a SQLAlchemy Connection that owns it from now on (and gives it back to
