@@ -54,3 +54,33 @@ async def test_the_server_checkpoints_in_the_background(make_service, database_u
         await session.execute(text("INSERT INTO scratch VALUES (x'01')"))  # a fully copied log starts again
     assert pages_in_log(database_url) < 100
     assert await service.say("o-1", "你好")  # and the service answers as ever
+
+
+def test_a_long_log_is_started_again_once_no_reader_holds_it(tmp_path, monkeypatch):
+    """The RESTART round (storage.db._checkpoint): with a reader holding an old snapshot (a long export, say) it
+    gives up after its short wait and reports the log's length, so the next round tries again; once the reader is
+    done it copies the rest and the next write starts the log from its beginning."""
+    monkeypatch.setattr(storage.db, "RESTART_PAGES", 100)
+    monkeypatch.setattr(storage.db, "RESTART_WAIT_SECONDS", 0.1)
+    path = tmp_path / "log.db"
+    writer = sqlite3.connect(str(path), isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as the server's connections (create_engine)
+    writer.execute("CREATE TABLE scratch (x BLOB)")
+    writer.execute(BIG_WRITE)
+    reader = sqlite3.connect(str(path), isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM scratch").fetchone() == (2000,)  # its snapshot: before the next
+    writer.execute(BIG_WRITE.replace("2000", "300"))
+    try:
+        # The reader needs pages the checkpoint would overwrite: the round waits its 0.1 s and reports the log.
+        assert storage.db._checkpoint(path) > 2_000
+        assert storage.db._checkpoint(path) > 2_000  # and again, while the reader stays
+        reader.execute("COMMIT")
+        assert storage.db._checkpoint(path) == 0  # copied and restarted
+        writer.execute("INSERT INTO scratch VALUES (x'00')")
+        assert pages_in_log(f"sqlite:///{path}") < 10  # the log began again from its first page
+        assert writer.execute("SELECT count(*) FROM scratch").fetchone() == (2301,)
+    finally:
+        reader.close()
+        writer.close()
