@@ -17,8 +17,10 @@ The load never comes from this process:
   scheduled time on one of the keep-alive connections; latency counts from the scheduled time, so time
   spent queueing behind a slow answer is not hidden.
 
-Bare and full runs are interleaved (bare, full, bare, full, …) and the medians reported, so a drift in
-the machine's speed touches both. CPU per message is the server's user + system time (every process
+A third server is the design's ceiling (bench/lean_server.py): the same guarantees written lean (sqlite3 on the
+loop, a sender dictionary, no ORM, routing or outbox), so that the table shows how far the full path is from what
+the guarantees themselves cost. Bare, lean and full runs are interleaved (bare, lean, full, bare, …) and the
+medians reported, so a drift in the machine's speed touches all three. CPU per message is the server's user + system time (every process
 of the server, from /proc) over the messages it answered in the run.
 
     python bench/webhook.py [--seconds 8] [--rounds 3] [--connections 32] [--workers N]
@@ -151,6 +153,13 @@ def serve_bare(port: int) -> None:
 def start_bare(port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, "--serve-bare", "--port", str(port)], cwd=ROOT,
                             start_new_session=True)
+
+
+def start_lean(port: int, folder: Path, safe: bool) -> subprocess.Popen:
+    """The design's ceiling (bench/lean_server.py) on a database file of its own."""
+    command = [sys.executable, str(ROOT / "bench" / "lean_server.py"), "--port", str(port),
+               "--database", str(folder / f"lean-{'safe' if safe else 'plain'}.db")]
+    return subprocess.Popen(command + (["--safe"] if safe else []), cwd=ROOT, start_new_session=True)
 
 
 async def seed(database_url: str) -> None:
@@ -352,26 +361,29 @@ async def steady(port: int, safe: bool, server_pid: int, ids: MessageIds, args) 
 
 async def measure_mode(mode: str, safe: bool, url: str, folder: Path, ids: MessageIds, args) -> dict:
     env = server_env(url, folder, api_base=CLOSED_API, safe=safe)
-    bare_port, full_port = free_port(), free_port()
+    bare_port, lean_port, full_port = free_port(), free_port(), free_port()
     bare = start_bare(bare_port)
+    lean = start_lean(lean_port, folder, safe)
     full = start_zhibu(full_port, env, folder, workers=args.workers, log_name=f"server-{mode}.log")
-    runs: dict[str, list[dict]] = {"bare": [], "full": [], "bare_steady": [], "full_steady": []}
+    servers = {"bare": (bare_port, bare, args.bare_pool), "lean": (lean_port, lean, args.pool),
+               "full": (full_port, full, args.pool)}
+    runs: dict[str, list[dict]] = {name: [] for server in servers for name in (server, f"{server}_steady")}
     try:
-        await wait_healthy(bare_port, bare)
-        await wait_healthy(full_port, full)
-        # Warm-up: the first messages fill caches and connection pools on both sides.
-        for port, process in ((bare_port, bare), (full_port, full)):
+        for port, process, _ in servers.values():
+            await wait_healthy(port, process)
+        # Warm-up: the first messages fill caches and connection pools on every side.
+        for port, process, _ in servers.values():
             await load_in_own_process(port, build_requests(500, safe, port, ids.take(500)), 1.0, args.connections,
                                       None, process.pid)
         for round_number in range(args.rounds):
             print(f"  {mode}, round {round_number + 1}/{args.rounds} …", file=sys.stderr, flush=True)
-            runs["bare"].append(await saturate(bare_port, safe, bare.pid, ids, args, folder, pool=args.bare_pool))
-            runs["full"].append(await saturate(full_port, safe, full.pid, ids, args, folder, pool=args.pool))
-            runs["bare_steady"].append(await steady(bare_port, safe, bare.pid, ids, args))
-            runs["full_steady"].append(await steady(full_port, safe, full.pid, ids, args))
+            for name, (port, process, pool) in servers.items():
+                runs[name].append(await saturate(port, safe, process.pid, ids, args, folder, pool=pool))
+            for name, (port, process, _) in servers.items():
+                runs[f"{name}_steady"].append(await steady(port, safe, process.pid, ids, args))
     finally:
-        stop(bare)
-        stop(full)
+        for _, process, _ in servers.values():
+            stop(process)
     log_text = (folder / f"server-{mode}.log").read_text(encoding="utf-8", errors="replace")
     runs["log_errors"] = len(re.findall(r" (ERROR|CRITICAL) ", log_text))
     runs["log_tracebacks"] = log_text.count("Traceback (most recent call last)")
@@ -419,7 +431,7 @@ def report(results: dict, engine_name: str, args) -> None:
               (f" --workers {args.workers}`)" if args.workers > 1 else "`)")
     print(f"\nWebhook: full path ({workers}, database {engine_name}) against a bare aiohttp handler, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    print(f"{args.rounds} rounds, each: bare saturated, full saturated, bare at {STEADY_RATE}/s, full at "
+    print(f"{args.rounds} rounds, each: bare, lean and full saturated, then bare, lean and full at "
           f"{STEADY_RATE}/s; medians (range over rounds in brackets). Saturated: {args.connections} keep-alive "
           f"connections for {args.seconds:.0f} s, load from {client}. Steady: {STEADY_RATE} messages/s for "
           f"{args.steady_seconds:.0f} s from an asyncio client in its own process, latency from each message's "
@@ -434,7 +446,7 @@ def report(results: dict, engine_name: str, args) -> None:
         return shown
 
     for mode, runs in results.items():
-        for server in ("bare", "full"):
+        for server in ("bare", "lean", "full"):
             saturated, steady_runs = runs[server], runs[f"{server}_steady"]
             errors = sum(run["failures"] for run in saturated + steady_runs)
             print(f"| {names[mode]} | {server} | {median_of(saturated, 'rps'):,.0f} ({spread(saturated, 'rps')}) | "
@@ -442,10 +454,13 @@ def report(results: dict, engine_name: str, args) -> None:
                   f"{median_of(steady_runs, 'p50'):.1f} / {median_of(steady_runs, 'p99'):.1f} | "
                   f"{cpu(saturated)} | {cpu(steady_runs)} | "
                   f"{median_of(saturated, 'busy'):.0%} / {median_of(saturated, 'client_busy'):.0%} | {errors} |")
-        share = median_of(runs["full"], "rps") / median_of(runs["bare"], "rps")
-        cpu_ratio = median_of(runs["full"], "cpu_us") / median_of(runs["bare"], "cpu_us")
-        print(f"| {names[mode]} | full / bare | {share:.1%} | | | {cpu_ratio:.1f}× | | | |")
-    print("\n'errors': non-200 answers, empty or 'success' answers (the reply budget ran out) and the busy reply, "
+        for over, under in (("full", "bare"), ("lean", "bare"), ("full", "lean")):
+            share = median_of(runs[over], "rps") / median_of(runs[under], "rps")
+            cpu_ratio = median_of(runs[over], "cpu_us") / median_of(runs[under], "cpu_us")
+            print(f"| {names[mode]} | {over} / {under} | {share:.1%} | | | {cpu_ratio:.1f}× | | | |")
+    print("\n'lean': the design's ceiling (bench/lean_server.py): the same signature, replay record, claim committed "
+          "before handling and stored reply, written with sqlite3 on the loop, a sender dictionary and nothing else.")
+    print("'errors': non-200 answers, empty or 'success' answers (the reply budget ran out) and the busy reply, "
           "over all runs. 'CPU busy': the server's (all its processes) and the load client's CPU seconds over the run's "
           "seconds (100% = one core); a server well under 100% while the client is too is waiting, not working."
           + (" On PostgreSQL the database's own processes are shown apart (+ … PostgreSQL): they run on the same "
@@ -486,7 +501,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8, help="Length of each saturated run.")
     parser.add_argument("--steady-seconds", type=float, default=8, help=f"Length of each run at {STEADY_RATE}/s.")
-    parser.add_argument("--rounds", type=int, default=3, help="Rounds of bare, full, bare steady, full steady.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of bare, lean, full saturated, then the three steady.")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="Passed to the full server as zhibu serve --workers N.")
     parser.add_argument("--database-url", default=None, help="Default: a fresh SQLite file. PostgreSQL is reset!")
