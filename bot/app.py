@@ -45,6 +45,9 @@ RELOADERS = web.AppKey("reloaders", list)
 # (ref, member id, openid) → the address of the member page for that outbox row, or None.
 LINK_FOR = web.AppKey("link_for", object)
 PID_FILE_NAME = "zhibu.pid"
+# Connections for claiming messages and recording signed requests: batches of them (bot.group_commit), one at a
+# time on SQLite, which has one writer anyway; on PostgreSQL a second covers a batch that waits for row locks.
+INTAKE_POOL_SIZE = 2
 
 
 def feature_routers() -> list[Router]:
@@ -70,6 +73,9 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size,
                            checkpoints_elsewhere=database_file is not None)
     sessions = session_factory(engine)
+    # Claims and signed-request records get connections of their own (Dispatcher's intake).
+    intake_engine = create_engine(settings.effective_database_url, pool_size=INTAKE_POOL_SIZE,
+                                  checkpoints_elsewhere=database_file is not None)
     routers = routers if routers is not None else feature_routers()
     configs = Configs(settings, overrides, env_file)
     # Every feature's settings are read now: a bad value stops the process before anything starts.
@@ -77,7 +83,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     provided: dict[str, Any] = {}
     reloaders: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
     dispatcher = Dispatcher(routers, sessions=sessions, clock=clock, settings=settings, configs=configs,
-                            provided=provided)
+                            provided=provided, intake=session_factory(intake_engine))
     # Built here, not on startup, so a bad job schedule in configuration stops the process at once.
     jobs = scheduler_context(settings=settings, sessions=sessions, clock=clock, routers=routers, configs=configs,
                              provided=provided)
@@ -124,6 +130,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoints
         await engine.dispose()
+        await intake_engine.dispose()
 
     # Started in this order and stopped in reverse. The features' hooks start before anything is served or
     # sent (invalid Q&A content refuses the start), and jobs stop before the client and the engine close.

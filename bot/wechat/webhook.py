@@ -127,8 +127,7 @@ class Webhook:
             raise Rejected(403, "replayed signature with a different body")
 
     async def _admit(self, requests: list[Seen]) -> list[bool]:
-        sessions = self.dispatcher.sessions
-        admitted = await signed_requests.admit_many(engine_of(sessions), requests)
+        admitted = await signed_requests.admit_many(engine_of(self.dispatcher.intake), requests)
         now = self.clock.timestamp()
         if now - self._last_pruned > 60 and (self._pruning is None or self._pruning.done()):
             self._last_pruned = now

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 
-from bot.app import build_app
+from bot.app import ENGINE, build_app
 from bot.dispatch import (
     SORRY,
     Choice,
@@ -121,6 +121,56 @@ async def test_a_slow_handler_answers_within_the_budget_and_pushes_its_reply_lat
     async with service.sessions() as session:
         row = (await session.execute(select(InboundMessage))).scalar_one()
     assert row.reply_mode == "push" and row.status == InboundStatus.DONE
+
+
+async def hold_every_connection(engine) -> list:
+    """Check out every connection of engine's pool, as handlings queued in a peak would (no transaction begun, so
+    SQLite's write lock stays free)."""
+    return [await engine.connect() for _ in range(engine.pool.size())]
+
+
+async def test_in_a_peak_a_message_is_recorded_at_once_and_its_reply_pushed_when_handling_catches_up(make_service):
+    """Handling waits for a connection behind the messages before it; claiming a new message does not (it has a
+    pool of its own): the message is safe at once, WeChat gets `success` in time and does not send it again, and
+    the member's reply is pushed when its turn comes."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls)], reply_budget=0.5, database_pool_size=2)
+    held = await hold_every_connection(service.app[ENGINE])
+    try:
+        delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 8051))
+        assert delivery.reply is None and delivery.attempts == 1
+        async with service.dispatcher.intake() as session:
+            row = (await session.execute(select(InboundMessage))).scalar_one()
+        assert row.status == InboundStatus.PROCESSING and calls == []
+    finally:
+        for connection in held:
+            await connection.close()
+    await service.deliver()
+    assert calls == ["8051"] and service.pushed("u1") == ["已记下第 1 次"]
+
+
+async def test_wechat_is_not_told_success_before_the_message_is_recorded(make_service, monkeypatch):
+    """When the claim itself has to wait (the database busy past the reply budget), `success` would let WeChat drop
+    a message a crash could still lose: the webhook stays silent, WeChat sends again, and the try that finds the
+    message recorded gets the answer. Handled once, told once."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls)], reply_budget=0.2, reply_timeout=0.6)
+    database_free = asyncio.Event()
+    claim_many = inbound.claim_many
+
+    async def slow_claim(sessions, rows):
+        await database_free.wait()
+        return await claim_many(sessions, rows)
+
+    monkeypatch.setattr(inbound, "claim_many", slow_claim)
+    posting = asyncio.create_task(service.emulator.post_xml(fixed_text("u1", "记一下", 8061)))
+    await asyncio.sleep(0.9)  # WeChat's first try hung up unanswered; the second is waiting
+    database_free.set()
+    delivery = await posting
+    assert delivery.attempts >= 2 and delivery.statuses[0] == "TimeoutError"
+    await service.deliver()
+    seen = [delivery.reply] if delivery.reply else service.pushed("u1")
+    assert calls == ["8061"] and seen == ["已记下第 1 次"]
 
 
 async def test_a_reply_ready_after_wechat_gave_up_is_pushed_not_lost(make_service):
