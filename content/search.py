@@ -101,10 +101,10 @@ CANDIDATES = 20
 # A question the scope classifier (content/classifier.py, ScopeClassifier) puts below this margin is declined
 # whatever the evidence for its best candidate: a near miss shares most words with some entry ("村干部一个月
 # 工资多少" with the dues entries), so the acceptance model alone answers too many of them. Cross-validated on
-# the read sets, leaving each set out of the classifier and of the acceptance fit: at 0, 98.2 % of the
-# out-of-scope questions declined instead of 97.0 %, right answers 96.5 % instead of 96.7 %, wrong answers
-# the same; with the near-miss patterns below switched off, 95.0 % declined instead of 85.2 %. As a 14th
-# feature of the acceptance model it did worse: the model used it to answer more, wrongly too.
+# the read sets, leaving each set out of the classifier and of the acceptance fit: at 0, 98.0 % of the
+# out-of-scope questions declined instead of 96.6 %, right answers 96.9 % instead of 97.1 %, wrong answers
+# the same (1.1 %); with the near-miss patterns below switched off, 94.5 % declined instead of 84.1 %. As a
+# 14th feature of the acceptance model it did worse: the model used it to answer more, wrongly too.
 SCOPE_DECLINE = 0.0
 # Words used by at least this share of an entry's texts are its anchors; a question with none of them
 # keeps this share of its confidence.
