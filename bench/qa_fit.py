@@ -1,15 +1,21 @@
 """Fit the Q&A acceptance model: when is the best candidate the right entry?
 
-    python bench/qa_fit.py            # fit on every set but holdout3.tsv; print the weights
+    python bench/qa_fit.py            # fit on FIT_SETS; print the weights
     python bench/qa_fit.py --check    # also: cross-validated top-1 and declines per threshold
+    python bench/qa_fit.py --scope    # first write content/scope.tsv from SCOPE_SETS (then refit and paste)
 
 For every question the search ranks candidates as it does in production; the example is labelled 1 when
 the best candidate is the expected entry and 0 otherwise (another entry, or a question out of scope). A
 logistic regression over content.search.ACCEPT_FEATURES then estimates the chance that the best candidate
 is right; the search answers at ANSWER_THRESHOLD. Paste the printed ACCEPT_WEIGHTS and ACCEPT_BIAS into
-content/search.py (tests/content/test_search.py fails when more than 1 % of the decisions would differ). holdout3.tsv is never fitted on: it is the blind check (bench/qa_eval.py). fit_ood.tsv
-holds only out-of-scope questions (two thirds near the domain): without them the model saw too few
-questions it should decline and answered near-domain ones too readily.
+content/search.py (tests/content/test_search.py fails when more than 1 % of the decisions would differ).
+fit_ood.tsv holds only out-of-scope questions (two thirds near the domain): without them the model saw too
+few questions it should decline and answered near-domain ones too readily.
+
+The scope classifier (content/classifier.py, ScopeClassifier) is trained at each index build on the entries'
+phrasings and on content/scope.tsv, which --scope writes from SCOPE_SETS: the sets whose questions have been
+read. The blind sets (holdout3, holdout10, holdout11, holdout12, holdout_dictated2) are never in it, nor
+fitted on. Its margin is no feature of the acceptance model (content/search.py, SCOPE_DECLINE, says why).
 
 Questions that are word for word an entry's text never reach the model (they get that entry) and are left out.
 """
@@ -29,10 +35,28 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: E402
 from qa_eval import DEV_DIR, OUT, read_dev  # noqa: E402
 
-from content.loader import load_valid_content, normalize_question  # noqa: E402
+from content.loader import DEFAULT_ROOT, load_valid_content, normalize_question  # noqa: E402
 from content.search import ACCEPT_FEATURES, QaIndex  # noqa: E402
 
 FIT_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv", "holdout4.tsv", "fit_ood.tsv")
+# Every set whose questions have been read (never a blind one): what content/scope.tsv is made of.
+SCOPE_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv", "holdout4.tsv", "holdout5.tsv", "holdout6.tsv",
+              "holdout7.tsv", "holdout8.tsv", "holdout9.tsv", "holdout_dictated.tsv", "holdout_dictated3.tsv",
+              "fit_ood.tsv", "fit_village.tsv", "fit_dictated.tsv", "fit_scope.tsv")
+
+
+def write_scope(folder: Path = DEV_DIR, path: Path = DEFAULT_ROOT / "scope.tsv") -> int:
+    """content/scope.tsv from SCOPE_SETS, each question once (its first label); the number of questions."""
+    seen: set[str] = set()
+    lines = ["# Members' questions for the scope classifier (content/classifier.py): written by bench/qa_fit.py --scope",
+             f"# from tests/qa/{{{','.join(name.removesuffix('.tsv') for name in SCOPE_SETS)}}}.tsv; edit those, not this."]
+    for question, expected, _ in read_dev([folder / name for name in SCOPE_SETS]):
+        key = normalize_question(question)
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"{question}\t{expected}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(seen)
 
 
 def examples(index: QaIndex, rows) -> tuple[np.ndarray, np.ndarray, list[bool]]:
@@ -60,8 +84,11 @@ def fit(index: QaIndex, folder: Path = DEV_DIR) -> tuple[LogisticRegression, np.
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="print cross-validated rates per threshold")
+    parser.add_argument("--scope", action="store_true", help="write content/scope.tsv from SCOPE_SETS first")
     args = parser.parse_args()
 
+    if args.scope:
+        print(f"content/scope.tsv: {write_scope()} questions")
     model, x, y, in_domain = fit(QaIndex(load_valid_content()))
     print(f"{len(y)} questions decided by the model ({sum(in_domain)} in domain), {int(y.sum())} with the right "
           f"entry first")

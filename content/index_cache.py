@@ -41,7 +41,7 @@ CODE_DIR = Path(__file__).resolve().parent
 def content_files(root: Path) -> list[Path]:
     """The files load_content reads (content/loader.py), in its order."""
     return [root / "sources.toml", *sorted((root / "faq").glob("*.toml")), *sorted((root / "docs").glob("*.md")),
-            root / "dictionary.txt", root / "synonyms.toml"]
+            root / "dictionary.txt", root / "synonyms.toml", root / "scope.tsv"]
 
 
 def content_key(root: Path) -> str:

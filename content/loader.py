@@ -7,6 +7,8 @@ Layout of a content folder (see content/sources.toml for the citable documents):
     docs/<slug>.md        +++ TOML front matter (id, title, source, tags) +++, then "## " sections
     dictionary.txt        jieba user-dictionary lines: word [frequency] [part of speech]
     synonyms.toml         [synonyms] canonical = ["variant", ...]
+    scope.tsv             optional: members' questions, question<TAB>entry id or out_of_scope, that teach the
+                          search what is in scope (content/classifier.py, ScopeClassifier)
 
 `load_content` reads everything it can and returns the content with every problem found, each named
 by file and line, so `zhibu content check` can list them all at once and the server can refuse to start.
@@ -99,6 +101,8 @@ class Content:
     dictionary: list[tuple[str, int | None, str | None]] = field(default_factory=list)
     # variant -> canonical term
     synonyms: dict[str, str] = field(default_factory=dict)
+    # (question, in scope): labelled questions for the scope classifier (scope.tsv)
+    scope: list[tuple[str, bool]] = field(default_factory=list)
     documents: int = 0
 
     def entry(self, entry_id: str) -> FaqEntry | None:
@@ -132,6 +136,7 @@ def load_content(root: Path | None = None) -> tuple[Content, list[Problem]]:
         _load_document(path, content, problems)
     _load_dictionary(root / "dictionary.txt", content, problems)
     _load_synonyms(root / "synonyms.toml", content, problems)
+    _load_scope(root / "scope.tsv", content, problems)
     _check_duplicates(content, problems)
     return content, problems
 
@@ -421,6 +426,27 @@ def _load_synonyms(path: Path, content: Content, problems: list[Problem]) -> Non
                 problems.append(Problem(path, line, f"“{variant}”同时是“{earlier}”和“{canonical}”的同义词"))
                 continue
             content.synonyms[variant] = canonical
+
+
+OUT_OF_SCOPE_LABEL = "out_of_scope"
+
+
+def _load_scope(path: Path, content: Content, problems: list[Problem]) -> None:
+    """scope.tsv: question<TAB>label, # a comment. Any label but out_of_scope is in scope: the entry it names
+    may since have been merged or renamed, and the question is still one the content answers."""
+    if not path.exists():
+        return
+    text = _read(path, problems)
+    if text is None:
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        question, _, label = line.partition("\t")
+        if not question.strip() or not label.strip():
+            problems.append(Problem(path, number, "每行应为：问题<TAB>条目 id 或 out_of_scope"))
+            continue
+        content.scope.append((question.strip(), label.strip() != OUT_OF_SCOPE_LABEL))
 
 
 def _check_duplicates(content: Content, problems: list[Problem]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from content.classifier import EntryClassifier
+from content.classifier import EntryClassifier, ScopeClassifier, scope_grams
 from content.loader import load_valid_content
 from content.search import ANSWERED, QaIndex
 
@@ -67,3 +67,31 @@ def test_its_margins_are_scikit_learns_without_importing_it_to_score():
         # The same operations in the same order: equal to the last bit on x86-64; a margin of error for
         # platforms whose compilers fuse multiplications and additions.
         np.testing.assert_allclose(ours.scores(sample), margins, rtol=0, atol=1e-12, err_msg=sample)
+
+
+def test_the_scope_margins_are_scikit_learns_too(shipped):
+    """The scope classifier is scored the same way: its margins are those of scikit-learn's pipeline over the
+    same token lists, for entries' texts, labelled questions and odd input."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    content = shipped.content
+    texts = [shipped.analyzer.tokens(text) for entry in content.faq[:60] for text in (entry.question, *entry.phrasings)]
+    labelled = content.scope[::3]
+    texts += [shipped.scope_tokens(question) for question, _ in labelled]
+    labels = [True] * (len(texts) - len(labelled)) + [ours for _, ours in labelled]
+    ours = ScopeClassifier(texts, labels)
+    vectorizer = TfidfVectorizer(analyzer=scope_grams, sublinear_tf=True, min_df=ScopeClassifier.MIN_TEXTS)
+    model = LinearSVC(C=ScopeClassifier.C, class_weight={0: ScopeClassifier.OUT_WEIGHT, 1: 1.0}, random_state=0)
+    model.fit(vectorizer.fit_transform(texts), [int(label) for label in labels])
+    samples = [*texts[::11], [], shipped.analyzer.tokens("ABC Def 党费 2024 👍"),
+               shipped.analyzer.tokens("喂 那个我想问一下 村干部一个月工资多少 党小组长怎么产生 " * 5)]
+    expected = model.decision_function(vectorizer.transform(samples))
+    for sample, margin in zip(samples, expected):
+        assert ours.margin(sample) == pytest.approx(float(margin), abs=1e-12), sample
+
+
+def test_without_out_of_scope_examples_there_is_no_scope_signal():
+    # A deployment's own content without scope.tsv: every question is neither side, and nothing is declined by it.
+    classifier = ScopeClassifier([["党费"], ["入党"]], [True, True])
+    assert classifier.margin(["村干部", "工资"]) == 0.0

@@ -123,6 +123,15 @@ def test_load_valid_content_raises_with_every_problem(root):
     assert "x.toml:6" in str(raised.value)
 
 
+def test_scope_questions_are_read_with_their_side_and_a_bad_line_is_named(root):
+    (root / "faq" / "a.toml").write_text(entry(), encoding="utf-8")
+    (root / "scope.tsv").write_text("# comment\n村干部工资多少\tout_of_scope\n\n党费交多少\tdues-missing\n没有标签\n",
+                                    encoding="utf-8")
+    content, problems = load_content(root)
+    assert content.scope == [("村干部工资多少", False), ("党费交多少", True)]
+    assert messages(problems) == ["scope.tsv:5: 每行应为：问题<TAB>条目 id 或 out_of_scope"]
+
+
 def test_the_shipped_content_is_valid():
     content, problems = load_content(DEFAULT_ROOT)
     assert not problems, "\n".join(p.describe(DEFAULT_ROOT) for p in problems)

@@ -354,3 +354,23 @@ def test_a_short_clear_question_is_answered_not_turned_into_choices(shipped):
     # Two words, and several dues entries cover both, but the model is sure: 党费怎么交 is how to pay.
     result = shipped.search("党费怎么交")
     assert (result.status, result.entry_id) == (ANSWERED, "dues-how-pay")
+
+
+@pytest.mark.parametrize("question, expected", [
+    # Near misses that share their words with entries (工资 and 补贴 with dues, 组长 with the party group, 请假 with
+    # meetings, 低保 with dues-low-income): the scope classifier declines them ...
+    ("村干部一年能拿多少工资", OUT_OF_SCOPE),
+    ("咱村民小组的组长是咋选上来的", OUT_OF_SCOPE),
+    ("帮俺写张请假条 明天不去厂里了", OUT_OF_SCOPE),
+    ("党员评低保能不能优先照顾", OUT_OF_SCOPE),
+    # ... and leaves the questions of ours that use the same words.
+    ("党小组长怎么产生", "org-party-group"),
+    ("党小组长是咋定下来的", "org-party-group"),
+    ("在外打工领工资的 党费按啥比例交", "dues-salary-rates"),
+    ("明天开会去不了 咋跟书记请假", "meeting-qingjia"),
+    ("领低保的党员也要交党费吗", "dues-low-income"),
+])
+def test_the_scope_classifier_tells_near_misses_from_ours_by_more_than_a_word(shipped, question, expected):
+    result = shipped.search(question)
+    got = result.status if result.status != ANSWERED else result.entry_id
+    assert got == expected, (question, result.status, result.entry_id)
