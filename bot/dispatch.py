@@ -42,7 +42,7 @@ from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import TRIMMED_NOTE, normalize_input, split_reply, utf8_len
 from storage import dialogs, identities, inbound
-from storage.db import READ_ONLY, database_busy, short_error
+from storage.db import READ_ONLY, database_busy, engine_of, short_error
 from storage.driver import Driver
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
 from storage.transaction import MessageTransaction
@@ -831,6 +831,12 @@ class Dispatcher:
         self._in_flight: dict[str, _InFlight] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
+        # Handlings that may wait for a database connection at once: as many as the pool holds. In a peak the rest
+        # queue here, in order and for as long as it takes (their messages are recorded), not at the pool, whose
+        # timeout would fail them (抱歉 after a minute's wait) and where the outbox's batches, the jobs and the
+        # console would queue behind all of them: the replies of late messages are pushed meanwhile.
+        pool = engine_of(sessions).pool
+        self.handling_slots = asyncio.Semaphore(pool.size() if hasattr(pool, "size") else 1)
         self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(
             functools.partial(claim_rows, self.intake), name="inbound claims")
 
@@ -1015,7 +1021,9 @@ class Dispatcher:
                 message = await self._hear(message, entry)
             prepared = await self._prepare(message)
             try:
-                parts, late, enqueued = await self._handle_until_done(message_id, claimed_at, message, entry, prepared)
+                async with self.handling_slots:
+                    parts, late, enqueued = await self._handle_until_done(message_id, claimed_at, message, entry,
+                                                                          prepared)
             except inbound.ClaimLost:
                 # Nothing of this handling committed; the handling that took the message over answers.
                 log.warning("%s was taken over after its claim ran out; this handling is dropped", message.dedup_key)
@@ -1270,6 +1278,8 @@ class Dispatcher:
             orphans = await inbound.orphaned(session, claimed_before=cutoff)
         recovered = 0
         for orphan in orphans:
+            if orphan.dedup_key in self._in_flight:
+                continue  # not an orphan: queued for handling here, behind a peak's backlog
             taken_at = self.clock.now()
             async with self.sessions() as session, session.begin():
                 won = await inbound.take_over(session, orphan, taken_at)

@@ -292,6 +292,27 @@ async def test_an_orphaned_message_is_handled_after_its_process_died(make_servic
     assert await service.dispatcher.recover_orphans() == 0
 
 
+async def test_a_message_waiting_its_turn_past_the_lease_is_not_taken_for_an_orphan(make_service):
+    """In a peak a recorded message may wait in this process longer than a claim's lease before its handling gets
+    its turn. Its process is alive, so recovery leaves it: it is handled once, by the handling that waits."""
+    calls: list = []
+    service = await make_service(routers=[counting_router(calls)], reply_budget=0.2)
+    slots = service.dispatcher.handling_slots
+    taken = 0
+    while not slots.locked():  # every turn taken by the messages before it
+        await slots.acquire()
+        taken += 1
+    try:
+        assert (await service.emulator.post_xml(fixed_text("u1", "记一下", 9101))).reply is None
+        service.clock.advance(seconds=service.settings.claim_lease + 1)
+        assert await asyncio.wait_for(service.dispatcher.recover_orphans(), 5) == 0
+    finally:
+        for _ in range(taken):
+            slots.release()
+    await service.deliver()
+    assert calls == ["9101"] and service.pushed("u1") == ["已记下第 1 次"]
+
+
 async def test_a_busy_database_during_handling_handles_the_message_again_instead_of_saying_sorry(make_service,
                                                                                                 caplog):
     """Under load no pooled connection may come free in time (SQLAlchemy's pool TimeoutError), or SQLite's
