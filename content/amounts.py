@@ -104,6 +104,15 @@ def _arabic(text: str) -> tuple[float, float, int] | None:
     return value, value, last
 
 
+def figure(text: str) -> float | None:
+    """One number said exactly, in figures or in Chinese numerals ("20", "二十", "三十二"); None for anything else
+    (a range such as 七八千 included)."""
+    parsed = _arabic(text) if text[:1].isdigit() else _chinese(text)
+    if parsed is None or parsed[0] != parsed[1]:
+        return None
+    return parsed[0]
+
+
 def amounts(text: str) -> list[Amount]:
     """Every amount of SMALLEST yuan or more in text, in the order written."""
     folded = unicodedata.normalize("NFKC", text).lower()

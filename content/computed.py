@@ -1,5 +1,6 @@
 """Answers worked out for the asker rather than looked up: dues from the income they state (content/dues.py),
-党龄, the 50-year medal and 转正 from the date they give (content/party_years.py).
+党龄, the 50-year medal and 转正 from the date they give (content/party_years.py), study hours still to do from
+the hours they have (content/study_hours.py).
 
 The search tries these before anything else: a question they compute gets its own figure with the rule it rests
 on, standing for the FAQ entry of its topic (so evaluation and the console see which one). This module imports
@@ -24,6 +25,6 @@ class Computed:
 
 
 def compute_answer(question: str, today: date) -> Computed | None:
-    from content import dues, party_years  # they import Computed from here
+    from content import dues, party_years, study_hours  # they import Computed from here
 
-    return dues.compute(question) or party_years.compute(question, today)
+    return dues.compute(question) or party_years.compute(question, today) or study_hours.compute(question)

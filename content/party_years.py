@@ -64,18 +64,35 @@ def _month(text: str | None) -> int | None:
     return value if value is not None and 1 <= value <= 12 else None
 
 
-def _date_given(text: str, today: date) -> tuple[int, int | None] | None:
+def _date_given(text: str, today: date) -> tuple[int, int | None, int] | None:
+    """The year and month given, and where in text the date ends."""
     match = _YEAR.search(text)
     if match is None:
         # "今年党龄多少" names no date: only a relative year with something after it ("去年7月", "前年入党") does.
         relative = _RELATIVE_PATTERN.search(text)
         if relative is None:
             return None
-        return today.year - _RELATIVE[relative.group(1)], _month(relative.group(2))
+        return today.year - _RELATIVE[relative.group(1)], _month(relative.group(2)), relative.end()
     year = _year(match.group(1), today)
     if year is None or not 1921 <= year <= today.year:
         return None
-    return year, _month(match.group(2))
+    return year, _month(match.group(2)), match.end()
+
+
+def _date_is_full(text: str, date_end: int) -> bool | None:
+    """Whether the date given is when the member became a full member (True) or joined as a probationary one
+    (False), by the first of the two that the question names after the date ("2003年5月…预备党员，第二年转正" is
+    the day they joined), else the last before it ("转正是2004年"); None when it names neither."""
+    after, before = text[date_end:], text[:date_end]
+    full, joined = _FULL.search(after), _JOINED.search(after)
+    if full or joined:
+        return bool(full) and (joined is None or full.start() < joined.start())
+    full_before, joined_before = list(_FULL.finditer(before)), list(_JOINED.finditer(before))
+    if full_before or joined_before:
+        last_full = full_before[-1].start() if full_before else -1
+        last_joined = joined_before[-1].start() if joined_before else -1
+        return last_full > last_joined
+    return None
 
 
 def _day(text: str | None) -> int | None:
@@ -150,10 +167,11 @@ def compute(question: str, today: date) -> Computed | None:
     given = _date_given(text, today)
     if given is None:
         return None
-    year, month = given
-    full = bool(_FULL.search(text[:text.find("转正") + 2] if "转正" in text else text)) and not asks_conversion
-    if not full and not _JOINED.search(text):
+    year, month, date_end = given
+    full = _date_is_full(text, date_end)
+    if full is None:
         return None  # a year, but of what? The search answers the rule.
+    full = full and not asks_conversion
     if asks_conversion:
         due = _when(year + 1, month)
         passed = (year + 1, month or 12) < (today.year, today.month)

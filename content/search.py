@@ -162,6 +162,7 @@ NEAR_MISS_KINDS = {
                             r"补贴)|(低保|最低生活保障金|贫困户|工作|就业|招工|上学|入学|考试|当兵|参军|分房|贷款).{0,14}"
                             r"(优先|照顾|评上|评得上|能评|好评|加分|好过|沾光|优惠)",
     "writing for the asker": rf"(帮|给|替|代){_ME}(写|起草|拟|编)|(你来|直接|你给).{{0,4}}写(一篇|一份|个)|"
+                             r"^(请你?|你)?写(一篇|一份|一个|篇|份)(?!.*(啥|怎么|咋|吗|什么|要不要|格式|注意))|"
                              r"(请假条|检讨书|欠条|借条|合同|起诉书|证明信).{0,6}(给厂|给公司|给老板|给学校)",
     "background checks for jobs": r"(国企|央企|教师|编制|考编|研究生|考研|警校|军校|公务员|事业单位|当兵|参军|入伍|"
                                   r"招工|单位|公司|工作).{0,16}(政治审查|政审)|(政治审查|政审).{0,16}(国企|央企|教师|"
@@ -169,17 +170,21 @@ NEAR_MISS_KINDS = {
                                   r"考公务员|考公|考编|事业编|公务员考试|民主党派|入团|共青团",
     "land, insurance, paperwork": r"^(?!.*(党|支部|书记|支书|四议|两公开|村务|公开)).*(宅基地|土地流转|征地|拆迁|补偿款|承包地|确权|流转|粮补|"
                                   r"种粮补贴)|医保|社保|养老保险|合作医疗|新农合|报销|医药费|"
-                                  r"身份证(?!明)|户口本|驾照|驾驶证|残疾证|结婚证|社保卡",
+                                  r"身份证(?!明)|户口本|驾照|驾驶证|残疾证|结婚证|社保卡|"
+                                  # A member's pension is social insurance's; dues on a pension (党费, 交, 扣) are ours.
+                                  r"^(?!.*(党费|交|缴|扣|df)).*党员.{0,12}(退休金|养老金|退休工资)",
     # Whether there is any such money at all (有丧葬费没, 给不给抚恤金) is the same question; what follows a
     # member's death in the branch (care-member-death) and dues of one who lives on 抚恤 are answered.
-    "after-death money and customs": r"(丧葬费|抚恤金|丧葬补助).{0,8}(多少|能领|去哪|咋领|怎么领)|出殡|看日子|择日|风水|"
+    "after-death money and customs": r"(丧葬费|抚恤金|丧葬补助).{0,8}(多少|能领|去哪|咋领|怎么领)|^(?!.*(党旗|遗体|党费)).*出殡|看日子|择日|风水|"
                                      r"^(?!.*党费).*((有没有|有|给不给|发不发|给|发)[^，。,]{0,4}(丧葬费|抚恤金|丧葬补助)|"
                                      r"(丧葬费|抚恤金|丧葬补助)[^，。,]{0,4}(没|吗|么|不))",
     "weather and chit-chat": r"天气|会不会下|下不下雨|下雨不|下雨吗|带伞|冷不冷|热不热|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
                            r"^(?!.*(处分|警告|察看|撤销|纪律|党纪|开除)).*(升官|提拔|调走)",
     "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|一大|遵义会议|毛主席|毛泽东|周总理",
-    "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查|缴|打|叫|找|交)(?!.{{0,3}}(党|df))|话费|电费|"
+    # 打卡 is 签到's synonym (替俺打卡: a check-in for someone); 给查住了 is being caught, not an errand.
+    "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡)|叫|找|交)(?!.{{0,3}}(党|df))|"
+                              r"(转发|发到|发在|转到).{0,8}(微信群|群里|朋友圈)|话费|电费|"
                               r"微信密码|改密码|抖音|快手|化肥|农药|施肥|打药|病虫害|缺.{0,2}肥",
     "family and land quarrels": r"^(?!.*(处分|纪律|党纪|开除)).*(纠纷|吵架|打架|闹矛盾|分家|赡养|遗产|离婚|彩礼)",
     "gaming points and apps": r"刷(?:积)?分|刷学时|积分.{0,6}(刷|涨得快|攒得快)",
@@ -239,7 +244,10 @@ NEAR_MISSES = re.compile("|".join(f"(?:{pattern})" for pattern in NEAR_MISS_KIND
 _NAME_ASKED = r"(?:是谁|叫啥|叫什么|姓啥|姓什么|是哪个|是哪位)(?:名字)?[啊呀呢哦嘛吗]?(?=$|[\s，。,？?])"
 LOCAL_FACT_KINDS = {
     "who holds an office": rf"(书记|主任|委员|组织员|村官|村长|会计|组长)[^，。,\s]{{0,3}}{_NAME_ASKED}",
-    "hours and places": r"开不开门|几点(?:钟)?(?:开门|关门|下班)|(投票站|投票点).{0,4}(设在|在哪|哪里)",
+    "hours and places": r"开不开门|几点(?:钟)?(?:开门|关门|下班)|(投票站|投票点).{0,4}(设在|在哪|哪里)|"
+                        # Whether someone is in today: the branch knows, the content cannot.
+                        r"(书记|支书|主任|村长|会计|组织员)[^，。,]{0,3}(今天|明天|这会儿|现在|这两天|上午|下午|晚上)"
+                        r"[^，。,]{0,3}(在|上班|来)[^，。,]{0,8}?(不在|不|吗|么|没)(?=$|[\s，。,？?])",
     "a coming activity's topic": r"(下个?月|这个?月|下回|下次|明天|后天|下礼拜|下周)的?(主题党日|党日|党课|学习|组织生活会)"
                                  r".{0,4}(主题|内容|讲啥|讲什么|学啥|学什么)",
     "refunds of dues": r"党费.{0,12}(退回|退还|退给|退钱|能不能退|能退吗|能退不|可以退)(?!休|党)",
@@ -253,7 +261,7 @@ LOCAL_FACT_KINDS = {
     # rides) and a regular allowance for any member (每月的补贴): the organization department's and the
     # township's, by place. A member in hardship, one hit by a disaster, the 慰问金, dues taken from an allowance
     # and how the 50-year medal is given are answered by their entries.
-    "perks of members": r"^(?!.*(慰问金|困难|灾|事故|党费|七一|纪念章.{0,6}(怎么|咋|哪|领|申请|发给))).*(老党员|老干部|"
+    "perks of members": r"^(?!.*(慰问金|困难|灾|大水|洪|冲塌|冲垮|塌了|着火|失火|地震|冰雹|事故|党费|七一|纪念章.{0,6}(怎么|咋|哪|领|申请|发给))).*(老党员|老干部|"
                         r"党龄|光荣在党|建国前|解放前|发展党员.{0,4}([二三四五六七八九]十|[0-9]{2})多?年)"
                         r".{0,16}(待遇|补贴|补助|津贴|奖金|发钱|发点钱|给钱|给不给.{0,4}钱|免费|优惠|体检|高龄补贴|高龄津贴)|"
                         r"^(?!.*(慰问|困难|灾|事故|党费|扣|生病|住院|去世|过世)).*(党员|发展党员).{0,10}(每个月|每月|一个月|"
@@ -377,7 +385,7 @@ class Answer:
 # Where one message asks a second question: "还有就是…", "另外…", "再问一下…", or a sentence end.
 _NEXT_QUESTION = re.compile(r"[？?；;。！!]+|\s*(?:还有就是|还有一个|还有个|另外还有|另外|再问一下|再问个|再问|还想问一下|还想问|"
                             r"(?<=\s)还有|"
-                            r"顺便问一下|顺便问|第二个|第二|二是)")
+                            r"顺便问一下|顺便问|第二个|第二(?![年天月回次批届])|二是)")
 # A part with fewer Chinese characters than this is no question of its own ("我想问两个事").
 PART_MIN_CHARS = 4
 

@@ -21,6 +21,10 @@ TODAY = date(2026, 12, 6)
     ("俺爷爷1977年3月转正 今年能领光荣在党五十年纪念章吗", "member-50-years-medal", ["党龄是49年", "还差1年", "2027年满50年"]),
     ("我今年3月入党的 什么时候能转正", "join-probation", ["2027年3月满", "支部党员大会讨论", "最长一年"]),
     ("我去年7月成了预备党员 啥时候转正", "join-probation", ["2026年7月已经满了", "问问支部书记"]),
+    # The date is when the member joined; 转正 came a year later, not on that date (the answer said 23 years).
+    ("俺是二零零三年五月支部大会通过的预备党员 第二年按时转正 到今年党龄多少年", "join-party-age",
+     ["2004年5月转正", "党龄是22年"]),
+    ("转正是2004年5月 我党龄多少年", "join-party-age", ["党龄是22年"]),
 ])
 def test_worked_out_from_the_date_given(question, entry, states):
     computed = compute(question, TODAY)

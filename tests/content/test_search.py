@@ -27,14 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 # content edits; raise them as the search improves, never lower them to make a change pass.
 FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92), "holdout3": (0.91, 0.90),
           "holdout4": (0.91, 0.89), "holdout5": (0.95, 0.97), "holdout6": (0.97, 0.97), "holdout7": (0.94, 0.94),
-          "holdout8": (0.98, 0.99), "holdout9": (0.95, 0.98), "holdout10": (0.92, 0.89), "holdout11": (0.96, 0.93),
-          "holdout12": (0.96, 0.89),
+          "holdout8": (0.98, 0.99), "holdout9": (0.95, 0.98), "holdout10": (0.93, 0.91), "holdout11": (0.96, 0.95),
+          "holdout12": (0.96, 0.94), "holdout13": (0.95, 0.98),
           "holdout_dictated": (0.93, 0.93),
-          "holdout_dictated2": (0.93, 0.90), "holdout_dictated3": (0.96, 0.96)}
+          "holdout_dictated2": (0.93, 0.93), "holdout_dictated3": (0.96, 0.96)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"holdout5": 0.01, "holdout6": 0.01, "holdout7": 0.025, "holdout8": 0.014, "holdout9": 0.014,
-                  "holdout10": 0.028, "holdout11": 0.019, "holdout12": 0.028,
+                  "holdout10": 0.028, "holdout11": 0.019, "holdout12": 0.028, "holdout13": 0.018,
                   "holdout_dictated": 0.02, "holdout_dictated2": 0.02, "holdout_dictated3": 0.02}
 
 FAQ = '''
@@ -235,6 +235,30 @@ def test_village_and_township_near_misses_are_declined(shipped, question, ours):
 def test_the_village_near_miss_kinds_leave_what_the_entries_answer(shipped, question, expected):
     result = shipped.search(question)
     assert (result.status, result.entry_id) == (ANSWERED, expected), (question, result.status, result.entry_id)
+
+
+@pytest.mark.parametrize("question, expected", [
+    # 签到's synonym 打卡 once made 替他签到 an errand (替他打…); being caught (给查住了) is no errand either.
+    ("俺爹不会用手机 书记可以替他签到吗", "bot-proxy-checkin"),
+    ("开车喝了酒叫警察给查住了 党里会处分不", "discipline-drink-driving"),
+    # A disaster's help is care, not an old member's perk; a flag at a funeral is the flag's rule, not a custom.
+    ("老党员家里房子让洪水冲垮了 支部能给点补助不", "care-disaster"),
+    ("俺爹出殡那天能给他盖党旗不", "death-party-flag"),
+])
+def test_near_miss_patterns_leave_ours_that_share_their_words(shipped, question, expected):
+    result = shipped.search(question)
+    assert (result.status, result.entry_id) == (ANSWERED, expected), (question, result.status, result.entry_id)
+
+
+@pytest.mark.parametrize("question, ours", [
+    ("你把支部的通知转发到朋友圈里", False),  # an errand on WeChat itself
+    ("写一份七一表彰大会的发言稿", False),  # writing for the asker, said without 帮我
+    ("种地的党员老了有养老金拿不", False),  # social insurance, not dues on a pension
+    ("支书这会儿在村部不", True),  # whether someone is in: the branch knows
+])
+def test_more_near_misses_are_declined(shipped, question, ours):
+    result = shipped.search(question)
+    assert result.status == OUT_OF_SCOPE and result.in_domain is ours, (question, result.status, result.entry_id)
 
 
 def test_a_question_about_the_domain_without_its_terms_is_still_answered(shipped):
