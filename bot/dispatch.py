@@ -780,6 +780,11 @@ def _role_names(roles: frozenset[Role]) -> str:
     return "、".join(role.value for role in Role if role in roles)
 
 
+# Handlings that wait at the pool for a connection besides those holding one (Dispatcher.handling_slots): enough
+# to keep the loop busy while one waits, few enough that the pool's queue is a few milliseconds long.
+HANDLINGS_QUEUED = 32
+
+
 class Dispatcher:
     def __init__(self, routers: Iterable[Router], *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  settings: Any, reply_max_bytes: int = 2048, max_parts: int = 5, configs: Configs | None = None,
@@ -788,9 +793,9 @@ class Dispatcher:
         self.routers = list(routers)
         self.sessions = sessions
         # Where messages are claimed and copies look up their stored answer (and the webhook records signed
-        # requests): a pool of its own in the server, so that under a peak the claim of a new message never queues
-        # behind the handling of earlier ones for a connection. Handling waits; claiming must not, or WeChat's five
-        # seconds pass with the message not even recorded, and its retries pile onto the queue (bench/burst.py).
+        # requests): on PostgreSQL a pool of its own (bot.app), so that in a peak the claim of a new message never
+        # queues behind the handling of earlier ones for a connection. Handling waits; claiming must not, or
+        # WeChat's five seconds pass with the message not even recorded, and its retries pile onto the queue.
         self.intake = intake or sessions
         self.clock = clock
         self.settings = settings
@@ -831,12 +836,15 @@ class Dispatcher:
         self._in_flight: dict[str, _InFlight] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
-        # Handlings that may wait for a database connection at once: as many as the pool holds. In a peak the rest
-        # queue here, in order and for as long as it takes (their messages are recorded), not at the pool, whose
-        # timeout would fail them (抱歉 after a minute's wait) and where the outbox's batches, the jobs and the
-        # console would queue behind all of them: the replies of late messages are pushed meanwhile.
+        # Handlings that may wait for a database connection at once: the pool's connections and HANDLINGS_QUEUED
+        # more. In a peak the rest queue here, in order and for as long as it takes (their messages are recorded),
+        # not at the pool, whose timeout would fail them (抱歉 after a minute's wait) and where the outbox's
+        # batches, the jobs and the console would queue behind all of them: the replies of late messages are
+        # pushed meanwhile. Not just the pool's size: one handling at a time on SQLite left the loop nothing to do
+        # while it waited for the connection, the group commits got smaller and a message cost twice the CPU
+        # (bench/webhook.py, 1,223 against 633 µs).
         pool = engine_of(sessions).pool
-        self.handling_slots = asyncio.Semaphore(pool.size() if hasattr(pool, "size") else 1)
+        self.handling_slots = asyncio.Semaphore((pool.size() if hasattr(pool, "size") else 1) + HANDLINGS_QUEUED)
         self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(
             functools.partial(claim_rows, self.intake), name="inbound claims")
 
