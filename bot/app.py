@@ -45,8 +45,8 @@ RELOADERS = web.AppKey("reloaders", list)
 # (ref, member id, openid) → the address of the member page for that outbox row, or None.
 LINK_FOR = web.AppKey("link_for", object)
 PID_FILE_NAME = "zhibu.pid"
-# Connections for claiming messages and recording signed requests: batches of them (bot.group_commit), one at a
-# time on SQLite, which has one writer anyway; on PostgreSQL a second covers a batch that waits for row locks.
+# PostgreSQL's connections for claiming messages and recording signed requests (Dispatcher.intake; SQLite shares
+# its one connection): two, so that a batch waiting for row locks does not hold up the next.
 INTAKE_POOL_SIZE = 2
 
 

@@ -87,12 +87,9 @@ def _date_is_full(text: str, date_end: int) -> bool | None:
     full, joined = _FULL.search(after), _JOINED.search(after)
     if full or joined:
         return bool(full) and (joined is None or full.start() < joined.start())
-    full_before, joined_before = list(_FULL.finditer(before)), list(_JOINED.finditer(before))
-    if full_before or joined_before:
-        last_full = full_before[-1].start() if full_before else -1
-        last_joined = joined_before[-1].start() if joined_before else -1
-        return last_full > last_joined
-    return None
+    last_full = max((found.start() for found in _FULL.finditer(before)), default=-1)
+    last_joined = max((found.start() for found in _JOINED.finditer(before)), default=-1)
+    return None if last_full == last_joined == -1 else last_full > last_joined
 
 
 def _day(text: str | None) -> int | None:

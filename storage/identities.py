@@ -13,7 +13,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.db import one_at_a_time
 from storage.driver import Prepared
-from storage.models import OUTBOX_WAITING, BindingFailure, DialogState, Member, OutboxMessage, UTCDateTime, WeChatIdentity
+from storage.models import (OUTBOX_WAITING, BindingFailure, DialogState, Member, OutboxMessage, UTCDateTime,
+                            WeChatIdentity)
 from storage.transaction import MessageTransaction
 from storage.upsert import insert_for
 
