@@ -28,7 +28,7 @@ import re
 import tempfile
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -206,7 +206,10 @@ NEAR_MISS_KINDS = {
                                r"拉下来|撸下来|选举委员会|流动票箱|海选|委托.{0,8}投票|代投|自荐|(选举|投票).{0,8}不在家|"
                                r"村民委员会.{0,4}(选举|换届).{0,16}(有效|提名|当选|得票|多少票|几票|票数|过半)|"
                                r"(选票.{0,4}|票)[^，。,]{0,4}(写错|填错|画错|划错|涂错|弄错|填坏|写坏|弄坏|作废|废了|再要|重领|再领|"
-                               r"换一张|补一张|补发|丢了))",
+                               r"换一张|补一张|补发|丢了))|"
+                               # The village's accounts and who keeps them (会计, 出纳, 报账员): the 村委会's and the
+                               # township's. A secretary who is also the director (org-cross-appointment) stays ours.
+                               r"(会计|出纳|报账员)[^，。,]{0,14}(兼|由谁|谁来当|谁当|能不能当|可以当|可不可以当|怎么定|咋定)",
     # The village's other bodies and their rules: 红白理事会, 村规民约, 调解, 治保, 老年协会. A question about a
     # member's own banquet (酒席, 礼金, 桌数) is discipline-banquet's, which names the 红白理事会 too.
     "other village bodies and rules": r"^(?!.*(党员|酒席|摆酒|办酒|酒宴|婚丧|礼金|桌)).*(红白理事会|理事会|村规民约|村民公约|"
@@ -312,6 +315,10 @@ LOCAL_FACT_KINDS = {
     # Removing a secretary or a committee member from office (by the township's party committee): no entry says
     # how. 撤销党内职务 as a sanction (member-discipline-types) and calling off a meeting (bot-cancel-meeting) stay
     # answered; recalling a 村委会 member is village self-government's (a near miss above).
+    # What each committee member does day to day (组织委员, 宣传委员, 纪检委员…): no rule we cite divides the work;
+    # the branch does. How the committee is made up and elected (org-committee) stays answered.
+    "committee members' duties": r"(组织|宣传|纪检|青年|统战|保密|群工)委员[^，。,]{0,10}(负责|管啥|管什么|管哪些|干啥|干什么|"
+                                 r"做啥|做什么|职责|分工|具体管|工作内容)|(各个?|每个)?(支委|委员)[^，。,]{0,4}(怎么|咋|如何)分工",
     "removing a secretary": r"^(?!.*(处分|撤销党内职务|党纪|违纪|纪律|会议|开会|把会|会撤|权利|表决权)).*((书记|支委|支部委员)"
                             r"[^，。,\s]{0,6}(免职|撤职|撤换|撤掉|撤了|撤下|拿掉|拿下|换掉|撸掉|撸了|撸下|罢免|罢掉|罢了|免掉|免了|下课)|"
                             r"(撤掉|撤了|撤销了?|免去|免了|免掉|罢免|罢了|拿掉|拿下|换掉|撸掉|撸了)(他|她)?的?(支部书记|书记|支委))",
@@ -335,6 +342,29 @@ ELECTING = re.compile(r"选|得票")
 VOTE_FROM = frozenset({"党员大会", "到会人数"})
 ELECTION_TAGS = frozenset({"投票", "当选"})
 RESOLUTION_TAGS = frozenset({"表决"})
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Words that say which entry a question is about, whatever else its words match: when the answer found
+    carries one of from_tags and not to_tag, the best of the top three candidates tagged to_tag answers instead,
+    if it matched well enough (CUE_CONFIDENCE); with anywhere, the first entry tagged to_tag, ranked or not
+    (its words need not be in the question at all)."""
+
+    cue: Callable[[str], bool]
+    from_tags: frozenset[str]
+    to_tag: str
+    anywhere: bool = False
+
+
+# How to ask about something that is also a command ("我想问签到的规定 一发签到它就给我签到了"): the command's
+# own help matches the command word, but the member asks how to put a question (bot-ask, tagged 提问).
+ASKING_ABOUT_A_COMMAND = re.compile(r"(咋|怎么|怎样|如何)个?(问|提问|打听)(?!题)|一(发|回|打)[^，。,]{0,8}(它|就)|"
+                                    r"(它|助手)[却就倒]?(让|叫|给)(我|俺)")
+REDIRECTS = (
+    Redirect(lambda question: ASKING_ABOUT_A_COMMAND.search(question) is not None,
+             frozenset({"使用说明"}), "提问", anywhere=True),
+)
 
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
 # question with none of them ("低保怎么申请", "今天几号") weighs against answering.
@@ -406,7 +436,9 @@ def without_fillers(question: str) -> str:
 
 # What makes a clause a question: a dictated message has no question marks, only pauses. 几 in a figure
 # (几十年, 十几个, 几百块) asks nothing: "我入党几十年了" is no question of its own.
-_ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<![十百千万])几(?![十百千万])|哪|谁|能不能|要不要|是不是|有没有|中不中|行不行|可不可以|[^一]不$|没有$")
+_ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<![十百千万])几(?![十百千万])|哪|谁|能不能|要不要|是不是|有没有|中不中|行不行|可不可以|[^一]不$|没有$|"
+                   # 算不算, 够不够, 对不对: a word, 不, the word again.
+                   r"([\u4e00-\u9fff])不\1")
 
 
 def _clauses_to_questions(text: str) -> list[str]:
@@ -856,7 +888,26 @@ class QaIndex:
         probability = _logistic(features) if features is not None else 0.0
         result = self._choose(question, found, probability, answer_threshold, suggest_threshold)
         result.ranked = ranked
-        return self._after_vote(question, self._after_death(question, result, ranked), ranked)
+        result = self._after_vote(question, self._after_death(question, result, ranked), ranked)
+        return self._redirected(question, result, ranked)
+
+    def _redirected(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
+        entry = self.faq_by_id.get(result.entry_id or "") if result.status == ANSWERED else None
+        if entry is None:
+            return result
+        for redirect in REDIRECTS:
+            if redirect.to_tag in entry.tags or not redirect.from_tags & set(entry.tags) or not redirect.cue(question):
+                continue
+            targets = [item for item, confidence in ranked[:3] if confidence >= CUE_CONFIDENCE]
+            if redirect.anywhere:
+                targets += [faq.id for faq in self.faq]
+            for item in targets:
+                candidate = self.faq_by_id.get(item)
+                if candidate is not None and redirect.to_tag in candidate.tags:
+                    chosen = self.answer_of(item, question=question, confidence=result.confidence)
+                    chosen.ranked = ranked
+                    return chosen
+        return result
 
     def _after_vote(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
         if result.status != ANSWERED or not VOTE_CUE.search(question):

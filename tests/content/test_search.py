@@ -28,16 +28,16 @@ REPO = Path(__file__).resolve().parents[2]
 FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92), "holdout3": (0.91, 0.90),
           "holdout4": (0.91, 0.89), "holdout5": (0.95, 0.97), "holdout6": (0.97, 0.97), "holdout7": (0.94, 0.94),
           "holdout8": (0.98, 0.99), "holdout9": (0.95, 0.98), "holdout10": (0.93, 0.91), "holdout11": (0.96, 0.95),
-          "holdout12": (0.96, 0.94), "holdout13": (0.95, 0.98), "holdout14": (0.94, 0.95),
+          "holdout12": (0.96, 0.94), "holdout13": (0.95, 0.98), "holdout14": (0.97, 0.98),
           "holdout_dictated": (0.93, 0.93),
           "holdout_dictated2": (0.93, 0.93), "holdout_dictated3": (0.96, 0.96),
-          "holdout_dictated4": (0.92, 0.98)}
+          "holdout_dictated4": (0.93, 0.98)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"holdout5": 0.01, "holdout6": 0.01, "holdout7": 0.025, "holdout8": 0.014, "holdout9": 0.014,
-                  "holdout10": 0.028, "holdout11": 0.019, "holdout12": 0.028, "holdout13": 0.018, "holdout14": 0.031,
+                  "holdout10": 0.024, "holdout11": 0.014, "holdout12": 0.028, "holdout13": 0.018, "holdout14": 0.018,
                   "holdout_dictated": 0.02, "holdout_dictated2": 0.02, "holdout_dictated3": 0.02,
-                  "holdout_dictated4": 0.042}
+                  "holdout_dictated4": 0.037}
 
 FAQ = '''
 [[faq]]
@@ -246,6 +246,10 @@ def test_the_village_near_miss_kinds_leave_what_the_entries_answer(shipped, ques
     # A disaster's help is care, not an old member's perk; a flag at a funeral is the flag's rule, not a custom.
     ("老党员家里房子让洪水冲垮了 支部能给点补助不", "care-disaster"),
     ("俺爹出殡那天能给他盖党旗不", "death-party-flag"),
+    ("支委会一般几个人 有哪些委员", "org-committee"),
+    # Asking how to ask about a command: the command's help matches its word, the member wants bot-ask.
+    ("想打听开会签到有啥规矩 可我一回签到它就给我签上了", "bot-ask"),
+    ("签到码是啥 怎么签到", "bot-checkin"),
 ])
 def test_near_miss_patterns_leave_ours_that_share_their_words(shipped, question, expected):
     result = shipped.search(question)
@@ -257,6 +261,9 @@ def test_near_miss_patterns_leave_ours_that_share_their_words(shipped, question,
     ("写一份七一表彰大会的发言稿", False),  # writing for the asker, said without 帮我
     ("种地的党员老了有养老金拿不", False),  # social insurance, not dues on a pension
     ("支书这会儿在村部不", True),  # whether someone is in: the branch knows
+    ("村里的出纳能让村委会主任兼着干吗", False),  # the village's accounts: the 村委会's and the township's
+    ("宣传委员平常具体负责哪些事", True),  # committee members' duties: the branch divides the work
+    ("支委们是怎么分工的", True),
 ])
 def test_more_near_misses_are_declined(shipped, question, ours):
     result = shipped.search(question)

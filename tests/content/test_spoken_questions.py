@@ -23,6 +23,9 @@ def test_fillers_are_dropped_but_never_the_whole_question():
 def test_a_message_with_two_questions_splits_where_the_second_begins():
     assert split_questions("我想问两个事 一个是党费咋交 还有就是开会请假找谁") == ["我想问两个事 一个是党费咋交", "开会请假找谁"]
     assert split_questions("党员还有啥义务") == ["党员还有啥义务"]
+    # A clause asking with a word, 不 and the word again (算不算, 够不够) is a question of its own.
+    assert split_questions("第一书记一般待几年 他算不算村两委的人") == ["第一书记一般待几年", "他算不算村两委的人"]
+    assert split_questions("俺是退休的 够不够格交零点五") == ["俺是退休的 够不够格交零点五"]
 
 
 @pytest.mark.parametrize("question, entry", [
