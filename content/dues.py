@@ -47,14 +47,14 @@ _SITUATIONS = {
                        r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
                        r"养(?!(?:了|着)?" + _FEW + r"[只头个窝条]?(?:猪|牛|羊|鸡|鸭|鹅|鱼|兔))(?:了)?"
                        r"[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
-    "wage": re.compile(r"工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
+    "wage": re.compile(r"(?<!退休)工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
     "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜|"
                          r"种(?:了|着)?(?:点|" + _FEW + r")(?:来)?亩"),
     "low": re.compile(r"学生|上学|读书|上大学|研究生|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|一分钱收入"),
 }
 # A question without a figure is worked out only when it asks what to pay or how it is reckoned.
 _ASKS_AMOUNT = re.compile(r"多少|几毛|几块|几个点|啥标准|什么标准|标准|比例|百分之|哪一档|档|怎么算|咋算|咋个算|如何算|怎样算|"
-                          r"按啥|按什么|按哪|按多少|怎么交|咋交|如何交|交好多|好多钱|一样吗|一样不|还是|对不对|对吗|够不够|"
+                          r"按啥|按什么|按哪|按多少|怎么交|咋交|咋个交|怎么个交|交法|如何交|交好多|好多钱|一样吗|一样不|还是|对不对|对吗|够不够|"
                           r"要交吗|要交不|要不要交|交不交|用不用交|还交吗|还要交|得交吗|也要交|也交吗")
 LEADS = {
     "wage": "有工资的按每月税后工资算，整笔工资按所在那一档的比例交",
@@ -104,7 +104,7 @@ ENTRIES = {
 
 @dataclass(frozen=True)
 class Dues(Computed):
-    situation: str = ""  # "wage", "retiree", "self", "farmer" or "low"
+    situation: str = ""  # "wage", "retiree", "self", "farmer", "low" or "several"
     estimate: bool = False
 
 
@@ -182,9 +182,38 @@ def _computed(amount: Amount, brackets, *, months: int = 1) -> tuple[str, bool]:
 _DENIED = re.compile(r"(?:没有|没得|莫得|没|无|不是|不拿|不领|冇)[^，。,；;\s]{0,2}$")
 
 
+# Several people's dues, or kinds set side by side: two kinds named in one person's story (在厂里下岗了, 农民打零工,
+# 在学校当老师) are one member's, which the search answers.
+_SIDE_BY_SIDE = re.compile(r"一样|区别|不同|差别|分别|各(?:交|算|按|自|是)|都(?:是|要|咋|怎么|按)|(?:几|两|三|四|五|仨|俩)个党员|"
+                           r"一个[^，。,；;]{1,12}一个")
+_COMPARED = re.compile(r"各算各|各交各|一样")
+# Each kind's rule in a line, for a question naming several kinds ("俺在厂里拿工资 老头子退休了 闺女在上大学").
+RULES = {
+    "wage": "拿工资的按每月税后工资：3000元及以下交0.5%，3000元以上到5000元交1%，5000元以上到10000元交1.5%，"
+            "10000元以上交2%",
+    "retiree": "退休的按每月领到的退休金（养老金）：5000元及以下交0.5%，5000元以上交1%",
+    "self": "开店、跑运输、规模种养这类没有固定工资的，按上一季度平均每月的纯收入套用工资那几档",
+    "farmer": "在家种地的农民党员每月0.2元到1元，具体数由支部按本地做法定",
+    "low": "学生、下岗失业、领低保或靠救济、抚恤生活的每月0.2元",
+}
+
+
+def _several(found: list[str]) -> Dues:
+    """Several kinds of member in one question (a family's, or one person's two incomes): each kind's rule."""
+    lines = "；".join(RULES[name] for name in found)
+    return Dues(entry_ids=("dues-standard-overview",), source=SOURCE, situation="several", text=(
+        f"各人按各人的情况交：{lines}。一个人有几种收入、拿不准按哪种算的，跟支部书记商量；想算出每人每月交多少，"
+        "把各人的收入分开发给我。"))
+
+
 def situation_of(text: str) -> list[str]:
-    return [name for name, pattern in _SITUATIONS.items()
-            if any(not _DENIED.search(text[:found.start()]) for found in pattern.finditer(text))]
+    """The kinds of member the text names (not those it denies: 莫得退休金), in the order it first names them."""
+    named = {}
+    for name, pattern in _SITUATIONS.items():
+        starts = [found.start() for found in pattern.finditer(text) if not _DENIED.search(text[:found.start()])]
+        if starts:
+            named[name] = starts[0]
+    return sorted(named, key=named.get)
 
 
 def compute(question: str) -> Dues | None:
@@ -197,11 +226,17 @@ def compute(question: str) -> Dues | None:
     # a wage word wins over wage words.
     if "self" in found and "wage" in found:
         found.remove("wage")
-    if "retiree" in found and "wage" in found and re.search(r"退休工资|退休金|养老金", text):
+    # Three kinds are several people's (a family's); two are one retiree's pension said with a wage word
+    # (一个月拿三千 退休金) unless the question sets kinds side by side.
+    several = len(found) > 2
+    if "retiree" in found and "wage" in found and re.search(r"退休金|养老金", text) and not several:
         found.remove("wage")
     incomes = list({(amount.low, amount.high): amount for amount in amounts(text)}.values())  # 四千…整个四千: one
+    if (several or (len(found) > 1 and _SIDE_BY_SIDE.search(text))) \
+            and (incomes or _ASKS_AMOUNT.search(text) or _COMPARED.search(text)):
+        return _several(found)
     if len(found) > 1 or len(incomes) > 1:
-        return None  # several people or several figures: the search's general answer fits better
+        return None  # one member's story naming two kinds, or several figures: the search's answer fits better
     situation = found[0] if found else ("wage" if incomes else None)
     if situation is None:
         return None

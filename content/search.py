@@ -360,7 +360,7 @@ class Redirect:
 # How to ask about something that is also a command ("我想问签到的规定 一发签到它就给我签到了"): the command's
 # own help matches the command word, but the member asks how to put a question (bot-ask, tagged 提问).
 ASKING_ABOUT_A_COMMAND = re.compile(r"(咋|怎么|怎样|如何)个?(问|提问|打听)(?!题)|一(发|回|打)[^，。,]{0,8}(它|就)|"
-                                    r"(它|助手)[却就倒]?(让|叫|给)(我|俺)")
+                                    r"(它|助手)[却就倒]?(让|叫|给)(我|俺)|(当成|当作|以为是)[^，。,]{0,6}命令")
 REDIRECTS = (
     Redirect(lambda question: ASKING_ABOUT_A_COMMAND.search(question) is not None,
              frozenset({"使用说明"}), "提问", anywhere=True),

@@ -84,11 +84,30 @@ def test_the_answer_states_the_bracket_and_the_figure(question, situation, state
         assert wrong not in dues.text, (wrong, dues.text)
 
 
+@pytest.mark.parametrize("question, kinds, never", [
+    # A family's dues: each kind named gets its own rule, in the order named, and no other kind's.
+    ("俺家仨党员 一个种地 一个领养老金 一个在厂里上班 党费是不是各算各的", ["0.2元到1元", "退休金（养老金）", "税后工资"],
+     ["学生", "上一季度"]),
+    ("俺屋头三个党员 俺在厂里拿工资 老头子退休了 闺女在上大学 这党费都是咋个交法", ["税后工资", "退休金（养老金）", "学生"],
+     ["0.2元到1元，具体数"]),
+    ("拿工资的和在家种地的 党费标准一样吗", ["税后工资", "0.2元到1元"], ["退休金"]),
+])
+def test_several_kinds_of_member_get_each_kinds_rule(question, kinds, never):
+    dues = compute(question)
+    assert dues is not None and dues.situation == "several" and dues.entry_ids == ("dues-standard-overview",), dues
+    positions = [dues.text.find(kind) for kind in kinds]
+    assert -1 not in positions and positions == sorted(positions), (kinds, dues.text)
+    for wrong in never:
+        assert wrong not in dues.text, (wrong, dues.text)
+
+
 @pytest.mark.parametrize("question", [
+    # One member's story naming two kinds: the search answers (打零工 and 种地 are one farmer's, not a family's).
+    "咱是农民党员平时打点零工没固定工资这党费一个月交多少合适",
+    "我在厂里下岗了 现在没有工作 党费还要交吗",
     "党费交多少",  # no income, no situation: the general table
     "俺老头是党员 走了 他欠的党费要补吗",  # after a death: never a computed figure
     "出去打工三年没交党费 回来要补交多少",  # back payment
-    "俺家仨党员 一个种地 一个领养老金 一个在厂里上班 党费是不是各算各的",  # several people
     "工资三千 退休金四千 党费交多少",  # two figures
     "党费交上去都用在哪了",
     "一个月工资五千 够不够生活",  # no dues question

@@ -25,6 +25,9 @@ TODAY = date(2026, 12, 6)
     ("俺是二零零三年五月支部大会通过的预备党员 第二年按时转正 到今年党龄多少年", "join-party-age",
      ["2004年5月转正", "党龄是22年"]),
     ("转正是2004年5月 我党龄多少年", "join-party-age", ["党龄是22年"]),
+    # 转正 already came ("转正的") and the question asks when the medal comes: the date is the 转正 date, not
+    # a 预备 date whose 转正 is still to come (the answer said "1978年成为预备党员").
+    ("俺老头子是七八年转正的 他啥时候才能领那个五十年的纪念章", "member-50-years-medal", ["党龄是48年", "2028年满50年"]),
 ])
 def test_worked_out_from_the_date_given(question, entry, states):
     computed = compute(question, TODAY)
@@ -43,6 +46,8 @@ def test_worked_out_from_the_date_given(question, entry, states):
     ("外甥是2008年12月19号出生的 能不能写入党申请书", ["2026年12月19日满18岁", "现在还不能递"], ["已经年满"]),
     ("二〇〇八年十二月三日生的 可以交申请书了吗", ["2008年12月3日出生", "已经年满18岁"], ["还不能"]),
     ("我2008年3月5日出生 能入党吗", ["2008年3月出生", "已经年满18岁"], ["还不能"]),
+    # A birthday said as 生日, and 能交不 after the 申请书.
+    ("俺娃是零八年十二月二十号的生日 下礼拜想把申请书交上去 能交不", ["2026年12月20日满18岁", "现在还不能递"], ["已经年满"]),
 ])
 def test_a_birth_date_tells_when_one_may_apply(question, states, never):
     computed = compute(question, TODAY)

@@ -31,13 +31,13 @@ FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92)
           "holdout12": (0.96, 0.94), "holdout13": (0.95, 0.98), "holdout14": (0.97, 0.98),
           "holdout_dictated": (0.93, 0.93),
           "holdout_dictated2": (0.93, 0.93), "holdout_dictated3": (0.96, 0.96),
-          "holdout_dictated4": (0.93, 0.98)}
+          "holdout_dictated4": (0.95, 0.98)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"holdout5": 0.01, "holdout6": 0.01, "holdout7": 0.025, "holdout8": 0.014, "holdout9": 0.014,
                   "holdout10": 0.024, "holdout11": 0.014, "holdout12": 0.028, "holdout13": 0.018, "holdout14": 0.018,
                   "holdout_dictated": 0.02, "holdout_dictated2": 0.02, "holdout_dictated3": 0.02,
-                  "holdout_dictated4": 0.037}
+                  "holdout_dictated4": 0.025}
 
 FAQ = '''
 [[faq]]
