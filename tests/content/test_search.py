@@ -28,14 +28,14 @@ REPO = Path(__file__).resolve().parents[2]
 FLOORS = {"dev": (0.94, 0.96), "holdout": (0.94, 0.95), "holdout2": (0.94, 0.92), "holdout3": (0.91, 0.90),
           "holdout4": (0.91, 0.89), "holdout5": (0.95, 0.97), "holdout6": (0.97, 0.97), "holdout7": (0.94, 0.94),
           "holdout8": (0.98, 0.99), "holdout9": (0.95, 0.98), "holdout10": (0.93, 0.91), "holdout11": (0.96, 0.95),
-          "holdout12": (0.96, 0.94), "holdout13": (0.95, 0.98), "holdout14": (0.97, 0.98),
+          "holdout12": (0.96, 0.94), "holdout13": (0.95, 0.98), "holdout14": (0.97, 0.98), "holdout15": (0.92, 0.97),
           "holdout_dictated": (0.93, 0.93),
           "holdout_dictated2": (0.93, 0.93), "holdout_dictated3": (0.96, 0.96),
           "holdout_dictated4": (0.95, 0.98)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"holdout5": 0.01, "holdout6": 0.01, "holdout7": 0.025, "holdout8": 0.014, "holdout9": 0.014,
-                  "holdout10": 0.024, "holdout11": 0.014, "holdout12": 0.028, "holdout13": 0.018, "holdout14": 0.018,
+                  "holdout10": 0.024, "holdout11": 0.014, "holdout12": 0.028, "holdout13": 0.018, "holdout14": 0.018, "holdout15": 0.031,
                   "holdout_dictated": 0.02, "holdout_dictated2": 0.02, "holdout_dictated3": 0.02,
                   "holdout_dictated4": 0.025}
 
