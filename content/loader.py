@@ -101,8 +101,8 @@ class Content:
     dictionary: list[tuple[str, int | None, str | None]] = field(default_factory=list)
     # variant -> canonical term
     synonyms: dict[str, str] = field(default_factory=dict)
-    # (question, in scope): labelled questions for the scope classifier (scope.tsv)
-    scope: list[tuple[str, bool]] = field(default_factory=list)
+    # (question, entry id or out_of_scope): members' questions labelled for the classifiers (scope.tsv)
+    scope: list[tuple[str, str]] = field(default_factory=list)
     documents: int = 0
 
     def entry(self, entry_id: str) -> FaqEntry | None:
@@ -433,7 +433,8 @@ OUT_OF_SCOPE_LABEL = "out_of_scope"
 
 def _load_scope(path: Path, content: Content, problems: list[Problem]) -> None:
     """scope.tsv: question<TAB>label, # a comment. Any label but out_of_scope is in scope: the entry it names
-    may since have been merged or renamed, and the question is still one the content answers."""
+    may since have been merged or renamed, and the question is still one the content answers (the entry
+    classifier learns only from labels naming an entry that exists)."""
     if not path.exists():
         return
     text = _read(path, problems)
@@ -446,7 +447,7 @@ def _load_scope(path: Path, content: Content, problems: list[Problem]) -> None:
         if not question.strip() or not label.strip():
             problems.append(Problem(path, number, "每行应为：问题<TAB>条目 id 或 out_of_scope"))
             continue
-        content.scope.append((question.strip(), label.strip() != OUT_OF_SCOPE_LABEL))
+        content.scope.append((question.strip(), label.strip()))
 
 
 def _check_duplicates(content: Content, problems: list[Problem]) -> None:

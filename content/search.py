@@ -42,6 +42,7 @@ from content.computed import Computed, compute_answer
 from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
+    OUT_OF_SCOPE_LABEL,
     Content,
     ContentError,
     Passage,
@@ -716,10 +717,19 @@ class QaIndex:
             self._entry_words.append(frozenset(together | set(tokens_of(entry.answer))))
         passage_texts = [tokens_of(f"{p.title} {p.heading}\n{p.text}") for p in self.passages]
         self._faq = _Collection(faq_texts, faq_owners, len(self.faq))
-        self._classifier = EntryClassifier(canonical_texts, faq_owners, len(self.faq))
-        # In scope: every entry's texts, and the members' questions of scope.tsv as they label them.
-        self._scope = ScopeClassifier(faq_texts + [self.scope_tokens(question) for question, _ in content.scope],
-                                      [True] * len(faq_texts) + [ours for _, ours in content.scope])
+        # Members' questions (scope.tsv), read as the search reads a question. The entry classifier learns from
+        # those labelled with an entry how members put what it covers, beside the entry's own texts; the scope
+        # classifier learns from all of them, in scope or not, beside every entry's texts.
+        asked = []
+        for question, label in content.scope:
+            seen = clip_question(without_fillers(question))
+            asked.append((seen, self.analyzer.canonical(seen), label))
+        number_of = {entry.id: number for number, entry in enumerate(self.faq)}
+        labelled = [(canonical, number_of[label]) for _, canonical, label in asked if label in number_of]
+        self._classifier = EntryClassifier(canonical_texts + [canonical for canonical, _ in labelled],
+                                           faq_owners + [number for _, number in labelled], len(self.faq))
+        self._scope = ScopeClassifier(faq_texts + [self.analyzer.tokens(seen, canonical) for seen, canonical, _ in asked],
+                                      [True] * len(faq_texts) + [label != OUT_OF_SCOPE_LABEL for _, _, label in asked])
         # An entry found by its answer's words alone ("八项义务" is in the answer, not the question).
         self._answers = _Collection([list(words) for words in self._entry_words], list(range(len(self.faq))),
                                     len(self.faq), token_sets=self._entry_words)
@@ -892,7 +902,10 @@ class QaIndex:
         return self._redirected(question, result, ranked)
 
     def _redirected(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
-        entry = self.faq_by_id.get(result.entry_id or "") if result.status == ANSWERED else None
+        # The answer found, or the best candidate when none was good enough (the cue may say what it lacked).
+        found = result.entry_id if result.status == ANSWERED else \
+            next((item for item, confidence in ranked[:1] if confidence >= CUE_CONFIDENCE), None)
+        entry = self.faq_by_id.get(found or "")
         if entry is None:
             return result
         for redirect in REDIRECTS:
@@ -969,7 +982,10 @@ class QaIndex:
         topic = covered and found.words <= TOPIC_WORDS and runner_up.confidence >= TOPIC_COVERAGE
         if found.scope < SCOPE_DECLINE:  # a near miss, however well some entry matches its words
             return Answer(question=question, status=OUT_OF_SCOPE, confidence=probability, in_domain=in_domain)
-        if best is not None and probability >= answer_threshold and not tied:
+        # A topic named bare ("党费", "党费的事": no question word) is offered its entries even when one of them
+        # looks likely: which one the member means, nothing in the message says.
+        bare_topic = topic and in_domain and not _ASKS.search(question)
+        if best is not None and probability >= answer_threshold and not tied and not bare_topic:
             return self.answer_of(self._id(best.key), question=question, confidence=probability)
         if in_domain and passages and passages[0].confidence >= PASSAGE_THRESHOLD \
                 and (best is None or best.confidence < PASSAGE_THRESHOLD):

@@ -33,7 +33,9 @@ def shipped(shipped_index) -> QaIndex:
 @pytest.mark.parametrize(("question", "entry"), [
     ("退休了党费还交吗按啥算", "dues-retiree"),  # dues-low-income shares most of its words
     ("外出务工党员怎么过组织生活", "member-floating-life"),  # study-away does too
-    ("积极分子要考察多长时间", "join-activist-training"),
+    # Both answers state the year; dev, holdout and holdout2 label it the 发展对象 entry (its minimum, not the
+    # activist's training), and members' labelled questions teach the classifier that since round ten.
+    ("积极分子要考察多长时间", "join-development-object"),
     ("预备党员怎样才能转成正式党员", "join-conversion"),  # not the whole path from application (join-total-time)
 ])
 def test_siblings_that_share_most_words_are_told_apart(shipped, question, entry):
@@ -64,9 +66,9 @@ def test_its_margins_are_scikit_learns_without_importing_it_to_score():
     samples = [*texts[::7], *questions, "", "  ", "ABC Def 党费 2024", "👍👍", "党"]
     expected = model.decision_function(vectorizer.transform(samples))
     for sample, margins in zip(samples, expected):
-        # The same operations in the same order: equal to the last bit on x86-64; a margin of error for
-        # platforms whose compilers fuse multiplications and additions.
-        np.testing.assert_allclose(ours.scores(sample), margins, rtol=0, atol=1e-12, err_msg=sample)
+        # The same operations in the same order, over weights kept in single precision (content/classifier.py):
+        # equal within what rounding the weights to float32 moves (margins are of order 1).
+        np.testing.assert_allclose(ours.scores(sample), margins, rtol=0, atol=1e-5, err_msg=sample)
 
 
 def test_the_scope_margins_are_scikit_learns_too(shipped):
@@ -79,7 +81,7 @@ def test_the_scope_margins_are_scikit_learns_too(shipped):
     texts = [shipped.analyzer.tokens(text) for entry in content.faq[:60] for text in (entry.question, *entry.phrasings)]
     labelled = content.scope[::3]
     texts += [shipped.scope_tokens(question) for question, _ in labelled]
-    labels = [True] * (len(texts) - len(labelled)) + [ours for _, ours in labelled]
+    labels = [True] * (len(texts) - len(labelled)) + [label != "out_of_scope" for _, label in labelled]
     ours = ScopeClassifier(texts, labels)
     vectorizer = TfidfVectorizer(analyzer=scope_grams, sublinear_tf=True, min_df=ScopeClassifier.MIN_TEXTS)
     model = LinearSVC(C=ScopeClassifier.C, class_weight={0: ScopeClassifier.OUT_WEIGHT, 1: 1.0}, random_state=0)

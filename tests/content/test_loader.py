@@ -128,7 +128,7 @@ def test_scope_questions_are_read_with_their_side_and_a_bad_line_is_named(root):
     (root / "scope.tsv").write_text("# comment\n村干部工资多少\tout_of_scope\n\n党费交多少\tdues-missing\n没有标签\n",
                                     encoding="utf-8")
     content, problems = load_content(root)
-    assert content.scope == [("村干部工资多少", False), ("党费交多少", True)]
+    assert content.scope == [("村干部工资多少", "out_of_scope"), ("党费交多少", "dues-missing")]
     assert messages(problems) == ["scope.tsv:5: 每行应为：问题<TAB>条目 id 或 out_of_scope"]
 
 
