@@ -101,3 +101,17 @@ async def test_real_ciphertexts_with_their_keys(make_service, sample):
         assert users == [sample["plaintext_from"]]
     else:
         assert status < 500, (status, text)
+
+
+EDGES = ["<xml><A> x </A><B/><C></C><D>  </D></xml>", "<xml><A k='v'>t</A></xml>", "<xml><A><B>1</B><B>2</B></A></xml>",
+         "<xml><A>x<B>1</B> y </A></xml>", "<xml><A><![CDATA[ hi ]]></A></xml>", "<xml><A>a&amp;b&#x4e2d;</A></xml>",
+         "<?xml version='1.0' encoding='utf-8'?><xml>\n<A>中文</A><!-- note --><B><C k='1'/></B></xml>"]
+
+
+@pytest.mark.parametrize("name", [*WELL_FORMED, *EDGES])
+def test_the_xml_reader_reads_what_xmltodict_reads(name):
+    # bot/wechat/xml.py builds with ElementTree (in C) the dict xmltodict gives, which the code was written against.
+    from bot.wechat.xml import read_xml
+
+    body = (CORPUS / name).read_text(encoding="utf-8") if name in WELL_FORMED else name
+    assert read_xml(body) == dict(xmltodict.parse(body, disable_entities=True)["xml"])
