@@ -359,11 +359,15 @@ class Redirect:
 
 
 # How to ask about something that is also a command ("我想问签到的规定 一发签到它就给我签到了"): the command's
-# own help matches the command word, but the member asks how to put a question (bot-ask, tagged 提问).
-ASKING_ABOUT_A_COMMAND = re.compile(r"(咋|怎么|怎样|如何)个?(问|提问|打听)(?!题)|一(发|回|打)[^，。,]{0,8}(它|就)|"
-                                    r"(它|助手)[却就倒]?(让|叫|给)(我|俺)|(当成|当作|以为是)[^，。,]{0,6}命令")
+# own help matches the command word, but the member asks how to put a question (bot-ask, tagged 提问). Both
+# halves must be there: wanting to ask or hear a rule, and the command run instead. "一回签到就说签到码不对"
+# reports what the command said, which its own help answers.
+WANTS_TO_ASK = re.compile(r"问|打听|咨询|了解|规定|规矩|说法")
+COMMAND_RUN_INSTEAD = re.compile(r"一(发|回|打)[^，。,]{0,8}(它|就)[^，。,]{0,3}(给|帮|替)?(我|俺)?(签|绑|请假|报名)|"
+                                 r"(它|助手)[却就倒]?(让|叫|给)(我|俺)(签|绑|请假|报名)|(当成|当作|以为是)[^，。,]{0,6}命令")
 REDIRECTS = (
-    Redirect(lambda question: ASKING_ABOUT_A_COMMAND.search(question) is not None,
+    Redirect(lambda question: WANTS_TO_ASK.search(question) is not None
+             and COMMAND_RUN_INSTEAD.search(question) is not None,
              frozenset({"使用说明"}), "提问", anywhere=True),
 )
 

@@ -251,6 +251,10 @@ def test_the_village_near_miss_kinds_leave_what_the_entries_answer(shipped, ques
     # Asking how to ask about a command: the command's help matches its word, the member wants bot-ask.
     ("想打听开会签到有啥规矩 可我一回签到它就给我签上了", "bot-ask"),
     ("签到码是啥 怎么签到", "bot-checkin"),
+    # What a command said back is its own help's question, not one about asking.
+    ("我一回签到就说签到码不对 咋回事", "bot-checkin"),
+    ("一发签到就提示不在时间内", "bot-checkin-time"),
+    ("我一回签到就说我还没绑定", "bot-unbound-use"),
 ])
 def test_near_miss_patterns_leave_ours_that_share_their_words(shipped, question, expected):
     result = shipped.search(question)
