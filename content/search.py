@@ -182,7 +182,9 @@ NEAR_MISS_KINDS = {
     "weather and chit-chat": r"天气|会不会下|下不下雨|下雨不|下雨吗|带伞|冷不冷|热不热|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
                            r"^(?!.*(处分|警告|察看|撤销|纪律|党纪|开除)).*(升官|提拔|调走)",
-    "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|一大|遵义会议|毛主席|毛泽东|周总理",
+    "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|一大|遵义会议|毛主席|毛泽东|周总理|"
+                     # When the oath, the charter or the flag took the form they have: history, not how to use them.
+                     r"(誓词|宣誓|党章|党旗|党徽)[^，。,]{0,12}(哪一?年|什么时候|啥时候|几几年)[^，。,]{0,4}(改|修改|定下|制定|通过|开始用)",
     # 打卡 is 签到's synonym (替俺打卡: a check-in for someone); 给查住了 is being caught, not an errand.
     "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡)|叫|找|交)(?!.{{0,3}}(党|df))|"
                               r"(转发|发到|发在|转到).{0,8}(微信群|群里|朋友圈)|话费|电费|"
@@ -320,6 +322,11 @@ LOCAL_FACT_KINDS = {
     # the branch does. How the committee is made up and elected (org-committee) stays answered.
     "committee members' duties": r"(组织|宣传|纪检|青年|统战|保密|群工)委员[^，。,]{0,10}(负责|管啥|管什么|管哪些|干啥|干什么|"
                                  r"做啥|做什么|职责|分工|具体管|工作内容)|(各个?|每个)?(支委|委员)[^，。,]{0,4}(怎么|咋|如何)分工",
+    # The terms of offices above the village (the township's or the county's party committee, its secretary, a
+    # 乡长 or 镇长): the party's rules for those committees, which no entry covers. A village organization's term
+    # (org-term) stays answered.
+    "terms above the village": r"(乡镇|乡|镇|县|市)(委书记|党委书记|党委|委|政府|书记|乡长|镇长|县长|领导班子|班子|领导)[^，。,]{0,6}"
+                               r"(一届|任期|干几年|几年一换|换届)",
     "removing a secretary": r"^(?!.*(处分|撤销党内职务|党纪|违纪|纪律|会议|开会|把会|会撤|权利|表决权)).*((书记|支委|支部委员)"
                             r"[^，。,\s]{0,6}(免职|撤职|撤换|撤掉|撤了|撤下|拿掉|拿下|换掉|撸掉|撸了|撸下|罢免|罢掉|罢了|免掉|免了|下课)|"
                             r"(撤掉|撤了|撤销了?|免去|免了|免掉|罢免|罢了|拿掉|拿下|换掉|撸掉|撸了)(他|她)?的?(支部书记|书记|支委))",
@@ -875,11 +882,12 @@ class QaIndex:
         # A dues question that states an income, a 党龄 question that gives a date: worked out (content/computed.py).
         folded = self.analyzer.fold(question)
         fixed = self.analyzer.homophones.fix(folded)
-        computed = compute_answer(question, today)
-        if computed is None and fixed != folded:
-            # A slip in the words that make a question computable (申情书 for 申请书): read it again with slips
-            # put right (no synonyms: the computations read the member's own words).
-            computed = compute_answer(fixed, today)
+        # A slip may sit in the very words that make a question computable (申情书 for 申请书) or that decide how
+        # (退修金 for 退休金: read as it came, a pension figure was worked out as a wage): the text with slips put
+        # right is read first (no synonyms: the computations read the member's own words), then as it came.
+        computed = compute_answer(fixed, today) if fixed != folded else None
+        if computed is None:
+            computed = compute_answer(question, today)
         if computed is not None:
             return self._computed_answer(question, computed)
         # With slips fixed and synonyms applied (正审 → 政治审查, 领低保 → 最低生活保障金): the patterns name both forms.

@@ -203,3 +203,11 @@ def test_a_dictated_slip_of_the_check_in_word_is_put_right(index, question):
     # corrected; figures that say 千 to 千 are left alone.
     assert index.search(question).entry_id == "bot-checkin"
     assert index.analyzer.homophones.fix(index.analyzer.fold("一千到两千")) == "一千到两千"
+
+
+def test_a_slip_in_the_word_that_decides_the_bracket_is_read_right(index):
+    # 退修金 is 退休金 misheard: read as it came, 3,600 was taken for a wage and charged 1% (36 元) instead of a
+    # pension's 0.5% (18 元).
+    result = index.search("老头子以前是民办教师 现在每月退修金三千六 他一个月党费该交多少")
+    assert result.status == ANSWERED and result.entry_id == "dues-retiree", result
+    assert "每月交18元" in result.answer and "1%" not in result.answer.split("。")[1], result.answer
