@@ -43,7 +43,7 @@ FIT_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv", "holdout4.tsv", "fit_ood.t
 # Every set whose questions have been read (never a blind one): what content/scope.tsv is made of.
 SCOPE_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv", "holdout4.tsv", "holdout5.tsv", "holdout6.tsv",
               "holdout7.tsv", "holdout8.tsv", "holdout9.tsv", "holdout13.tsv", "holdout14.tsv", "holdout_dictated.tsv",
-              "holdout_dictated3.tsv", "holdout_dictated4.tsv", "holdout_dictated5.tsv",
+              "holdout_dictated3.tsv", "holdout_dictated4.tsv", "holdout_dictated5.tsv", "holdout_dictated6.tsv",
               "fit_ood.tsv", "fit_village.tsv", "fit_dictated.tsv", "fit_scope.tsv")
 
 

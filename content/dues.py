@@ -47,10 +47,12 @@ _SITUATIONS = {
                        r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
                        r"养(?!(?:了|着)?" + _FEW + r"[只头个窝条]?(?:猪|牛|羊|鸡|鸭|鹅|鱼|兔))(?:了)?"
                        r"[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
-    "wage": re.compile(r"(?<!退休)工资|到手|月薪|薪水|上班|打工|厂里|单位|公司上|当(?:老师|工人|保安|收银)|拿.{0,3}(?:块|元|千|万)"),
+    "wage": re.compile(r"(?<!退休)工资|到手|月薪|薪水|税后|上班|打工|厂里|单位|公司上|教书|当(?:老师|工人|保安|收银)|"
+                       r"拿.{0,3}(?:块|元|千|万)"),
     "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜|"
                          r"种(?:了|着)?(?:点|" + _FEW + r")(?:来)?亩"),
-    "low": re.compile(r"学生|上学|读书|上大学|研究生|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|一分钱收入"),
+    "low": re.compile(r"学生|上学|读书|念书|上大学|念大学|读大学|研究生|读研|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|"
+                      r"一分钱收入"),
 }
 # A question without a figure is worked out only when it asks what to pay or how it is reckoned.
 _ASKS_AMOUNT = re.compile(r"多少|几毛|几块|几个点|啥标准|什么标准|标准|比例|百分之|哪一档|档|怎么算|咋算|咋个算|如何算|怎样算|"
@@ -185,7 +187,8 @@ _DENIED = re.compile(r"(?:没有|没得|莫得|没|无|不是|不拿|不领|冇)
 # Several people's dues, or kinds set side by side: two kinds named in one person's story (在厂里下岗了, 农民打零工,
 # 在学校当老师) are one member's, which the search answers.
 _SIDE_BY_SIDE = re.compile(r"一样|区别|不同|差别|分别|各(?:交|算|按|自|是)|都(?:是|要|咋|怎么|按)|(?:几|两|三|四|五|仨|俩)个党员|"
-                           r"一个[^，。,；;]{1,12}一个")
+                           r"一个[^，。,；;]{1,12}一个|加起来|娘俩|爷俩|父子俩|母女俩|两口子|老两口|"
+                           r"(?:我们|俺们|咱们)(?:俩|仨|两个|三个|几个)")
 _COMPARED = re.compile(r"各算各|各交各|一样")
 # Each kind's rule in a line, for a question naming several kinds ("俺在厂里拿工资 老头子退休了 闺女在上大学").
 RULES = {
@@ -198,11 +201,20 @@ RULES = {
 }
 
 
-def _several(found: list[str]) -> Dues:
-    """Several kinds of member in one question (a family's, or one person's two incomes): each kind's rule."""
+def _several(found: list[str], text: str, incomes: list) -> Dues:
+    """Several kinds of member in one question (a family's, or one person's two incomes): each kind's rule, and
+    the figure worked out when one income is said and only one kind named is paid by income."""
     lines = "；".join(RULES[name] for name in found)
-    return Dues(entry_ids=("dues-standard-overview",), source=SOURCE, situation="several", text=(
-        f"各人按各人的情况交：{lines}。一个人有几种收入、拿不准按哪种算的，跟支部书记商量；想算出每人每月交多少，"
+    paid_by_income = [name for name in found if name in ("wage", "retiree", "self")]
+    worked = ""
+    months = months_of(text[:text.find(incomes[0].said.lower())]) if len(incomes) == 1 else None
+    if len(paid_by_income) == 1 and months is not None:
+        body, estimate = _computed(incomes[0], RETIREE_BRACKETS if paid_by_income[0] == "retiree" else WAGE_BRACKETS,
+                                   months=months)
+        worked = f"说了收入的那一位：{body}" + ("这是按您说的数估算的，以实际收入为准。" if estimate else "")
+    ids = ENTRIES[paid_by_income[0]] if worked else ("dues-standard-overview",)
+    return Dues(entry_ids=ids, source=SOURCE, situation="several", text=(
+        f"各人按各人的情况交：{lines}。{worked}一个人有几种收入、拿不准按哪种算的，跟支部书记商量；想算出每人每月交多少，"
         "把各人的收入分开发给我。"))
 
 
@@ -234,7 +246,7 @@ def compute(question: str) -> Dues | None:
     incomes = list({(amount.low, amount.high): amount for amount in amounts(text)}.values())  # 四千…整个四千: one
     if (several or (len(found) > 1 and _SIDE_BY_SIDE.search(text))) \
             and (incomes or _ASKS_AMOUNT.search(text) or _COMPARED.search(text)):
-        return _several(found)
+        return _several(found, text, incomes)
     if len(found) > 1 or len(incomes) > 1:
         return None  # one member's story naming two kinds, or several figures: the search's answer fits better
     situation = found[0] if found else ("wage" if incomes else None)

@@ -254,6 +254,9 @@ LOCAL_FACT_KINDS = {
                         # Whether someone is in today: the branch knows, the content cannot.
                         r"(书记|支书|主任|村长|会计|组织员)[^，。,]{0,3}(今天|明天|这会儿|现在|这两天|上午|下午|晚上)"
                         r"[^，。,]{0,3}(在|上班|来)[^，。,]{0,8}?(不在|不|吗|么|没)(?=$|[\s，。,？?])",
+    # What a past meeting said or decided: its record and the people there know, no entry does.
+    "a past meeting's content": r"(上回|上次|上个月|前天|昨天|那天|上礼拜|上周)的?(党员大会|支部大会|主题党日|党日|党课|会|组织生活会)"
+                                r"[^。]{0,24}(讲的啥|讲了啥|讲了什么|讲的什么|说了啥|说的啥|定了啥|定了些啥|定了什么|啥内容|什么内容)",
     "a coming activity's topic": r"(下个?月|这个?月|下回|下次|明天|后天|下礼拜|下周)的?(主题党日|党日|党课|学习|组织生活会)"
                                  r".{0,4}(主题|内容|讲啥|讲什么|学啥|学什么)",
     "refunds of dues": r"党费.{0,12}(退回|退还|退给|退钱|能不能退|能退吗|能退不|可以退)(?!休|党)",
@@ -376,6 +379,10 @@ REDIRECTS = (
     Redirect(lambda question: WANTS_TO_ASK.search(question) is not None
              and COMMAND_RUN_INSTEAD.search(question) is not None,
              frozenset({"使用说明"}), "提问", anywhere=True),
+    # A probationary member's dues ("预备党员…党费从九月算还是十一月算"): the probation entries match the dates and
+    # the 预备 words, the question is about dues (dues-probationary, tagged 党费 and 预备党员).
+    Redirect(lambda question: "党费" in question or "党非" in question,
+             frozenset({"预备期"}), "党费"),
 )
 
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A

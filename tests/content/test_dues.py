@@ -91,6 +91,7 @@ def test_the_answer_states_the_bracket_and_the_figure(question, situation, state
     ("俺屋头三个党员 俺在厂里拿工资 老头子退休了 闺女在上大学 这党费都是咋个交法", ["税后工资", "退休金（养老金）", "学生"],
      ["0.2元到1元，具体数"]),
     ("拿工资的和在家种地的 党费标准一样吗", ["税后工资", "0.2元到1元"], ["退休金"]),
+    ("我在家种地 俺闺女在省城念大学 我们娘俩一个月党费加起来要交好多", ["0.2元到1元", "学生"], ["税后工资"]),
 ])
 def test_several_kinds_of_member_get_each_kinds_rule(question, kinds, never):
     dues = compute(question)
@@ -126,3 +127,10 @@ async def test_a_dictated_dues_question_through_the_webhook(make_service):
     assert reply.splitlines()[-1] == "来源：《关于中国共产党党费收缴、使用和管理的规定》第二条"
     voice = await service.emulator.voice("u1", "退休金四千三党费一个月交多少")
     assert "每月交21.5元" in voice.reply
+
+
+def test_a_family_with_one_income_said_gets_that_figure_worked_out():
+    # The income said is the one wage earner's (8,000 a month: 1.5%, 120 元), beside the farmers' rule.
+    dues = compute("我跟老婆子在家种地 儿媳妇在镇小学教书 税后一个月八千 俺们三个都是党员 她一个月党费交好多 俺们两个种地的又交好多")
+    assert dues is not None and dues.situation == "several" and dues.entry_ids[0] == "dues-salary-rates", dues
+    assert "0.2元到1元" in dues.text and "交1.5%，每月交120元" in dues.text, dues.text

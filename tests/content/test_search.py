@@ -33,7 +33,7 @@ FLOORS = {"dev": (0.99, 0.98), "holdout": (0.99, 0.98), "holdout10": (0.96, 0.92
           "holdout7": (0.99, 0.98), "holdout8": (0.99, 0.99), "holdout9": (0.99, 0.98),
           "holdout_dictated": (0.98, 0.98), "holdout_dictated2": (0.98, 0.93),
           "holdout_dictated3": (0.99, 0.98), "holdout_dictated4": (0.98, 0.98),
-          "holdout_dictated5": (0.98, 0.98), "holdout_dictated6": (0.96, 0.98)}
+          "holdout_dictated5": (0.98, 0.98), "holdout_dictated6": (0.99, 0.98)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"dev": 0.005, "holdout": 0.004, "holdout10": 0.014, "holdout11": 0.01, "holdout12": 0.014,
@@ -42,7 +42,7 @@ WRONG_CEILINGS = {"dev": 0.005, "holdout": 0.004, "holdout10": 0.014, "holdout11
                   "holdout3": 0.012, "holdout4": 0.003, "holdout5": 0.009, "holdout6": 0.004,
                   "holdout7": 0.005, "holdout8": 0.005, "holdout9": 0.005, "holdout_dictated": 0.011,
                   "holdout_dictated2": 0.018, "holdout_dictated3": 0.007, "holdout_dictated4": 0.013,
-                  "holdout_dictated5": 0.012, "holdout_dictated6": 0.03}
+                  "holdout_dictated5": 0.012, "holdout_dictated6": 0.006}
 
 FAQ = '''
 [[faq]]
@@ -260,6 +260,10 @@ def test_the_village_near_miss_kinds_leave_what_the_entries_answer(shipped, ques
     ("一发签到就提示不在时间内", "bot-checkin-time"),
     ("村里党支部一届干几年", "org-term"),
     ("宣誓的时候要举右手吗", "join-oath"),
+    ("上次开会没去要补学吗", "meeting-queqin-buxue"),
+    # A probationary member's dues, with the dates the probation entries match: the dues entry.
+    ("俺闺女是今年三月支部大会通过的预备党员 五月上面才批 党费从三月还是五月开始交", "dues-probationary"),
+    ("预备期从哪天算", "join-probation"),
     ("我一回签到就说我还没绑定", "bot-unbound-use"),
 ])
 def test_near_miss_patterns_leave_ours_that_share_their_words(shipped, question, expected):
@@ -277,6 +281,7 @@ def test_near_miss_patterns_leave_ours_that_share_their_words(shipped, question,
     ("支委们是怎么分工的", True),
     ("党章是哪一年改成现在这个样子的", False),  # history, not how the charter is used
     ("县委书记一般干几年一换", True),  # offices above the village: the party's, but no entry covers them
+    ("上次的党员大会我没去 会上讲了啥", True),  # what a past meeting said: its record and the people there know
 ])
 def test_more_near_misses_are_declined(shipped, question, ours):
     result = shipped.search(question)
