@@ -746,7 +746,8 @@ class QaIndex:
         labelled = [(canonical, number_of[label]) for _, canonical, label in asked if label in number_of]
         self._classifier = EntryClassifier(canonical_texts + [canonical for canonical, _ in labelled],
                                            faq_owners + [number for _, number in labelled], len(self.faq))
-        self._scope = ScopeClassifier(faq_texts + [self.analyzer.tokens(seen, canonical) for seen, canonical, _ in asked],
+        asked_tokens = [self.analyzer.tokens(seen, canonical) for seen, canonical, _ in asked]
+        self._scope = ScopeClassifier(faq_texts + asked_tokens,
                                       [True] * len(faq_texts) + [label != OUT_OF_SCOPE_LABEL for _, _, label in asked])
         # An entry found by its answer's words alone ("八项义务" is in the answer, not the question).
         self._answers = _Collection([list(words) for words in self._entry_words], list(range(len(self.faq))),
