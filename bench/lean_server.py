@@ -111,7 +111,8 @@ def build(database: str, safe: bool) -> web.Application:
                 return refuse(403, "replayed")
             claimed = connection.execute(
                 "INSERT INTO inbound (dedup_key, openid, payload, status, received_at)"
-                " VALUES (?, ?, ?, 'processing', ?) ON CONFLICT DO NOTHING RETURNING id", (f"msg:{msg_id}", openid, plaintext, now)).fetchone()
+                " VALUES (?, ?, ?, 'processing', ?) ON CONFLICT DO NOTHING RETURNING id",
+                (f"msg:{msg_id}", openid, plaintext, now)).fetchone()
             stored = None if claimed else connection.execute(
                 "SELECT reply FROM inbound WHERE dedup_key = ?", (f"msg:{msg_id}",)).fetchone()
             connection.execute("COMMIT")

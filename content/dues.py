@@ -207,7 +207,7 @@ def _several(found: list[str], text: str, incomes: list) -> Dues:
     lines = "；".join(RULES[name] for name in found)
     paid_by_income = [name for name in found if name in ("wage", "retiree", "self")]
     worked = ""
-    months = months_of(text[:text.find(incomes[0].said.lower())]) if len(incomes) == 1 else None
+    months = months_of(_before(text, incomes[0])) if len(incomes) == 1 else None
     if len(paid_by_income) == 1 and months is not None:
         body, estimate = _computed(incomes[0], RETIREE_BRACKETS if paid_by_income[0] == "retiree" else WAGE_BRACKETS,
                                    months=months)
@@ -216,6 +216,12 @@ def _several(found: list[str], text: str, incomes: list) -> Dues:
     return Dues(entry_ids=ids, source=SOURCE, situation="several", text=(
         f"各人按各人的情况交：{lines}。{worked}一个人有几种收入、拿不准按哪种算的，跟支部书记商量；想算出每人每月交多少，"
         "把各人的收入分开发给我。"))
+
+
+def _before(text: str, amount: Amount) -> str:
+    """What the text says before the amount (where a span such as 一年 or 上季度 is named)."""
+    at = text.find(amount.said.lower())
+    return text[:at] if at >= 0 else ""
 
 
 def situation_of(text: str) -> list[str]:
@@ -267,8 +273,7 @@ def compute(question: str) -> Dues | None:
     if not incomes:
         return None  # wages and pensions need the figure
     amount = incomes[0]
-    before = text[:text.find(amount.said.lower())] if amount.said.lower() in text else ""
-    months = months_of(before)
+    months = months_of(_before(text, amount))
     if months is None:
         return None  # a figure for months nobody counted: the search's general answer fits better
     if situation == "farmer":
