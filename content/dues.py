@@ -180,6 +180,10 @@ def _computed(amount: Amount, brackets, *, months: int = 1) -> tuple[str, bool]:
             "按准确的数来定。"), True
 
 
+# A sum spent, owed or lost is no income ("老伴看病花了四五万 党费实在交不起"): said just before the figure.
+_SPENT = re.compile(r"(花了|花掉|花费|用了|用掉|欠了?|借了?|贷了?|赔了?|亏了?|垫了?|医药费|住院费|看病|治病|手术|彩礼|盖房)"
+                    r"[^，。,；;\s]{0,3}$")
+
 # "莫得退休金 就在家种地": a situation said to be absent is not the asker's (the farmer here, not a retiree).
 _DENIED = re.compile(r"(?:没有|没得|莫得|没|无|不是|不拿|不领|冇)[^，。,；;\s]{0,2}$")
 
@@ -249,7 +253,8 @@ def compute(question: str) -> Dues | None:
     several = len(found) > 2
     if "retiree" in found and "wage" in found and re.search(r"退休金|养老金", text) and not several:
         found.remove("wage")
-    incomes = list({(amount.low, amount.high): amount for amount in amounts(text)}.values())  # 四千…整个四千: one
+    incomes = list({(amount.low, amount.high): amount for amount in amounts(text)
+                    if not _SPENT.search(_before(text, amount))}.values())  # 四千…整个四千: one
     if (several or (len(found) > 1 and _SIDE_BY_SIDE.search(text))) \
             and (incomes or _ASKS_AMOUNT.search(text) or _COMPARED.search(text)):
         return _several(found, text, incomes)

@@ -87,6 +87,9 @@ TOPIC_COVERAGE = 0.8
 # Two candidates this close (in ranking score) are ambiguous: offer both instead of guessing.
 AMBIGUOUS_MARGIN = 0.03
 MAX_SUGGESTIONS = 3
+# In a message of several questions where only one part finds an answer, the first part's answer is taken over
+# the whole message's reading when the decision model is this sure of it.
+FIRST_PART_SURE = 0.99
 # A document passage says more than a FAQ answer and matches more words by chance: it counts at this share.
 PASSAGE_FACTOR = 0.8
 # How the ranking score weighs a candidate's evidence: the best single text (question or phrasing), the
@@ -168,10 +171,15 @@ NEAR_MISS_KINDS = {
     "background checks for jobs": r"(国企|央企|教师|编制|考编|研究生|考研|警校|军校|公务员|事业单位|当兵|参军|入伍|"
                                   r"招工|单位|公司|工作).{0,16}(政治审查|政审)|(政治审查|政审).{0,16}(国企|央企|教师|"
                                   r"编制|研究生|警校|军校|公务员|事业单位|当兵|参军|入伍|单位|公司|工作)|"
-                                  r"考公务员|考公|考编|事业编|公务员考试|民主党派|入团|共青团",
+                                  r"考公务员|考公|考编|事业编|公务员考试|民主党派|入团|共青团|"
+                                  # Whether a member's penalty follows the family (a grandson's military school):
+                                  # what it does to the member is discipline-effect-period's.
+                                  r"(处分|党纪|开除|违纪|犯过错误).{0,16}(影响|耽误|连累|牵连).{0,10}(孩子|孙子|孙女|儿子|闺女|"
+                                  r"女儿|子女|后代|家里人|亲属|娃)",
     "land, insurance, paperwork": r"^(?!.*(党|支部|书记|支书|四议|两公开|村务|公开)).*(宅基地|土地流转|征地|拆迁|补偿款|承包地|确权|流转|粮补|"
                                   r"种粮补贴)|医保|社保|养老保险|合作医疗|新农合|报销|医药费|"
-                                  r"身份证(?!明)|户口本|驾照|驾驶证|残疾证|结婚证|社保卡|"
+                                  # An ID card named while binding the assistant (名字照身份证打的) is not about the card.
+                                  r"^(?!.*(绑|助手|公众号|入党|发展党员|申请书|发展对象|积极分子)).*身份证(?!明)|户口本|驾照|驾驶证|残疾证|结婚证|社保卡|"
                                   # A member's pension is social insurance's; dues on a pension (党费, 交, 扣) are ours.
                                   r"^(?!.*(党费|交|缴|扣|df)).*党员.{0,12}(退休金|养老金|退休工资)",
     # Whether there is any such money at all (有丧葬费没, 给不给抚恤金) is the same question; what follows a
@@ -179,7 +187,9 @@ NEAR_MISS_KINDS = {
     "after-death money and customs": r"(丧葬费|抚恤金|丧葬补助).{0,8}(多少|能领|去哪|咋领|怎么领)|^(?!.*(党旗|遗体|党费)).*出殡|看日子|择日|风水|"
                                      r"^(?!.*党费).*((有没有|有|给不给|发不发|给|发)[^，。,]{0,4}(丧葬费|抚恤金|丧葬补助)|"
                                      r"(丧葬费|抚恤金|丧葬补助)[^，。,]{0,4}(没|吗|么|不))",
-    "weather and chit-chat": r"天气|会不会下|下不下雨|下雨不|下雨吗|带伞|冷不冷|热不热|象棋|下棋|讲个?笑话|唱首?歌",
+    # Weather given as the reason a meeting is called off or a member stays away is context, not the question.
+    "weather and chit-chat": r"^(?!.*(助手|公众号|取消|改期|推迟|改天|通知|请假|签到)).*(天气|会不会下|下不下雨|下雨不|下雨吗|"
+                             r"带伞|冷不冷|热不热)|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
                            r"^(?!.*(处分|警告|察看|撤销|纪律|党纪|开除)).*(升官|提拔|调走)",
     "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|一大|遵义会议|毛主席|毛泽东|周总理|"
@@ -212,7 +222,14 @@ NEAR_MISS_KINDS = {
                                r"换一张|补一张|补发|丢了))|"
                                # The village's accounts and who keeps them (会计, 出纳, 报账员): the 村委会's and the
                                # township's. A secretary who is also the director (org-cross-appointment) stays ours.
-                               r"(会计|出纳|报账员)[^，。,]{0,14}(兼|由谁|谁来当|谁当|能不能当|可以当|可不可以当|怎么定|咋定)",
+                               r"(会计|出纳|报账员)[^，。,]{0,14}(兼|由谁|谁来当|谁当|能不能当|可以当|可不可以当|怎么定|咋定)|"
+                               # Auditing them is the township's and the county's; making them public (村务公开) is ours.
+                               r"^(?!.*党费).*审计",
+    # Taxes on money a member receives (慰问金, an allowance): the tax office's. Whether dues are counted on the
+    # wage before or after tax is the dues entries'.
+    "taxes": r"^(?!.*(党费|df)).*(交税|缴税|纳税|个税|扣税|个人所得税|报税)",
+    # Inspection tours (巡察, 巡视): what they check is their own programme, which no entry describes.
+    "inspection tours": r"巡察|巡视",
     # The village's other bodies and their rules: 红白理事会, 村规民约, 调解, 治保, 老年协会. A question about a
     # member's own banquet (酒席, 礼金, 桌数) is discipline-banquet's, which names the 红白理事会 too.
     "other village bodies and rules": r"^(?!.*(党员|酒席|摆酒|办酒|酒宴|婚丧|礼金|桌)).*(红白理事会|理事会|村规民约|村民公约|"
@@ -328,8 +345,10 @@ LOCAL_FACT_KINDS = {
     # The terms of offices above the village (the township's or the county's party committee, its secretary, a
     # 乡长 or 镇长): the party's rules for those committees, which no entry covers. A village organization's term
     # (org-term) stays answered.
-    "terms above the village": r"(乡镇|乡|镇|县|市)(委书记|党委书记|党委|委|政府|书记|乡长|镇长|县长|领导班子|班子|领导)[^，。,]{0,6}"
-                               r"(一届|任期|干几年|几年一换|换届)",
+    # How those committees are elected and how many members they have, likewise.
+    "offices above the village": r"(乡镇|乡|镇|县|市)(委书记|党委书记|党委|委|政府|书记|乡长|镇长|县长|领导班子|班子|领导)[^，。,]{0,6}"
+                               r"(一届|任期|干几年|几年一换|换届|怎么选|咋选|选出来|选举产生|怎么产生|咋产生|由谁选|谁选|"
+                               r"设几个|几个委员|多少个?委员|委员.{0,4}(几个|多少))",
     "removing a secretary": r"^(?!.*(处分|撤销党内职务|党纪|违纪|纪律|会议|开会|把会|会撤|权利|表决权)).*((书记|支委|支部委员)"
                             r"[^，。,\s]{0,6}(免职|撤职|撤换|撤掉|撤了|撤下|拿掉|拿下|换掉|撸掉|撸了|撸下|罢免|罢掉|罢了|免掉|免了|下课)|"
                             r"(撤掉|撤了|撤销了?|免去|免了|免掉|罢免|罢了|拿掉|拿下|换掉|撸掉|撸了)(他|她)?的?(支部书记|书记|支委))",
@@ -360,7 +379,8 @@ class Redirect:
     """Words that say which entry a question is about, whatever else its words match: when the answer found
     carries one of from_tags and not to_tag, the best of the top three candidates tagged to_tag answers instead,
     if it matched well enough (CUE_CONFIDENCE); with anywhere, the first entry tagged to_tag, ranked or not
-    (its words need not be in the question at all)."""
+    (its words need not be in the question at all) — and such a cue also answers with the best candidate when it
+    is tagged to_tag but was not good enough alone."""
 
     cue: Callable[[str], bool]
     from_tags: frozenset[str]
@@ -422,6 +442,8 @@ class Answer:
     in_domain: bool = False
     # The other questions of a message that asked several (the first is answered): each one's entry.
     others: list[Suggestion] = field(default_factory=list)
+    # Worked out for the asker from figures the question gives (content/computed.py), not an entry's own text.
+    computed: bool = False
     # The best candidates whatever the thresholds, best first: (id, confidence); for evaluation.
     ranked: list[tuple[str, float]] = field(default_factory=list, repr=False)
 
@@ -870,8 +892,8 @@ class QaIndex:
             # the others are offered — but only when at least two parts find different entries; otherwise the
             # message is read whole, as one question.
             answered: dict[str, tuple[str, Answer]] = {}
-            for part in parts:
-                result = self._search_one(part, answer_threshold, suggest_threshold, today)
+            results = [self._search_one(part, answer_threshold, suggest_threshold, today) for part in parts]
+            for part, result in zip(parts, results):
                 if result.status == ANSWERED and result.entry_id is not None:
                     answered.setdefault(result.entry_id, (part, result))
             if len(answered) > 1:
@@ -879,6 +901,18 @@ class QaIndex:
                 first.question = question
                 first.others = [Suggestion(result.entry_id, part) for part, result in rest]
                 return first
+            whole = self._search_one(question, answer_threshold, suggest_threshold, today)
+            first = results[0]
+            if first.status == ANSWERED and first.confidence >= FIRST_PART_SURE and first.kind == "faq" \
+                    and not first.computed and whole.entry_id != first.entry_id:
+                # The first question is sure of its answer, and the rest, too short to be read alone (一般干几年),
+                # pulled the whole message elsewhere: the first is answered, and what the whole found is offered.
+                # Not a figure worked out from the first part alone: the rest may say what the figure was.
+                first.question = question
+                if whole.status == ANSWERED and whole.entry_id is not None:
+                    first.others = [Suggestion(whole.entry_id, "，".join(parts[1:]))]
+                return first
+            return whole
         return self._search_one(question, answer_threshold, suggest_threshold, today)
 
     def _search_one(self, asked: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
@@ -929,7 +963,16 @@ class QaIndex:
         if entry is None:
             return result
         for redirect in REDIRECTS:
-            if redirect.to_tag in entry.tags or not redirect.from_tags & set(entry.tags) or not redirect.cue(question):
+            if not redirect.cue(question):
+                continue
+            if redirect.to_tag in entry.tags:
+                if redirect.anywhere and result.status != ANSWERED:
+                    # A cue that alone names its entry, and that entry is the best candidate: it answers.
+                    chosen = self.answer_of(entry.id, question=question, confidence=result.confidence)
+                    chosen.ranked = ranked
+                    return chosen
+                continue
+            if not redirect.from_tags & set(entry.tags):
                 continue
             targets = [item for item, confidence in ranked[:3] if confidence >= CUE_CONFIDENCE]
             if redirect.anywhere:
@@ -1030,7 +1073,7 @@ class QaIndex:
         return Answer(question=question, status=ANSWERED, confidence=1.0, answer=computed.text,
                       source=f"《{computed.source}》{article}", source_name=computed.source,
                       article=article, local=source is not None and source.local, entry_id=entry_id,
-                      kind="faq", ranked=[(entry_id, 1.0)])
+                      kind="faq", ranked=[(entry_id, 1.0)], computed=True)
 
     def _id(self, key: str) -> str:
         number = int(key[1:])

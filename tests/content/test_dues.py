@@ -71,6 +71,8 @@ CASES = [
     ("俺就种着五亩地 养了两头牛 党费一个月交几毛", "farmer", ["0.2元到1元"], ["上一季度"]),
     ("家里种了三亩田 党员党费交多少", "farmer", ["0.2元到1元"], ["上一季度"]),
     ("养了几十头牛 党费咋算", "self", ["上一季度平均每月的纯收入"], ["0.2元到1元"]),
+    # A sum borrowed or spent beside the wage is no income: the wage is worked out, not the loan.
+    ("去年盖房借了十万 现在打工一个月四千 党费交多少", "wage", ["交1%", "每月交40元"], ["十万"]),
 ]
 
 
@@ -114,6 +116,8 @@ def test_several_kinds_of_member_get_each_kinds_rule(question, kinds, never):
     "一个月工资五千 够不够生活",  # no dues question
     "跑车好几个月才挣了三万 党费交多少",  # months nobody counted: no monthly figure to work out
     "我开了家饭馆 忙得顾不上开会 请假行不行 党费我按时交",  # a situation and dues said in passing
+    "老伴看病花了四五万 这个党费交多少",  # a sum spent is no income: once worked out as a wage of 四五万
+    "给儿子娶媳妇花了二十来万 党费咋算",
 ])
 def test_nothing_is_computed_for_what_only_mentions_dues(question):
     assert compute(question) is None
