@@ -26,6 +26,9 @@ _AMOUNT = re.compile(rf"(不到|不足|不够|将近|差不多|大概|大约|约
 _NOT_AMOUNTS = re.compile(rf"百分之[{_NUMERAL}点.0-9]+|[0-9.]+\s*[%％]|[0-9{_NUMERAL}]+(?:多|来|几)?\s*(?:年|岁|月份|号|日|个|次|人|天|周|"
                           rf"会|课|条|项|点钟|小时|分钟|亩|头|只|口)")
 
+# After a unit said alone, what makes it an amount ("千把块", "万把块钱"): otherwise it is part of a word.
+_ROUGHLY_ONE = re.compile(r"\s*(?:把|块|元)")
+
 
 @dataclass(frozen=True)
 class Amount:
@@ -121,6 +124,8 @@ def amounts(text: str) -> list[Amount]:
     for match in _AMOUNT.finditer(folded):
         before, figures, after = match.group(1), match.group(2), match.group(3)
         figures = figures.rstrip(".")
+        if figures[0] in "百千万" and not _ROUGHLY_ONE.match(folded, match.end()):
+            continue  # a unit with no figure before it is a word (老百姓, 千万别, 万一), unless said as 千把块 or 万把块钱
         parsed = _arabic(figures) if figures[0].isdigit() else _chinese(figures)
         if parsed is None:
             continue

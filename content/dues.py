@@ -16,7 +16,7 @@ computed as an estimate and says so; one that could fall in either of two bracke
 for a year, a quarter or a counted number of months is divided into months (an estimate too); one for months
 nobody counted (几个月) is not computed. Without a figure, a situation is worked out only when the question asks
 what to pay. A few mu of land or a few animals (种几亩地, 养几只鸡) are a farmer's own, not a large farm: only a
-herd or a field said in tens or more is self-employment. This module imports nothing from bot/ or handlers/.
+herd said in tens or more, a field of fifty mu or more, or land taken in from others (流转) is self-employment. This module imports nothing from bot/ or handlers/.
 """
 
 from __future__ import annotations
@@ -45,12 +45,15 @@ _SITUATIONS = {
     "retiree": re.compile(r"退休|养老金|离休|退下来|退了"),
     "self": re.compile(r"零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:了)?(?:一?[个家间])?[^，。,；;\s]{0,3}?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|货运|"
                        r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
+                       # Fifty mu or more, or land taken in from others (流转): a farm run as a business; a family's
+                       # own fields are a few mu to a few tens.
+                       r"流转|(?:[0-9]*[5-9][0-9]|[0-9]{3,}|几百|[五六七八九]十|[一二两三四五六七八九]?百|千)(?:多|来)?亩|"
                        r"养(?!(?:了|着)?" + _FEW + r"[只头个窝条]?(?:猪|牛|羊|鸡|鸭|鹅|鱼|兔))(?:了)?"
                        r"[^，。,；;\s]{0,6}(?:猪|牛|羊|鸡|鸭|鹅|鱼|虾|蟹|蜂|兔)"),
     "wage": re.compile(r"(?<!退休)工资|到手|月薪|薪水|税后|上班|打工|厂里|单位|公司上|教书|当(?:老师|工人|保安|收银)|"
                        r"拿.{0,3}(?:块|元|千|万)"),
     "farmer": re.compile(r"种地|种田|务农|农民|种庄稼|在家种|庄稼人|种粮|种果|种菜|"
-                         r"种(?:了|着)?(?:点|" + _FEW + r")(?:来)?亩"),
+                         r"种(?:了|着)?(?:点|" + _FEW + r"|[一二两三四]十|[1-4][0-9])(?:多|来)?亩"),
     "low": re.compile(r"学生|上学|读书|念书|上大学|念大学|读大学|研究生|读研|失业|下岗|低保|救济|抚恤|没工作|没收入|莫得收入|"
                       r"一分钱收入"),
 }

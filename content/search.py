@@ -161,11 +161,13 @@ NEAR_MISS_KINDS = {
     "cadres' pay": r"^(?!.*(党费|慰问)).*(书记|支书|村干部|村长|主任|委员|干部|两委|支委|组长|会计|出纳|文书|报账员|"
                    r"网格员|村官).{0,14}(工资|补贴|津贴|待遇|报酬|收入|奖金|年薪|误工|生活补助|工钱|"
                    r"(一个月|一年|每月|每年).{0,3}(拿|挣|领|给)多少|(拿|挣|领|给).{0,2}多少钱)",
-    "priority for members": r"(优先|照顾|能评|能不能评|评得上|好评|能吃上|能不能吃|先评|加分|好过|走后门|沾光).{0,10}"
+    # A wage rise on joining or on becoming a full member (转正以后工资会涨吗) is no more a member's than a priority is.
+    "priority for members": r"(转正|入党|入了党|发展党员|当上党员|成了党员)[^，。,]{0,8}(涨工资|加工资|工资[^，。,]{0,3}(涨|加|高)|"
+                            r"待遇[^，。,]{0,3}(提高|涨|好))|(优先|照顾|能评|能不能评|评得上|好评|能吃上|能不能吃|先评|加分|好过|走后门|沾光).{0,10}"
                             r"(低保|最低生活保障金|贫困户|救济粮|补助金|工作|就业|招工|上学|入学|考试|当兵|参军|分房|贷款|"
                             r"补贴)|(低保|最低生活保障金|贫困户|工作|就业|招工|上学|入学|考试|当兵|参军|分房|贷款).{0,14}"
                             r"(优先|照顾|评上|评得上|能评|好评|加分|好过|沾光|优惠)",
-    "writing for the asker": rf"(帮|给|替|代){_ME}(写|起草|拟|编)|(你来|直接|你给).{{0,4}}写(一篇|一份|个)|"
+    "writing for the asker": rf"悼词|祭文|讣告|追悼词|(帮|给|替|代){_ME}(写|起草|拟|编)|(你来|直接|你给).{{0,4}}写(一篇|一份|个)|"
                              r"^(请你?|你)?写(一篇|一份|一个|篇|份)(?!.*(啥|怎么|咋|吗|什么|要不要|格式|注意))|"
                              r"(请假条|检讨书|欠条|借条|合同|起诉书|证明信).{0,6}(给厂|给公司|给老板|给学校)",
     "background checks for jobs": r"(国企|央企|教师|编制|考编|研究生|考研|警校|军校|公务员|事业单位|当兵|参军|入伍|"
@@ -223,6 +225,7 @@ NEAR_MISS_KINDS = {
                                # The village's accounts and who keeps them (会计, 出纳, 报账员): the 村委会's and the
                                # township's. A secretary who is also the director (org-cross-appointment) stays ours.
                                r"(会计|出纳|报账员)[^，。,]{0,14}(兼|由谁|谁来当|谁当|能不能当|可以当|可不可以当|怎么定|咋定)|"
+                               r"兼[^，。,]{0,8}(会计|出纳|报账员)|"
                                # Auditing them is the township's and the county's; making them public (村务公开) is ours.
                                r"^(?!.*党费).*审计",
     # Taxes on money a member receives (慰问金, an allowance): the tax office's. Whether dues are counted on the
@@ -239,7 +242,7 @@ NEAR_MISS_KINDS = {
     # the militia and the army (a transfer of membership on joining or leaving the army is ours).
     "youth league, women's federation, militia": r"^(?!.*(推优|群团|党|支部|组织关系|档案)).*(团员|团费|团支部|团组织|退团|离团|团委|"
                                                  r"少先队|妇联|妇代会|妇女主任|妇女代表|妇女执委|妇女节|三八节|民兵|"
-                                                 r"武装部|退伍|退役|复员|征兵|入伍|应征)",
+                                                 r"武装部|退伍|退役|复员|征兵|入伍|应征)|退团|团籍|团员身份",
     "people's congresses": r"人大代表|人民代表大会|[县乡镇市]人大|政协",
     # WeChat or the phone itself going wrong (messages not arriving, a spinning wheel, the app crashing): not
     # the assistant. A question that names the assistant, the branch or what one does with it (签到, 请假,
@@ -276,6 +279,34 @@ LOCAL_FACT_KINDS = {
                                 r"[^。]{0,24}(讲的啥|讲了啥|讲了什么|讲的什么|说了啥|说的啥|定了啥|定了些啥|定了什么|啥内容|什么内容)",
     "a coming activity's topic": r"(下个?月|这个?月|下回|下次|明天|后天|下礼拜|下周)的?(主题党日|党日|党课|学习|组织生活会)"
                                  r".{0,4}(主题|内容|讲啥|讲什么|学啥|学什么)",
+    # A campaign's programme (党纪学习教育, 主题教育): set by the central and higher committees each time; what a
+    # member studies in general (study-content) is answered.
+    # What to wear to the oath or a meeting, how long a list of candidates is posted: the branch's own custom and
+    # the higher committee's notice; the oath itself (join-oath) and how candidates are chosen are answered.
+    "dress": r"穿(什么|啥|啥子|哪种|怎样的)(衣服|服装)?|着装|服装要求|正装",
+    "days a list is posted": r"公示[^，。,]{0,6}(几天|多少天|多久|多长时间)",
+    # 党务公开 (the organization making its own affairs public): no entry covers it; 村务公开 and 两公开 are the
+    # village's and are answered.
+    "the party's own publicity": r"党务公开",
+    # Changing a sponsor or a contact person (one who died, one the applicant does not get on with), taking an
+    # application back, a health check before joining, filling a committee seat left empty (补选), a lost medal
+    # reissued: each is decided by the branch and the committee above under rules no entry gives. Who may be a
+    # sponsor (join-sponsors) and how the 50-year medal is given are answered.
+    "changing a sponsor": r"(介绍人|培养联系人|联系人)[^，。]{0,24}(换|更换|调换|去世|走了|病故|病逝|过世|不在了|调走|合不来)",
+    "taking an application back": r"(申请书|申请)[^，。]{0,16}(撤回|撤销|要回来|拿回来|退回来|退给我|不想申请了|不想入了|不申请了)",
+    "a health check before joining": r"(入党|发展党员)[^。]{0,20}体检|体检[^。]{0,20}(入党|发展党员)",
+    "filling a seat": r"补选|增补",
+    "a lost medal": r"(纪念章|奖章|勋章)[^，。]{0,12}(丢|掉了|遗失|找不到|补发|补办|再领)",
+    "a campaign's programme": r"(党纪|党史|主题|专题)学习教育|主题教育|两学一做|不忘初心[^，。,]{0,4}牢记使命",
+    # Web addresses of the party's systems (where to transfer membership online): the township gives them.
+    "web addresses": r"(网址|网站|链接|网页)[^，。,]{0,4}(是多少|是啥|是什么|在哪|发我|发一下|给我|多少)",
+    # Whether a member reports his own wedding or a new car to the organization: cadres' personal reports are set
+    # by their own rules, which no entry covers; a member's banquet (discipline-banquet) is answered.
+    "personal reports": r"(结婚|离婚|再婚|生孩子|生二胎|买房|买车)[^，。,]{0,8}(报告|报备|请示)",
+    # How long the discipline commission takes over a report: its own rules, which no entry gives; where and
+    # how to report (member-report-violation) is answered.
+    "time to answer a report": r"(举报|检举|反映)[^，。,]{0,10}(多久|多长时间|几天|啥时候|什么时候)[^，。,]{0,4}(回复|答复|回音|"
+                               r"处理|结果|说法|回话)",
     "refunds of dues": r"党费.{0,12}(退回|退还|退给|退钱|能不能退|能退吗|能退不|可以退)(?!休|党)",
     # The party organization's own money: its working funds, the 服务群众 funds, what was allocated for an
     # activity room, a 误工 allowance for a meeting. The township and the branch know the figures; no rule we
@@ -395,6 +426,12 @@ class Redirect:
 WANTS_TO_ASK = re.compile(r"问|打听|咨询|了解|规定|规矩|说法")
 COMMAND_RUN_INSTEAD = re.compile(r"一(发|回|打)[^，。,]{0,8}(它|就)[^，。,]{0,3}(给|帮|替)?(我|俺)?(签|绑|请假|报名)|"
                                  r"(它|助手)[却就倒]?(让|叫|给)(我|俺)(签|绑|请假|报名)|(当成|当作|以为是)[^，。,]{0,6}命令")
+# A member who cannot pay (交不起, 想免交) asks for relief, whatever the situation named (领低保 has its own rate).
+CANNOT_PAY = re.compile(r"交不起|交不上|拿不出|不交了|能不能不交|可不可以不交|免交|减免|缓交")
+# Paying a sum of one's own choosing (我想每月交100行不行): paying more than the rate is the member's choice.
+CHOSEN_SUM = re.compile(r"想[^，。,]{0,6}交[^，。,]{0,2}(?:[0-9]+|[一二两三四五六七八九十百]+)(?:块|元)?(?:钱)?[^，。,]{0,4}"
+                        r"(?:行不行|行吗|可以吗|中不中|可不可以|成不成|行不)")
+RESTORE = re.compile(r"恢复")
 REDIRECTS = (
     Redirect(lambda question: WANTS_TO_ASK.search(question) is not None
              and COMMAND_RUN_INSTEAD.search(question) is not None,
@@ -403,6 +440,10 @@ REDIRECTS = (
     # the 预备 words, the question is about dues (dues-probationary, tagged 党费 and 预备党员).
     Redirect(lambda question: "党费" in question or "党非" in question,
              frozenset({"预备期"}), "党费"),
+    Redirect(lambda question: CANNOT_PAY.search(question) is not None, frozenset({"低保"}), "减免"),
+    # Whether membership can be restored (还能恢复不) once it was stopped: restoring it, not losing contact.
+    Redirect(lambda question: RESTORE.search(question) is not None, frozenset({"失联"}), "恢复党籍"),
+    Redirect(lambda question: CHOSEN_SUM.search(question) is not None, frozenset({"党费"}), "多交", anywhere=True),
 )
 
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
@@ -464,9 +505,13 @@ PART_MIN_CHARS = 4
 # What people say around a question when they dictate it ("喂 那个我想问一哈 就是…"): words no entry has, which
 # only make the question look as if it said something the content does not.
 _FILLERS_SAID = re.compile(r"喂+|嗯+|呃+|哎+|唉|那个|就是说|就是|我想问(?:一下|一哈|下|个事|两个事|几个事|问)?|"
-                           r"想问(?:一下|一哈|下)?|我问(?:一下|一哈|下|你)?|问一下|问一哈|问下|请问一下|小助手|这个助手|"
+                           r"想问(?:一下|一哈|下)?|我问(?:一下|一哈|下|你|个事)?|是(?:不是)?(?:支部)?助手(?:不|吗|吧|嘛)|问一下|问一哈|问下|请问一下|小助手|这个助手|"
                            r"你好|您好|麻烦(?:问一下|你)?|打扰(?:一下)?|一个是|那啥|咋说呢|怎么说呢|是这样的|这样子|"
                            r"你?(?:帮|给)(?:我|俺)(?:看看|看一下|看一哈|瞧瞧|说说|讲讲|说一下|讲一下|说道说道)")
+
+
+# "我是村支书兼村主任，" — who is asking, said before the question, in a clause of its own.
+_SELF_INTRODUCTION = re.compile(r"^((?:我|俺)(?:是|当)[^，。,？?！!\s]{2,14}(?:[，,\s]*一肩挑)?)[，。,\s]+(?=\S{5})")
 
 
 def without_fillers(question: str) -> str:
@@ -477,7 +522,7 @@ def without_fillers(question: str) -> str:
 
 # What makes a clause a question: a dictated message has no question marks, only pauses. 几 in a figure
 # (几十年, 十几个, 几百块) asks nothing: "我入党几十年了" is no question of its own.
-_ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<![十百千万])几(?![十百千万])|哪|谁|能不能|要不要|是不是|有没有|中不中|行不行|可不可以|[^一]不$|没有$|"
+_ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<![十百千万前这那头好])几(?![十百千万])|哪|谁|能不能|要不要|是不是|有没有|中不中|行不行|可不可以|[^一]不$|没有$|"
                    # 算不算, 够不够, 对不对: a word, 不, the word again.
                    r"([\u4e00-\u9fff])不\1")
 
@@ -503,7 +548,9 @@ def _clauses_to_questions(text: str) -> list[str]:
 def split_questions(question: str) -> list[str]:
     """The questions one message asks, in order (one part when it asks one)."""
     parts = [clause for part in _NEXT_QUESTION.split(question) for clause in _clauses_to_questions(part.strip(" ，,、"))]
-    return [part for part in parts if sum(len(run) for run in _CJK.findall(part)) >= PART_MIN_CHARS]
+    # Counted without the words said around a question: "喂 是支部助手不" asks nothing of the content.
+    return [part for part in parts
+            if sum(len(run) for run in _CJK.findall(_FILLERS_SAID.sub(" ", part))) >= PART_MIN_CHARS]
 
 
 def clip_question(question: str, limit: int = QUESTION_MAX_CHARS) -> str:
@@ -916,7 +963,23 @@ class QaIndex:
         return self._search_one(question, answer_threshold, suggest_threshold, today)
 
     def _search_one(self, asked: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
-        result = self._search_bare(without_fillers(asked), answer_threshold, suggest_threshold, today)
+        bare = without_fillers(asked)
+        result = self._search_bare(bare, answer_threshold, suggest_threshold, today)
+        introduced = _SELF_INTRODUCTION.match(bare)
+        said = result.entry_id if result.status == ANSWERED else \
+            (result.suggestions[0].id if result.status == UNSURE and result.suggestions else None)
+        if introduced is not None and said is not None and not result.computed:
+            # "我是村支书兼村主任，这个助手给书记开了哪些命令": who the asker is can decide the answer alone (the entry
+            # on holding both offices), or be all it is unsure about. When the introduction alone finds that same
+            # entry and the rest finds another, the rest is the question.
+            rest = bare[introduced.end():]
+            alone = self._search_bare(introduced.group(1), answer_threshold, suggest_threshold, today)
+            if alone.status == ANSWERED and alone.entry_id == said:
+                instead = self._search_bare(rest, answer_threshold, suggest_threshold, today)
+                # Only for another topic: an entry beside the one found (bot-help beside bot-secretary-commands for
+                # "我是副书记，…哪些命令") means who is asking belongs to the question.
+                if instead.status == ANSWERED and not self._tags(instead.entry_id) & self._tags(said):
+                    result = instead
         result.question = asked
         return result
 
@@ -1074,6 +1137,10 @@ class QaIndex:
                       source=f"《{computed.source}》{article}", source_name=computed.source,
                       article=article, local=source is not None and source.local, entry_id=entry_id,
                       kind="faq", ranked=[(entry_id, 1.0)], computed=True)
+
+    def _tags(self, item: str | None) -> set[str]:
+        entry = self.faq_by_id.get(item or "")
+        return set(entry.tags) if entry is not None else set()
 
     def _id(self, key: str) -> str:
         number = int(key[1:])

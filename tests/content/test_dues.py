@@ -16,7 +16,7 @@ from content.dues import compute
     ("四千五", 4500, 4500), ("一万二", 12000, 12000), ("两千八", 2800, 2800), ("三千零五十", 3050, 3050),
     ("七八千", 7000, 8000), ("三四千", 3000, 4000), ("五千多", 5000, 6000), ("一万零五百", 10500, 10500),
     # Two figures before 万 are a range too, not the second figure said exactly.
-    ("五六万", 50000, 60000), ("七八万", 70000, 80000),
+    ("五六万", 50000, 60000), ("七八万", 70000, 80000), ("千把块", 1000, 1000),
 ])
 def test_amounts_as_people_say_them(said, low, high):
     found = amounts(f"一个月{said}")
@@ -24,7 +24,9 @@ def test_amounts_as_people_say_them(said, low, high):
 
 
 @pytest.mark.parametrize("text", ["党费百分之一还是零点五", "交1.5%对吗", "2019年入党", "3会1课", "一个月交六十", "去了3次",
-                                  "养了两百多头猪", "三十来个人", "承包了几百亩地"])
+                                  "养了两百多头猪", "三十来个人", "承包了几百亩地",
+                                  # A unit with no figure is part of a word: 老百姓 once paid dues on 100 元.
+                                  "俺们老百姓也想知道", "千万别自己停交", "万一交不上咋办"])
 def test_percentages_years_counts_and_small_figures_are_no_income(text):
     assert amounts(text) == []
 
@@ -71,6 +73,9 @@ CASES = [
     ("俺就种着五亩地 养了两头牛 党费一个月交几毛", "farmer", ["0.2元到1元"], ["上一季度"]),
     ("家里种了三亩田 党员党费交多少", "farmer", ["0.2元到1元"], ["上一季度"]),
     ("养了几十头牛 党费咋算", "self", ["上一季度平均每月的纯收入"], ["0.2元到1元"]),
+    # So is a field of fifty mu or more: its monthly net income was once worked out as a wage.
+    ("种了八十亩玉米 一个月平均纯挣六千 党费交多少", "self", ["上一季度平均每月的纯收入", "交1.5%", "每月交90元"], []),
+    ("家里种了二十亩地 党费交多少", "farmer", ["0.2元到1元"], ["上一季度"]),
     # A sum borrowed or spent beside the wage is no income: the wage is worked out, not the loan.
     ("去年盖房借了十万 现在打工一个月四千 党费交多少", "wage", ["交1%", "每月交40元"], ["十万"]),
 ]
