@@ -190,6 +190,8 @@ NEAR_MISS_KINDS = {
                                      r"^(?!.*党费).*((有没有|有|给不给|发不发|给|发)[^，。,]{0,4}(丧葬费|抚恤金|丧葬补助)|"
                                      r"(丧葬费|抚恤金|丧葬补助)[^，。,]{0,4}(没|吗|么|不))",
     # Weather given as the reason a meeting is called off or a member stays away is context, not the question.
+    # Public holidays (七一放不放假) are the State Council's calendar, not the party's.
+    "public holidays": r"放不放假|放假(吗|不|没|几天)|放几天假|休不休息|调休",
     "weather and chit-chat": r"^(?!.*(助手|公众号|取消|改期|推迟|改天|通知|请假|签到)).*(天气|会不会下|下不下雨|下雨不|下雨吗|"
                              r"带伞|冷不冷|热不热)|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
@@ -201,7 +203,8 @@ NEAR_MISS_KINDS = {
     "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡)|叫|找|交)(?!.{{0,3}}(党|df))|"
                               r"(转发|发到|发在|转到).{0,8}(微信群|群里|朋友圈)|话费|电费|"
                               r"微信密码|改密码|抖音|快手|化肥|农药|施肥|打药|病虫害|缺.{0,2}肥",
-    "family and land quarrels": r"^(?!.*(处分|纪律|党纪|开除)).*(纠纷|吵架|打架|闹矛盾|分家|赡养|遗产|离婚|彩礼)",
+    # A relative's fight or prison term told as part of a political review is the review's (join-political-review).
+    "family and land quarrels": r"^(?!.*(处分|纪律|党纪|开除|政治审查|政审)).*(纠纷|吵架|打架|闹矛盾|分家|赡养|遗产|离婚|彩礼)",
     "gaming points and apps": r"刷(?:积)?分|刷学时|积分.{0,6}(刷|涨得快|攒得快)",
     "who made this service": r"(哪个|哪家|什么)(公司|厂家|企业|单位)(做|开发|研发|搞|弄|出)的",
     # A contract's term, a share of the collective's income, who belongs to the collective, housing aid: how the
@@ -295,8 +298,14 @@ LOCAL_FACT_KINDS = {
     "changing a sponsor": r"(介绍人|培养联系人|联系人)[^，。]{0,24}(换|更换|调换|去世|走了|病故|病逝|过世|不在了|调走|合不来)",
     "taking an application back": r"(申请书|申请)[^，。]{0,16}(撤回|撤销|要回来|拿回来|退回来|退给我|不想申请了|不想入了|不申请了)",
     "a health check before joining": r"(入党|发展党员)[^。]{0,20}体检|体检[^。]{0,20}(入党|发展党员)",
-    "filling a seat": r"补选|增补",
+    "filling a seat": r"(要不要|咋|怎么|如何|能不能|需不需要|用不用|得不得)[^，。]{0,4}(补选|增补)|(补选|增补)[^，。]{0,8}"
+                      r"(咋|怎么|要不要|程序|流程|手续|几个|吗|不$)",
     "a lost medal": r"(纪念章|奖章|勋章)[^，。]{0,12}(丢|掉了|遗失|找不到|补发|补办|再领)",
+    # Which posts in a chat group break discipline (转发小道消息): the rules on speech, which no entry covers; whether
+    # a meeting held in a WeChat group counts (meeting-online) is answered.
+    "rumours": r"(小道消息|谣言|传谣|造谣|乱转|转发)[^。]{0,14}(纪律|违纪|处分|违反|犯错)",
+    # The exam after a training course and its question bank: the county's or the township's.
+    "exams of a course": r"(培训|党课|积极分子|发展对象)[^。]{0,12}(考试|考题|试题|考些啥|考啥|考什么)|题库",
     "a campaign's programme": r"(党纪|党史|主题|专题)学习教育|主题教育|两学一做|不忘初心[^，。,]{0,4}牢记使命",
     # Web addresses of the party's systems (where to transfer membership online): the township gives them.
     "web addresses": r"(网址|网站|链接|网页)[^，。,]{0,4}(是多少|是啥|是什么|在哪|发我|发一下|给我|多少)",
@@ -436,10 +445,10 @@ REDIRECTS = (
     Redirect(lambda question: WANTS_TO_ASK.search(question) is not None
              and COMMAND_RUN_INSTEAD.search(question) is not None,
              frozenset({"使用说明"}), "提问", anywhere=True),
-    # A probationary member's dues ("预备党员…党费从九月算还是十一月算"): the probation entries match the dates and
-    # the 预备 words, the question is about dues (dues-probationary, tagged 党费 and 预备党员).
+    # A probationary member's dues ("预备党员…党费从九月算还是十一月算", "乡里还没批…党费现在就得交吗"): the probation and
+    # approval entries match the dates and the 预备 words, the question is about dues (dues-probationary).
     Redirect(lambda question: "党费" in question or "党非" in question,
-             frozenset({"预备期"}), "党费"),
+             frozenset({"预备期", "预备党员"}), "党费"),
     Redirect(lambda question: CANNOT_PAY.search(question) is not None, frozenset({"低保"}), "减免"),
     # Whether membership can be restored (还能恢复不) once it was stopped: restoring it, not losing contact.
     Redirect(lambda question: RESTORE.search(question) is not None, frozenset({"失联"}), "恢复党籍"),
@@ -527,12 +536,18 @@ _ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<!
                    r"([\u4e00-\u9fff])不\1")
 
 
+# Where a dictated message pauses: a space, or the comma a recognizer sometimes writes instead.
+_CLAUSE_BREAK = re.compile(r"[\s，,]+")
+
+
 def _clauses_to_questions(text: str) -> list[str]:
     """Clauses between pauses, joined until each part asks something: "我儿子想入党 申请书交给哪个 交了以后多久有人
     找他谈话" is two questions; a trailing clause that asks nothing joins the last one."""
     parts: list[str] = []
     current = ""
-    for clause in text.split():
+    for clause in _CLAUSE_BREAK.split(text):
+        if not clause:
+            continue
         current = f"{current} {clause}".strip()
         if _ASKS.search(clause):
             parts.append(current)
@@ -1049,10 +1064,11 @@ class QaIndex:
         return result
 
     def _after_vote(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
-        if result.status != ANSWERED or not VOTE_CUE.search(question):
+        if result.status not in (ANSWERED, UNSURE) or not VOTE_CUE.search(question):
             return result
-        entry = self.faq_by_id.get(result.entry_id or "")
-        if entry is None or not VOTE_FROM <= set(entry.tags):
+        # The attendance entry answered, or offered among the choices (votes counted make the question the vote's).
+        found = [result.entry_id] if result.status == ANSWERED else [choice.id for choice in result.suggestions]
+        if not any(VOTE_FROM <= self._tags(item) for item in found):
             return result
         tags = ELECTION_TAGS if ELECTING.search(question) else RESOLUTION_TAGS
         for item, confidence in ranked[:3]:

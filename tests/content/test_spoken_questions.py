@@ -264,6 +264,11 @@ def test_who_is_asking_does_not_answer_in_place_of_the_question(index, question,
     ("我在外头打工那几年跟村里断了联系 听说停止党籍了 现在回村了 能恢复不", "member-restore-membership"),
     # Asking whether this is the assistant is no question of the content; 前几年 asks nothing either.
     ("喂 是支部助手不 我问个事 俺家里从没见过党员证 办事要证明俺是党员 咋证明", "member-proof"),
+    # A relative's fight told for a political review is no family quarrel; 补选 said in passing is no question.
+    ("俺表哥年轻时打架被判过刑 俺入党政审看不看这个", "join-political-review"),
+    ("我是前年补选上来的支书 换届从头到尾要走哪几步", "election-steps"),
+    # Whether a probationary member pays yet, with a wage named: the probationary member's dues, not the wage rate.
+    ("俺刚当上预备党员 上级还没批 一个月挣四千 党费现在就要交吗", "dues-probationary"),
 ])
 def test_questions_of_this_rounds_blind_sets_find_their_entry(index, question, entry):
     result = index.search(question)
@@ -294,10 +299,20 @@ def test_questions_of_this_rounds_blind_sets_find_their_entry(index, question, e
     ("入党要不要体检 我血压高", True),
     ("支委走了一个 要补选不", True),
     ("村支书能兼着当会计管账不", False),  # the village's accounts: the 村委会's and the township's
+    ("建党节那天放假不", False),  # public holidays
+    ("在群里乱转发谣言 算违纪不", True),  # the rules on speech: no entry covers them
+    ("发展对象培训完了考啥", True),  # a course's exam: the county's
 ])
 def test_near_misses_of_this_rounds_blind_sets_are_declined(index, question, ours):
     result = index.search(question)
     assert result.status == OUT_OF_SCOPE and result.in_domain is ours, result
+
+
+def test_a_comma_is_a_pause_between_questions(index):
+    # "…一年开几回啊，都在啥时候开，跟…民主生活会是一回事不": three questions, the first answered, as with spaces.
+    assert split_questions("组织生活会一年开几回啊，跟民主生活会是一回事不") == ["组织生活会一年开几回啊", "跟民主生活会是一回事不"]
+    result = index.search("组织生活会一年开几回啊，跟民主生活会是一回事不")
+    assert (result.status, result.entry_id) == (ANSWERED, "meeting-zuzhi-shenghuohui"), result
 
 
 def test_hours_said_for_each_month_are_not_the_years_hours():
