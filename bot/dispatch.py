@@ -191,7 +191,13 @@ class Command(Filter):
 
     def __init__(self, *words: str, takes_args: bool = False) -> None:
         self.words = tuple(normalize_input(word) for word in words)
+        self._word_set = frozenset(self.words)
         self.takes_args = takes_args
+
+    def may_match(self, text: str | None, starts: frozenset[str]) -> bool:
+        """Whether this command can match the (normalized) text, given the command words that take arguments the
+        text starts with: the router's quick test, so that most handlers are never asked."""
+        return text is not None and (text in self._word_set or (self.takes_args and not self._word_set.isdisjoint(starts)))
 
     def __call__(self, message, ctx):
         text = typed_text(message)
@@ -536,10 +542,13 @@ class Handler:
     settings_type: type[Settings] | None = None
     # The parameters the callback names, and whether each has a default.
     wants: tuple[tuple[str, bool], ...] = ()
+    # Its first filter when that is a command word: the router asks it only about texts that command can match.
+    leading: Command | None = None
 
     def __post_init__(self) -> None:
         parameters = inspect.signature(self.callback).parameters.values()
         self.wants = tuple((p.name, p.default is not inspect.Parameter.empty) for p in parameters)
+        self.leading = self.filters[0] if self.filters and isinstance(self.filters[0], Command) else None
 
     def match(self, message: Message, ctx: Context) -> dict | None:
         if self.dialog is not None and (ctx.dialog.name != self.dialog or (self.step and ctx.dialog.step != self.step)):
@@ -829,6 +838,10 @@ class Dispatcher:
         # The words that may start a command's text with more after them ("签到123456").
         self._command_prefixes = frozenset(word for check in commands if check.takes_args for word in check.words)
         self._longest_prefix = max(map(len, self._command_prefixes), default=0)
+        # The routing index: every word, in dialogs too, that a handler's leading command takes arguments after.
+        self._leading_prefixes = frozenset(word for handler in self.handlers if handler.leading is not None
+                                           and handler.leading.takes_args for word in handler.leading.words)
+        self._longest_leading = max(map(len, self._leading_prefixes), default=0)
         # Hears voice messages that come without text (bot.speech); set by the composition root.
         self.listener: VoiceListener | None = None
         # Who has a dialog open, as this process last saw: a hint for what to prepare, never for what to run.
@@ -1170,7 +1183,13 @@ class Dispatcher:
         if ctx.dialog.active:
             ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + self._free_handlers
         longest = self._longest_command(message)
+        # Most handlers begin with a command word: asked only when the text is it or starts with it (a Q&A question
+        # would otherwise be put to every one of them before the fallback gets it).
+        starts = frozenset(text[:end] for end in range(1, min(len(text), self._longest_leading) + 1)
+                           if text[:end] in self._leading_prefixes) if text is not None else frozenset()
         for handler in ordered:
+            if handler.leading is not None and not handler.leading.may_match(text, starts):
+                continue
             values = handler.match(message, ctx)
             if values is None:
                 continue

@@ -38,6 +38,12 @@ _DUES = re.compile(r"党费|党废|当费|档费|挡费|党fei|(?<![a-z])df(?![a
 # Questions about dues that are not "how much for this income": the search answers them.
 _ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|死了|不在了|用途|用在|用到|花在|管理|特殊党费|(?<!多)少交|不交|没交|"
                         r"收据|网上|手机上|微信上|线上|多交|退还|免交|减交|谁收|交给谁|哪里交|在哪交")
+# Asking leave to pay several months at once (一个季度交一回 中不中, 能提前交吗): dues-advance's question, whatever wage
+# is named. Saying one pays quarterly (一个季度交一回 交多少) asks the amount; asking whether dues are monthly or
+# quarterly (一个月交一回还是一个季度交一回) is dues-monthly's.
+SEVERAL_MONTHS_AT_ONCE = re.compile(r"(季度|几个月)[^，。,；;]{0,3}交一(回|次)[^，。,；;]{0,4}(中不中|行不行|行吗|可以吗|可不可以|"
+                                    r"成不成|行不)|(能不能|可不可以|可以|能)[^，。,；;]{0,6}(季度|几个月)[^，。,；;]{0,3}"
+                                    r"交一(回|次)|预交|提前交")
 # Whether a probationary member pays yet ("预备党员…乡里还没批…党费现在就得交吗"): dues-probationary's question,
 # whatever wage is named.
 _PROBATION_STARTS = re.compile(r"预备[^。]{0,40}(现在就|就得|就要|要不要|用不用|开始|从啥时候|从什么时候|从哪个?月|哪个月)"
@@ -248,7 +254,8 @@ def situation_of(text: str) -> list[str]:
 def compute(question: str) -> Dues | None:
     """The computed answer to a dues question that states an income or a situation; None otherwise."""
     text = unicodedata.normalize("NFKC", question).lower()
-    if not _DUES.search(text) or _ELSEWHERE.search(text) or _PROBATION_STARTS.search(text):
+    if not _DUES.search(text) or _ELSEWHERE.search(text) or _PROBATION_STARTS.search(text) \
+            or SEVERAL_MONTHS_AT_ONCE.search(text):
         return None
     found = situation_of(text)
     # A shop owner "挣" money is self-employed even if the sentence says 一个月拿: the first match that is not

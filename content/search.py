@@ -38,6 +38,7 @@ import numpy as np
 from content.bm25 import Bm25Scores
 from content.classifier import EntryClassifier, ScopeClassifier
 from content.dialect import to_mandarin
+from content.dues import SEVERAL_MONTHS_AT_ONCE
 from content.computed import Computed, compute_answer
 from content.homophones import HomophoneFixer
 from content.loader import (
@@ -200,7 +201,7 @@ NEAR_MISS_KINDS = {
                      # When the oath, the charter or the flag took the form they have: history, not how to use them.
                      r"(誓词|宣誓|党章|党旗|党徽)[^，。,]{0,12}(哪一?年|什么时候|啥时候|几几年)[^，。,]{0,4}(改|修改|定下|制定|通过|开始用)",
     # 打卡 is 签到's synonym (替俺打卡: a check-in for someone); 给查住了 is being caught, not an errand.
-    "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡)|叫|找|交)(?!.{{0,3}}(党|df))|"
+    "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡|工)|叫|找|交)(?!.{{0,3}}(党|df))|"
                               r"(转发|发到|发在|转到).{0,8}(微信群|群里|朋友圈)|话费|电费|"
                               r"微信密码|改密码|抖音|快手|化肥|农药|施肥|打药|病虫害|缺.{0,2}肥",
     # A relative's fight or prison term told as part of a political review is the review's (join-political-review).
@@ -290,7 +291,7 @@ LOCAL_FACT_KINDS = {
     "days a list is posted": r"公示[^，。,]{0,6}(几天|多少天|多久|多长时间)",
     # 党务公开 (the organization making its own affairs public): no entry covers it; 村务公开 and 两公开 are the
     # village's and are answered.
-    "the party's own publicity": r"党务公开",
+    "the party's own publicity": r"党务公开|党费[^。]{0,10}(账|收支)[^。]{0,12}公开|公开[^。]{0,8}党费[^。]{0,4}(账|收支)",
     # Changing a sponsor or a contact person (one who died, one the applicant does not get on with), taking an
     # application back, a health check before joining, filling a committee seat left empty (补选), a lost medal
     # reissued: each is decided by the branch and the committee above under rules no entry gives. Who may be a
@@ -300,6 +301,16 @@ LOCAL_FACT_KINDS = {
     "a health check before joining": r"(入党|发展党员)[^。]{0,20}体检|体检[^。]{0,20}(入党|发展党员)",
     "filling a seat": r"(要不要|咋|怎么|如何|能不能|需不需要|用不用|得不得)[^，。]{0,4}(补选|增补)|(补选|增补)[^，。]{0,8}"
                       r"(咋|怎么|要不要|程序|流程|手续|几个|吗|不$)",
+    # Medals for other lengths of membership (四十年的有没有): some places give them, none the centre does.
+    "medals for other years": r"(二十|三十|四十|六十|[2346]0)年的[^。]{0,4}(纪念章|奖章)?[^。]{0,2}(有没有|有吗|有不|发不发|给不给)",
+    # Writing an application again after years without being chosen; whether a relative may be one's contact
+    # or sponsor; whether an activist (not yet a member) pays dues; how a 党员大会 votes on village matters.
+    "an application written again": r"重新(写|交|递)[^。]{0,6}(申请书|一份|一封)",
+    "relatives as contacts": r"(培养联系人|联系人|介绍人)[^。]{0,16}(亲戚|舅舅|叔叔|姑姑|姨|自家人|亲属|本家|家里人)|"
+                             r"(亲戚|舅舅|叔叔|姑姑|自家人|亲属|本家|家里人)[^。]{0,16}(当|做|作)[^。]{0,4}(培养联系人|联系人|介绍人)",
+    "dues before joining": r"(积极分子|发展对象|申请人)[^。]{0,10}(交|缴)[^。]{0,3}(党费|df)",
+    "how a vote is taken": r"^(?!.*(发展党员|入党|预备|转正|选举|选支委|换届)).*(举手[^。]{0,8}(还是|或者)[^。]{0,6}(写票|投票|无记名|票)|"
+                           r"(写票|无记名)[^。]{0,8}还是[^。]{0,4}举手)",
     "a lost medal": r"(纪念章|奖章|勋章)[^，。]{0,12}(丢|掉了|遗失|找不到|补发|补办|再领)",
     # Which posts in a chat group break discipline (转发小道消息): the rules on speech, which no entry covers; whether
     # a meeting held in a WeChat group counts (meeting-online) is answered.
@@ -452,6 +463,7 @@ REDIRECTS = (
     Redirect(lambda question: CANNOT_PAY.search(question) is not None, frozenset({"低保"}), "减免"),
     # Whether membership can be restored (还能恢复不) once it was stopped: restoring it, not losing contact.
     Redirect(lambda question: RESTORE.search(question) is not None, frozenset({"失联"}), "恢复党籍"),
+    Redirect(lambda question: SEVERAL_MONTHS_AT_ONCE.search(question) is not None, frozenset({"党费"}), "预交"),
     Redirect(lambda question: CHOSEN_SUM.search(question) is not None, frozenset({"党费"}), "多交", anywhere=True),
 )
 

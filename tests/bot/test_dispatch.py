@@ -640,6 +640,35 @@ async def test_the_longest_command_wins_whatever_the_order_they_were_registered_
     assert await service.say("u1", "签到123456") == "签到：123456"
 
 
+async def test_a_handler_led_by_a_command_is_asked_only_about_that_command(make_service):
+    # The router's index: a handler whose first filter is a command word is not asked about other texts or events
+    # (a policy question used to be put to every handler before the fallback got it). Routing is unchanged.
+    asked: list[str] = []
+
+    class NotedCommand(Command):
+        def __call__(self, message, ctx):
+            asked.append(message.text or message.event)
+            return super().__call__(message, ctx)
+
+    router = Router("index")
+
+    @router.on(NotedCommand("签到", takes_args=True))
+    async def check_in(args: str) -> str:
+        return f"签到：{args}"
+
+    @router.on(NotedCommand("记一下"))
+    async def note() -> str:
+        return "记下了"
+
+    service = await make_service(routers=[router])
+    assert await service.say("u1", "签到123456") == "签到：123456"
+    assert await service.say("u1", "记一下") == "记下了"
+    assert (await service.say("u1", "记一下明天的事")).startswith("没有听懂")  # 记一下 takes nothing after it
+    assert (await service.say("u1", "党费交多少")).startswith("没有听懂")
+    await service.emulator.subscribe("u1")
+    assert asked == ["签到123456", "记一下"]
+
+
 async def test_one_text_fallback_takes_what_is_left_after_the_dispatchers_own_answers(make_service):
     asked: list[str] = []
     router = Router("answers")

@@ -76,6 +76,7 @@ CASES = [
     # So is a field of fifty mu or more: its monthly net income was once worked out as a wage.
     ("种了八十亩玉米 一个月平均纯挣六千 党费交多少", "self", ["上一季度平均每月的纯收入", "交1.5%", "每月交90元"], []),
     ("家里种了二十亩地 党费交多少", "farmer", ["0.2元到1元"], ["上一季度"]),
+    ("退休金四千 党费一个季度交一回 交多少", "retiree", ["交0.5%", "每月交20元"], []),
     # A sum borrowed or spent beside the wage is no income: the wage is worked out, not the loan.
     ("去年盖房借了十万 现在打工一个月四千 党费交多少", "wage", ["交1%", "每月交40元"], ["十万"]),
 ]
@@ -123,6 +124,9 @@ def test_several_kinds_of_member_get_each_kinds_rule(question, kinds, never):
     "我开了家饭馆 忙得顾不上开会 请假行不行 党费我按时交",  # a situation and dues said in passing
     "老伴看病花了四五万 这个党费交多少",  # a sum spent is no income: once worked out as a wage of 四五万
     "给儿子娶媳妇花了二十来万 党费咋算",
+    # Asking leave to pay a quarter at once is dues-advance's question, whatever wage is named; saying one pays
+    # quarterly still asks the amount (below).
+    "出去打工 工资四千 党费一个季度交一回中不中",
 ])
 def test_nothing_is_computed_for_what_only_mentions_dues(question):
     assert compute(question) is None
