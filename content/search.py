@@ -38,8 +38,8 @@ import numpy as np
 from content.bm25 import Bm25Scores
 from content.classifier import EntryClassifier, ScopeClassifier
 from content.dialect import to_mandarin
-from content.dues import SEVERAL_MONTHS_AT_ONCE
 from content.computed import Computed, compute_answer
+from content.dues import SEVERAL_MONTHS_AT_ONCE
 from content.homophones import HomophoneFixer
 from content.loader import (
     DEFAULT_ROOT,
@@ -190,9 +190,9 @@ NEAR_MISS_KINDS = {
     "after-death money and customs": r"(丧葬费|抚恤金|丧葬补助).{0,8}(多少|能领|去哪|咋领|怎么领)|^(?!.*(党旗|遗体|党费)).*出殡|看日子|择日|风水|"
                                      r"^(?!.*党费).*((有没有|有|给不给|发不发|给|发)[^，。,]{0,4}(丧葬费|抚恤金|丧葬补助)|"
                                      r"(丧葬费|抚恤金|丧葬补助)[^，。,]{0,4}(没|吗|么|不))",
-    # Weather given as the reason a meeting is called off or a member stays away is context, not the question.
     # Public holidays (七一放不放假) are the State Council's calendar, not the party's.
     "public holidays": r"放不放假|放假(吗|不|没|几天)|放几天假|休不休息|调休",
+    # Weather given as the reason a meeting is called off or a member stays away is context, not the question.
     "weather and chit-chat": r"^(?!.*(助手|公众号|取消|改期|推迟|改天|通知|请假|签到)).*(天气|会不会下|下不下雨|下雨不|下雨吗|"
                              r"带伞|冷不冷|热不热)|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
@@ -283,8 +283,6 @@ LOCAL_FACT_KINDS = {
                                 r"[^。]{0,24}(讲的啥|讲了啥|讲了什么|讲的什么|说了啥|说的啥|定了啥|定了些啥|定了什么|啥内容|什么内容)",
     "a coming activity's topic": r"(下个?月|这个?月|下回|下次|明天|后天|下礼拜|下周)的?(主题党日|党日|党课|学习|组织生活会)"
                                  r".{0,4}(主题|内容|讲啥|讲什么|学啥|学什么)",
-    # A campaign's programme (党纪学习教育, 主题教育): set by the central and higher committees each time; what a
-    # member studies in general (study-content) is answered.
     # What to wear to the oath or a meeting, how long a list of candidates is posted: the branch's own custom and
     # the higher committee's notice; the oath itself (join-oath) and how candidates are chosen are answered.
     "dress": r"穿(什么|啥|啥子|哪种|怎样的)(衣服|服装)?|着装|服装要求|正装",
@@ -317,6 +315,8 @@ LOCAL_FACT_KINDS = {
     "rumours": r"(小道消息|谣言|传谣|造谣|乱转|转发)[^。]{0,14}(纪律|违纪|处分|违反|犯错)",
     # The exam after a training course and its question bank: the county's or the township's.
     "exams of a course": r"(培训|党课|积极分子|发展对象)[^。]{0,12}(考试|考题|试题|考些啥|考啥|考什么)|题库",
+    # A campaign's programme (党纪学习教育, 主题教育): set by the central and higher committees each time; what a
+    # member studies in general (study-content) is answered.
     "a campaign's programme": r"(党纪|党史|主题|专题)学习教育|主题教育|两学一做|不忘初心[^，。,]{0,4}牢记使命",
     # Web addresses of the party's systems (where to transfer membership online): the township gives them.
     "web addresses": r"(网址|网站|链接|网页)[^，。,]{0,4}(是多少|是啥|是什么|在哪|发我|发一下|给我|多少)",
