@@ -16,7 +16,7 @@ The scope classifier (content/classifier.py, ScopeClassifier) is trained at each
 phrasings and on content/scope.tsv, which --scope writes from SCOPE_SETS: the sets whose questions have been
 read; the entry classifier (EntryClassifier) learns from the questions there labelled with an entry. The blind
 sets (holdout3, holdout10, holdout11, holdout12, holdout15–17, holdout20, holdout22–24, holdout_dictated2,
-holdout_dictated8, holdout_dictated12) are never in it, nor fitted on. The scope margin is no feature of the acceptance model (content/search.py, SCOPE_DECLINE, says
+holdout_dictated8, holdout_dictated13, holdout_dictated14) are never in it, nor fitted on. The scope margin is no feature of the acceptance model (content/search.py, SCOPE_DECLINE, says
 why).
 
 Questions that are word for word an entry's text never reach the model (they get that entry) and are left out.
@@ -48,7 +48,7 @@ SCOPE_SETS = ("dev.tsv", "holdout.tsv", "holdout2.tsv", "holdout4.tsv", "holdout
               "holdout19.tsv", "holdout21.tsv",
               "holdout_dictated.tsv", "holdout_dictated3.tsv", "holdout_dictated4.tsv", "holdout_dictated5.tsv",
               "holdout_dictated6.tsv", "holdout_dictated7.tsv", "holdout_dictated9.tsv",
-              "holdout_dictated10.tsv", "holdout_dictated11.tsv",
+              "holdout_dictated10.tsv", "holdout_dictated11.tsv", "holdout_dictated12.tsv",
               "fit_ood.tsv", "fit_village.tsv", "fit_dictated.tsv", "fit_scope.tsv")
 
 

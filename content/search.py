@@ -197,11 +197,11 @@ NEAR_MISS_KINDS = {
                              r"带伞|冷不冷|热不热)|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
                            r"^(?!.*(处分|警告|察看|撤销|纪律|党纪|开除)).*(升官|提拔|调走)",
-    "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|一大|遵义会议|毛主席|毛泽东|周总理|"
+    "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|(?:党的|中共)一大|一大(?:会址|代表|召开|是在|在哪|哪年|啥时候)|遵义会议|毛主席|毛泽东|周总理|"
                      # When the oath, the charter or the flag took the form they have: history, not how to use them.
                      r"(誓词|宣誓|党章|党旗|党徽)[^，。,]{0,12}(哪一?年|什么时候|啥时候|几几年)[^，。,]{0,4}(改|修改|定下|制定|通过|开始用)",
     # 打卡 is 签到's synonym (替俺打卡: a check-in for someone); 给查住了 is being caught, not an errand.
-    "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡|工)|叫|找|交)(?!.{{0,3}}(党|df))|"
+    "errands and other apps": rf"^(?!.*(党费|df)).*(帮|给|替){_ME}?(充|买|订|查(?!住)|缴|打(?!卡|工)|叫|找|交)(?!的|.{{0,3}}(党|df))|"
                               r"(转发|发到|发在|转到).{0,8}(微信群|群里|朋友圈)|话费|电费|"
                               r"微信密码|改密码|抖音|快手|化肥|农药|施肥|打药|病虫害|缺.{0,2}肥",
     # A relative's fight or prison term told as part of a political review is the review's (join-political-review).
@@ -294,7 +294,8 @@ LOCAL_FACT_KINDS = {
     # application back, a health check before joining, filling a committee seat left empty (补选), a lost medal
     # reissued: each is decided by the branch and the committee above under rules no entry gives. Who may be a
     # sponsor (join-sponsors) and how the 50-year medal is given are answered.
-    "changing a sponsor": r"(介绍人|培养联系人|联系人)[^，。]{0,24}(换|更换|调换|去世|走了|病故|病逝|过世|不在了|调走|合不来)",
+    "changing a sponsor": r"(介绍人|培养联系人|联系人)[^，。]{0,24}(换|更换|调换|去世|走了|病故|病逝|过世|不在了|调走|合不来)|"
+                          r"(换|更换|调换)[^，。]{0,6}(介绍人|培养联系人|联系人)",
     "taking an application back": r"(申请书|申请)[^，。]{0,16}(撤回|撤销|要回来|拿回来|退回来|退给我|不想申请了|不想入了|不申请了)",
     "a health check before joining": r"(入党|发展党员)[^。]{0,20}体检|体检[^。]{0,20}(入党|发展党员)",
     "filling a seat": r"(要不要|咋|怎么|如何|能不能|需不需要|用不用|得不得)[^，。]{0,4}(补选|增补)|(补选|增补)[^，。]{0,8}"
@@ -304,8 +305,9 @@ LOCAL_FACT_KINDS = {
     # Writing an application again after years without being chosen; whether a relative may be one's contact
     # or sponsor; whether an activist (not yet a member) pays dues; how a 党员大会 votes on village matters.
     "an application written again": r"重新(写|交|递)[^。]{0,6}(申请书|一份|一封)",
-    "relatives as contacts": r"(培养联系人|联系人|介绍人)[^。]{0,16}(亲戚|舅舅|叔叔|姑姑|姨|自家人|亲属|本家|家里人)|"
-                             r"(亲戚|舅舅|叔叔|姑姑|自家人|亲属|本家|家里人)[^。]{0,16}(当|做|作)[^。]{0,4}(培养联系人|联系人|介绍人)",
+    "relatives as contacts": r"^(?!.*(预备|留党察看)).*(培养联系人|联系人|介绍人)[^。]{0,16}(亲戚|舅舅|叔叔|姑姑|姨|自家人|亲属|本家|家里人)|"
+                             r"^(?!.*(预备|留党察看)).*(亲戚|舅舅|叔叔|姑姑|自家人|亲属|本家|家里人)[^。]{0,16}(当|做|作)[^。]{0,4}"
+                             r"(培养联系人|联系人|介绍人)",
     "dues before joining": r"(积极分子|发展对象|申请人)[^。]{0,10}(交|缴)[^。]{0,3}(党费|df)",
     "how a vote is taken": r"^(?!.*(发展党员|入党|预备|转正|选举|选支委|换届)).*(举手[^。]{0,8}(还是|或者)[^。]{0,6}(写票|投票|无记名|票)|"
                            r"(写票|无记名)[^。]{0,8}还是[^。]{0,4}举手)",
@@ -317,6 +319,10 @@ LOCAL_FACT_KINDS = {
     "exams of a course": r"(培训|党课|积极分子|发展对象)[^。]{0,12}(考试|考题|试题|考些啥|考啥|考什么)|题库",
     # A campaign's programme (党纪学习教育, 主题教育): set by the central and higher committees each time; what a
     # member studies in general (study-content) is answered.
+    # A named person's case before the discipline commission (谈话, 留置): the commission's, which no entry covers.
+    "a case under investigation": r"留置|双规|(纪委|监委)[^。]{0,10}(叫去|带走|调查)",
+    # The format of the application to become a full member: the branch gives its own; how 转正 goes is answered.
+    "the conversion letter": r"转正申请(书)?[^。]{0,10}(咋写|怎么写|如何写|格式|几页|字数|模板|范文|样本)",
     "a campaign's programme": r"(党纪|党史|主题|专题)学习教育|主题教育|两学一做|不忘初心[^，。,]{0,4}牢记使命",
     # Web addresses of the party's systems (where to transfer membership online): the township gives them.
     "web addresses": r"(网址|网站|链接|网页)[^，。,]{0,4}(是多少|是啥|是什么|在哪|发我|发一下|给我|多少)",
@@ -445,13 +451,17 @@ class Redirect:
 # reports what the command said, which its own help answers.
 WANTS_TO_ASK = re.compile(r"问|打听|咨询|了解|规定|规矩|说法")
 COMMAND_RUN_INSTEAD = re.compile(r"一(发|回|打)[^，。,]{0,8}(它|就)[^，。,]{0,3}(给|帮|替)?(我|俺)?(签|绑|请假|报名)|"
-                                 r"(它|助手)[却就倒]?(让|叫|给)(我|俺)(签|绑|请假|报名)|(当成|当作|以为是)[^，。,]{0,6}命令")
+                                 r"(它|助手)[却就倒]?(让|叫|给)(我|俺)(签|绑|请假|报名)|(当成|当作|以为是)[^，。,]{0,6}命令|"
+                                 r"(当成|当作|以为)[^，。,]{0,4}(要|想)(签到|绑定|请假|报名)")
 # A member who cannot pay (交不起, 想免交) asks for relief, whatever the situation named (领低保 has its own rate).
 CANNOT_PAY = re.compile(r"交不起|交不上|拿不出|不交了|能不能不交|可不可以不交|免交|减免|缓交")
 # Paying a sum of one's own choosing (我想每月交100行不行): paying more than the rate is the member's choice.
 CHOSEN_SUM = re.compile(r"想[^，。,]{0,6}交[^，。,]{0,2}(?:[0-9]+|[一二两三四五六七八九十百]+)(?:块|元)?(?:钱)?[^，。,]{0,4}"
                         r"(?:行不行|行吗|可以吗|中不中|可不可以|成不成|行不)")
 RESTORE = re.compile(r"恢复")
+# Whether messages in a WeChat group count as a meeting (在群里发消息就算开会了 这算不算), whoever is asking (外地打工的
+#党员 are 流动党员, whose own entries otherwise take the question).
+GROUP_MEETING = re.compile(r"(微信群|群里)[^。]{0,16}(开会|开了会|组织生活|党课|学习)")
 REDIRECTS = (
     Redirect(lambda question: WANTS_TO_ASK.search(question) is not None
              and COMMAND_RUN_INSTEAD.search(question) is not None,
@@ -463,6 +473,7 @@ REDIRECTS = (
     Redirect(lambda question: CANNOT_PAY.search(question) is not None, frozenset({"低保"}), "减免"),
     # Whether membership can be restored (还能恢复不) once it was stopped: restoring it, not losing contact.
     Redirect(lambda question: RESTORE.search(question) is not None, frozenset({"失联"}), "恢复党籍"),
+    Redirect(lambda question: GROUP_MEETING.search(question) is not None, frozenset({"流动党员"}), "微信群"),
     Redirect(lambda question: SEVERAL_MONTHS_AT_ONCE.search(question) is not None, frozenset({"党费"}), "预交"),
     Redirect(lambda question: CHOSEN_SUM.search(question) is not None, frozenset({"党费"}), "多交", anywhere=True),
 )
@@ -542,8 +553,8 @@ def without_fillers(question: str) -> str:
 
 
 # What makes a clause a question: a dictated message has no question marks, only pauses. 几 in a figure
-# (几十年, 十几个, 几百块) asks nothing: "我入党几十年了" is no question of its own.
-_ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<![十百千万前这那头好])几(?![十百千万])|哪|谁|能不能|要不要|是不是|有没有|中不中|行不行|可不可以|[^一]不$|没有$|"
+# (几十年, 十几个, 几百块) asks nothing: "我入党几十年了" is no question of its own; nor do 前几年, 好几回, 我们几个.
+_ASKS = re.compile(r"[吗么嘛呢]|啥|咋|怎|什么|多少|多久|多长|(?<![十百千万前这那头好们])几(?![十百千万])|哪|谁|能不能|要不要|是不是|有没有|中不中|行不行|可不可以|[^一]不$|没有$|"
                    # 算不算, 够不够, 对不对: a word, 不, the word again.
                    r"([\u4e00-\u9fff])不\1")
 

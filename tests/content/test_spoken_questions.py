@@ -271,6 +271,13 @@ def test_who_is_asking_does_not_answer_in_place_of_the_question(index, question,
     ("俺刚当上预备党员 上级还没批 一个月挣四千 党费现在就要交吗", "dues-probationary"),
     # 交给打工那边: work, not an errand for the asker.
     ("俺在外地打工 厂里没有党组织 入党申请书交给村里还是交给打工那边", "join-how-to-apply"),
+    # dictated12: 差一大截 is no party history (一大); falling short asks what follows, not how many are left.
+    ("今年才学了二十个学时 差一大截 学不够会挨处分不", "study-hours-short"),
+    # A probationary relative as sponsor is the sponsors entry's question; 儿子给买的 (a new phone) is no errand.
+    ("俺表姐是今年才转的预备党员 她能给我当入党介绍人不", "join-sponsors"),
+    ("闺女给买的新手机 助手要重新绑定吗", "bot-rebind"),
+    # Messages in a WeChat group as a meeting, asked by members working away (流动党员).
+    ("俺们几个在外地打工的党员 书记说在微信群里发个言就算开会了 这算数不", "meeting-online"),
 ])
 def test_questions_of_this_rounds_blind_sets_find_their_entry(index, question, entry):
     result = index.search(question)
@@ -310,6 +317,9 @@ def test_questions_of_this_rounds_blind_sets_find_their_entry(index, question, e
     ("入党积极分子要交党费吗", True),
     ("党员大会商量村里修桥 是举手还是投票", True),
     ("支部的党费账要不要向党员公开", True),
+    ("联系人搬走了见不着 能给我换一个联系人不", True),
+    ("村主任被纪委带走好几天了 是不是被留置了", True),
+    ("转正申请书有没有固定格式", True),
 ])
 def test_near_misses_of_this_rounds_blind_sets_are_declined(index, question, ours):
     result = index.search(question)
