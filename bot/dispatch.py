@@ -197,7 +197,9 @@ class Command(Filter):
     def may_match(self, text: str | None, starts: frozenset[str]) -> bool:
         """Whether this command can match the (normalized) text, given the command words that take arguments the
         text starts with: the router's quick test, so that most handlers are never asked."""
-        return text is not None and (text in self._word_set or (self.takes_args and not self._word_set.isdisjoint(starts)))
+        if text is None:
+            return False
+        return text in self._word_set or (self.takes_args and not self._word_set.isdisjoint(starts))
 
     def __call__(self, message, ctx):
         text = typed_text(message)

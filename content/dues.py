@@ -16,7 +16,8 @@ computed as an estimate and says so; one that could fall in either of two bracke
 for a year, a quarter or a counted number of months is divided into months (an estimate too); one for months
 nobody counted (几个月) is not computed. Without a figure, a situation is worked out only when the question asks
 what to pay. A few mu of land or a few animals (种几亩地, 养几只鸡) are a farmer's own, not a large farm: only a
-herd said in tens or more, a field of fifty mu or more, or land taken in from others (流转) is self-employment. This module imports nothing from bot/ or handlers/.
+herd said in tens or more, a field of fifty mu or more, or land taken in from others (流转) is self-employment.
+This module imports nothing from bot/ or handlers/.
 """
 
 from __future__ import annotations
