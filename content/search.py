@@ -478,6 +478,9 @@ REDIRECTS = (
     Redirect(lambda question: CHOSEN_SUM.search(question) is not None, frozenset({"党费"}), "多交", anywhere=True),
 )
 
+# The cues that alone name their entry also read across the parts of a message of several questions.
+WHOLE_MESSAGE_REDIRECTS = tuple(redirect for redirect in REDIRECTS if redirect.anywhere)
+
 # Words that mark a question as being about this domain, besides the domain dictionary and synonyms. A
 # question with none of them ("低保怎么申请", "今天几号") weighs against answering.
 DOMAIN_MARKERS = frozenset("""
@@ -985,7 +988,7 @@ class QaIndex:
                 (_, first), *rest = answered.values()
                 first.question = question
                 first.others = [Suggestion(result.entry_id, part) for part, result in rest]
-                return first
+                return self._whole_message_cues(question, first)
             whole = self._search_one(question, answer_threshold, suggest_threshold, today)
             first = results[0]
             if first.status == ANSWERED and first.confidence >= FIRST_PART_SURE and first.kind == "faq" \
@@ -996,9 +999,19 @@ class QaIndex:
                 first.question = question
                 if whole.status == ANSWERED and whole.entry_id is not None:
                     first.others = [Suggestion(whole.entry_id, "，".join(parts[1:]))]
-                return first
+                return self._whole_message_cues(question, first)
             return whole
         return self._search_one(question, answer_threshold, suggest_threshold, today)
+
+    def _whole_message_cues(self, question: str, first: Answer) -> Answer:
+        """The first part's answer, unless a cue that alone names its entry is in the whole message: "我想问签到有啥
+        规矩 结果我一发签到 它就当成我要签到了" asks in its first part and says why in the next."""
+        if first.computed:
+            return first
+        chosen = self._redirected(question, first, first.ranked, redirects=WHOLE_MESSAGE_REDIRECTS)
+        if chosen is not first:
+            chosen.others = first.others
+        return chosen
 
     def _search_one(self, asked: str, answer_threshold: float, suggest_threshold: float, today: date) -> Answer:
         bare = without_fillers(asked)
@@ -1056,14 +1069,15 @@ class QaIndex:
         result = self._after_vote(question, self._after_death(question, result, ranked), ranked)
         return self._redirected(question, result, ranked)
 
-    def _redirected(self, question: str, result: Answer, ranked: list[tuple[str, float]]) -> Answer:
+    def _redirected(self, question: str, result: Answer, ranked: list[tuple[str, float]],
+                    redirects: tuple[Redirect, ...] = ()) -> Answer:
         # The answer found, or the best candidate when none was good enough (the cue may say what it lacked).
         found = result.entry_id if result.status == ANSWERED else \
             next((item for item, confidence in ranked[:1] if confidence >= CUE_CONFIDENCE), None)
         entry = self.faq_by_id.get(found or "")
         if entry is None:
             return result
-        for redirect in REDIRECTS:
+        for redirect in redirects or REDIRECTS:
             if not redirect.cue(question):
                 continue
             if redirect.to_tag in entry.tags:

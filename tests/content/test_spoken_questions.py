@@ -278,6 +278,8 @@ def test_who_is_asking_does_not_answer_in_place_of_the_question(index, question,
     ("闺女给买的新手机 助手要重新绑定吗", "bot-rebind"),
     # Messages in a WeChat group as a meeting, asked by members working away (流动党员).
     ("俺们几个在外地打工的党员 书记说在微信群里发个言就算开会了 这算数不", "meeting-online"),
+    # Asking in the first part, saying in the next that the command ran instead: the cue reads the whole message.
+    ("我想问问开会签到都有啥规矩 可我一发签到两个字 它就当成我要签到了 我该咋说它才晓得我在问问题", "bot-ask"),
 ])
 def test_questions_of_this_rounds_blind_sets_find_their_entry(index, question, entry):
     result = index.search(question)
