@@ -15,8 +15,8 @@ few questions it should decline and answered near-domain ones too readily.
 The scope classifier (content/classifier.py, ScopeClassifier) is trained at each index build on the entries'
 phrasings and on content/scope.tsv, which --scope writes from SCOPE_SETS: the sets whose questions have been
 read; the entry classifier (EntryClassifier) learns from the questions there labelled with an entry. The blind
-sets (holdout3, holdout10, holdout11, holdout12, holdout15–17, holdout20, holdout22–25, holdout_dictated2,
-holdout_dictated8, holdout_dictated13–16) are never in it, nor fitted on. The scope margin is no
+sets (holdout3, holdout10, holdout11, holdout12, holdout15–17, holdout20, holdout22–26, holdout_dictated2,
+holdout_dictated8, holdout_dictated13–18) are never in it, nor fitted on. The scope margin is no
 feature of the acceptance model (content/search.py, SCOPE_DECLINE, says why).
 
 Questions that are word for word an entry's text never reach the model (they get that entry) and are left out.

@@ -30,6 +30,7 @@ FLOORS = {"dev": (0.99, 0.98), "holdout": (0.99, 0.98), "holdout10": (0.96, 0.92
           "holdout15": (0.95, 0.97), "holdout16": (0.99, 0.95), "holdout17": (0.97, 0.98), "holdout18": (0.99, 0.99),
           "holdout19": (0.99, 0.99), "holdout20": (0.98, 0.98), "holdout21": (0.99, 0.99), "holdout22": (0.98, 0.93),
           "holdout23": (0.98, 0.98), "holdout24": (0.97, 0.94), "holdout25": (0.98, 0.98),
+          "holdout26": (0.98, 0.98),
           "holdout2": (0.99, 0.98), "holdout3": (0.95, 0.98),
           "holdout4": (0.99, 0.98), "holdout5": (0.99, 0.98), "holdout6": (0.99, 0.98),
           "holdout7": (0.99, 0.98), "holdout8": (0.99, 0.99), "holdout9": (0.99, 0.98),
@@ -40,7 +41,8 @@ FLOORS = {"dev": (0.99, 0.98), "holdout": (0.99, 0.98), "holdout10": (0.96, 0.92
           "holdout_dictated9": (0.98, 0.98), "holdout_dictated10": (0.95, 0.92),
           "holdout_dictated11": (0.98, 0.98), "holdout_dictated12": (0.97, 0.98),
           "holdout_dictated13": (0.96, 0.98), "holdout_dictated14": (0.98, 0.94),
-          "holdout_dictated15": (0.97, 0.96), "holdout_dictated16": (0.97, 0.96)}
+          "holdout_dictated15": (0.97, 0.96), "holdout_dictated16": (0.97, 0.96),
+          "holdout_dictated17": (0.97, 0.96), "holdout_dictated18": (0.98, 0.98)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"dev": 0.005, "holdout": 0.004, "holdout10": 0.014, "holdout11": 0.01, "holdout12": 0.014,
@@ -54,8 +56,9 @@ WRONG_CEILINGS = {"dev": 0.005, "holdout": 0.004, "holdout10": 0.014, "holdout11
                   "holdout_dictated10": 0.037, "holdout_dictated11": 0.019, "holdout_dictated12": 0.024,
                   "holdout_dictated13": 0.025, "holdout_dictated14": 0.013,
                   "holdout_dictated15": 0.013, "holdout_dictated16": 0.019,
+                  "holdout_dictated17": 0.013, "holdout_dictated18": 0.019,
                   "holdout19": 0.005, "holdout20": 0.009, "holdout21": 0.005, "holdout22": 0.005, "holdout23": 0.009,
-                  "holdout24": 0.014, "holdout25": 0.005}
+                  "holdout24": 0.014, "holdout25": 0.005, "holdout26": 0.005}
 
 FAQ = '''
 [[faq]]
