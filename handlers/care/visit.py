@@ -8,8 +8,8 @@ order features are listed in, so the rule is:
   first: the photos go to the visit, unless a meeting of the branch started after the visit was recorded
   (the more recent of the two wins).
 - Later, outside the dialog, a photo within a meeting's window is the meeting's (care steps aside exactly
-  when meetings would take it, reading the meetings' setting), else it goes to the sender's visit recorded
-  within care_photo_hours.
+  when meetings would take it, asking meetings' own rule: handlers.meetings.records.meeting_taking_photos),
+  else it goes to the sender's visit recorded within care_photo_hours.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dialogs import Picked, offer
-from bot.dispatch import CANCEL_TEXT, QUIET_END, AnyCommand, AnyText, Context, Dialog, MemberRole, MessageKind, Refusal, SkipHandler
+from bot.dispatch import (CANCEL_TEXT, QUIET_END, AnyCommand, AnyText, Context, Dialog, MemberRole, MessageKind, Refusal,
+                          SkipHandler)
+from bot.members import member_named
 from bot.messages import Kind, Message
 from bot.when import WhenError, parse_when
 from handlers.care import service
 from handlers.care.common import LEADERS, VISIT, router
-from bot.members import member_named
 from handlers.care.report import branch_of, case_label, occasion_named, subject_label
-from handlers.meetings.settings import MeetingSettings
+from handlers.meetings.records import meeting_taking_photos
 from storage import care as store
 from storage.meetings import latest_started
 from storage.models import COMMITTEE_ROLES, CareCase, CareMedia, CareProfile, CareStatus, CareVisit, Member, Role
@@ -353,9 +354,7 @@ async def visit_photo(ctx: Context, member: Member, message: Message) -> str:
         raise SkipHandler
     if Role(member.role) in LEADERS:
         # Exactly when meetings takes a leader's photo as a meeting's evidence, it is not ours.
-        meeting = await latest_started(ctx.session, member.org_id, ctx.now)
-        window = timedelta(hours=ctx.config(MeetingSettings).meeting_photo_hours)
-        if meeting is not None and ctx.now - meeting.starts_at <= window:
+        if await meeting_taking_photos(ctx, member.org_id) is not None:
             raise SkipHandler
     visit = (await ctx.session.execute(
         select(CareVisit).where(CareVisit.recorded_by == member.id)

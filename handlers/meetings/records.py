@@ -28,6 +28,7 @@ from handlers.meetings.common import (
     _window,
     router,
 )
+from handlers.meetings.settings import MeetingSettings
 from storage import meetings as store
 from storage.models import BRANCH_LEADERS, Attendance, CheckInMethod, Meeting, MeetingPhoto, Member
 
@@ -143,11 +144,19 @@ async def _save_record(ctx: Context, dialog: Dialog) -> str:
     return RECORD_SAVED.format(meeting=_label(ctx.settings, meeting, ctx.now), summary="\n".join(summary))
 
 
+async def meeting_taking_photos(ctx: Context, org_id: int) -> Meeting | None:
+    """The branch's meeting that a leader's photo sent now is evidence of: the latest one started at most
+    meeting_photo_hours ago, else None. Care asks the same (handlers/care/visit.py), so that a photo goes to a
+    visit exactly when no meeting takes it."""
+    meeting = await store.latest_started(ctx.session, org_id, ctx.now)
+    window = timedelta(hours=ctx.config(MeetingSettings).meeting_photo_hours)
+    return meeting if meeting is not None and ctx.now - meeting.starts_at <= window else None
+
+
 @router.on(MessageKind(Kind.IMAGE) & MemberRole(*BRANCH_LEADERS))
 async def meeting_photo(ctx: Context, member: Member, message: Message) -> str:
-    meeting = await store.latest_started(ctx.session, member.org_id, ctx.now)
-    window = timedelta(hours=ctx.settings.meeting_photo_hours)
-    if meeting is None or ctx.now - meeting.starts_at > window or not message.media_id:
+    meeting = await meeting_taking_photos(ctx, member.org_id) if message.media_id else None
+    if meeting is None:
         raise SkipHandler  # not meeting evidence: whoever else takes photos, or the answer any image gets
     ctx.session.add(MeetingPhoto(meeting_id=meeting.id, media_id=message.media_id[:200],
                                  pic_url=(message.url or message.extra.get("pic_url", ""))[:500],
