@@ -39,6 +39,10 @@ class Bm25Scores:
         """The ids of the query's tokens that some text has, in the query's order (repeats kept)."""
         return [self.vocabulary[token] for token in query if token in self.vocabulary]
 
+    def texts_with(self, token_id: int) -> np.ndarray:
+        """The texts that have the token (each once)."""
+        return self._indices[self._indptr[token_id]:self._indptr[token_id + 1]]
+
     def scores(self, token_ids: list[int]) -> np.ndarray:
         """Each text's score: the sum of its scores for the tokens, added token by token."""
         ids = np.asarray(token_ids, dtype=self._int_dtype)

@@ -757,12 +757,21 @@ class _Collection:
         full[self.owners[self.starts]] = best
         return full
 
-    def best_text(self, item: int, query: list[str]) -> int:
-        """Of an item's texts, the one whose tokens cover the query best."""
+    def overlaps(self, query: list[str]) -> np.ndarray:
+        """For each text, how many of the query's distinct tokens it has (from the BM25 postings: one pass per
+        token instead of a set intersection per text)."""
+        counts = np.zeros(len(self.owners), dtype=np.int32)
+        if self.bm25 is not None:
+            for token_id in set(self.bm25.token_ids(query)):
+                counts[self.bm25.texts_with(token_id)] += 1
+        return counts
+
+    def best_text(self, item: int, overlaps: np.ndarray) -> int:
+        """Of an item's texts, the one whose tokens cover the query best (the first of equals); overlaps is
+        self.overlaps(query)."""
         start = int(np.searchsorted(self.owners, item, side="left"))
         stop = int(np.searchsorted(self.owners, item, side="right"))
-        query_set = set(query)
-        return max(range(start, stop), key=lambda index: len(query_set & self.token_sets[index]))
+        return start + int(np.argmax(overlaps[start:stop]))
 
 
 @dataclass
@@ -865,11 +874,17 @@ class QaIndex:
         self._passages = _Collection(passage_texts, list(range(len(self.passages))), len(self.passages))
         # The FAQ's document frequencies weigh query words: a word most questions share says little.
         self._texts = max(1, len(self.faq))
-        self._entry_frequency: dict[str, int] = {}
+        entry_frequency: dict[str, int] = {}
         for words in self._entry_words:
             for token in words:
-                self._entry_frequency[token] = self._entry_frequency.get(token, 0) + 1
+                entry_frequency[token] = entry_frequency.get(token, 0) + 1
         self._unseen_idf = self._idf(0) * UNSEEN_FACTOR
+        # Every word of the entries' weight, worked out once: a question's scoring asks for them millions of times
+        # a minute (a question of several parts is scored part by part), and a text's own weight (a sum over its
+        # words) never changes.
+        self._weights = {token: _weight(token) * self._idf(count) for token, count in entry_frequency.items()}
+        self._text_weights = [self._weight_of(words) for words in self._faq.token_sets]
+        self._question_weights = [self._weight_of(words) for words in self._questions]
         fold = self.analyzer.canonical
         self._ood = frozenset(fold(word) for word in OUT_OF_DOMAIN)
         domain_words = {word for word, _, _ in content.dictionary} | set(content.synonyms) \
@@ -891,20 +906,23 @@ class QaIndex:
         return math.log(1 + (self._texts - frequency + 0.5) / (frequency + 0.5))
 
     def _token_weight(self, token: str) -> float:
-        frequency = self._entry_frequency.get(token, 0)
-        return _weight(token) * (self._idf(frequency) if frequency else self._unseen_idf)
+        weight = self._weights.get(token)
+        return weight if weight is not None else _weight(token) * self._unseen_idf
+
+    def _weight_of(self, words: Iterable[str]) -> float:
+        return sum(self._token_weight(token) for token in words)
 
     def _recall(self, query: set[str], total: float, words: frozenset[str]) -> float:
         """The share of the question's weight found among words."""
-        return sum(self._token_weight(token) for token in query & words) / total if total else 0.0
+        return self._weight_of(query & words) / total if total else 0.0
 
-    def _text_confidence(self, query: set[str], total: float, text: frozenset[str]) -> float:
+    def _text_confidence(self, query: set[str], total: float, text: frozenset[str], own: float) -> float:
         """How well one text matches: the share of the question's weight it covers, blended with the share
-        of its own weight the question covers (so a long text that merely contains the question ranks lower)."""
+        of its own weight (own) the question covers (so a long text that merely contains the question ranks
+        lower)."""
         if not text:
             return 0.0
-        own = sum(self._token_weight(token) for token in text)
-        covered = sum(self._token_weight(token) for token in query & text)
+        covered = self._weight_of(query & text)
         return 0.75 * (covered / total if total else 0.0) + 0.25 * (covered / own if own else 0.0)
 
     def _faq_candidates(self, query: list[str], query_set: set[str], total: float,
@@ -915,24 +933,27 @@ class QaIndex:
         pool = set(_top(by_text, CANDIDATES)) | set(_top(self._answers.item_scores(query), CANDIDATES // 2))
         pool |= {int(item) for item in np.argsort(-margins)[:CLASSIFIER_CANDIDATES]}
         candidates = []
+        overlaps = self._faq.overlaps(query)
         for item in pool:
-            best = self._faq.best_text(item, query) if by_text[item] > 0 else None
+            best = self._faq.best_text(item, overlaps) if by_text[item] > 0 else None
             # A question without any of the words that nearly every way of asking this entry uses is
             # probably about something else ("低保怎么申请" is not the dues entry for people on 低保).
             anchored = not self._anchors[item] or bool(query_set & self._anchors[item])
             factor = 1.0 if anchored else ANCHOR_PENALTY
             candidates.append(_Candidate(
                 key=f"f{item}", bm25=float(by_text[item]),
-                best_text=self._text_confidence(query_set, total, self._faq.token_sets[best]) if best is not None else 0.0,
+                best_text=self._text_confidence(query_set, total, self._faq.token_sets[best], self._text_weights[best])
+                if best is not None else 0.0,
                 texts=self._recall(query_set, total, self._entry_texts[item]),
                 confidence=factor * self._recall(query_set, total, self._entry_words[item]), anchored=anchored,
                 margin=float(margins[item])))
         best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
         single, together, everything, bm25 = RANK_WEIGHTS
         for c in candidates:
+            number = int(c.key[1:])
+            question = self._text_confidence(query_set, total, self._questions[number], self._question_weights[number])
             c.rank = single * c.best_text + together * c.texts + everything * c.confidence + bm25 * c.bm25 / best_bm25 \
-                + QUESTION_WEIGHT * self._text_confidence(query_set, total, self._questions[int(c.key[1:])]) \
-                + CLASSIFIER_WEIGHT * c.margin
+                + QUESTION_WEIGHT * question + CLASSIFIER_WEIGHT * c.margin
         return sorted(candidates, key=lambda c: -c.rank)
 
     def _passage_candidates(self, query: list[str], query_set: set[str], total: float) -> list[_Candidate]:
@@ -959,7 +980,7 @@ class QaIndex:
         canonical = self.analyzer.canonical(question) if canonical is None else canonical
         query = self.analyzer.tokens(question, canonical)
         query_set = set(query)
-        total = sum(self._token_weight(token) for token in query_set)
+        total = self._weight_of(query_set)
         margins = self._classifier.scores(canonical)
         ours, foreign = self.domain_of(question, canonical)
         return Evidence(query_set=query_set, total=total, margins=margins, scope=self._scope.margin(query),
@@ -1136,7 +1157,7 @@ class QaIndex:
             return None
         faq, total = found.faq, found.total
         best, runner_up = faq[0], (faq[1] if len(faq) > 1 else None)
-        unseen = sum(self._token_weight(t) for t in found.query_set if t not in self._entry_frequency) / total \
+        unseen = self._weight_of(t for t in found.query_set if t not in self._weights) / total \
             if total else 1.0
         words = found.words
         others = np.delete(found.margins, int(best.key[1:]))
