@@ -130,9 +130,15 @@ def with_main_dictionary() -> Tokenizer:
 
 class WordTable(Mapping):
     """A fixed word → frequency table in flat arrays: an open-addressing hash table (CRC-32 of the word's
-    UTF-16, linear probing, at most half full) over the words laid end to end in one string."""
+    UTF-16, linear probing, at most half full) over the words laid end to end in one string.
 
-    __slots__ = ("_text", "_starts", "_lengths", "_values", "_slots", "_mask")
+    A look-up in the arrays costs some forty times a dict's, and segmenting one question asks the table a few
+    hundred times, mostly for the same characters and pairs: the answers found last are kept in a plain dict
+    (at most RECENT of them, emptied when full; never pickled), so a served question pays the arrays' price for
+    its rare fragments only."""
+
+    RECENT = 20_000
+    __slots__ = ("_text", "_starts", "_lengths", "_values", "_slots", "_mask", "_recent")
 
     def __init__(self, words: Mapping[str, int]) -> None:
         self._text = "".join(words)
@@ -154,15 +160,34 @@ class WordTable(Mapping):
             while self._slots[slot] >= 0:
                 slot = (slot + 1) & self._mask
             self._slots[slot] = entry
+        self._recent: dict[str, int | None] = {}
+
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_recent"}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._recent = {}
 
     def get(self, word: str, default=None):
+        recent = self._recent
+        found = recent.get(word, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self._look_up(word)
+            if len(recent) >= self.RECENT:
+                recent.clear()
+            recent[word] = found
+        return default if found is None else found
+
+    def _look_up(self, word: str) -> int | None:
         slots, mask, lengths, starts, text = self._slots, self._mask, self._lengths, self._starts, self._text
         slot = _hash(word) & mask
         length = len(word)
         while True:
             entry = slots[slot]
             if entry < 0:
-                return default
+                return None
             # The same length and the same characters at the entry's place: the same word, without a slice.
             if lengths[entry] == length and text.startswith(word, starts[entry]):
                 return self._values[entry]
@@ -183,6 +208,9 @@ class WordTable(Mapping):
     def __iter__(self):
         for start, length in zip(self._starts, self._lengths):
             yield self._text[start:start + length]
+
+
+_UNKNOWN = object()  # not yet looked up (None: looked up and absent)
 
 
 def _narrowest(numbers: list[int]) -> array:

@@ -36,6 +36,20 @@ def test_the_word_table_holds_every_word_and_frequency_and_nothing_else(words):
         table["没有这个词的词"]
 
 
+def test_the_words_looked_up_last_answer_as_the_table_does_and_are_never_pickled(words, monkeypatch):
+    monkeypatch.setattr(WordTable, "RECENT", 50)
+    table = WordTable(words)
+    pieces = ["三会一课", "三会", "党", "没有这个词的词", "支部"] * 3 + [f"词{n}" for n in range(120)]
+    for piece in pieces:  # twice: the second time from the recent answers
+        assert table.get(piece) == words.get(piece), piece
+        assert table.get(piece, -1) == words.get(piece, -1), piece
+        assert (piece in table) == (piece in words), piece
+    assert 0 < len(table._recent) <= 50  # emptied whenever it is full
+    copy = pickle.loads(pickle.dumps(table))
+    assert copy._recent == {}
+    assert all(copy.get(piece) == words.get(piece) for piece in pieces)
+
+
 def _questions() -> list[str]:
     dev = Path(__file__).parents[1] / "qa" / "dev.tsv"
     return [line.split("\t")[0] for line in dev.read_text(encoding="utf-8").splitlines()
