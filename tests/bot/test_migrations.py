@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers every table)
+from storage.db import MIGRATIONS_DIR, SCHEMA_HEAD, create_engine, schema_is_current
 
 # APScheduler's job table is made by migration 0002 and has no model (storage/migrations/env.py).
 SCHEDULER_TABLE = "apscheduler_jobs"
@@ -24,3 +27,27 @@ async def test_the_migrated_schema_matches_the_models(engine):
         differences = await connection.run_sync(lambda sync: compare_metadata(
             MigrationContext.configure(sync, opts={"compare_type": True}), SQLModel.metadata))
     assert [change for change in differences if not _about_scheduler(change)] == []
+
+
+def test_the_head_the_server_checks_for_is_alembics():
+    # A new migration must move SCHEMA_HEAD along, or every server would refuse the database `zhibu init` made.
+    assert SCHEMA_HEAD == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+async def test_a_database_behind_the_newest_migration_is_not_current(engine):
+    assert await schema_is_current(engine)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0012'"))
+        assert not await schema_is_current(engine)
+    finally:  # the emptying between tests leaves Alembic's table alone
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": SCHEMA_HEAD})
+
+
+async def test_a_database_never_migrated_is_not_current(tmp_path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert not await schema_is_current(engine)
+    finally:
+        await engine.dispose()
