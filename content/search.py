@@ -879,9 +879,9 @@ class QaIndex:
             for token in words:
                 entry_frequency[token] = entry_frequency.get(token, 0) + 1
         self._unseen_idf = self._idf(0) * UNSEEN_FACTOR
-        # Every word of the entries' weight, worked out once: a question's scoring asks for them millions of times
-        # a minute (a question of several parts is scored part by part), and a text's own weight (a sum over its
-        # words) never changes.
+        # Every word of the entries' weight, worked out once: scoring one question asks for them thousands of times
+        # (a question of several parts is scored part by part), and a text's own weight (a sum over its words)
+        # never changes.
         self._weights = {token: _weight(token) * self._idf(count) for token, count in entry_frequency.items()}
         self._text_weights = [self._weight_of(words) for words in self._faq.token_sets]
         self._question_weights = [self._weight_of(words) for words in self._questions]

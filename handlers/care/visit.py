@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dialogs import Picked, offer
-from bot.dispatch import (CANCEL_TEXT, QUIET_END, AnyCommand, AnyText, Context, Dialog, MemberRole, MessageKind, Refusal,
-                          SkipHandler)
+from bot.dispatch import (CANCEL_TEXT, QUIET_END, AnyCommand, AnyText, Context, Dialog, MemberRole, MessageKind,
+                          Refusal, SkipHandler)
 from bot.members import member_named
 from bot.messages import Kind, Message
 from bot.when import WhenError, parse_when
