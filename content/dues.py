@@ -38,7 +38,9 @@ _DUES = re.compile(r"党费|党废|当费|档费|挡费|党fei|(?<![a-z])df(?![a
                    r"交(零点|0\.|百分之|几个点)")
 # Questions about dues that are not "how much for this income": the search answers them.
 _ELSEWHERE = re.compile(r"补交|补缴|补齐|补上|欠|去世|走了|过世|死了|不在了|用途|用在|用到|花在|管理|特殊党费|(?<!多)少交|不交|没交|"
-                        r"收据|网上|手机上|微信上|线上|多交|退还|免交|减交|谁收|交给谁|哪里交|在哪交")
+                        r"收据|网上|手机上|微信上|线上|多交|退还|免交|减交|谁收|交给谁|哪里交|在哪交|"
+                        # A disaster and the help after it (台风把网箱刮没了…党费能补助吗): care's question, not an income.
+                        r"受灾|遭灾|遭了灾|灾害|台风|冰雹|洪水|水灾|火灾|地震|失火|补助")
 # Asking leave to pay several months at once (一个季度交一回 中不中, 能提前交吗): dues-advance's question, whatever wage
 # is named. Saying one pays quarterly (一个季度交一回 交多少) asks the amount; asking whether dues are monthly or
 # quarterly (一个月交一回还是一个季度交一回) is dues-monthly's.
@@ -54,7 +56,7 @@ _PROBATION_STARTS = re.compile(r"预备[^。]{0,40}(现在就|就得|就要|要�
 _FEW = r"(?:几|一两|两三|三五|三四|四五|十来|十几|[一两二三四五六七八九十]|[0-9](?![0-9]))"
 _SITUATIONS = {
     "retiree": re.compile(r"退休|养老金|离休|退下来|退了"),
-    "self": re.compile(r"零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:了)?(?:一?[个家间])?[^，。,；;\s]{0,3}?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|货运|"
+    "self": re.compile(r"打鱼|捕鱼|出海|渔民|渔船|跑船|自己的船|船是自己|零工|打短工|临时工|有活就干|没活|做小工|小工|干杂活|小卖部|开(?:了)?(?:一?[个家间])?[^，。,；;\s]{0,3}?(?:店|超市|饭店|饭馆|餐馆|厂|公司|商店|门市)|做(?:生意|买卖)|个体|跑运输|跑车|拉货|货车|货运|"
                        r"外卖|跑滴滴|网约车|养殖|大户|承包|摆摊|包工|种植户|合作社|自己干|没(?:有)?固定工资|"
                        # Fifty mu or more, or land taken in from others (流转): a farm run as a business; a family's
                        # own fields are a few mu to a few tens.
@@ -91,6 +93,12 @@ _MONTHS_SAID = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六
 _SPAN_MONTHS = {"一年到头": 12, "年收入": 12, "年薪": 12, "全年": 12, "一年": 12, "每年": 12, "季度": 3, "一季": 3,
                 "半年": 6, "仨月": 3, "俩月": 2}
 _SPAN_LABELS = {12: "一年", 6: "半年", 3: "一个季度"}
+# A business's takings net of its costs, said some way after the span ("上个季度三个月卖茶叶刨掉本钱人工 净挣九千"): the
+# figure is still the span's, however far from it, unless a month is named in between.
+_NET_OF_COSTS = re.compile(r"(?:刨|除|扣|减|去)(?:掉|去|除)?[^，。,；;\s]{0,2}(?:本钱|成本|开销|花销|人工)|净挣|纯挣|净赚|纯赚|"
+                           r"纯收入|净收入|纯利|利润")
+_SPAN_BEFORE_COSTS = re.compile(r".*(季度|一季|半年|全年|一年到头|(?<![一二两三四五六七八九十0-9])[两二三四五六七八九十]+个月|"
+                                r"(?<![0-9])[2-9]个月)([^，。,；;]{0,24})$")
 
 
 def months_of(before: str) -> int | None:
@@ -98,7 +106,9 @@ def months_of(before: str) -> int | None:
     counted."""
     match = _SPAN.search(before)
     if match is None:
-        return 1
+        match = _SPAN_BEFORE_COSTS.search(before)
+        if match is None or "月" in match.group(2) or not _NET_OF_COSTS.search(match.group(2)):
+            return 1
     span = match.group(1)
     if span in _SPAN_MONTHS:
         return _SPAN_MONTHS[span]
@@ -198,6 +208,14 @@ def _computed(amount: Amount, brackets, *, months: int = 1) -> tuple[str, bool]:
 _SPENT = re.compile(r"(花了|花掉|花费|用了|用掉|欠了?|借了?|贷了?|赔了?|亏了?|垫了?|医药费|住院费|看病|治病|手术|彩礼|盖房)"
                     r"[^，。,；;\s]{0,3}$")
 
+# A figure followed by what it was worth or what was lost ("几十万的鱼苗全没了", "两万块的化肥"): no income.
+_LOST_AFTER = re.compile(r"^(?:多|来)?(?:块钱?|元)?(?:的(?!工资|收入|退休金|养老金|月薪|年薪|样子|样|话|光景|左右|水平)[\u4e00-\u9fff]|"
+                         r"[^，。,；;\s]{0,6}(?:没了|损失|冲走|冲没|刮走|刮没|打烂|淹了|烧了|打水漂))")
+# A figure said as earnings ("一个月挣四千五", "到手三千"): with no situation named, only such a figure is taken for a wage.
+_EARNED = re.compile(r"(?:挣|赚|收入|工资|到手|拿|领|发|薪|每个?月|一个月|月入|一月|进账)[^，。,；;\s]{0,6}$")
+# "不是拿工资的", with an income and no other situation named: one who earns without a wage (art. 4), not a wage.
+_NO_WAGE = re.compile(r"不(?:是)?拿工资|不领工资|没(?:有|得)?(?:固定)?工资")
+
 # "莫得退休金 就在家种地": a situation said to be absent is not the asker's (the farmer here, not a retiree).
 _DENIED = re.compile(r"(?:没有|没得|莫得|没|无|不是|不拿|不领|冇)[^，。,；;\s]{0,2}$")
 
@@ -242,6 +260,12 @@ def _before(text: str, amount: Amount) -> str:
     return text[:at] if at >= 0 else ""
 
 
+def _after(text: str, amount: Amount) -> str:
+    """What the text says after the amount."""
+    at = text.find(amount.said.lower())
+    return text[at + len(amount.said):] if at >= 0 else ""
+
+
 def situation_of(text: str) -> list[str]:
     """The kinds of member the text names (not those it denies: 莫得退休金), in the order it first names them."""
     named = {}
@@ -269,13 +293,16 @@ def compute(question: str) -> Dues | None:
     if "retiree" in found and "wage" in found and re.search(r"退休金|养老金", text) and not several:
         found.remove("wage")
     incomes = list({(amount.low, amount.high): amount for amount in amounts(text)
-                    if not _SPENT.search(_before(text, amount))}.values())  # 四千…整个四千: one
+                    if not _SPENT.search(_before(text, amount))
+                    and not _LOST_AFTER.search(_after(text, amount))}.values())  # 四千…整个四千: one
     if (several or (len(found) > 1 and _SIDE_BY_SIDE.search(text))) \
             and (incomes or _ASKS_AMOUNT.search(text) or _COMPARED.search(text)):
         return _several(found, text, incomes)
     if len(found) > 1 or len(incomes) > 1:
         return None  # one member's story naming two kinds, or several figures: the search's answer fits better
-    situation = found[0] if found else ("wage" if incomes else None)
+    if not found and incomes and not _EARNED.search(_before(text, incomes[0])):
+        return None  # a figure with no situation and not said as earnings: perhaps no income at all
+    situation = found[0] if found else (("self" if _NO_WAGE.search(text) else "wage") if incomes else None)
     if situation is None:
         return None
     if not incomes and not _ASKS_AMOUNT.search(text):

@@ -23,13 +23,15 @@ _HOURS_SAID = re.compile(r"([0-9]{1,3}|[零〇一二两三四五六七八九十�
 _PER_PERIOD = re.compile(r"(每|一)(个)?(月|周|星期|礼拜|回|次|季度)[^，。,；;]{0,8}$")
 # What follows from falling short (会不会挨处分, 补不上咋办): study-hours-short's question, not a count.
 _CONSEQUENCE = re.compile(r"处分|挨批|批评|后果|会怎样|会咋样|咋办|怎么办|要紧|有事没|有啥事")
+# The hours of the training before joining (发展对象培训, 入党培训): join-training's question, not a member's year.
+_JOINING = re.compile(r"发展对象|积极分子|入党前|入党(的)?培训")
 _ASKS_LEFT = re.compile(r"还差|差几|差多少|够不够|够了没|够没够|够了吗|够数|还要学|还得学|还剩|剩多少|达标|达没达标|够了不")
 
 
 def compute(question: str) -> Computed | None:
     text = unicodedata.normalize("NFKC", question).lower()
     said = _HOURS_SAID.search(text)
-    if said is None or not _ASKS_LEFT.search(text) or _CONSEQUENCE.search(text):
+    if said is None or not _ASKS_LEFT.search(text) or _CONSEQUENCE.search(text) or _JOINING.search(text):
         return None
     if _PER_PERIOD.search(text[:said.start()]):
         return None  # a rate, not the year's hours: the entry's general answer, not a wrong sum

@@ -79,6 +79,15 @@ CASES = [
     ("退休金四千 党费一个季度交一回 交多少", "retiree", ["交0.5%", "每月交20元"], []),
     # A sum borrowed or spent beside the wage is no income: the wage is worked out, not the loan.
     ("去年盖房借了十万 现在打工一个月四千 党费交多少", "wage", ["交1%", "每月交40元"], ["十万"]),
+    # A fisherman with his own boat, or one who says he earns no wage, pays on net income as the self-employed do
+    # (art. 4), not as a wage earner.
+    ("俺在海边打鱼 船是自家的 上季度平均每月纯收入三千八 党费交多少", "self", ["上一季度平均每月的纯收入", "交1%", "每月交38元"],
+     ["税后工资"]),
+    ("我不拿工资 自己做点茶叶买卖 一个月挣四千 党费咋算", "self", ["上一季度平均每月的纯收入", "每月交40元"], ["税后工资"]),
+    # A quarter's takings net of costs, said well after the quarter is named, are still the quarter's: taken as a
+    # month's, 九千 once paid 135 元 instead of 15.
+    ("上个季度 三个月下来卖果子扣掉化肥钱人工 净挣九千 我不拿工资 党费一个月交多少", "self",
+     ["一个季度九千", "平均每月约3000元", "交0.5%", "每月约交15元"], ["135元", "交1.5%"]),
 ]
 
 
@@ -127,6 +136,13 @@ def test_several_kinds_of_member_get_each_kinds_rule(question, kinds, never):
     # Asking leave to pay a quarter at once is dues-advance's question, whatever wage is named; saying one pays
     # quarterly still asks the amount (below).
     "出去打工 工资四千 党费一个季度交一回中不中",
+    # A disaster and the help after it: care's question. The value of what was lost is no income (it once came
+    # back as 2,000 元 a month of dues).
+    "发大水把俺家的鱼塘冲了 好几万的鱼都没了 俺是党员 党费能补助点不",
+    "仓库着火烧了三万多的货 党费还按原来的交吗 能不能帮帮",
+    "一场冰雹 十几万的大棚全毁了 党员遭了灾 党费这块有说法没",
+    # A figure with no situation, not said as earnings: perhaps no income at all.
+    "家里存了五万 党费交多少",
 ])
 def test_nothing_is_computed_for_what_only_mentions_dues(question):
     assert compute(question) is None

@@ -25,6 +25,9 @@ def test_the_hours_left_are_worked_out(question, states):
     assert compute_answer(question, date(2026, 12, 7)) == computed
 
 
-@pytest.mark.parametrize("question", ["学时没学够会怎么样", "党员每年要学多少学时", "今年学够32学时了吗", "学时怎么算"])
+@pytest.mark.parametrize("question", ["学时没学够会怎么样", "党员每年要学多少学时", "今年学够32学时了吗", "学时怎么算",
+                                      # The training before joining is join-training's, not a member's year.
+                                      "我是发展对象 镇上培训我去了两天 才十六个学时 够不够",
+                                      "入党培训记了二十个学时 还差几个"])
 def test_without_the_members_own_hours_the_search_answers(question):
     assert compute(question) is None
