@@ -16,7 +16,7 @@ The scope classifier (content/classifier.py, ScopeClassifier) is trained at each
 phrasings and on content/scope.tsv, which --scope writes from SCOPE_SETS: the sets whose questions have been
 read; the entry classifier (EntryClassifier) learns from the questions there labelled with an entry. The blind
 sets (holdout3, holdout10, holdout11, holdout12, holdout15–17, holdout20, holdout22–26, holdout_dictated2,
-holdout_dictated8, holdout_dictated13–18, holdout_dictated20) are never in it, nor fitted on. holdout_dictated19
+holdout_dictated8, holdout_dictated13–18, holdout_dictated20, holdout_dictated21) are never in it, nor fitted on. holdout_dictated19
 has been read (its wrong answers were fixed by cause) but is not in it either: as training data it cost the
 never-read sets one right answer and two declines. The scope margin is no
 feature of the acceptance model (content/search.py, SCOPE_DECLINE, says why).

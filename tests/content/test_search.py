@@ -43,7 +43,8 @@ FLOORS = {"dev": (0.99, 0.98), "holdout": (0.99, 0.98), "holdout10": (0.96, 0.92
           "holdout_dictated13": (0.96, 0.98), "holdout_dictated14": (0.98, 0.94),
           "holdout_dictated15": (0.97, 0.96), "holdout_dictated16": (0.97, 0.96),
           "holdout_dictated17": (0.97, 0.96), "holdout_dictated18": (0.98, 0.98),
-          "holdout_dictated19": (0.99, 0.98), "holdout_dictated20": (0.97, 0.98)}
+          "holdout_dictated19": (0.99, 0.98), "holdout_dictated20": (0.97, 0.98),
+          "holdout_dictated21": (0.97, 0.96)}
 # Wrong answers (an in-domain question answered with another entry) each set may have at most: a wrong answer
 # about dues or membership is worse than none (issue 17's goal on the dictated set: 2 %).
 WRONG_CEILINGS = {"dev": 0.005, "holdout": 0.004, "holdout10": 0.014, "holdout11": 0.01, "holdout12": 0.014,
@@ -59,6 +60,7 @@ WRONG_CEILINGS = {"dev": 0.005, "holdout": 0.004, "holdout10": 0.014, "holdout11
                   "holdout_dictated15": 0.013, "holdout_dictated16": 0.019,
                   "holdout_dictated17": 0.013, "holdout_dictated18": 0.019,
                   "holdout_dictated19": 0.007, "holdout_dictated20": 0.019,
+                  "holdout_dictated21": 0.019,
                   "holdout19": 0.005, "holdout20": 0.009, "holdout21": 0.005, "holdout22": 0.005, "holdout23": 0.009,
                   "holdout24": 0.014, "holdout25": 0.005, "holdout26": 0.005}
 
