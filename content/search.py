@@ -197,7 +197,8 @@ NEAR_MISS_KINDS = {
                              r"带伞|冷不冷|热不热)|象棋|下棋|讲个?笑话|唱首?歌",
     "opinions and gossip": r"(书记|支书|村长|主任|干部|他|她)(这个)?人(咋样|怎么样|好不好|行不行|靠谱|靠不靠谱)|人品|"
                            r"^(?!.*(处分|警告|察看|撤销|纪律|党纪|开除)).*(升官|提拔|调走)",
-    "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|(?:党的|中共)一大|一大(?:会址|代表|召开|是在|在哪|哪年|啥时候)|遵义会议|毛主席|毛泽东|周总理|"
+    "party history": r"(哪一?年|什么时候|哪天)(成立|建立|建的党)|党史|长征|(?:党的|中共)一大|"
+                     r"一大(?:会址|代表|召开|是在|在哪|哪年|啥时候)|遵义会议|毛主席|毛泽东|周总理|"
                      # When the oath, the charter or the flag took the form they have: history, not how to use them.
                      r"(誓词|宣誓|党章|党旗|党徽)[^，。,]{0,12}(哪一?年|什么时候|啥时候|几几年)[^，。,]{0,4}(改|修改|定下|制定|通过|开始用)",
     # 打卡 is 签到's synonym (替俺打卡: a check-in for someone); 给查住了 is being caught, not an errand.
@@ -459,8 +460,8 @@ CANNOT_PAY = re.compile(r"交不起|交不上|拿不出|不交了|能不能不�
 CHOSEN_SUM = re.compile(r"想[^，。,]{0,6}交[^，。,]{0,2}(?:[0-9]+|[一二两三四五六七八九十百]+)(?:块|元)?(?:钱)?[^，。,]{0,4}"
                         r"(?:行不行|行吗|可以吗|中不中|可不可以|成不成|行不)")
 RESTORE = re.compile(r"恢复")
-# Whether messages in a WeChat group count as a meeting (在群里发消息就算开会了 这算不算), whoever is asking (外地打工的
-#党员 are 流动党员, whose own entries otherwise take the question).
+# Whether messages in a WeChat group count as a meeting (在群里发消息就算开会了 这算不算), whoever is asking (members
+# working away, 外地打工的党员, are 流动党员, whose own entries otherwise take the question).
 GROUP_MEETING = re.compile(r"(微信群|群里)[^。]{0,16}(开会|开了会|组织生活|党课|学习)")
 REDIRECTS = (
     Redirect(lambda question: WANTS_TO_ASK.search(question) is not None
@@ -1091,14 +1092,14 @@ class QaIndex:
         return self._redirected(question, result, ranked)
 
     def _redirected(self, question: str, result: Answer, ranked: list[tuple[str, float]],
-                    redirects: tuple[Redirect, ...] = ()) -> Answer:
+                    redirects: tuple[Redirect, ...] = REDIRECTS) -> Answer:
         # The answer found, or the best candidate when none was good enough (the cue may say what it lacked).
         found = result.entry_id if result.status == ANSWERED else \
             next((item for item, confidence in ranked[:1] if confidence >= CUE_CONFIDENCE), None)
         entry = self.faq_by_id.get(found or "")
         if entry is None:
             return result
-        for redirect in redirects or REDIRECTS:
+        for redirect in redirects:
             if not redirect.cue(question):
                 continue
             if redirect.to_tag in entry.tags:

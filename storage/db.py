@@ -9,6 +9,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy import exc as sa_exc
@@ -16,6 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.sqlite_driver import LoopConnection
+
+if TYPE_CHECKING:  # imported where used: serving never loads Alembic
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision. Serving only compares the database's with it, so the server never imports
@@ -272,7 +276,7 @@ def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     return sessions.kw["bind"]
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     config = Config()

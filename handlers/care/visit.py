@@ -8,8 +8,8 @@ order features are listed in, so the rule is:
   first: the photos go to the visit, unless a meeting of the branch started after the visit was recorded
   (the more recent of the two wins).
 - Later, outside the dialog, a photo within a meeting's window is the meeting's (care steps aside exactly
-  when meetings would take it, asking meetings' own rule: handlers.meetings.records.meeting_taking_photos),
-  else it goes to the sender's visit recorded within care_photo_hours.
+  when meetings would take it, asking meetings' own rule, which meetings provides by name as
+  meeting_taking_photos), else it goes to the sender's visit recorded within care_photo_hours.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from bot.when import WhenError, parse_when
 from handlers.care import service
 from handlers.care.common import LEADERS, VISIT, router
 from handlers.care.report import branch_of, case_label, occasion_named, subject_label
-from handlers.meetings.records import meeting_taking_photos
 from storage import care as store
 from storage.meetings import latest_started
 from storage.models import COMMITTEE_ROLES, CareCase, CareMedia, CareProfile, CareStatus, CareVisit, Member, Role
@@ -349,13 +348,14 @@ async def visit_photo_in_dialog(ctx: Context, member: Member, message: Message, 
 
 
 @router.on(MessageKind(Kind.IMAGE) & MemberRole())
-async def visit_photo(ctx: Context, member: Member, message: Message) -> str:
+async def visit_photo(ctx: Context, member: Member, message: Message, meeting_taking_photos=None) -> str:
     if not message.media_id:
         raise SkipHandler
-    if Role(member.role) in LEADERS:
-        # Exactly when meetings takes a leader's photo as a meeting's evidence, it is not ours.
-        if await meeting_taking_photos(ctx, member.org_id) is not None:
-            raise SkipHandler
+    # Exactly when meetings takes a leader's photo as a meeting's evidence, it is not ours. Meetings provides its
+    # rule by name (features never import one another); without the meetings feature every photo is a visit's.
+    if Role(member.role) in LEADERS and meeting_taking_photos is not None \
+            and await meeting_taking_photos(ctx, member.org_id) is not None:
+        raise SkipHandler
     visit = (await ctx.session.execute(
         select(CareVisit).where(CareVisit.recorded_by == member.id)
         .order_by(CareVisit.recorded_at.desc(), CareVisit.id.desc()).limit(1))).scalar_one_or_none()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import AnyText, Context, Dialog, MemberRole, MessageKind, SkipHandler
+from bot.dispatch import AnyText, Context, Dialog, MemberRole, MessageKind, Runtime, SkipHandler
 from bot.messages import Kind, Message
 from handlers.meetings.common import (
     MAX_RECORD_FIELD,
@@ -146,11 +146,18 @@ async def _save_record(ctx: Context, dialog: Dialog) -> str:
 
 async def meeting_taking_photos(ctx: Context, org_id: int) -> Meeting | None:
     """The branch's meeting that a leader's photo sent now is evidence of: the latest one started at most
-    meeting_photo_hours ago, else None. Care asks the same (handlers/care/visit.py), so that a photo goes to a
-    visit exactly when no meeting takes it."""
+    meeting_photo_hours ago, else None. Care asks the same (handlers/care/visit.py, through ctx.provided: no
+    feature imports another), so that a photo goes to a visit exactly when no meeting takes it."""
     meeting = await store.latest_started(ctx.session, org_id, ctx.now)
     window = timedelta(hours=ctx.config(MeetingSettings).meeting_photo_hours)
     return meeting if meeting is not None and ctx.now - meeting.starts_at <= window else None
+
+
+@router.lifespan
+async def share_the_photo_rule(runtime: Runtime):
+    """Handed to handlers that name a parameter meeting_taking_photos (care's photo handler)."""
+    runtime.provide("meeting_taking_photos", meeting_taking_photos)
+    yield
 
 
 @router.on(MessageKind(Kind.IMAGE) & MemberRole(*BRANCH_LEADERS))

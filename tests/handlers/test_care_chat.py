@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from bot.app import feature_routers
 from handlers.care import jobs
 from handlers.care.service import THANKS, TO_VISITOR, Access, access_to
 from handlers.care.settings import DEFAULT_OCCASIONS, CareSettings
@@ -321,6 +322,23 @@ async def test_photos_after_a_visit_and_a_meetings_photos_do_not_mix(service):
     assert (await service.emulator.image(secretary)).reply.startswith("照片已附到11月26日（周四）09:00")
     assert len(await rows(service, MeetingPhoto)) == 2
     assert len(await rows(service, CareMedia)) == 1
+
+
+async def test_a_leaders_photo_in_a_meetings_window_is_the_meetings_even_with_care_listed_first(make_service):
+    # Care's photo handler asks meetings' rule (provided by name, never imported): with care tried before meetings
+    # it must still step aside while a meeting's window is open.
+    routers = sorted(feature_routers(), key=lambda router: router.name != "care")
+    assert [router.name for router in routers].index("care") < [router.name for router in routers].index("meetings")
+    service = await make_service(routers=routers)
+    people = await hongqi_branch(service)
+    secretary = people["李建国"]
+    await call(service, secretary)  # tomorrow 15:00
+    await dialog(service, people["王秀英"], "赵德明住院了", "1")
+    at(service, 11, 25, 16, 30)
+    await dialog(service, secretary, "走访", "1", "今天", "李建国", "看望了", "跳过", "跳过")
+    await service.say(secretary, "谢谢")
+    assert (await service.emulator.image(secretary)).reply.startswith("照片已附到11月25日（周三）15:00 支部党员大会")
+    assert len(await rows(service, MeetingPhoto)) == 1 and await rows(service, CareMedia) == []
 
 
 async def test_another_branch_sees_nothing_and_cannot_reassign(service):
