@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from bot.dispatch import Router
 from bot.wechat.emulator import UNAVAILABLE, message_xml
 from bot.wechat.signing import signature
-from storage.models import InboundMessage, WeChatIdentity
+from storage.models import InboundMessage, SignedRequest, WeChatIdentity
 
 TOKEN = "zhibudemotoken"
 
@@ -228,6 +228,24 @@ async def test_safe_mode_refuses_plaintext_bad_signatures_and_garbage(make_servi
     assert (await post_raw(service, garbage, query=query, sign=False))[0] == 400
     assert await healthy(service)
     assert "您可以回复" in await service.say("u1", "帮助")
+
+
+async def test_safe_mode_answers_a_signature_once_per_message_without_recording_it(make_service):
+    # msg_signature covers the ciphertext: the same query can only carry the same message again, which the inbound
+    # log answers from its stored reply; another message under it fails the signature. Nothing else to remember.
+    service = await make_service(safe=True)
+    query, body = service.emulator.sign(text_xml("帮助", msg_id=88))
+    first = await post_raw(service, body, query=query, sign=False)
+    assert first[0] == 200 and "您可以回复" in service.emulator.read_reply(*first)
+    ciphertext = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]></Encrypt>", body).group(1)
+    other_envelope = message_xml({"ToUserName": "gh_other", "Encrypt": ciphertext})
+    again = await post_raw(service, other_envelope, query=query, sign=False)
+    assert again[0] == 200 and service.emulator.read_reply(*again) == service.emulator.read_reply(*first)
+    _, forged = service.emulator.sign(text_xml("我的", msg_id=89))
+    assert (await post_raw(service, forged, query=query, sign=False))[0] == 403
+    async with service.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 1
+        assert (await session.execute(select(func.count()).select_from(SignedRequest))).scalar() == 0
 
 
 async def test_a_message_encrypted_for_another_account_is_refused(make_service):
