@@ -13,6 +13,10 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
+# How SQLAlchemy's SQLite dialect stores a DATETIME as text (its default storage format, positional).
+SQLITE_DATETIME_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
 class UTCDateTime(TypeDecorator):
     impl = sa.DateTime
     cache_ok = True
@@ -26,6 +30,35 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value: datetime | None, dialect):
         return None if value is None else value.replace(tzinfo=timezone.utc)
+
+    # On SQLite each of the two steps above is followed (or preceded) by the dialect's own conversion to or from
+    # text; every message binds and reads a dozen times, so there the two are done in one function each (the
+    # same text and the same values: tests/bot/test_driver.py compares them with SQLAlchemy's).
+
+    def bind_processor(self, dialect):
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = timezone.utc
+
+        def as_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            if value.tzinfo is not utc:
+                value = value.astimezone(utc)
+            return SQLITE_DATETIME_TEXT % (value.year, value.month, value.day, value.hour, value.minute,
+                                           value.second, value.microsecond)
+        return as_text
+
+    def result_processor(self, dialect, coltype):
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        utc, parse = timezone.utc, datetime.fromisoformat
+
+        def from_text(value: str | None) -> datetime | None:
+            return None if value is None else parse(value).replace(tzinfo=utc)
+        return from_text
 
 
 def utc_column(**kwargs) -> sa.Column:

@@ -744,6 +744,32 @@ async def test_a_claim_written_on_the_driver_reads_back_as_sqlalchemy_writes_it(
     assert not again.claimed and again.existing.id == rows["msg:u1:1"].id
 
 
+def test_utc_times_on_sqlite_are_the_text_and_values_sqlalchemy_makes_of_them():
+    """UTCDateTime converts in one step on SQLite (storage.models); the text must be what SQLAlchemy's two steps
+    write — claimed_at is compared as text when a message is finished — and read back the same."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.types import TypeDecorator
+
+    from storage.models import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect)
+    theirs_bind = TypeDecorator.bind_processor(ours, dialect)
+    theirs_read = TypeDecorator.result_processor(ours, dialect, None)
+    bind, read = ours.bind_processor(dialect), ours.result_processor(dialect, None)
+    beijing = timezone(timedelta(hours=8))
+    for moment in (datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc), datetime(2026, 12, 31, 23, 59, 59, 999999,
+                   tzinfo=timezone.utc), datetime(2027, 1, 1, 7, 5, 3, 120, tzinfo=beijing), None):
+        text = bind(moment)
+        assert text == theirs_bind(moment)
+        assert read(text) == theirs_read(text) == moment
+    assert bind(datetime(2026, 3, 1, 9, 0, tzinfo=beijing)) == "2026-03-01 01:00:00.000000"
+    with pytest.raises(ValueError):
+        bind(datetime(2026, 3, 1, 9, 0))  # naive: refused as before
+
+
 async def test_a_batch_that_fails_on_the_driver_leaves_nothing_behind(sessions):
     from datetime import datetime, timezone
 
@@ -755,6 +781,59 @@ async def test_a_batch_that_fails_on_the_driver_leaves_nothing_behind(sessions):
         assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 0
     assert (await inbound.claim_many(sessions, [good]))["msg:good:1"].claimed  # the connection still works
 
+
+
+async def test_the_sender_read_on_the_driver_is_in_the_state_the_orm_gives_a_loaded_object(make_service):
+    """storage.identities builds the sender's objects itself; each must be what make_transient_to_detached makes of
+    the same values (its identity, nothing changed, expired or unloaded), or a session they join would write them
+    again, or load them."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import make_transient_to_detached
+
+    from storage import identities
+
+    service = await make_service()
+    await service.say("u1", "帮助")
+    async with MessageTransaction(service.sessions) as transaction:
+        rows = await identities._SENDER.rows(transaction.driver, {"sender_openid": "u1"})
+    built = [found for found in identities._detached(rows[0]) if found is not None]
+    assert built
+    for found in built:
+        state = inspect(found)
+        values = {key: value for key, value in found.__dict__.items() if key != "_sa_instance_state"}
+        twin = inspect(type(found)).class_manager.new_instance()
+        twin.__dict__.update(values)
+        make_transient_to_detached(twin)
+        twin_state = inspect(twin)
+        assert state.key == twin_state.key and state.key is not None
+        assert not state.modified and not state.committed_state and not state.expired_attributes
+        assert state.unloaded == twin_state.unloaded == set()
+        assert state.detached and twin_state.detached
+
+
+async def test_a_claim_after_the_pools_connection_was_dropped_connects_again(engine, sessions):
+    """Claims take an idle pooled connection without a greenlet (storage.driver); one the pool dropped must be
+    connected again, which needs the greenlet: the claim falls back to it and succeeds."""
+    import warnings
+    from datetime import datetime, timezone
+
+    from sqlalchemy.util import greenlet_spawn
+
+    now = datetime.now(timezone.utc)
+    assert (await inbound.claim_many(sessions, [inbound.claim_row(
+        dedup_key="msg:a:1", openid="a", kind="text", payload={}, now=now)]))["msg:a:1"].claimed
+    pooled = await engine.raw_connection()
+    await greenlet_spawn(pooled.invalidate)  # as after the server closed it
+    await greenlet_spawn(pooled.close)
+    assert engine.sync_engine.pool.checkedin()  # the dropped one lies in the pool, to be connected on checkout
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        claims = await inbound.claim_many(sessions, [inbound.claim_row(
+            dedup_key="msg:b:1", openid="b", kind="text", payload={}, now=now)])
+    assert not [warning for warning in warned if issubclass(warning.category, RuntimeWarning)]
+    assert claims["msg:b:1"].claimed
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 2
 
 
 async def test_a_reply_decided_as_the_budget_timer_fires_is_given_once(make_service, monkeypatch):
