@@ -102,7 +102,12 @@ class SkipHandler(Exception):
 
 
 class Filter:
-    """A test on a message. Returns False/None (no match), True, or a dict of values for the handler."""
+    """A test on a message. Returns False/None (no match), True, or a dict of values for the handler.
+
+    `kinds`: the kinds of message it can match at all (None: it may match any); the router never asks a
+    handler about a message of another kind."""
+
+    kinds: frozenset[Kind] | None = None
 
     def __call__(self, message: Message, ctx: "Context") -> bool | dict | None:
         raise NotImplementedError
@@ -117,10 +122,19 @@ class Filter:
         return _Not(self)
 
 
+def _both(left: frozenset[Kind] | None, right: frozenset[Kind] | None) -> frozenset[Kind] | None:
+    """The kinds two filters that must both match can match."""
+    return right if left is None else left if right is None else left & right
+
+
 @dataclass(frozen=True)
 class _All(Filter):
     left: Filter
     right: Filter
+
+    @property
+    def kinds(self) -> frozenset[Kind] | None:
+        return _both(self.left.kinds, self.right.kinds)
 
     def __call__(self, message, ctx):
         first = self.left(message, ctx)
@@ -138,6 +152,11 @@ class _Any(Filter):
     left: Filter
     right: Filter
 
+    @property
+    def kinds(self) -> frozenset[Kind] | None:
+        left, right = self.left.kinds, self.right.kinds
+        return None if left is None or right is None else left | right
+
     def __call__(self, message, ctx):
         return self.left(message, ctx) or self.right(message, ctx)
 
@@ -148,6 +167,10 @@ class _Not(Filter):
 
     def __call__(self, message, ctx):
         return not self.inner(message, ctx)
+
+
+# The kinds of message that carry text (typed_text).
+TEXT_KINDS = frozenset({Kind.TEXT, Kind.VOICE})
 
 
 def typed_text(message: Message) -> str | None:
@@ -189,6 +212,8 @@ class Command(Filter):
     word matched: when several commands match ("签到情况" is also 签到 + "情况"), the longest wins,
     whatever order the features were listed in."""
 
+    kinds = TEXT_KINDS
+
     def __init__(self, *words: str, takes_args: bool = False) -> None:
         self.words = tuple(normalize_input(word) for word in words)
         self._word_set = frozenset(self.words)
@@ -215,6 +240,8 @@ class Command(Filter):
 
 
 class Regex(Filter):
+    kinds = TEXT_KINDS
+
     def __init__(self, pattern: str) -> None:
         self.pattern = re.compile(pattern)
 
@@ -228,6 +255,8 @@ class AnyCommand(Filter):
     """The text is one of the registered commands, with or without its arguments ("签到 123456"): for a
     dialog step that reads free text but should let a command through."""
 
+    kinds = TEXT_KINDS
+
     def __call__(self, message, ctx):
         return any(isinstance(check, Command) and check(message, ctx)
                    for handler in ctx.catalog if handler.dialog is None for check in handler.filters)
@@ -235,6 +264,8 @@ class AnyCommand(Filter):
 
 class Choice(Filter):
     """A numeric answer to a numbered question ("回复 1 确认，回复 2 取消")."""
+
+    kinds = TEXT_KINDS
 
     def __init__(self, *choices: int) -> None:
         self.choices = frozenset(choices)
@@ -251,6 +282,8 @@ class Choice(Filter):
 class AnyText(Filter):
     """Any typed or spoken text: `text` normalized for reading answers, `written` as written for storing."""
 
+    kinds = TEXT_KINDS
+
     def __call__(self, message, ctx):
         text = typed_text(message)
         return {"text": text, "written": written_text(message)} if text else None
@@ -258,6 +291,8 @@ class AnyText(Filter):
 
 class Click(Filter):
     """A tap on a custom-menu button with one of these keys."""
+
+    kinds = frozenset({Kind.EVENT})
 
     def __init__(self, *keys: str) -> None:
         self.keys = frozenset(keys)
@@ -267,6 +302,8 @@ class Click(Filter):
 
 
 class EventType(Filter):
+    kinds = frozenset({Kind.EVENT})
+
     def __init__(self, *events: str) -> None:
         self.events = frozenset(events)
 
@@ -276,6 +313,8 @@ class EventType(Filter):
 
 class Scene(Filter):
     """A parametric QR code whose scene starts with prefix (a SCAN, or a follow through the code)."""
+
+    kinds = frozenset({Kind.EVENT})
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -546,11 +585,20 @@ class Handler:
     wants: tuple[tuple[str, bool], ...] = ()
     # Its first filter when that is a command word: the router asks it only about texts that command can match.
     leading: Command | None = None
+    # The kinds of message its filters can match together (None: any).
+    kinds: frozenset[Kind] | None = None
 
     def __post_init__(self) -> None:
         parameters = inspect.signature(self.callback).parameters.values()
         self.wants = tuple((p.name, p.default is not inspect.Parameter.empty) for p in parameters)
         self.leading = self.filters[0] if self.filters and isinstance(self.filters[0], Command) else None
+        self.kinds = functools.reduce(_both, (check.kinds for check in self.filters), None)
+
+    def may_match(self, kind: Kind, text: str | None, starts: frozenset[str]) -> bool:
+        """The router's quick test: whether match() can say yes to a message of this kind and text (starts: the
+        command words taking arguments that the text starts with)."""
+        return (self.kinds is None or kind in self.kinds) and (self.leading is None
+                                                               or self.leading.may_match(text, starts))
 
     def match(self, message: Message, ctx: Context) -> dict | None:
         if self.dialog is not None and (ctx.dialog.name != self.dialog or (self.step and ctx.dialog.step != self.step)):
@@ -795,6 +843,9 @@ def _role_names(roles: frozenset[Role]) -> str:
 # to keep the loop busy while one waits, few enough that the pool's queue is a few milliseconds long.
 HANDLINGS_QUEUED = 32
 
+# How many distinct texts' routes a dispatcher keeps (_candidates); past it, it starts again (a few hundred KB at most).
+ROUTES_KEPT = 4096
+
 
 class Dispatcher:
     def __init__(self, routers: Iterable[Router], *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
@@ -849,6 +900,8 @@ class Dispatcher:
         # Who has a dialog open, as this process last saw: a hint for what to prepare, never for what to run.
         self._in_dialog: set[str] = set()
         self._in_flight: dict[str, _InFlight] = {}
+        # (dialog, kind, text) → the handlers that may take it and its longest command word (_candidates).
+        self._routes: dict[tuple[str | None, Kind, str | None], tuple[list[Handler], int]] = {}
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task] = set()
         # Handlings that may wait for a database connection at once: the pool's connections and HANDLINGS_QUEUED
@@ -1124,7 +1177,7 @@ class Dispatcher:
         """The text fallback's slow work, done before the transaction, for text that will likely reach it."""
         text = typed_text(message)
         if (self._prepare_fallback is None or text is None or text.isdigit() or text in CANCEL_WORDS
-                or message.user_id in self._in_dialog or self._longest_command(message)):
+                or message.user_id in self._in_dialog or self._longest_command(text)):
             return None
         try:
             return await self._prepare_fallback(text, self.settings.local(self.clock.now()).date(), self.provided)
@@ -1179,19 +1232,8 @@ class Dispatcher:
             return
         if ctx.dialog.active and text in self._command_words:
             ctx.dialog.finish()
-        # A user in a dialog is answering it: that dialog's handlers come first. Other dialogs' handlers never
-        # match, so they are not asked.
-        ordered = self._free_handlers
-        if ctx.dialog.active:
-            ordered = [h for h in self.handlers if h.dialog == ctx.dialog.name] + self._free_handlers
-        longest = self._longest_command(message)
-        # Most handlers begin with a command word: asked only when the text is it or starts with it (a Q&A question
-        # would otherwise be put to every one of them before the fallback gets it).
-        starts = frozenset(text[:end] for end in range(1, min(len(text), self._longest_leading) + 1)
-                           if text[:end] in self._leading_prefixes) if text is not None else frozenset()
-        for handler in ordered:
-            if handler.leading is not None and not handler.leading.may_match(text, starts):
-                continue
+        candidates, longest = self._candidates(ctx.dialog.name if ctx.dialog.active else None, message.kind, text)
+        for handler in candidates:
             values = handler.match(message, ctx)
             if values is None:
                 continue
@@ -1220,10 +1262,30 @@ class Dispatcher:
             return
         await self._fallback(ctx)
 
-    def _longest_command(self, message: Message) -> int:
-        """The length of the longest command word this text is or starts with (for a command that takes
+    def _candidates(self, dialog: str | None, kind: Kind, text: str | None) -> tuple[list[Handler], int]:
+        """The handlers that may take a message of this kind and text, in order, and the longest command word the
+        text is or starts with. A user in a dialog is answering it: that dialog's handlers come first; other dialogs'
+        never match and are not asked. Most handlers begin with a command word and are asked only when the text is
+        it or starts with it (a Q&A question would otherwise be put to every one of them before the fallback gets
+        it); menu taps and other events are never put to handlers of text. Kept for the texts that come often (我的,
+        签到, a menu tap's event): the same list every time."""
+        key = (dialog, kind, text)
+        found = self._routes.get(key)
+        if found is None:
+            ordered = self._free_handlers if dialog is None else \
+                [h for h in self.handlers if h.dialog == dialog] + self._free_handlers
+            starts = frozenset(text[:end] for end in range(1, min(len(text), self._longest_leading) + 1)
+                               if text[:end] in self._leading_prefixes) if text is not None else frozenset()
+            found = ([handler for handler in ordered if handler.may_match(kind, text, starts)],
+                     self._longest_command(text))
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[key] = found
+        return found
+
+    def _longest_command(self, text: str | None) -> int:
+        """The length of the longest command word this (normalized) text is or starts with (for a command that takes
         words after it), among commands outside dialogs: what Command matches, without asking each one."""
-        text = typed_text(message)
         if text is None:
             return 0
         longest = len(text) if text in self._command_words else 0

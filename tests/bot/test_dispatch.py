@@ -669,6 +669,46 @@ async def test_a_handler_led_by_a_command_is_asked_only_about_that_command(make_
     assert asked == ["签到123456", "记一下"]
 
 
+async def test_handlers_are_asked_only_about_the_kinds_of_message_their_filters_take(make_service):
+    # The router's index by kind: a menu tap is never put to a handler of text, nor a text to a handler of taps;
+    # a text that comes again is routed from the list kept for it, in a dialog and out of it alike.
+    asked: list[tuple[str, str]] = []
+
+    class NotedClick(Click):
+        def __call__(self, message, ctx):
+            asked.append(("click", message.text or message.event_key))
+            return super().__call__(message, ctx)
+
+    class NotedRegex(Regex):
+        def __call__(self, message, ctx):
+            asked.append(("regex", message.text or message.event_key))
+            return super().__call__(message, ctx)
+
+    router = Router("kinds")
+
+    @router.on(NotedClick("TAPPED"))
+    async def tapped() -> str:
+        return "点了"
+
+    @router.on(NotedRegex(r"\d{3}号") & MessageKind(Kind.TEXT))
+    async def numbered(dialog: Dialog) -> str:
+        dialog.start("numbers", "more")
+        return "号码"
+
+    @router.on(Choice(1), dialog="numbers")
+    async def one(dialog: Dialog) -> str:
+        dialog.finish()
+        return "一"
+
+    service = await make_service(routers=[router])
+    assert await service.say("u1", "123号") == "号码"
+    assert (await service.emulator.click("u1", "TAPPED")).reply == "点了"
+    assert await service.say("u1", "123号") == "号码"  # the same text again: the same handlers asked
+    assert await service.say("u1", "1") == "一"  # the dialog's own handler first
+    assert (await service.emulator.voice("u1", "123号")).reply != "号码"  # spoken: the regex's, but not the kind
+    assert asked == [("regex", "123号"), ("click", "TAPPED"), ("regex", "123号")]
+
+
 async def test_one_text_fallback_takes_what_is_left_after_the_dispatchers_own_answers(make_service):
     asked: list[str] = []
     router = Router("answers")
