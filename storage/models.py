@@ -165,6 +165,12 @@ class InboundMessage(SQLModel, table=True):
     """Every message and event, recorded before it is handled; dedup_key makes handling exactly-once."""
 
     __tablename__ = "inbound_message"
+    # Only the messages still being handled are indexed by status: orphan recovery looks for nothing else, and an
+    # index of every status made each message's finish move its entry, a page more written per commit (a third of
+    # the finish's commit on SQLite; migration 0014).
+    __table_args__ = (sa.Index("ix_inbound_message_processing", "status",
+                               sqlite_where=sa.text("status = 'processing'"),
+                               postgresql_where=sa.text("status = 'processing'")),)
 
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str = Field(max_length=200, unique=True)
@@ -172,7 +178,7 @@ class InboundMessage(SQLModel, table=True):
     kind: str = Field(max_length=30)
     # The parsed message as JSON, so an orphaned claim can be handled again after a crash.
     payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    status: str = Field(default=InboundStatus.PROCESSING.value, max_length=12, index=True)
+    status: str = Field(default=InboundStatus.PROCESSING.value, max_length=12)
     received_at: datetime = Field(sa_column=utc_column(nullable=False))
     claimed_at: datetime = Field(sa_column=utc_column(nullable=False))
     finished_at: datetime | None = Field(default=None, sa_column=utc_column())

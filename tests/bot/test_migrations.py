@@ -51,3 +51,25 @@ async def test_a_database_never_migrated_is_not_current(tmp_path):
         assert not await schema_is_current(engine)
     finally:
         await engine.dispose()
+
+
+async def test_orphan_recovery_reads_only_the_messages_being_handled(engine):
+    # Migration 0014: the status index holds only messages being handled (finishing one no longer moves its entry);
+    # the orphans' query must still be answered from it, not by reading every message ever received.
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from storage import inbound
+    from storage.models import InboundMessage
+
+    query = (select(InboundMessage.id).where(inbound._PROCESSING, InboundMessage.claimed_at < datetime(
+        2027, 1, 1, tzinfo=timezone.utc)).order_by(InboundMessage.id).limit(100))
+    async with engine.connect() as connection:
+        sql = str(query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "postgresql":
+            await connection.exec_driver_sql("SET enable_seqscan = off")  # an empty table is otherwise scanned
+            plan = " ".join(row[0] for row in (await connection.exec_driver_sql(f"EXPLAIN {sql}")).all())
+        else:
+            plan = " ".join(row[-1] for row in (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all())
+    assert "ix_inbound_message_processing" in plan
