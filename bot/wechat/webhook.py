@@ -57,7 +57,8 @@ class Webhook:
 
     def _check_timestamp(self, query) -> str:
         timestamp = query.get("timestamp", "")
-        if not timestamp.isdigit() or len(timestamp) > 12:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses (a 500), and "١٢", which it reads.
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             raise Rejected(400, "missing or malformed timestamp")
         if abs(self.clock.timestamp() - int(timestamp)) > self.settings.timestamp_window:
             raise Rejected(403, f"timestamp {timestamp} outside the {self.settings.timestamp_window}s window")

@@ -214,6 +214,8 @@ async def test_forged_and_missing_signatures_are_refused(service):
     query = {"timestamp": stale, "signature": signature(TOKEN, stale, "n1"), "nonce": "n1"}
     assert (await post_raw(service, text_xml("帮助"), query=query))[0] == 403
     assert (await post_raw(service, text_xml("帮助"), query={"timestamp": "abc"}))[0] == 400
+    for unusual in ("²", "١٧٦٥٠٠٠٠٠٠"):  # digits to str.isdigit(), not to WeChat
+        assert (await post_raw(service, text_xml("帮助"), query={"timestamp": unusual}))[0] == 400
 
 
 async def test_a_replayed_signature_with_another_body_is_refused_but_a_retry_is_answered(service):
