@@ -32,9 +32,14 @@ class Seen:
 
     @classmethod
     def of(cls, *, timestamp: str, nonce: str, signature: str, body: bytes | str, at: datetime) -> "Seen":
+        """The key is the query's timestamp (the webhook has checked it is at most 12 digits), zero-padded, then
+        the query's digest: 64 characters whatever the query holds. Led by the time, the keys of a moment's
+        requests sit side by side in the table's index, so recording a batch writes a page or two, not a page
+        for every request, as a key of the digest alone (scattered over the whole index) did."""
         query = "\x1f".join((timestamp, nonce, signature))
         body_bytes = body.encode("utf-8") if isinstance(body, str) else body
-        return cls(key=hashlib.sha256(query.encode("utf-8")).hexdigest(),
+        digest = hashlib.sha256(query.encode("utf-8")).hexdigest()
+        return cls(key=f"{timestamp[-12:]:0>12}{digest[:52]}",
                    body_digest=hashlib.sha256(body_bytes).hexdigest(), at=at)
 
 

@@ -213,3 +213,8 @@ def test_a_signed_request_key_is_fixed_length_whatever_the_query_holds():
     seen = Seen.of(timestamp="1" * 12, nonce="n" * 5000, signature="s" * 5000, body="x",
                    at=datetime.now(timezone.utc))
     assert len(seen.key) == 64 and seen.body_digest == hashlib.sha256(b"x").hexdigest()
+    # Led by the time, so that a moment's requests are recorded side by side; the rest still tells queries apart.
+    early, late = (Seen.of(timestamp=moment, nonce="n", signature="s", body="x", at=datetime.now(timezone.utc))
+                   for moment in ("1765000000", "1765000001"))
+    assert early.key < late.key and early.key.startswith("001765000000") and len(early.key) == 64
+    assert Seen.of(timestamp="1765000000", nonce="m", signature="s", body="x", at=early.at).key != early.key
