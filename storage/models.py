@@ -261,10 +261,13 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
     # ix_outbox_ref_figures: a notice's figures counted from the index alone (storage.notices.totals_under).
     # ix_outbox_waiting: a member's waiting rows, looked up on every message they send; partial, so the
-    # rows of a broadcast (pending, then sent) never enter it.
+    # rows of a broadcast (pending, then sent) never enter it. It holds status too, though every entry's is
+    # 'waiting': SQLite's planner, without statistics, matched those lookups' status = 'waiting' to ix_outbox_due
+    # instead, and read every waiting row of every member on every message (600 µs with 5,000 waiting; migration
+    # 0015). Matching two columns here, it picks this one.
     __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at", "id"),
                       sa.Index("ix_outbox_ref_figures", "ref", "kind", "status", "acknowledged_at"),
-                      sa.Index("ix_outbox_waiting", "openid", sqlite_where=OUTBOX_WAITING,
+                      sa.Index("ix_outbox_waiting", "openid", "status", sqlite_where=OUTBOX_WAITING,
                                postgresql_where=OUTBOX_WAITING))
 
     id: int | None = Field(default=None, primary_key=True)

@@ -73,3 +73,36 @@ async def test_orphan_recovery_reads_only_the_messages_being_handled(engine):
         else:
             plan = " ".join(row[-1] for row in (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all())
     assert "ix_inbound_message_processing" in plan
+
+
+async def test_a_members_waiting_rows_are_found_through_their_own_index_however_many_wait(tmp_path):
+    # Every message asks whether anything waits for its sender, and hands it over: on ix_outbox_waiting, never by
+    # reading every member's waiting rows (SQLite's planner, with no statistics, took ix_outbox_due before 0015).
+    # PostgreSQL plans from the statistics it keeps, and the literal predicate lets it use the partial index.
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from storage.db import upgrade_schema_async
+    from storage.identities import _SENDER
+    from storage.models import OutboxMessage
+    from storage.outbox import _HAND_OVER, _RELEASE
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}"
+    await upgrade_schema_async(url)
+    engine = create_engine(url)
+    moment = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(OutboxMessage.__table__), [
+                dict(idempotency_key=f"reply:{index}", kind="reply", openid=f"someone-{index % 300}", text="晚些再说",
+                     status="waiting" if index % 2 else "sent", due_at=moment, created_at=moment)
+                for index in range(3000)])
+        async with engine.connect() as connection:
+            for prepared in (_SENDER, _HAND_OVER, _RELEASE):
+                _, sql, order = prepared._for(engine.dialect)
+                plan = " ".join(row[-1] for row in (await connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {sql}", tuple("x" for _ in order))).all())
+                assert "ix_outbox_waiting" in plan, plan
+    finally:
+        await engine.dispose()
