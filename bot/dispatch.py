@@ -175,7 +175,7 @@ TEXT_KINDS = frozenset({Kind.TEXT, Kind.VOICE})
 
 def typed_text(message: Message) -> str | None:
     """What the user typed or said (voice recognition), normalized for matching; None for other messages."""
-    if message.kind in (Kind.TEXT, Kind.VOICE) and message.text:
+    if message.kind in TEXT_KINDS and message.text:
         return _normalized(message.text)
     return None
 
