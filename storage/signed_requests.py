@@ -54,12 +54,17 @@ async def admit_many(engine: AsyncEngine, requests: list[Seen]) -> list[bool]:
     for request in requests:
         first.setdefault(request.key, request)
     async with driver_transaction(engine) as driver:
-        await driver.insert_new(_COLUMNS, [dict(key=request.key, body_digest=request.body_digest, seen_at=request.at)
-                                           for request in first.values()])
-        quote = driver.dialect.identifier_preparer.quote
-        key, digest = quote(_TABLE.c.key.name), quote(_TABLE.c.body_digest.name)
-        stored = dict(await driver.fetch(f"SELECT {key}, {digest} FROM {quote(_TABLE.name)} WHERE {key} IN "
-                                         f"({', '.join('?' * len(first))})", list(first)))
+        inserted = await driver.insert_new(
+            _COLUMNS, [dict(key=request.key, body_digest=request.body_digest, seen_at=request.at)
+                       for request in first.values()], returning=(_TABLE.c.key,))
+        stored = {key: first[key].body_digest for key, in inserted}
+        # Only a query seen before (WeChat's retry, or a replay) needs the digest it was first seen with.
+        seen_before = [key for key in first if key not in stored]
+        if seen_before:
+            quote = driver.dialect.identifier_preparer.quote
+            key, digest = quote(_TABLE.c.key.name), quote(_TABLE.c.body_digest.name)
+            stored.update(await driver.fetch(f"SELECT {key}, {digest} FROM {quote(_TABLE.name)} WHERE {key} IN "
+                                             f"({', '.join('?' * len(seen_before))})", seen_before))
     return [stored.get(request.key) == request.body_digest for request in requests]
 
 

@@ -218,3 +218,18 @@ def test_a_signed_request_key_is_fixed_length_whatever_the_query_holds():
                    for moment in ("1765000000", "1765000001"))
     assert early.key < late.key and early.key.startswith("001765000000") and len(early.key) == 64
     assert Seen.of(timestamp="1765000000", nonce="m", signature="s", body="x", at=early.at).key != early.key
+
+
+async def test_a_batch_of_signed_requests_admits_each_query_with_its_first_body_only(engine):
+    from storage.signed_requests import admit_many
+
+    now = datetime.now(timezone.utc)
+
+    def seen(nonce: str, body: str) -> Seen:
+        return Seen.of(timestamp="1765000000", nonce=nonce, signature="s", body=body, at=now)
+
+    assert await admit_many(engine, [seen("b", "first")]) == [True]
+    # New and seen before, each again in the same batch with the same body and with another.
+    assert await admit_many(engine, [seen("a", "one"), seen("a", "one"), seen("a", "other"), seen("b", "first"),
+                                     seen("b", "forged")]) == [True, True, False, True, False]
+    assert await admit_many(engine, [seen("a", "one"), seen("a", "other")]) == [True, False]
