@@ -843,8 +843,11 @@ def _role_names(roles: frozenset[Role]) -> str:
 # to keep the loop busy while one waits, few enough that the pool's queue is a few milliseconds long.
 HANDLINGS_QUEUED = 32
 
-# How many distinct texts' routes a dispatcher keeps (_candidates); past it, it starts again (a few hundred KB at most).
+# How many distinct texts' routes a dispatcher keeps (_candidates); past it, it starts again. Only texts this short
+# are kept: commands and the answers to them come again and again, a question seldom does, and a message may be tens of
+# thousands of characters long (4,096 of those would be a lot of memory to keep for nothing). A few hundred KB at most.
 ROUTES_KEPT = 4096
+ROUTE_TEXT_KEPT = 40
 
 
 class Dispatcher:
@@ -1278,9 +1281,10 @@ class Dispatcher:
                                if text[:end] in self._leading_prefixes) if text is not None else frozenset()
             found = ([handler for handler in ordered if handler.may_match(kind, text, starts)],
                      self._longest_command(text))
-            if len(self._routes) >= ROUTES_KEPT:
-                self._routes.clear()
-            self._routes[key] = found
+            if text is None or len(text) <= ROUTE_TEXT_KEPT:
+                if len(self._routes) >= ROUTES_KEPT:
+                    self._routes.clear()
+                self._routes[key] = found
         return found
 
     def _longest_command(self, text: str | None) -> int:

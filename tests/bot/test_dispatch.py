@@ -707,6 +707,10 @@ async def test_handlers_are_asked_only_about_the_kinds_of_message_their_filters_
     assert await service.say("u1", "1") == "一"  # the dialog's own handler first
     assert (await service.emulator.voice("u1", "123号")).reply != "号码"  # spoken: the regex's, but not the kind
     assert asked == [("regex", "123号"), ("click", "TAPPED"), ("regex", "123号")]
+    # Long texts (a pasted notice) are routed without being kept: what is kept stays small whatever is sent.
+    await service.say("u1", "长" * 5000)
+    kept = service.dispatcher._routes
+    assert kept and all(text is None or len(text) <= 40 for _, _, text in kept)
 
 
 async def test_one_text_fallback_takes_what_is_left_after_the_dispatchers_own_answers(make_service):
