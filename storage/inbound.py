@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import engine_of
 from storage.driver import Driver, Prepared, driver_transaction
-from storage.models import InboundMessage, InboundStatus
+from storage.models import INBOUND_PROCESSING, InboundMessage, InboundStatus
 
 # The hot path writes through the table (Core), not the mapped class: the ORM's bulk-statement
 # machinery costs more than the statement itself here.
@@ -106,17 +106,14 @@ def stored_replies(message: InboundMessage) -> list[str]:
     return json.loads(message.reply) if message.reply else []
 
 
-# The partial index's own condition, written out as it is (not a bound value): neither SQLite nor PostgreSQL's
-# prepared plans can tell that a parameter meets it, and would read the whole table instead.
-_PROCESSING = text(f"inbound_message.status = '{InboundStatus.PROCESSING.value}'")
-
-
 async def orphaned(session: AsyncSession, *, claimed_before: datetime, limit: int = 100) -> list[InboundMessage]:
     """Messages whose owner died mid-way: still processing long after they were claimed (read through the partial
     index of messages being handled, ix_inbound_message_processing)."""
     result = await session.execute(
         select(InboundMessage)
-        .where(_PROCESSING, InboundMessage.claimed_at < claimed_before)
+        # The partial index's own condition as it is written, not a bound value: neither SQLite nor PostgreSQL's
+        # prepared plans can tell that a parameter meets it, and would read the whole table instead.
+        .where(INBOUND_PROCESSING, InboundMessage.claimed_at < claimed_before)
         .order_by(InboundMessage.id)
         .limit(limit)
     )

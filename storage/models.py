@@ -33,7 +33,7 @@ class UTCDateTime(TypeDecorator):
 
     # On SQLite each of the two steps above is followed (or preceded) by the dialect's own conversion to or from
     # text; every message binds and reads a dozen times, so there the two are done in one function each (the
-    # same text and the same values: tests/bot/test_driver.py compares them with SQLAlchemy's).
+    # same text and the same values: tests/bot/test_dispatch.py compares them with SQLAlchemy's).
 
     def bind_processor(self, dialect):
         if dialect.name != "sqlite":
@@ -161,6 +161,10 @@ class InboundStatus(StrEnum):
     FAILED = "failed"
 
 
+# The predicate of ix_inbound_message_processing; orphan recovery names the status as this literal to use the index.
+INBOUND_PROCESSING = sa.text(f"status = '{InboundStatus.PROCESSING.value}'")
+
+
 class InboundMessage(SQLModel, table=True):
     """Every message and event, recorded before it is handled; dedup_key makes handling exactly-once."""
 
@@ -169,9 +173,8 @@ class InboundMessage(SQLModel, table=True):
     # index of every status made each message's finish move its entry, a page more written per commit (a third of
     # the finish's commit on SQLite). Nothing looks messages up by sender, so openid has no index: it put every
     # claim somewhere at random in an index nobody read (a batch of claims wrote 31 pages, now 18; migration 0014).
-    __table_args__ = (sa.Index("ix_inbound_message_processing", "status",
-                               sqlite_where=sa.text("status = 'processing'"),
-                               postgresql_where=sa.text("status = 'processing'")),)
+    __table_args__ = (sa.Index("ix_inbound_message_processing", "status", sqlite_where=INBOUND_PROCESSING,
+                               postgresql_where=INBOUND_PROCESSING),)
 
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str = Field(max_length=200, unique=True)

@@ -60,10 +60,9 @@ async def test_orphan_recovery_reads_only_the_messages_being_handled(engine):
 
     from sqlalchemy import select
 
-    from storage import inbound
-    from storage.models import InboundMessage
+    from storage.models import INBOUND_PROCESSING, InboundMessage
 
-    query = (select(InboundMessage.id).where(inbound._PROCESSING, InboundMessage.claimed_at < datetime(
+    query = (select(InboundMessage.id).where(INBOUND_PROCESSING, InboundMessage.claimed_at < datetime(
         2027, 1, 1, tzinfo=timezone.utc)).order_by(InboundMessage.id).limit(100))
     async with engine.connect() as connection:
         sql = str(query.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
