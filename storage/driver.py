@@ -39,6 +39,8 @@ class Driver:
         self.dialect = engine.dialect
         self.postgres = self.dialect.name == "postgresql"
         self._connection = connection
+        # SQLite on the loop: each statement runs at once, without the driver's coroutine interface.
+        self._on_loop = isinstance(connection, LoopConnection) and connection.on_loop
 
     def values(self, columns: Sequence[Column], row: dict[str, Any]) -> list[Any]:
         """row's values for columns, in order, as the driver takes them."""
@@ -59,6 +61,8 @@ class Driver:
         return await self.fetch(f"{sql} RETURNING {', '.join(quote(column.name) for column in returning)}", values)
 
     async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        if self._on_loop:
+            return self._connection.fetch_on_loop(sql, tuple(parameters))
         if self.postgres:
             return [tuple(record) for record in await self._connection.fetch(_numbered(sql), *parameters)]
         cursor = await self._connection.execute(sql, tuple(parameters))
@@ -68,7 +72,9 @@ class Driver:
             await cursor.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
-        if self.postgres:
+        if self._on_loop:
+            self._connection.fetch_on_loop(sql, tuple(parameters))
+        elif self.postgres:
             await self._connection.execute(_numbered(sql), *parameters)
         else:
             cursor = await self._connection.execute(sql, tuple(parameters))
@@ -137,7 +143,9 @@ class PooledTransaction:
             else:
                 if isinstance(raw, LoopConnection):
                     raw.use_loop(True)  # a few indexed rows: on the loop, waiting for the lock asleep
-                await raw.execute("BEGIN IMMEDIATE")
+                    await raw.begin_immediate()
+                else:
+                    await raw.execute("BEGIN IMMEDIATE")
         except BaseException:
             await begun.give_back()
             raise
@@ -145,8 +153,11 @@ class PooledTransaction:
 
     async def end(self, commit: bool) -> None:
         """Commit or roll back."""
-        ending = self._asyncpg_transaction or self.raw
-        await (ending.commit() if commit else ending.rollback())
+        if isinstance(self.raw, LoopConnection) and self.raw.on_loop:
+            self.raw.end_on_loop(commit)
+        else:
+            ending = self._asyncpg_transaction or self.raw
+            await (ending.commit() if commit else ending.rollback())
         self._ended = True
 
     async def give_back(self) -> None:
