@@ -28,6 +28,7 @@ from bot.dispatch import (
     Router,
     Scene,
     SkipHandler,
+    settled_within,
 )
 from bot.messages import Kind, Message
 from bot.wechat.emulator import message_xml
@@ -882,10 +883,28 @@ async def test_a_claim_after_the_pools_connection_was_dropped_connects_again(eng
         assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 2
 
 
+async def test_waiting_for_the_reply_never_cancels_the_handling():
+    """A copy waits for the handling's result with a timeout (settled_within): the timeout, or the copy's request
+    being cancelled (WeChat hung up), ends only that wait; the handling's future goes on for the other copies."""
+    loop = asyncio.get_running_loop()
+    handling = loop.create_future()
+    assert await settled_within(handling, 0.01) is False
+    waiting = asyncio.create_task(settled_within(handling, 60))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not handling.done()
+    loop.call_later(0.01, handling.set_result, "回复")
+    started = loop.time()
+    assert await settled_within(handling, 60) is True
+    assert loop.time() - started < 30 and handling.result() == "回复"
+
+
 async def test_a_reply_decided_as_the_budget_timer_fires_is_given_once(make_service, monkeypatch):
-    """The timer can win even when the decision is already made (Python 3.12's wait_for cancels the wait
-    when its timer fires, however the handler's result is on its way): the request then answers with the
-    decided reply, or nobody would see it."""
+    """The timer can win even when the decision is already made (a busy loop runs the handler's end and the
+    budget's timer in one turn, and Python 3.12's wait_for, used here before, reported the timer): the request
+    then answers with the decided reply, or nobody would see it."""
     router = Router("quick")
 
     @router.on(Command("记一下"))
@@ -894,11 +913,11 @@ async def test_a_reply_decided_as_the_budget_timer_fires_is_given_once(make_serv
 
     service = await make_service(routers=[router], reply_budget=5.0)
 
-    async def decided_then_timed_out(awaitable, timeout):
-        await awaitable  # the decision is made…
+    async def decided_then_timed_out(future, seconds):
+        await future  # the decision is made…
         raise TimeoutError  # …and the timer is what the request sees
 
-    monkeypatch.setattr("bot.dispatch.asyncio.wait_for", decided_then_timed_out)
+    monkeypatch.setattr("bot.dispatch.settled_within", decided_then_timed_out)
     delivery = await service.emulator.post_xml(fixed_text("u1", "记一下", 8401))
     await service.deliver()
     assert [reply for reply in [delivery.reply] if reply] + service.pushed("u1") == ["记下了"]
