@@ -28,7 +28,7 @@ from bot.speech.listen import Listener, dictionary_terms, hotwords_from
 from bot.wechat.client import WeChatClient
 from bot.web.links import Links, Subject, link_keys
 from bot.web.pages import OUTBOX_WAKE, PageSpec, reply_page, setup_pages
-from bot.wechat.webhook import Webhook
+from bot.wechat.webhook import WEBHOOK_PATH, Webhook
 from content.loader import DEFAULT_ROOT
 from handlers import care, console, meetings, membership, notices, qa, smalltalk, study
 from storage.db import READ_ONLY, RoundFailures, checkpoint_forever, create_engine, session_factory, sqlite_file
@@ -149,7 +149,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, routers: list[R
     links = Links(link_keys(settings.link_keys, settings.data_dir), public_url=settings.effective_public_url,
                   days=settings.link_days, clock=clock)
     setup_pages(app, pages=pages, template_dirs=[r.templates for r in routers if r.templates is not None],
-                sessions=sessions, clock=clock, configs=configs, links=links)
+                sessions=sessions, clock=clock, configs=configs, links=links, machine_paths=[WEBHOOK_PATH, "/healthz"])
     app[LINK_FOR] = dispatcher.link_for = _link_maker(links, pages)
     return app
 

@@ -27,6 +27,10 @@ SUCCESS = "success"  # tells WeChat "received, nothing to show, do not retry"
 BUSY_REPLY = "系统繁忙，这条消息没有收到，请过一会儿再发一次。"
 
 
+# Where WeChat posts messages and events (the account's server URL).
+WEBHOOK_PATH = "/wechat"
+
+
 class Rejected(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -50,8 +54,8 @@ class Webhook:
                         "mode (安全模式) in the account's server settings.")
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/wechat", self.verify)
-        app.router.add_post("/wechat", self.receive)
+        app.router.add_get(WEBHOOK_PATH, self.verify)
+        app.router.add_post(WEBHOOK_PATH, self.receive)
 
     # -- checks shared by GET and POST
 

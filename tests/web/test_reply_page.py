@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 
 import aiohttp
 
 from bot.dispatch import Command, Router
 from bot.web.links import Subject
+from bot.wechat.emulator import message_xml
 from bot.web.pages import LINKS
 
 # Five chat parts hold about 10 KB; this is more, with line breaks and Chinese punctuation to keep.
@@ -71,6 +73,17 @@ async def test_pages_carry_the_security_headers(make_service):
         assert response.headers["Cache-Control"] == "no-store"
     async with aiohttp.ClientSession() as http, http.get(f"{service.url}/static/zhibu.css") as response:
         assert response.status == 200 and "font-size" in await response.text()
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    async with aiohttp.ClientSession() as http, http.get(f"{service.url}/no/such/page") as response:
+        assert response.status == 404 and response.headers["X-Frame-Options"] == "DENY"
+    # What only WeChat reads goes without them: the webhook's reply (and the health check).
+    query, body = service.emulator.sign(message_xml({
+        "ToUserName": "gh", "FromUserName": "u1", "CreateTime": int(time.time()), "MsgType": "text", "Content": "帮助",
+        "MsgId": 7001}))
+    async with aiohttp.ClientSession() as http, http.post(f"{service.url}/wechat", params=query, data=body.encode(),
+                                                          headers={"Content-Type": "text/xml"}) as response:
+        assert response.status == 200 and "<xml>" in await response.text()
+        assert "Content-Security-Policy" not in response.headers and "X-Frame-Options" not in response.headers
 
 
 async def test_a_reply_that_fits_has_no_link(make_service):
