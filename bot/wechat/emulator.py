@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.wechat.emulated_api import EmulatedApi
-from bot.wechat.signing import MessageCipher, new_nonce, signature
+from bot.wechat.signing import new_nonce, signature, signature_matches
 from bot.wechat.xml import cdata_safe
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,24 @@ class Delivery:
     statuses: list[int | str] = field(default_factory=list)
 
 
+class WeChatSideCipher:
+    """WeChat's end of safe mode, with wechatpy's implementation of the scheme: independent of the server's own
+    (bot.wechat.signing), so that every safe-mode exchange through the emulator checks one against the other."""
+
+    def __init__(self, token: str, aes_key: str, app_id: str) -> None:
+        from wechatpy.crypto import PrpCrypto, WeChatCrypto  # wechatpy is WeChat's side here, never the server's
+
+        self._crypto = WeChatCrypto(token, aes_key, app_id)
+        self._prp = PrpCrypto(self._crypto.key)
+        self.app_id = app_id
+
+    def encrypt(self, xml: str, *, timestamp: str, nonce: str) -> str:
+        return self._crypto.encrypt_message(xml, nonce, timestamp)
+
+    def decrypt(self, ciphertext: str) -> str:
+        return self._prp.decrypt(ciphertext, self.app_id)
+
+
 class Emulator:
     def __init__(self, *, app_id: str, app_secret: str, token: str, aes_key: str = "",
                  webhook_url: str | None = None, clock: Clock | None = None, reply_timeout: float = 5.0,
@@ -47,7 +65,7 @@ class Emulator:
         self.clock = clock or Clock()
         self.api = EmulatedApi(app_id=app_id, app_secret=app_secret, clock=self.clock)
         self.token = token
-        self.cipher = MessageCipher(token, aes_key, app_id) if aes_key else None
+        self.cipher = WeChatSideCipher(token, aes_key, app_id) if aes_key else None
         self.webhook_url = webhook_url
         self.reply_timeout = reply_timeout
         self.attempts = attempts
@@ -172,7 +190,7 @@ class Emulator:
         query = {"timestamp": timestamp, "nonce": nonce, "signature": signature(self.token, timestamp, nonce)}
         if self.cipher is None:
             return query, plaintext_xml
-        envelope = self.cipher.envelope_parts(self.cipher.encrypt(plaintext_xml, timestamp=timestamp, nonce=nonce))
+        envelope = dict(xmltodict.parse(self.cipher.encrypt(plaintext_xml, timestamp=timestamp, nonce=nonce))["xml"])
         query.update(encrypt_type="aes", msg_signature=envelope["MsgSignature"])
         body = message_xml({"ToUserName": self.account_id, "Encrypt": envelope["Encrypt"]})
         return query, body
@@ -186,6 +204,10 @@ class Emulator:
         try:
             fields = xmltodict.parse(text)["xml"]
             if self.cipher is not None:
+                # WeChat checks the reply's signature before it decrypts it.
+                if not signature_matches((self.token, fields["TimeStamp"], fields["Nonce"], fields["Encrypt"]),
+                                         fields["MsgSignature"]):
+                    raise ValueError("bad MsgSignature on the reply")
                 fields = xmltodict.parse(self.cipher.decrypt(fields["Encrypt"]))["xml"]
             if fields.get("MsgType") != "text":
                 return UNAVAILABLE

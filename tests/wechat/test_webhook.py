@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+import xmltodict
 from sqlalchemy import func, select
 
 from bot.dispatch import Router
@@ -268,7 +269,7 @@ async def test_a_message_encrypted_for_another_account_is_refused(make_service):
     service = await make_service(safe=True)
     other = MessageCipher(TOKEN, "B" * 43, "wx-someone-else")
     timestamp, nonce = str(service.clock.timestamp()), "n2"
-    envelope = other.envelope_parts(other.encrypt(text_xml("帮助"), timestamp=timestamp, nonce=nonce))
+    envelope = xmltodict.parse(other.encrypt(text_xml("帮助"), timestamp=timestamp, nonce=nonce))["xml"]
     query = {"timestamp": timestamp, "nonce": nonce, "encrypt_type": "aes", "msg_signature": envelope["MsgSignature"]}
     status, _ = await post_raw(service, message_xml({"Encrypt": envelope["Encrypt"]}), query=query, sign=False)
     assert status == 400
