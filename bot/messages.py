@@ -62,13 +62,20 @@ class Message:
 
     @property
     def dedup_key(self) -> str:
-        """Bounded by construction (the inbound log's column holds 200 characters). Messages are unique by
-        sender and id: a MsgId another sender reuses is never answered with someone else's stored reply.
-        Events carry no id: a digest of sender, time, event and key (a menu tap's key can be a long URL)."""
+        """Bounded by construction (the inbound log's column holds 200 characters; these are at most 89). Messages
+        are unique by id and sender: a MsgId another sender reuses is never answered with someone else's stored
+        reply. Events carry no id: their time, then a digest of sender, time, event and key (a menu tap's key can
+        be a long URL).
+
+        Led by what grows with time — the MsgId zero-padded to WeChat's 20 digits, an event's CreateTime to 12 — so
+        that new claims land at the end of the log's unique index and a batch of them writes a page or two. Led by
+        the sender, each claim went to a random page of it: with 60,000 messages logged, a batch of ten cost about
+        440 µs of SQLite against 85 (a random page read, then written at the commit, per claim). Migration 0016
+        rewrote the keys stored before, so that a retry after an upgrade still finds its message."""
         if self.msg_id:
-            return f"msg:{self.user_id}:{self.msg_id}"
+            return f"msg:{self.msg_id:0>20}:{self.user_id}"
         parts = "\x1f".join((self.user_id, str(self.created_at), self.event or self.raw_type, self.event_key))
-        return "evt:" + hashlib.sha256(parts.encode("utf-8")).hexdigest()
+        return f"evt:{self.created_at:0>12}:" + hashlib.sha256(parts.encode("utf-8")).hexdigest()
 
     @property
     def opens_window(self) -> bool:

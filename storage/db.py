@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported where used: serving never loads Alembic
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision. Serving only compares the database's with it, so the server never imports
 # Alembic (a tenth of a second of every start-up); tests/bot/test_migrations.py checks it is Alembic's head.
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 log = logging.getLogger(__name__)
 
 # How long a SQLite transaction waits for the write lock another process holds (an import, say) before

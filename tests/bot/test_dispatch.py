@@ -70,6 +70,24 @@ def fixed_text(user: str, content: str, msg_id: int) -> str:
 # ---------------------------------------------------------------- exactly once
 
 
+def test_dedup_keys_sort_in_the_order_messages_arrive_and_stay_bounded():
+    """The inbound log's keys are led by the MsgId (zero-padded) or an event's CreateTime, so that each new claim is
+    written at the end of the unique index rather than at a random page of it; sender and id still both count."""
+    def text(user: str, msg_id: int) -> Message:
+        return Message(kind=Kind.TEXT, user_id=user, created_at=1_764_000_000, msg_id=str(msg_id), text="我的")
+
+    def tap(user: str, created: int) -> Message:
+        return Message(kind=Kind.EVENT, user_id=user, created_at=created, event="click", event_key="MY_INFO")
+
+    arriving = [text("zz", 9), text("aa", 10), text("mm", 11), text("aa", 99_999_999_999_999_999_999 // 10)]
+    assert [message.dedup_key for message in arriving] == sorted(message.dedup_key for message in arriving)
+    taps = [tap("zz", 1_764_000_000), tap("aa", 1_764_000_001), tap("mm", 1_764_000_002)]
+    assert [message.dedup_key for message in taps] == sorted(message.dedup_key for message in taps)
+    assert text("aa", 10).dedup_key != text("bb", 10).dedup_key  # a MsgId another sender reuses is another message
+    longest = Message(kind=Kind.TEXT, user_id="o" * 64, created_at=10 ** 12 - 1, msg_id="9" * 20, text="x")
+    assert len(longest.dedup_key) <= 89 and len(tap("o" * 64, 10 ** 12 - 1).dedup_key) <= 89
+
+
 async def test_three_copies_at_the_same_instant_run_the_handler_once_and_get_one_reply(make_service):
     calls: list = []
     service = await make_service(routers=[counting_router(calls, delay=0.05)])
@@ -366,7 +384,7 @@ async def test_a_handling_whose_claim_was_taken_over_commits_nothing(make_servic
     assert (await service.emulator.post_xml(fixed_text("u1", "记一下", 9201))).reply is None
     assert calls == ["9201"] and await organization_count(service) == 0  # its writes rolled back
     async with service.sessions() as session:
-        row = (await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.like("%9201")))).scalar_one()
+        row = (await session.execute(select(InboundMessage).where(InboundMessage.dedup_key.like("msg:%9201:u1")))).scalar_one()
     assert row.status == InboundStatus.PROCESSING  # still the taker's to finish
     # The taking handling (here: recovery after the new lease) answers, once.
     dispatcher._handle_once = handle_once

@@ -3,6 +3,9 @@ constraint added to storage/models.py without its migration (or the other way ro
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -105,3 +108,52 @@ async def test_a_members_waiting_rows_are_found_through_their_own_index_however_
                 assert "ix_outbox_waiting" in plan, plan
     finally:
         await engine.dispose()
+
+
+async def test_dedup_keys_stored_before_0016_are_rewritten_so_a_retry_after_the_upgrade_finds_its_message(
+        database_url, make_service):
+    """Migration 0016 puts time first in the inbound log's keys (Message.dedup_key). A message and a menu tap claimed
+    and answered before the upgrade get the key the new code computes, so WeChat's retry of either after the upgrade
+    is answered from the log, not handled again; a row of neither old form is left alone."""
+    from datetime import datetime, timezone
+
+    from alembic import command
+    from sqlalchemy import func, insert, select
+
+    from bot.messages import Kind, Message
+    from bot.wechat.emulator import message_xml
+    from storage.db import alembic_config
+    from storage.models import InboundMessage
+
+    created = 1_764_000_000
+    text = Message(kind=Kind.TEXT, user_id="o-old", created_at=created, msg_id="24000000000000123", text="记一下",
+                   account_id="gh", raw_type="text")
+    tap = Message(kind=Kind.EVENT, user_id="o-old", created_at=created, event="click", event_key="MY_INFO",
+                  account_id="gh", raw_type="event")
+    config = alembic_config(database_url)
+    await asyncio.to_thread(command.downgrade, config, "0015")
+    engine = create_engine(database_url)
+    now = datetime.now(timezone.utc)
+    old_keys = {"msg:o-old:24000000000000123": text, "evt:" + tap.dedup_key.split(":")[2]: tap}
+    try:
+        async with engine.begin() as connection:
+            for key, message in [*old_keys.items(), ("someone:else", text)]:
+                await connection.execute(insert(InboundMessage.__table__).values(
+                    dedup_key=key, openid=message.user_id, kind=message.kind.value,
+                    payload=json.dumps(message.to_payload(), ensure_ascii=False), status="done", received_at=now,
+                    claimed_at=now, finished_at=now, reply=json.dumps(["记下了"], ensure_ascii=False)))
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(command.upgrade, config, "head")
+
+    service = await make_service()
+    async with service.sessions() as session:
+        keys = set((await session.execute(select(InboundMessage.dedup_key))).scalars())
+    assert keys == {text.dedup_key, tap.dedup_key, "someone:else"}
+    assert text.dedup_key == "msg:00024000000000000123:o-old" and tap.dedup_key.startswith("evt:001764000000:")
+    retry = await service.emulator.post_xml(message_xml({
+        "ToUserName": "gh", "FromUserName": "o-old", "CreateTime": created, "MsgType": "text", "Content": "记一下",
+        "MsgId": 24000000000000123}))
+    assert retry.reply == "记下了"
+    async with service.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 3
