@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401  (registers every table)
-from storage.db import MIGRATIONS_DIR, SCHEMA_HEAD, create_engine, schema_is_current
+from bot.messages import Kind, Message
+from bot.wechat.emulator import message_xml
+from storage.db import (MIGRATIONS_DIR, SCHEMA_HEAD, alembic_config, create_engine, schema_is_current,
+                        upgrade_schema_async)
+from storage.identities import _SENDER
+from storage.models import INBOUND_PROCESSING, InboundMessage, OutboxMessage  # (importing it registers every table)
+from storage.outbox import _HAND_OVER, _RELEASE
 
 # APScheduler's job table is made by migration 0002 and has no model (storage/migrations/env.py).
 SCHEDULER_TABLE = "apscheduler_jobs"
@@ -59,12 +66,6 @@ async def test_a_database_never_migrated_is_not_current(tmp_path):
 async def test_orphan_recovery_reads_only_the_messages_being_handled(engine):
     # Migration 0014: the status index holds only messages being handled (finishing one no longer moves its entry);
     # the orphans' query must still be answered from it, not by reading every message ever received.
-    from datetime import datetime, timezone
-
-    from sqlalchemy import select
-
-    from storage.models import INBOUND_PROCESSING, InboundMessage
-
     query = (select(InboundMessage.id).where(INBOUND_PROCESSING, InboundMessage.claimed_at < datetime(
         2027, 1, 1, tzinfo=timezone.utc)).order_by(InboundMessage.id).limit(100))
     async with engine.connect() as connection:
@@ -81,15 +82,6 @@ async def test_a_members_waiting_rows_are_found_through_their_own_index_however_
     # Every message asks whether anything waits for its sender, and hands it over: on ix_outbox_waiting, never by
     # reading every member's waiting rows (SQLite's planner, with no statistics, took ix_outbox_due before 0015).
     # PostgreSQL plans from the statistics it keeps, and the literal predicate lets it use the partial index.
-    from datetime import datetime, timezone
-
-    from sqlalchemy import insert
-
-    from storage.db import upgrade_schema_async
-    from storage.identities import _SENDER
-    from storage.models import OutboxMessage
-    from storage.outbox import _HAND_OVER, _RELEASE
-
     url = f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}"
     await upgrade_schema_async(url)
     engine = create_engine(url)
@@ -115,16 +107,6 @@ async def test_dedup_keys_stored_before_0016_are_rewritten_so_a_retry_after_the_
     """Migration 0016 puts time first in the inbound log's keys (Message.dedup_key). A message and a menu tap claimed
     and answered before the upgrade get the key the new code computes, so WeChat's retry of either after the upgrade
     is answered from the log, not handled again; a row of neither old form is left alone."""
-    from datetime import datetime, timezone
-
-    from alembic import command
-    from sqlalchemy import func, insert, select
-
-    from bot.messages import Kind, Message
-    from bot.wechat.emulator import message_xml
-    from storage.db import alembic_config
-    from storage.models import InboundMessage
-
     created = 1_764_000_000
     text = Message(kind=Kind.TEXT, user_id="o-old", created_at=created, msg_id="24000000000000123", text="记一下",
                    account_id="gh", raw_type="text")
