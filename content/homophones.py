@@ -97,6 +97,9 @@ class HomophoneFixer:
             for position in range(len(term)):
                 self._by_mask.setdefault(_masked(term, position), []).append(term)
         self._lengths = sorted({len(term) for term in self._terms}, reverse=True)
+        # The first characters of the terms, and the rest of each (see _fix_run).
+        self._heads = frozenset(term[0] for term in self._terms)
+        self._tails = frozenset(term[1:] for term in self._terms)
         # window → its term: the same windows recur in every text. Emptied when it grows past FOUND_MAX, so a
         # server that reads questions for months does not keep every window it ever saw.
         self._found: dict[str, str | None] = {}
@@ -115,23 +118,30 @@ class HomophoneFixer:
         # Longest terms first; each fix is kept only if the text around it reads better for it. Only
         # SLIP_CONTEXT characters either side are compared: every check costs the same however long the run,
         # so a run is read in time linear in its length (comparing whole runs made a long message quadratic).
-        chars = list(run)
-        taken = [False] * len(chars)
+        text = run
+        taken: list[bool] | None = None  # the characters of terms put back, once there is one
+        heads, tails = self._heads, self._tails
         for length in self._lengths:
-            for start in range(len(chars) - length + 1):
+            for start in range(len(text) - length + 1):
                 stop = start + length
-                if any(taken[start:stop]):
+                window = text[start:stop]
+                # A window matches a term with one character masked only if its first character is the
+                # term's, or the masked one is the first and the rest is the term's rest: two set look-ups
+                # turn away nearly every window before the masked look-ups (and the cache stays small).
+                if window[0] not in heads and window[1:] not in tails:
                     continue
-                window = "".join(chars[start:stop])
+                if taken is not None and any(taken[start:stop]):
+                    continue
                 term = self._term_for(window)
                 if term is None:
                     continue
-                before = "".join(chars[max(0, start - SLIP_CONTEXT):start])
-                after = "".join(chars[stop:stop + SLIP_CONTEXT])
+                before = text[max(0, start - SLIP_CONTEXT):start]
+                after = text[stop:stop + SLIP_CONTEXT]
                 if self._likelihood(before + term + after) - self._likelihood(before + window + after) > SLIP_COST:
-                    chars[start:stop] = term
+                    text = text[:start] + term + text[stop:]
+                    taken = taken or [False] * len(text)
                     taken[start:stop] = [True] * length
-        return "".join(chars)
+        return text
 
     def _term_for(self, window: str) -> str | None:
         # Searches run in worker threads (handlers/qa.py): another one may empty the cache between a store
