@@ -41,10 +41,11 @@ from bot.speech.listen import Listener as VoiceListener
 from bot.outbox import Outgoing, hand_over_waiting
 from bot.outbox import enqueue as enqueue_outgoing
 from bot.text import TRIMMED_NOTE, normalize_input, split_reply, utf8_len
-from storage import dialogs, identities, inbound
+from storage import dialogs, identities, inbound, signed_requests
 from storage.db import READ_ONLY, database_busy, engine_of, short_error
-from storage.driver import Driver
+from storage.driver import Driver, driver_transaction
 from storage.models import InboundMessage, InboundStatus, Member, Role, WeChatIdentity
+from storage.signed_requests import Replayed, Seen
 from storage.transaction import MessageTransaction
 
 log = logging.getLogger(__name__)
@@ -850,10 +851,23 @@ class _InFlight:
     received_at: datetime | None = None
 
 
-async def claim_rows(sessions: async_sessionmaker[AsyncSession], rows: list[dict]) -> list[inbound.Claim]:
-    """Claim a batch of messages (inbound.claim_row rows): one result per row, in order."""
-    claims = await inbound.claim_many(sessions, rows)
-    return [claims[row["dedup_key"]] for row in rows]
+# One request's write as it comes in: the message to claim (None: a copy of a message already in flight here) and,
+# in plaintext mode, the request's signed query to admit.
+Intake = tuple[dict | None, Seen | None]
+
+
+async def intake_rows(sessions: async_sessionmaker[AsyncSession], items: list[Intake]) -> list[inbound.Claim | bool]:
+    """Admit a batch of requests' signed queries and claim their messages in one transaction: for each item, False
+    if its query was seen before with another body (its message is not claimed), True for an admitted copy with
+    nothing to claim, else its message's Claim."""
+    signed = [seen for _, seen in items if seen is not None]
+    async with driver_transaction(engine_of(sessions)) as driver:
+        verdicts = iter(await signed_requests.admit_on(driver, signed) if signed else ())
+        admitted = [seen is None or next(verdicts) for _, seen in items]
+        rows = [row for (row, _), ok in zip(items, admitted) if ok and row is not None]
+        claims = await inbound.claim_on(driver, rows)
+    claims = await inbound.with_existing(sessions, rows, claims)
+    return [claims[row["dedup_key"]] if ok and row is not None else ok for (row, _), ok in zip(items, admitted)]
 
 
 def _role_names(roles: frozenset[Role]) -> str:
@@ -937,8 +951,9 @@ class Dispatcher:
         # (我的 through the webhook under wrk: 1,223 against 633 µs).
         pool = engine_of(sessions).pool
         self.handling_slots = asyncio.Semaphore((pool.size() if hasattr(pool, "size") else 1) + HANDLINGS_QUEUED)
-        self._claims: GroupCommit[dict, inbound.Claim] = GroupCommit(
-            functools.partial(claim_rows, self.intake), name="inbound claims")
+        # Requests' signed queries and their messages' claims, a batch to a transaction (bot.group_commit).
+        self._intake: GroupCommit[Intake, inbound.Claim | bool] = GroupCommit(
+            functools.partial(intake_rows, self.intake), name="inbound claims")
 
     @property
     def command_words(self) -> frozenset[str]:
@@ -947,7 +962,7 @@ class Dispatcher:
 
     # -- entry point
 
-    async def feed(self, message: Message, *, arrived: float | None = None) -> str | None:
+    async def feed(self, message: Message, *, arrived: float | None = None, signed: Seen | None = None) -> str | None:
         """Handle a message once, however many copies arrive; the passive reply, or None for none.
 
         Copies that arrive together share one handling and get the same answer. A copy that arrives
@@ -956,13 +971,20 @@ class Dispatcher:
         arrived: when the request reached the server (the loop's clock). The reply budget counts from then,
         not from now: under load a request waits before it gets here, and WeChat's five seconds run from
         when it sent the request. A passive reply after WeChat hung up reaches no one.
+
+        signed: the request's signed query (plaintext mode, storage.signed_requests), admitted in the
+        transaction that claims the message, or before a copy joins the handling of its message. A query seen
+        before with another body raises Replayed: nothing of that request is recorded or handled.
         """
         key = message.dedup_key
         loop = asyncio.get_running_loop()
         entry = self._in_flight.get(key)
-        if entry is None:
+        first = entry is None
+        if first:
             entry = self._in_flight[key] = _InFlight(loop.create_future(), received_at=self.clock.now())
-            self._spawn(self._process(message, entry))
+            self._spawn(self._process(message, entry, signed))
+        elif signed is not None and not await self._intake.submit((None, signed)):
+            raise Replayed(key)
         budget = min(self.settings.reply_budget - (loop.time() - arrived if arrived is not None else 0.0),
                      self._budget_by_creation(message))
         entry.waiting += 1
@@ -987,6 +1009,11 @@ class Dispatcher:
             entry.late = True
             log.info("reply budget exceeded for %s; the reply will be pushed", key)
             return entry.interim
+        except Replayed:
+            if first:
+                raise
+            # The copy that began the handling was refused, and this one was admitted: it is handled on its own.
+            return await self.feed(message, arrived=arrived)
         finally:
             # A copy whose request WeChat hung up on is cancelled by the server and waits no more: if no copy
             # waits when the reply is ready, it is pushed (see _InFlight.passive).
@@ -1020,13 +1047,19 @@ class Dispatcher:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _process(self, message: Message, entry: _InFlight) -> None:
+    async def _process(self, message: Message, entry: _InFlight, signed: Seen | None) -> None:
         key = message.dedup_key
         try:
             claimed_at = self.clock.now()
-            claim = await self._claims.submit(inbound.claim_row(
+            claim = await self._intake.submit((inbound.claim_row(
                 dedup_key=key, openid=message.user_id, kind=message.kind.value, payload=message.to_payload(),
-                now=claimed_at))
+                now=claimed_at), signed))
+            if claim is False:
+                refused = Replayed(key)
+                for waited in (entry.recorded, entry.future):
+                    waited.set_exception(refused)
+                    waited.exception()  # marked retrieved: no copy may be left to read it
+                return
             entry.recorded.set_result(True)
             if claim.claimed:
                 passive = await self._handle_and_deliver(claim.message_id, claimed_at, message, entry)

@@ -42,14 +42,27 @@ _CLAIMED = (_TABLE.c.dedup_key, _TABLE.c.openid, _TABLE.c.kind, _TABLE.c.payload
 
 
 async def claim_many(sessions: async_sessionmaker[AsyncSession], rows: list[dict]) -> dict[str, Claim]:
-    """Record messages (rows from claim_row, distinct keys); the unique dedup_key makes exactly one
-    concurrent copy of each message, in any process, its owner. Claims by dedup_key.
-
-    The insert is one transaction on the driver (storage.driver): every message comes through here. The rows
-    another copy claimed first are read afterwards, committed by then."""
+    """Record messages (rows from claim_row, distinct keys) in a transaction of their own: claim_on, then
+    with_existing."""
     async with driver_transaction(engine_of(sessions)) as driver:
-        inserted = await driver.insert_new(_CLAIMED, rows, returning=(_TABLE.c.id, _TABLE.c.dedup_key))
-    claims = {key: Claim(message_id, None) for message_id, key in inserted}
+        claims = await claim_on(driver, rows)
+    return await with_existing(sessions, rows, claims)
+
+
+async def claim_on(driver: Driver, rows: list[dict]) -> dict[str, Claim]:
+    """Record messages (rows from claim_row, distinct keys) in the driver's transaction (storage.driver): every
+    message comes through here. The unique dedup_key makes exactly one concurrent copy of each message, in any
+    process, its owner. The claims of the rows inserted, by dedup_key."""
+    if not rows:
+        return {}
+    inserted = await driver.insert_new(_CLAIMED, rows, returning=(_TABLE.c.id, _TABLE.c.dedup_key))
+    return {key: Claim(message_id, None) for message_id, key in inserted}
+
+
+async def with_existing(sessions: async_sessionmaker[AsyncSession], rows: list[dict],
+                        claims: dict[str, Claim]) -> dict[str, Claim]:
+    """claims, with the rows another copy claimed first read back (committed by then, after claim_on's
+    transaction ended)."""
     seen_before = [row["dedup_key"] for row in rows if row["dedup_key"] not in claims]
     if seen_before:
         async with sessions() as session:

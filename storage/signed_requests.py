@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from storage.driver import driver_transaction
+from storage.driver import Driver, driver_transaction
 from storage.models import SignedRequest
 
 _TABLE = SignedRequest.__table__
@@ -47,24 +47,34 @@ class Seen:
 _COLUMNS = (_TABLE.c.key, _TABLE.c.body_digest, _TABLE.c.seen_at)
 
 
+class Replayed(Exception):
+    """A signed query seen before with another body: refused, and nothing of the request is recorded."""
+
+
 async def admit_many(engine: AsyncEngine, requests: list[Seen]) -> list[bool]:
-    """Whether each request may proceed: its query is new, or was seen before with the same body.
-    One transaction on the driver (storage.driver): every request to the webhook comes through here."""
+    """Whether each request may proceed (admit_on), in a transaction of its own."""
+    async with driver_transaction(engine) as driver:
+        return await admit_on(driver, requests)
+
+
+async def admit_on(driver: Driver, requests: list[Seen]) -> list[bool]:
+    """Whether each request may proceed: its query is new, or was seen before with the same body. Written in the
+    driver's transaction (storage.driver): the webhook's requests are admitted in the transaction that claims
+    their messages (bot.dispatch.intake_rows), so that a request costs one batch's commit, not two."""
     first: dict[str, Seen] = {}
     for request in requests:
         first.setdefault(request.key, request)
-    async with driver_transaction(engine) as driver:
-        inserted = await driver.insert_new(
-            _COLUMNS, [dict(key=request.key, body_digest=request.body_digest, seen_at=request.at)
-                       for request in first.values()], returning=(_TABLE.c.key,))
-        stored = {key: first[key].body_digest for key, in inserted}
-        # Only a query seen before (WeChat's retry, or a replay) needs the digest it was first seen with.
-        seen_before = [key for key in first if key not in stored]
-        if seen_before:
-            quote = driver.dialect.identifier_preparer.quote
-            key, digest = quote(_TABLE.c.key.name), quote(_TABLE.c.body_digest.name)
-            stored.update(await driver.fetch(f"SELECT {key}, {digest} FROM {quote(_TABLE.name)} WHERE {key} IN "
-                                             f"({', '.join('?' * len(seen_before))})", seen_before))
+    inserted = await driver.insert_new(
+        _COLUMNS, [dict(key=request.key, body_digest=request.body_digest, seen_at=request.at)
+                   for request in first.values()], returning=(_TABLE.c.key,))
+    stored = {key: first[key].body_digest for key, in inserted}
+    # Only a query seen before (WeChat's retry, or a replay) needs the digest it was first seen with.
+    seen_before = [key for key in first if key not in stored]
+    if seen_before:
+        quote = driver.dialect.identifier_preparer.quote
+        key, digest = quote(_TABLE.c.key.name), quote(_TABLE.c.body_digest.name)
+        stored.update(await driver.fetch(f"SELECT {key}, {digest} FROM {quote(_TABLE.name)} WHERE {key} IN "
+                                         f"({', '.join('?' * len(seen_before))})", seen_before))
     return [stored.get(request.key) == request.body_digest for request in requests]
 
 

@@ -14,12 +14,11 @@ from aiohttp import web
 from bot.clock import Clock
 from bot.config import Settings
 from bot.dispatch import Dispatcher
-from bot.group_commit import GroupCommit
 from bot.wechat import xml
 from bot.wechat.signing import MessageCipher, new_nonce, signature_matches
 from storage import signed_requests
-from storage.db import engine_of, short_error
-from storage.signed_requests import Seen
+from storage.db import short_error
+from storage.signed_requests import Replayed, Seen
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ class Webhook:
         self.clock = clock
         self.cipher = (MessageCipher(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
                        if settings.safe_mode else None)
-        self._seen: GroupCommit[Seen, bool] = GroupCommit(self._admit, name="signed requests")
         self._last_pruned: float = 0.0
         self._pruning: asyncio.Task | None = None
         if self.cipher is None:
@@ -98,11 +96,6 @@ class Webhook:
             timestamp = self._check_timestamp(request.query)
             plaintext, encrypted = self._open(request.query, body, timestamp)
             message = xml.parse(plaintext)
-            if not encrypted:
-                # In safe mode msg_signature covers the ciphertext, so a query can only come again with the same
-                # message, which the inbound log answers once; only a signature that leaves the body open needs
-                # the record (and its write on every request).
-                await self._check_not_replayed(request.query, timestamp, body)
         except Rejected as rejected:
             log.warning("webhook rejected from %s: %s", request.remote, rejected.reason)
             return web.Response(status=rejected.status, text=rejected.reason)
@@ -110,8 +103,15 @@ class Webhook:
             log.warning("webhook rejected from %s: %s", request.remote, bad)
             return web.Response(status=400, text="bad message")
 
+        # In safe mode msg_signature covers the ciphertext, so a query can only come again with the same message,
+        # which the inbound log answers once; only a signature that leaves the body open needs the record. It is
+        # written with the message's claim, in the same transaction (bot.dispatch.intake_rows).
+        signed = None if encrypted else self._signed(request.query, timestamp, body)
         try:
-            reply = await self.dispatcher.feed(message, arrived=arrived)
+            reply = await self.dispatcher.feed(message, arrived=arrived, signed=signed)
+        except Replayed:
+            log.warning("webhook rejected from %s: replayed signature with a different body", request.remote)
+            return web.Response(status=403, text="replayed signature with a different body")
         except Exception:
             log.exception("message %s could not be recorded", message.dedup_key)
             reply = BUSY_REPLY
@@ -123,26 +123,16 @@ class Webhook:
             rendered = self.cipher.encrypt(rendered, timestamp=str(self.clock.timestamp()), nonce=new_nonce())
         return web.Response(text=rendered, content_type="application/xml")
 
-    async def _check_not_replayed(self, query, timestamp: str, body: str) -> None:
+    def _signed(self, query, timestamp: str, body: str) -> Seen:
+        """The request's signed query, to be admitted with its message; once a minute, old ones are forgotten."""
         signature = query.get("msg_signature") or query.get("signature") or ""
-        seen = Seen.of(timestamp=timestamp, nonce=query.get("nonce", ""), signature=signature, body=body,
-                       at=self.clock.now())
-        try:
-            admitted = await self._seen.submit(seen)
-        except Exception as error:
-            # Without the shared memory a replay cannot be told from a message: WeChat retries a 503.
-            raise Rejected(503, f"cannot record the signed request ({type(error).__name__})") from error
-        if not admitted:
-            raise Rejected(403, "replayed signature with a different body")
-
-    async def _admit(self, requests: list[Seen]) -> list[bool]:
-        admitted = await signed_requests.admit_many(engine_of(self.dispatcher.intake), requests)
         now = self.clock.timestamp()
         if now - self._last_pruned > 60 and (self._pruning is None or self._pruning.done()):
             self._last_pruned = now
             # Beside the requests, not in their way: a minute's old rows, deleted in the connection's thread.
             self._pruning = asyncio.create_task(self._prune())
-        return admitted
+        return Seen.of(timestamp=timestamp, nonce=query.get("nonce", ""), signature=signature, body=body,
+                       at=self.clock.now())
 
     async def _prune(self) -> None:
         try:

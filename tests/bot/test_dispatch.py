@@ -181,13 +181,13 @@ async def test_wechat_is_not_told_success_before_the_message_is_recorded(make_se
     calls: list = []
     service = await make_service(routers=[counting_router(calls)], reply_budget=0.2, reply_timeout=0.6)
     database_free = asyncio.Event()
-    claim_many = inbound.claim_many
+    claim_on = inbound.claim_on
 
-    async def slow_claim(sessions, rows):
+    async def slow_claim(driver, rows):
         await database_free.wait()
-        return await claim_many(sessions, rows)
+        return await claim_on(driver, rows)
 
-    monkeypatch.setattr(inbound, "claim_many", slow_claim)
+    monkeypatch.setattr(inbound, "claim_on", slow_claim)
     posting = asyncio.create_task(service.emulator.post_xml(fixed_text("u1", "记一下", 8061)))
     await asyncio.sleep(0.9)  # WeChat's first try hung up unanswered; the second is waiting
     database_free.set()

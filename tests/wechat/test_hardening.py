@@ -15,10 +15,11 @@ import pytest
 import xmltodict
 from sqlalchemy import func, select
 
-from bot.dispatch import SORRY, claim_rows
+from bot.dispatch import SORRY, Command, Router, intake_rows
 from bot.group_commit import GroupCommit
 from bot.wechat.emulator import message_xml
 from storage import inbound
+from storage.driver import PooledTransaction
 from storage.models import InboundMessage, InboundStatus, SignedRequest
 from storage.signed_requests import Seen
 
@@ -59,13 +60,13 @@ async def test_an_overlong_event_key_or_msgid_among_concurrent_messages_fails_no
 
 
 async def test_a_batch_that_cannot_be_written_is_retried_row_by_row(sessions, caplog):
-    claims = GroupCommit(functools.partial(claim_rows, sessions), name="test claims")
+    claims = GroupCommit(functools.partial(intake_rows, sessions), name="test claims")
     now = datetime.now(timezone.utc)
     good = [inbound.claim_row(dedup_key=f"msg:u{index}:{index}", openid=f"u{index}", kind="text", payload={},
                               now=now) for index in range(40)]
     poison = {**good[0], "dedup_key": "msg:poison:1", "payload": None}  # NOT NULL: this row cannot be written
 
-    results = await asyncio.gather(*(claims.submit(row) for row in [*good[:20], poison, *good[20:]]),
+    results = await asyncio.gather(*(claims.submit((row, None)) for row in [*good[:20], poison, *good[20:]]),
                                    return_exceptions=True)
 
     failed = [result for result in results if isinstance(result, Exception)]
@@ -233,3 +234,80 @@ async def test_a_batch_of_signed_requests_admits_each_query_with_its_first_body_
     assert await admit_many(engine, [seen("a", "one"), seen("a", "one"), seen("a", "other"), seen("b", "first"),
                                      seen("b", "forged")]) == [True, True, False, True, False]
     assert await admit_many(engine, [seen("a", "one"), seen("a", "other")]) == [True, False]
+
+
+async def test_one_transaction_admits_a_batch_s_queries_and_claims_only_the_admitted_messages(sessions):
+    now = datetime.now(timezone.utc)
+
+    def seen(nonce: str, body: str) -> Seen:
+        return Seen.of(timestamp="1765000000", nonce=nonce, signature="s", body=body, at=now)
+
+    def row(number: int) -> dict:
+        return inbound.claim_row(dedup_key=f"msg:{number:020d}:u{number}", openid=f"u{number}", kind="text",
+                                 payload={}, now=now)
+
+    assert (await intake_rows(sessions, [(row(1), seen("a", "one"))]))[0].claimed
+    results = await intake_rows(sessions, [
+        (row(2), seen("a", "forged")),  # a captured query with another body: refused, its message not recorded
+        (None, seen("a", "one")),  # WeChat's retry of a message in flight here: admitted, nothing to claim
+        (row(3), seen("b", "three")),
+        (row(4), None),  # safe mode: nothing to admit
+        (row(1), seen("c", "one")),  # a copy that another handling claimed first
+    ])
+    assert results[0] is False and results[1] is True
+    assert results[2].claimed and results[3].claimed
+    assert not results[4].claimed and results[4].existing.dedup_key == row(1)["dedup_key"]
+    async with sessions() as session:
+        keys = set((await session.execute(select(InboundMessage.dedup_key))).scalars())
+        remembered = (await session.execute(select(func.count()).select_from(SignedRequest))).scalar()
+    assert keys == {row(number)["dedup_key"] for number in (1, 3, 4)}
+    assert remembered == 3  # a, b and c: the forged body left nothing behind
+
+
+async def test_a_forged_body_under_a_captured_query_is_refused_while_the_genuine_message_is_handled(make_service):
+    # The genuine message is still being handled: a copy of it (its key) under the same query with another body
+    # must not share its handling, and another message under that query must not be recorded.
+    started, release = asyncio.Event(), asyncio.Event()
+    router = Router("slow")
+
+    @router.on(Command("记一下"))
+    async def note(message) -> str:
+        started.set()
+        await release.wait()
+        return "记下了"
+
+    service = await make_service(routers=[router])
+    query, genuine = service.emulator.sign(text_xml("记一下", msg_id=301, user="member-a"))
+    first = asyncio.create_task(_post(service.url, query, genuine))
+    await asyncio.wait_for(started.wait(), 10)
+    same_message = text_xml("新绑定码 王秀英", msg_id=301, user="member-a")
+    other_message = text_xml("新绑定码 王秀英", msg_id=302, user="secretary")
+    # Sent while the genuine one is in flight (on SQLite its handling holds the one connection, so they are
+    # decided once it lets go).
+    forged = [asyncio.create_task(_post(service.url, query, body)) for body in (same_message, other_message)]
+    await asyncio.sleep(0.3)
+    release.set()
+    assert [(await task)[0] for task in forged] == [403, 403]
+    status, reply = await first
+    assert status == 200 and "记下了" in reply
+    assert await _post(service.url, query, genuine) == (200, reply)  # WeChat's retry: the stored answer
+    async with service.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 1
+
+
+async def test_a_plaintext_message_costs_two_transactions_its_claim_with_its_query_and_its_handling(service,
+                                                                                                      monkeypatch):
+    begun = PooledTransaction.begin.__func__
+    count = []
+
+    async def counted(cls, engine):
+        count.append(engine)
+        return await begun(cls, engine)
+
+    monkeypatch.setattr(PooledTransaction, "begin", classmethod(counted))
+    status, text = await post_raw(service, text_xml("帮助", msg_id=401))
+    assert status == 200 and HELP_REPLY in text
+    await service.dispatcher.drain()
+    assert len(count) == 2
+    async with service.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(SignedRequest))).scalar() == 1
