@@ -23,6 +23,7 @@ from storage.driver import PooledTransaction
 from storage.models import InboundMessage, InboundStatus, SignedRequest
 from storage.signed_requests import Seen
 
+from harness import SQLITE_ONLY
 from test_webhook import healthy, post_raw, text_xml
 
 HELP_REPLY = "您可以回复"
@@ -311,3 +312,42 @@ async def test_a_plaintext_message_costs_two_transactions_its_claim_with_its_que
     assert len(count) == 2
     async with service.sessions() as session:
         assert (await session.execute(select(func.count()).select_from(SignedRequest))).scalar() == 1
+
+
+@SQLITE_ONLY
+async def test_a_genuine_copy_that_joined_a_refused_one_is_handled_on_its_own(make_service):
+    # A forged request (a captured query, another body) happens to carry the key of a message WeChat is about to
+    # send: the genuine request joins it in flight, is admitted on its own, and must not share its refusal.
+    started, release = asyncio.Event(), asyncio.Event()
+    router = Router("slow")
+
+    @router.on(Command("等一下"))
+    async def hold(message) -> str:
+        started.set()
+        await release.wait()
+        return "好了"
+
+    @router.on(Command("记一下"))
+    async def note(message) -> str:
+        return "记下了"
+
+    service = await make_service(routers=[router])
+    captured, genuine_first = service.emulator.sign(text_xml("记一下", msg_id=600, user="member-a"))
+    assert (await _post(service.url, captured, genuine_first))[0] == 200
+    # SQLite's one connection is held by a handling, so both requests below wait for it in order.
+    holding = asyncio.create_task(service.emulator.post_xml(text_xml("等一下", msg_id=601, user="member-b")))
+    await asyncio.wait_for(started.wait(), 10)
+    wanted = text_xml("记一下", msg_id=602, user="member-a")
+    forged = asyncio.create_task(_post(service.url, captured, text_xml("新绑定码 王秀英", msg_id=602, user="member-a")))
+    await asyncio.sleep(0.2)
+    query, body = service.emulator.sign(wanted)
+    genuine = asyncio.create_task(_post(service.url, query, body))
+    await asyncio.sleep(0.2)
+    release.set()
+    assert (await forged)[0] == 403
+    status, reply = await genuine
+    assert status == 200 and "记下了" in reply
+    await holding
+    async with service.sessions() as session:
+        keys = list((await session.execute(select(InboundMessage.dedup_key))).scalars())
+    assert len(keys) == 3 and sum("602" in key for key in keys) == 1
