@@ -1,10 +1,11 @@
 """Statements straight on the database driver, for the work every webhook request and message does.
 
 Every request records its signed query and every message claims its row before anything else happens
-(storage.signed_requests, storage.inbound). Through SQLAlchemy each of those small transactions cost about
-half a millisecond of CPU — a session, the statement's cache key, the greenlet bridge, the result machinery —
-for a statement SQLite runs in microseconds. Under a light load nothing batches them (bot.group_commit), so a
-message paid that twice. Here the statements go to the driver of a pooled connection: sqlite3 on the event
+(storage.signed_requests, storage.inbound; one small transaction for both since bot.dispatch.intake_rows, two
+before). Through SQLAlchemy each such transaction cost about half a millisecond of CPU — a session, the
+statement's cache key, the greenlet bridge, the result machinery — for statements SQLite runs in microseconds,
+and under a light load nothing batches them (bot.group_commit). Here the statements go to the driver of a
+pooled connection: sqlite3 on the event
 loop (storage.sqlite_driver) or asyncpg. `Prepared` statements run the same way inside a message's handling
 transaction (storage.transaction: the sender's read, its finish, the hand-over of waiting lines).
 
