@@ -135,10 +135,15 @@ class Webhook:
                        at=self.clock.now())
 
     async def _prune(self) -> None:
+        cutoff = self.clock.now() - signed_requests.retention(self.settings.timestamp_window)
         try:
-            async with self.dispatcher.sessions() as session, session.begin():
-                await signed_requests.forget_before(
-                    session, self.clock.now() - signed_requests.retention(self.settings.timestamp_window))
+            # A transaction a piece (signed_requests.FORGET_BATCH), so that messages are not held up behind one long one.
+            batch = signed_requests.FORGET_BATCH
+            while True:
+                async with self.dispatcher.sessions() as session, session.begin():
+                    forgotten = await signed_requests.forget_before(session, cutoff, limit=batch)
+                if forgotten < batch:
+                    return
         except Exception as error:  # the next minute tries again; the table only grows meanwhile
             log.warning("could not forget old signed requests (%s)", short_error(error))
 

@@ -105,7 +105,12 @@ async def test_a_captured_query_replayed_to_another_process_or_after_a_restart_i
         assert (await session.execute(select(func.count()).select_from(InboundMessage))).scalar() == 1
 
 
-async def test_signed_requests_older_than_the_window_are_forgotten(service):
+async def test_signed_requests_older_than_the_window_are_forgotten(service, monkeypatch):
+    from storage import signed_requests
+
+    monkeypatch.setattr(signed_requests, "FORGET_BATCH", 2)  # five old queries: forgotten two at a time
+    for msg_id in range(92, 96):
+        assert (await _post(service.url, *service.emulator.sign(text_xml("帮助", msg_id=msg_id))))[0] == 200
     query, body = service.emulator.sign(text_xml("帮助", msg_id=91))
     assert (await _post(service.url, query, body))[0] == 200
     service.clock.advance(seconds=3 * service.settings.timestamp_window)
