@@ -270,18 +270,25 @@ async def test_one_transaction_admits_a_batch_s_queries_and_claims_only_the_admi
     assert remembered == 3  # a, b and c: the forged body left nothing behind
 
 
+def _held_router(command: str, reply: str) -> tuple[Router, asyncio.Event, asyncio.Event]:
+    """A router whose command, once its handling has started (the first event), waits for the second event
+    before it replies: the handling's transaction stays open meanwhile."""
+    started, release = asyncio.Event(), asyncio.Event()
+    router = Router("held")
+
+    @router.on(Command(command))
+    async def hold(message) -> str:
+        started.set()
+        await release.wait()
+        return reply
+
+    return router, started, release
+
+
 async def test_a_forged_body_under_a_captured_query_is_refused_while_the_genuine_message_is_handled(make_service):
     # The genuine message is still being handled: a copy of it (its key) under the same query with another body
     # must not share its handling, and another message under that query must not be recorded.
-    started, release = asyncio.Event(), asyncio.Event()
-    router = Router("slow")
-
-    @router.on(Command("记一下"))
-    async def note(message) -> str:
-        started.set()
-        await release.wait()
-        return "记下了"
-
+    router, started, release = _held_router("记一下", "记下了")
     service = await make_service(routers=[router])
     query, genuine = service.emulator.sign(text_xml("记一下", msg_id=301, user="member-a"))
     first = asyncio.create_task(_post(service.url, query, genuine))
@@ -323,14 +330,7 @@ async def test_a_plaintext_message_costs_two_transactions_its_claim_with_its_que
 async def test_a_genuine_copy_that_joined_a_refused_one_is_handled_on_its_own(make_service):
     # A forged request (a captured query, another body) happens to carry the key of a message WeChat is about to
     # send: the genuine request joins it in flight, is admitted on its own, and must not share its refusal.
-    started, release = asyncio.Event(), asyncio.Event()
-    router = Router("slow")
-
-    @router.on(Command("等一下"))
-    async def hold(message) -> str:
-        started.set()
-        await release.wait()
-        return "好了"
+    router, started, release = _held_router("等一下", "好了")
 
     @router.on(Command("记一下"))
     async def note(message) -> str:
