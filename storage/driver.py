@@ -23,8 +23,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Float, inspect
 from sqlalchemy.exc import MissingGreenlet
+from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,13 +50,13 @@ class Driver:
         return [_processor(column, self.dialect)(row[column.name]) for column in columns]
 
     async def insert_new(self, columns: Sequence[Column], rows: list[dict[str, Any]], *,
-                         returning: Sequence[Column] = ()) -> list[tuple]:
-        """One multi-row INSERT of rows into the columns' table, skipping rows whose first column (unique)
-        is taken; the returning columns of the rows it did insert."""
+                         returning: Sequence[Column] = (), unique: int = 1) -> list[tuple]:
+        """One multi-row INSERT of rows into the columns' table, skipping rows whose first `unique` columns (a
+        unique key) are taken; the returning columns of the rows it did insert."""
         quote = self.dialect.identifier_preparer.quote
         names = [quote(column.name) for column in columns]
         sql = (f"INSERT INTO {quote(columns[0].table.name)} ({', '.join(names)}) "
-               f"VALUES {placeholders(len(rows), len(columns))} ON CONFLICT ({names[0]}) DO NOTHING")
+               f"VALUES {placeholders(len(rows), len(columns))} ON CONFLICT ({', '.join(names[:unique])}) DO NOTHING")
         values = [value for row in rows for value in self.values(columns, row)]
         if not returning:
             await self.execute(sql, values)
@@ -113,7 +115,7 @@ class Prepared:
             # with a processor, and the rest need not be looked at.
             readers = self._readers[driver.dialect.name] = [
                 (position, read) for position, column in enumerate(self._statement.selected_columns)
-                if (read := column.type.dialect_impl(driver.dialect).result_processor(driver.dialect, None))]
+                if (read := _result_processor(column.type, driver.dialect))]
         rows = await driver.fetch(*self.bind(driver, parameters))
         if not readers:
             return rows
@@ -125,6 +127,43 @@ class Prepared:
                     values[position] = read(values[position])
             read_rows.append(tuple(values))
         return read_rows
+
+
+class Loaded:
+    """A model's table read on the driver: its columns to select, and each row as a detached object, as if a query
+    had loaded it and its session had closed — built the way the ORM builds what it loads, its attributes set as
+    read and nothing marked changed. Handlers read such objects; one that should be written is given to the
+    message's session (storage.transaction.MessageTransaction.join).
+
+    What make_transient_to_detached does to such an object, done directly: a new instance's state has no history,
+    nothing expired and (every column set) nothing unloaded, so giving it its identity key is all that is left
+    (a third of the cost; tests/bot/test_dispatch.py holds the two to the same state)."""
+
+    def __init__(self, model: type) -> None:
+        table = model.__table__
+        self.columns = list(table.c)
+        self._model = model
+        self._keys = [column.key for column in table.c]
+        self._key_at = [column.primary_key for column in table.c].index(True)
+        self._mapper: Any = None
+
+    @property
+    def width(self) -> int:
+        return len(self._keys)
+
+    def one(self, values: Sequence[Any]) -> Any:
+        """The object of one row's values (the table's columns in order); None when its primary key is None (the
+        missing side of an outer join)."""
+        if values[self._key_at] is None:
+            return None
+        mapper = self._mapper
+        if mapper is None:
+            configure_mappers()  # the attributes' instrumentation is complete only once the mappers are
+            mapper = self._mapper = inspect(self._model)
+        loaded = mapper.class_manager.new_instance()
+        loaded.__dict__.update(zip(self._keys, values))
+        instance_state(loaded).key = mapper.identity_key_from_primary_key((values[self._key_at],))
+        return loaded
 
 
 class PooledTransaction:
@@ -246,6 +285,15 @@ def _processor(column: Column, dialect) -> Any:
 def _bind_processor(type_: Any, dialect) -> Any:
     """What SQLAlchemy does to a value of type_ before the driver gets it (nothing: the value itself)."""
     return type_.dialect_impl(dialect).bind_processor(dialect) or _same
+
+
+def _result_processor(type_: Any, dialect) -> Any:
+    """What SQLAlchemy does to a value of type_ that the driver read (None: nothing). asyncpg's processor for a
+    float column depends on the column's PostgreSQL type, which only a result's description tells: a float column
+    here is always `double precision` (a meeting's place), which asyncpg reads as a float already."""
+    if dialect.name == "postgresql" and isinstance(type_, Float) and not type_.asdecimal:
+        return None
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
 def _same(value: Any) -> Any:

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, delete, func, inspect, select, update
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import configure_mappers
-from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.db import one_at_a_time
-from storage.driver import Prepared
+from storage.driver import Loaded, Prepared
 from storage.models import (OUTBOX_WAITING, BindingFailure, DialogState, Member, OutboxMessage, UTCDateTime,
                             WeChatIdentity)
 from storage.transaction import MessageTransaction
@@ -36,10 +35,8 @@ _SENDER = Prepared(select(*_IDENTITY.c, *_MEMBER.c, *_DIALOG.c, _WAITS)
                                 .outerjoin(_DIALOG, _DIALOG.c.openid == _IDENTITY.c.openid))
                    .where(_IDENTITY.c.openid == bindparam("sender_openid"))
                    .with_for_update(of=_IDENTITY))
-# Each table's part of a row: its model, its columns' names (the models' attributes), and where its primary key
-# is (None there: the outer join found no such row).
-_SPANS = [(inspect(model), [c.key for c in table.c], [c.primary_key for c in table.c].index(True))
-          for model, table in ((WeChatIdentity, _IDENTITY), (Member, _MEMBER), (DialogState, _DIALOG))]
+# Each table's part of a row, as detached objects.
+_LOADED = [Loaded(WeChatIdentity), Loaded(Member), Loaded(DialogState)]
 
 
 @dataclass
@@ -101,32 +98,12 @@ _TOUCH = Prepared(update(_IDENTITY).where(_IDENTITY.c.openid == bindparam("t_ope
 
 
 def _detached(row: tuple) -> list:
-    """The row's identity, member and dialog (None for an outer join's missing side) as detached objects, as if
-    a query had loaded them and its session had closed: built the way the ORM builds what it loads, their
-    attributes set as read and nothing marked changed.
-
-    What make_transient_to_detached does to such an object, done directly: a new instance's state has no history,
-    nothing expired and (every column set) nothing unloaded, so giving it its identity key is all that is left
-    (a third of the cost; tests/bot/test_dispatch.py holds the two to the same state)."""
-    global _configured
-    if not _configured:
-        configure_mappers()  # the attributes' instrumentation is complete only once the mappers are
-        _configured = True
+    """The row's identity, member and dialog (None for an outer join's missing side) as detached objects."""
     objects, start = [], 0
-    for mapper, keys, key_at in _SPANS:
-        values = row[start:start + len(keys)]
-        start += len(keys)
-        if values[key_at] is None:
-            objects.append(None)
-            continue
-        loaded = mapper.class_manager.new_instance()
-        loaded.__dict__.update(zip(keys, values))
-        instance_state(loaded).key = mapper.identity_key_from_primary_key((values[key_at],))
-        objects.append(loaded)
+    for loaded in _LOADED:
+        objects.append(loaded.one(row[start:start + loaded.width]))
+        start += loaded.width
     return objects
-
-
-_configured = False
 
 
 async def by_member(session: AsyncSession, member_id: int) -> WeChatIdentity | None:

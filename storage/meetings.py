@@ -6,7 +6,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from storage.models import (
     Organization,
     Role,
 )
+from storage.driver import Driver, Loaded, Prepared
 from storage.orgs import under
 from storage.upsert import insert_for
 
@@ -139,19 +140,72 @@ async def add_meeting(session: AsyncSession, meeting: Meeting) -> Meeting:
     raise RuntimeError("no free meeting check-in code after several attempts")
 
 
-async def branch_meeting_by_code(session: AsyncSession, org_id: int, code: str) -> Meeting | None:
+# ---------------------------------------------------------------- checking in, on the driver
+# A check-in is the message a whole county sends within minutes (bench/burst.py). Through the ORM session its two
+# or three statements cost about three times what 我的 costs in all; on the driver (storage.driver), in the message's
+# transaction, the session is never opened. The meetings come back as detached objects, for reading.
+
+_MEETING, _ATTENDANCE = Meeting.__table__, Attendance.__table__
+_MEETINGS, _ATTENDANCES = Loaded(Meeting), Loaded(Attendance)
+_BY_ID = Prepared(select(*_MEETING.c).where(_MEETING.c.id == bindparam("meeting_id")))
+_BY_CODE = Prepared(select(*_MEETING.c).where(_MEETING.c.checkin_code == bindparam("code"),
+                                              _MEETING.c.org_id == bindparam("org_id")))
+_BETWEEN = Prepared(select(*_MEETING.c)
+                    .where(_MEETING.c.org_id == bindparam("org_id"),
+                           _MEETING.c.status == MeetingStatus.SCHEDULED.value,
+                           _MEETING.c.starts_at >= bindparam("start"), _MEETING.c.starts_at <= bindparam("end"))
+                    .order_by(_MEETING.c.starts_at, _MEETING.c.id))
+_ATTENDANCE_OF = Prepared(select(*_ATTENDANCE.c).where(_ATTENDANCE.c.meeting_id == bindparam("meeting_id"),
+                                                       _ATTENDANCE.c.member_id == bindparam("member_id")))
+_CHECK_IN_COLUMNS = [_ATTENDANCE.c[name] for name in
+                     ("meeting_id", "member_id", "checked_in_at", "method", "late", "proxy_by")]
+
+
+async def meeting_by_id(driver: Driver, meeting_id: int) -> Meeting | None:
+    rows = await _BY_ID.rows(driver, {"meeting_id": meeting_id})
+    return _MEETINGS.one(rows[0]) if rows else None
+
+
+async def branch_meeting_by_code(driver: Driver, org_id: int, code: str) -> Meeting | None:
     """The branch's meeting with this check-in code. Another branch's code finds nothing, exactly as
     a code nobody has: a member learns nothing about other branches' meetings by trying numbers."""
-    return (await session.execute(
-        select(Meeting).where(Meeting.checkin_code == code, Meeting.org_id == org_id))).scalar_one_or_none()
+    rows = await _BY_CODE.rows(driver, {"code": code, "org_id": org_id})
+    return _MEETINGS.one(rows[0]) if rows else None
 
 
-async def branch_meetings_between(session: AsyncSession, org_id: int, start: datetime, end: datetime) -> list[Meeting]:
+async def branch_meetings_between(driver: Driver, org_id: int, start: datetime, end: datetime) -> list[Meeting]:
     """Scheduled meetings of one branch that start in [start, end], soonest first."""
-    return list((await session.execute(
-        select(Meeting).where(Meeting.org_id == org_id, Meeting.status == MeetingStatus.SCHEDULED.value,
-                              Meeting.starts_at >= start, Meeting.starts_at <= end)
-        .order_by(Meeting.starts_at, Meeting.id))).scalars())
+    return [_MEETINGS.one(row) for row in
+            await _BETWEEN.rows(driver, {"org_id": org_id, "start": start, "end": end})]
+
+
+async def checked_in(driver: Driver, meeting_id: int, member_id: int) -> Attendance | None:
+    """The member's check-in at the meeting (attendance_of, on the driver)."""
+    rows = await _ATTENDANCE_OF.rows(driver, {"meeting_id": meeting_id, "member_id": member_id})
+    return _ATTENDANCES.one(rows[0]) if rows else None
+
+
+async def record_check_in(driver: Driver, meeting: Meeting, member_id: int, *, now: datetime, method: str,
+                          late: bool, proxy_by: int | None = None) -> tuple[Attendance, bool]:
+    """Sign a member in; returns the attendance row and whether this call created it.
+
+    INSERT … ON CONFLICT DO NOTHING: two check-ins racing (a tap and a typed code, or two processes)
+    leave one row and neither fails; the loser reads the winner's row.
+    """
+    values = dict(meeting_id=meeting.id, member_id=member_id, checked_in_at=now, method=method, late=late,
+                  proxy_by=proxy_by)
+    inserted = await driver.insert_new(_CHECK_IN_COLUMNS, [values], returning=(_ATTENDANCE.c.id,), unique=2)
+    if inserted:
+        # The row is exactly what was written: no need to read it back.
+        row = {"id": inserted[0][0], **values}
+        return _ATTENDANCES.one([row[column.key] for column in _ATTENDANCE.c]), True
+    return await checked_in(driver, meeting.id, member_id), False
+
+
+async def attendance_of(session: AsyncSession, meeting_id: int, member_id: int) -> Attendance | None:
+    """The member's check-in at the meeting, through a page's session (checked_in is the chat's)."""
+    return (await session.execute(select(Attendance).where(
+        Attendance.meeting_id == meeting_id, Attendance.member_id == member_id))).scalar_one_or_none()
 
 
 async def upcoming_meetings(session: AsyncSession, org_id: int, now: datetime) -> list[Meeting]:
@@ -172,50 +226,6 @@ async def latest_started(session: AsyncSession, org_id: int, now: datetime) -> M
 
 async def expected_ids(session: AsyncSession, meeting: Meeting) -> list[int]:
     return list((await session.execute(expected_member_ids(meeting).order_by(Member.id))).scalars())
-
-
-async def attendance_of(session: AsyncSession, meeting_id: int, member_id: int) -> Attendance | None:
-    return (await session.execute(select(Attendance).where(
-        Attendance.meeting_id == meeting_id, Attendance.member_id == member_id))).scalar_one_or_none()
-
-
-async def record_check_in(session: AsyncSession, meeting: Meeting, member_id: int, *, now: datetime, method: str,
-                          late: bool, proxy_by: int | None = None) -> tuple[Attendance, bool]:
-    """Sign a member in; returns the attendance row and whether this call created it.
-
-    INSERT … ON CONFLICT DO NOTHING: two check-ins racing (a tap and a typed code, or two processes)
-    leave one row and neither fails; the loser reads the winner's row.
-    """
-    values = dict(meeting_id=meeting.id, member_id=member_id, checked_in_at=now, method=method, late=late,
-                  proxy_by=proxy_by)
-    connection = await session.connection()
-    inserted = (await connection.execute(_check_in_statement(session), values)).first()
-    if inserted is not None:
-        # The row is exactly what was written: no need to read it back.
-        return Attendance(id=inserted[0], **values), True
-    attendance = (await session.execute(
-        select(Attendance).where(Attendance.meeting_id == meeting.id, Attendance.member_id == member_id)
-        .execution_options(populate_existing=True))).scalar_one()
-    return attendance, False
-
-
-_CHECK_IN: dict[str, Any] = {}
-
-
-def _check_in_statement(session: AsyncSession):
-    """The check-in's INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect: every member
-    of a county may send it within minutes."""
-    dialect = session.bind.dialect.name
-    statement = _CHECK_IN.get(dialect)
-    if statement is None:
-        table = Attendance.__table__
-        statement = _CHECK_IN[dialect] = (
-            insert_for(session, table)
-            .values({name: bindparam(name, type_=table.c[name].type)
-                     for name in ("meeting_id", "member_id", "checked_in_at", "method", "late", "proxy_by")})
-            .on_conflict_do_nothing(index_elements=["meeting_id", "member_id"])
-            .returning(table.c.id))
-    return statement
 
 
 def distance_m(latitude_1: float, longitude_1: float, latitude_2: float, longitude_2: float) -> float:

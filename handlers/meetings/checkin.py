@@ -1,7 +1,8 @@
 """签到 by code, QR code, location or menu tap, and 代签 for members without a phone.
 
 Every check-in is judged at the moment the member sent it (ctx.sent_at), not when the handler got to
-it: a busy server must not make anyone late, or close the window on them.
+it: a busy server must not make anyone late, or close the window on them. Check-ins read and write on the
+message's driver (ctx.driver; storage.meetings says why): the meetings they get are detached, for reading.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from storage.models import BRANCH_LEADERS, CheckInMethod, Meeting, MeetingStatus
 
 async def _check_in(ctx: Context, member: Member, meeting: Meeting | None, method: CheckInMethod) -> str:
     """Check a member in to one meeting, or say why not."""
-    settings, now, session = ctx.settings, ctx.sent_at, ctx.session
+    settings, now, driver = ctx.settings, ctx.sent_at, ctx.driver
     if meeting is None:
         return WRONG_CODE
     # Members of the branch may sit in on a meeting they are not expected at (the sheet lists them as
@@ -75,14 +76,14 @@ async def _check_in(ctx: Context, member: Member, meeting: Meeting | None, metho
     before, after = _window(settings)
     if not meeting.starts_at - before <= now <= meeting.starts_at + after:
         # Outside the window, one who signed in already hears so, not that it is closed.
-        existing = await store.attendance_of(session, meeting.id, member.id)
+        existing = await store.checked_in(driver, meeting.id, member.id)
         if existing is not None:
             return ALREADY.format(time=_clock(settings, existing.checked_in_at, now))
         if now < meeting.starts_at - before:
             return TOO_EARLY.format(opens=_clock(settings, meeting.starts_at - before, now))
         return TOO_LATE.format(closed=_clock(settings, meeting.starts_at + after, now))
     # Inside it the insert tells whether they had: a second 签到 finds the first one's row.
-    attendance, created = await store.record_check_in(session, meeting, member.id, now=now, method=method.value,
+    attendance, created = await store.record_check_in(driver, meeting, member.id, now=now, method=method.value,
                                                       late=_is_late(settings, meeting, now))
     if not created:
         return ALREADY.format(time=_clock(settings, attendance.checked_in_at, now))
@@ -95,7 +96,7 @@ async def _open_for(ctx: Context, member: Member) -> list[Meeting]:
     when they sent the message."""
     before, after = _window(ctx.settings)
     sent = ctx.sent_at
-    found = await store.branch_meetings_between(ctx.session, member.org_id, sent - after, sent + before)
+    found = await store.branch_meetings_between(ctx.driver, member.org_id, sent - after, sent + before)
     return [meeting for meeting in found if store.expects(meeting, member)]
 
 
@@ -118,7 +119,7 @@ async def check_in_typed(ctx: Context, dialog: Dialog, member: Member, args: str
             return WRONG_CODE
         # Only the member's own branch is searched: another branch's code gets the very answer a wrong
         # code gets, so trying numbers tells nobody which codes exist.
-        meeting = await store.branch_meeting_by_code(ctx.session, member.org_id, code)
+        meeting = await store.branch_meeting_by_code(ctx.driver, member.org_id, code)
         return await _check_in(ctx, member, meeting, CheckInMethod.CODE)
     return await _check_in_open(ctx, dialog, member)
 
@@ -134,7 +135,7 @@ async def _check_in_open(ctx: Context, dialog: Dialog, member: Member) -> str:
     if not open_now:
         return await _none_open(ctx, member)
     # A meeting they already signed in to is no longer a choice: 签到 then means the other one.
-    signed = {meeting.id for meeting in open_now if await store.attendance_of(ctx.session, meeting.id, member.id)}
+    signed = {meeting.id for meeting in open_now if await store.checked_in(ctx.driver, meeting.id, member.id)}
     if len(signed) == len(open_now):
         return await _check_in(ctx, member, open_now[-1], CheckInMethod.MENU)
     open_now = [meeting for meeting in open_now if meeting.id not in signed]
@@ -146,7 +147,7 @@ async def _check_in_open(ctx: Context, dialog: Dialog, member: Member) -> str:
 
 @router.on(Picked(), dialog=CHECKIN, step="pick")
 async def check_in_pick(ctx: Context, dialog: Dialog, member: Member, picked: int) -> str:
-    meeting = await ctx.session.get(Meeting, picked)
+    meeting = await store.meeting_by_id(ctx.driver, picked)
     dialog.finish()
     return await _check_in(ctx, member, meeting, CheckInMethod.MENU)
 
@@ -159,7 +160,7 @@ async def check_in_scanned(ctx: Context, member: Member | None, scene: str) -> s
     # accepts and int() refuses, a number beyond the id column) is just not one of them.
     if not re.fullmatch(r"[0-9]{1,9}", scene):
         return UNKNOWN_QR
-    meeting = await ctx.session.get(Meeting, int(scene))
+    meeting = await store.meeting_by_id(ctx.driver, int(scene))
     if meeting is None:
         return UNKNOWN_QR
     return await _check_in(ctx, member, meeting, CheckInMethod.QR)
@@ -216,7 +217,7 @@ async def _proxy_one(ctx: Context, member: Member, meeting: Meeting, name: str, 
         return PROXY_WHICH.format(count=len(chosen), name=name, example=example)
     sent = ctx.sent_at
     attendance, created = await store.record_check_in(
-        ctx.session, meeting, chosen[0].id, now=sent, method=CheckInMethod.PROXY.value,
+        ctx.driver, meeting, chosen[0].id, now=sent, method=CheckInMethod.PROXY.value,
         late=_is_late(ctx.settings, meeting, sent), proxy_by=member.id)
     shown = f"{name}（手机尾号 {end}）" if end else name
     when = _clock(ctx.settings, attendance.checked_in_at, sent)
@@ -232,7 +233,7 @@ async def proxy_check_in(ctx: Context, member: Member, args: str) -> str:
         return ASK_PROXY_NAME
     before, after = _window(ctx.settings)
     sent = ctx.sent_at
-    open_now = await store.branch_meetings_between(ctx.session, member.org_id, sent - after, sent + before)
+    open_now = await store.branch_meetings_between(ctx.driver, member.org_id, sent - after, sent + before)
     if not open_now:
         return NO_OPEN_FOR_PROXY.format(before=ctx.settings.checkin_window_before_minutes,
                                         after=ctx.settings.checkin_window_after_minutes)
@@ -247,8 +248,8 @@ async def check_in_waiting(ctx: Context, member: Member) -> str | None:
     """A meeting of this member's open for check-in, which they have not signed in to (for a greeting)."""
     before, after = _window(ctx.settings)
     now = ctx.now
-    for meeting in await store.branch_meetings_between(ctx.session, member.org_id, now - after, now + before):
+    for meeting in await store.branch_meetings_between(ctx.driver, member.org_id, now - after, now + before):
         if store.expects(meeting, member) and \
-                await store.attendance_of(ctx.session, meeting.id, member.id) is None:
+                await store.checked_in(ctx.driver, meeting.id, member.id) is None:
             return f"回复 签到 —— {meeting.kind}正在签到"
     return None

@@ -21,11 +21,10 @@ from handlers.meetings.overview import (
     overview_page_data,
     required_held_by_quarter,
 )
-from storage.meetings import record_check_in
 from storage.models import Attendance, LeaveRequest, LeaveStatus, Meeting, MeetingKind, MeetingStatus, Member, Role
 from storage.orgs import by_path
 from test_console_data import (DONGFENG, GROUP_ONE, GROUP_TWO, HONGQI, QINGSHAN, TODAY, TOWN, county, local, person,
-                               settings)
+                               settings, sign)
 
 NOW = datetime(2026, 11, 24, 2, tzinfo=timezone.utc)
 
@@ -105,11 +104,11 @@ async def test_a_check_in_added_to_a_past_meeting_shows(sessions):
         # The 支部党员大会 called for 9月28日 that nobody signed: a check-in makes it held.
         general = await meeting_at(session, HONGQI, MeetingKind.GENERAL, local(9, 28))
         secretary = (await session.execute(select(Member).where(Member.name == "李建国"))).scalar_one()
-        await record_check_in(session, general, secretary.id, now=general.starts_at, method="code", late=False)
+        await sign(session, general, secretary.id, now=general.starts_at, method="code", late=False)
         # 郑玉兰 at 东风村's August 主题党日, which two of three had signed.
         theme = await meeting_at(session, DONGFENG, MeetingKind.THEME_DAY, local(8, 1))
         zheng = (await session.execute(select(Member).where(Member.name == "郑玉兰"))).scalar_one()
-        await record_check_in(session, theme, zheng.id, now=theme.starts_at, method="qr", late=False)
+        await sign(session, theme, zheng.id, now=theme.starts_at, method="qr", late=False)
     after = await rendered_twice(sessions)
     hongqi, dongfeng = hongqi_and_dongfeng(after)
     assert hongqi.cell(MeetingKind.GENERAL).status == CellStatus.HELD
@@ -138,7 +137,7 @@ async def test_a_check_in_in_the_current_month_shows(sessions):
                         updated_at=NOW)
         session.add(theme)
         await session.flush()
-        await record_check_in(session, theme, people[0].id, now=theme.starts_at, method="code", late=False)
+        await sign(session, theme, people[0].id, now=theme.starts_at, method="code", late=False)
     after = await rendered_twice(sessions, **this_month)
     dongfeng = after.overview.rows[0]
     assert dongfeng.cell(MeetingKind.THEME_DAY).status == CellStatus.HELD
@@ -254,7 +253,7 @@ async def test_many_check_ins_since_a_month_was_kept_count_it_again(sessions, mo
         theme = await meeting_at(session, DONGFENG, MeetingKind.THEME_DAY, local(8, 1))
         for name in ("郑玉兰", "李建国"):  # a member and a guest from the other branch
             member = (await session.execute(select(Member).where(Member.name == name))).scalar_one()
-            await record_check_in(session, theme, member.id, now=theme.starts_at, method="code", late=False)
+            await sign(session, theme, member.id, now=theme.starts_at, method="code", late=False)
     after = await rendered_twice(sessions)
     assert after.overview.rows[0].attendance.present == 11
 
@@ -266,7 +265,7 @@ async def test_figures_read_in_a_transaction_that_rolled_back_are_not_kept(sessi
         async with session.begin():
             zheng = (await session.execute(select(Member).where(Member.name == "郑玉兰"))).scalar_one()
             general = await session.get(Meeting, made["general"].id)
-            await record_check_in(session, general, zheng.id, now=general.starts_at, method="code", late=False)
+            await sign(session, general, zheng.id, now=general.starts_at, method="code", late=False)
             town = await by_path(session, TOWN)
             inside = await branch_overview(session, town, period="quarter", today=TODAY, settings=settings(),
                                            day=date(2026, 8, 1))
@@ -301,11 +300,11 @@ async def test_a_check_in_elsewhere_keeps_the_scopes_months_and_shows_where_it_b
                         updated_at=NOW)
         session.add(theme)
         await session.flush()
-        await record_check_in(session, theme, secretary.id, now=theme.starts_at, method="code", late=False)
+        await sign(session, theme, secretary.id, now=theme.starts_at, method="code", late=False)
     town_before = await render(sessions)
     county_before = await render(sessions, "示范县委")
     async with sessions() as session, session.begin():
-        await record_check_in(session, await session.get(Meeting, theme.id), namesake.id, now=theme.starts_at,
+        await sign(session, await session.get(Meeting, theme.id), namesake.id, now=theme.starts_at,
                               method="code", late=False)
     statements = []
 

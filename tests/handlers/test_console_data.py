@@ -84,6 +84,12 @@ async def person(session, name: str, path: str, role: Role = Role.MEMBER):
     return member
 
 
+async def sign(session, meeting: Meeting, member_id: int, *, now: datetime, method: str, late: bool) -> None:
+    """One more check-in on a meeting's sheet, as chat's 签到 leaves it (the console reads what it is given)."""
+    session.add(Attendance(meeting_id=meeting.id, member_id=member_id, checked_in_at=now, method=method, late=late))
+    await session.flush()
+
+
 async def meeting(session, path: str, kind: MeetingKind, starts_at: datetime, signed: list, *, group: str | None = None,
                   caller=None, method: CheckInMethod = CheckInMethod.CODE, status=MeetingStatus.SCHEDULED,
                   topic: str = "学习") -> Meeting:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from harness import DONGFENG, hongqi_branch
 from storage.models import Attendance, CheckInMethod, LeaveRequest, Meeting, MeetingPhoto
+from storage.transaction import MessageTransaction
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The village committee building, and a spot about 50 m away.
@@ -189,6 +190,34 @@ async def test_concurrent_check_ins_leave_one_row_each_and_no_error(service):
     texts = await asyncio.gather(*(service.say(openid, f"签到 {meeting.checkin_code}") for openid in others))
     assert all(text.startswith("签到成功") for text in texts), texts
     assert len(await attendance_rows(service, meeting.id)) == 5
+
+
+async def test_checking_in_by_code_tap_typed_word_or_scan_opens_no_orm_session(service, monkeypatch):
+    """A check-in is the message a whole county sends within minutes: its reads and its insert run on the message's
+    driver (storage.meetings), and the ORM session, which cost more than the statements, is never opened. What
+    each path writes is the same row the sheet reads."""
+    people = await hongqi_branch(service)
+    _, meeting = await call(service, people["李建国"])
+    opened: list[str] = []
+    session_of = MessageTransaction.session.fget
+    monkeypatch.setattr(MessageTransaction, "session",
+                        property(lambda transaction: opened.append("session") or session_of(transaction)))
+    at(service, 11, 25, 14, 40)
+    assert await service.say(people["王秀英"], f"签到 {meeting.checkin_code}") == \
+        "签到成功！支部党员大会“学习党的二十届四中全会精神”，签到时间 14:40。"
+    assert (await service.say(people["刘小梅"], "签到 000000")).startswith("签到码不对")
+    at(service, 11, 25, 15, 12)
+    assert (await service.emulator.click(people["刘小梅"], "CHECKIN")).reply.startswith("签到成功（迟到）")
+    assert (await service.say(people["陈志强"], "签到")).startswith("签到成功（迟到）")
+    assert (await service.emulator.scan(people["张卫东"], f"meeting:{meeting.id}")).reply.startswith("签到成功（迟到）")
+    assert await service.say(people["王秀英"], "签到") == "您已于 14:40 签到。"
+    at(service, 11, 25, 16, 30)
+    assert await service.say(people["王秀英"], f"签到 {meeting.checkin_code}") == "您已于 14:40 签到。"
+    assert opened == []
+    rows = await attendance_rows(service, meeting.id)
+    assert [(row.method, row.late, row.checked_in_at.astimezone(SHANGHAI).strftime("%H:%M"), row.proxy_by)
+            for row in rows] == [("code", False, "14:40", None), ("menu", True, "15:12", None),
+                                 ("menu", True, "15:12", None), ("qr", True, "15:12", None)]
 
 
 async def test_a_cancelled_meeting_refuses_check_in_and_attendees_are_told(service):

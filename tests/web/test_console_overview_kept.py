@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from storage.meetings import record_check_in
 from storage.models import Meeting, Member
 from test_console_auth import browsers as browsers_fixture
 from test_console_pages import cells, county_service, row_of, signed_in_browser
+from test_console_data import sign  # noqa: E402  (its folder is on the path once test_console_pages is imported)
 
 browsers = browsers_fixture  # the fixture, under the name the tests ask for
 Q3 = "/console/overview?period=quarter&day=2026-08-01"
@@ -29,7 +29,7 @@ async def test_a_check_in_after_a_page_shows_on_the_next(make_service, browsers)
         general = (await session.execute(select(Meeting).where(
             Meeting.org_id == ids["hongqi"], Meeting.kind == "支部党员大会", Meeting.status == "scheduled"))).scalar_one()
         secretary = (await session.execute(select(Member).where(Member.name == "李建国"))).scalar_one()
-        await record_check_in(session, general, secretary.id, now=general.starts_at, method="code", late=False)
+        await sign(session, general, secretary.id, now=general.starts_at, method="code", late=False)
     status, page, _ = await browser.get(Q3)
     assert status == 200 and cells(row_of(page, "红旗村党支部"))[0] == ["已开", "9月28日"]
     # 东风村's row, unchanged, reads as before.
