@@ -22,8 +22,10 @@ Kinds, each from members who have not sent it before (a check-in is real work on
   (one 主题党日 per branch, open for check-in);
 - the bare aiohttp handler of bench/webhook.py, as the baseline (only its HTTP work: the floor any server pays).
 
-    python bench/instructions.py [--messages 100] [--baseline REV | --baseline-dir DIR]
+    python bench/instructions.py [--messages 100] [--baseline REV | --baseline-dir DIR] [--database-url URL]
 
+--database-url: a PostgreSQL database instead of a fresh SQLite file, wiped first; only the server's instructions
+are counted, not PostgreSQL's.
 --baseline REV: the tree at that git revision (`git archive`) is measured too, in the same run, from the same
 virtual environment: the before of a change, with the ratio per kind. Needs valgrind (Debian package valgrind).
 """
@@ -201,10 +203,14 @@ def wait_for_content(server: Callgrind, log: Path) -> None:
         time.sleep(0.5)
 
 
-def measure(tree: Path, work: Path, count: int) -> Counted:
+def measure(tree: Path, work: Path, count: int, database_url: str | None) -> Counted:
     """The full server of tree: a city's database, the server under callgrind, each kind counted."""
     data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
-    url = f"sqlite+aiosqlite:///{data}/bench.db"
+    url = database_url or f"sqlite+aiosqlite:///{data}/bench.db"
+    if database_url:
+        from storage.db import reset_postgres_schema
+
+        asyncio.run(reset_postgres_schema(url))
     env = server_env(url, data, api_base=CLOSED_API, extra={
         "PYTHONPATH": str(tree), "ZHIBU_CACHE_DIR": str(work / f"cache-{tree.name}"),
         "ZHIBU_CONTENT_DIR": str(tree / "content"),
@@ -240,7 +246,7 @@ def measure_bare(work: Path, count: int) -> float:
         server.stop()
 
 
-def main(count: int, baseline: str | None, baseline_dir: Path | None) -> None:
+def main(count: int, baseline: str | None, baseline_dir: Path | None, database_url: str | None) -> None:
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed (Debian package valgrind)")
     with tempfile.TemporaryDirectory(prefix="zhibu-instructions-") as folder:
@@ -251,13 +257,13 @@ def main(count: int, baseline: str | None, baseline_dir: Path | None) -> None:
             trees.append((f"before ({baseline or baseline_dir.name})",
                           baseline_dir.resolve() if baseline_dir else baseline_tree(baseline, work)))
         trees.append(("this tree", ROOT))
-        results = [(name, measure(tree, work, count)) for name, tree in trees]
-    report(count, bare, results)
+        results = [(name, measure(tree, work, count, database_url)) for name, tree in trees]
+    report(count, bare, results, "PostgreSQL" if database_url else "SQLite")
 
 
-def report(count: int, bare: float, results: list[tuple[str, Counted]]) -> None:
-    print(f"\nInstructions per message (callgrind, one message at a time, {count} of each kind after "
-          f"{WARM_UP} to warm up; the server's idle work subtracted)\n")
+def report(count: int, bare: float, results: list[tuple[str, Counted]], engine: str) -> None:
+    print(f"\nInstructions per message on {engine} (callgrind, the server's process only; one message at a time, "
+          f"{count} of each kind after {WARM_UP} to warm up; the server's idle work subtracted)\n")
     names = [name for name, _ in results]
     header = f"| kind | {' | '.join(names)} |" + (" after / before |" if len(results) == 2 else "")
     print(header)
@@ -280,5 +286,7 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=100, help="messages of each kind counted")
     parser.add_argument("--baseline", help="a git revision to measure too (the before of a change)")
     parser.add_argument("--baseline-dir", type=Path, help="or a source tree to measure as the before")
+    parser.add_argument("--database-url", help="a PostgreSQL database to use instead of a fresh SQLite file "
+                                               "(wiped first; its server's own work is not counted)")
     options = parser.parse_args()
-    main(options.messages, options.baseline, options.baseline_dir)
+    main(options.messages, options.baseline, options.baseline_dir, options.database_url)
