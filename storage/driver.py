@@ -130,7 +130,7 @@ class Prepared:
 
 
 class Loaded:
-    """A model's table read on the driver: its columns to select, and each row as a detached object, as if a query
+    """A model's rows read on the driver (its table's columns, in order), each as a detached object, as if a query
     had loaded it and its session had closed — built the way the ORM builds what it loads, its attributes set as
     read and nothing marked changed. Handlers read such objects; one that should be written is given to the
     message's session (storage.transaction.MessageTransaction.join).
@@ -141,7 +141,6 @@ class Loaded:
 
     def __init__(self, model: type) -> None:
         table = model.__table__
-        self.columns = list(table.c)
         self._model = model
         self._keys = [column.key for column in table.c]
         self._key_at = [column.primary_key for column in table.c].index(True)
