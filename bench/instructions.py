@@ -22,7 +22,7 @@ Kinds, each from members who have not sent it before (a check-in is real work on
   (one 主题党日 per branch, open for check-in);
 - the bare aiohttp handler of bench/webhook.py, as the baseline (only its HTTP work: the floor any server pays).
 
-    python bench/instructions.py [--messages 100] [--baseline REV | --baseline-dir DIR] [--database-url URL]
+    python bench/instructions.py [--messages 100] [--baseline REV | --baseline-dir DIR] [--database-url URL] [--safe]
 
 --database-url: a PostgreSQL database instead of a fresh SQLite file, wiped first; only the server's instructions
 are counted, not PostgreSQL's.
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import re
 import shutil
 import subprocess
 import sys
@@ -118,8 +117,9 @@ def signed_request(emulator: Emulator, fields: dict, openid: str) -> tuple[str, 
     return f"/wechat?{urlencode(query)}", body.encode()
 
 
-def send_all(port: int, requests: list[tuple[str, bytes]]) -> list[str]:
-    """Each request in turn on one keep-alive connection, waiting for its reply; the replies' texts."""
+def send_all(port: int, requests: list[tuple[str, bytes]], emulator: Emulator) -> list[str]:
+    """Each request in turn on one keep-alive connection, waiting for its reply; the replies' texts, as the WeChat
+    app would show them (decrypted in safe mode)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     replies = []
     try:
@@ -129,8 +129,7 @@ def send_all(port: int, requests: list[tuple[str, bytes]]) -> list[str]:
             text = answer.read().decode("utf-8", "replace")
             if answer.status != 200:
                 raise RuntimeError(f"the server answered {answer.status}: {text[:200]}")
-            found = re.search(r"<Content><!\[CDATA\[(.*?)\]\]></Content>", text, re.S)
-            replies.append(found.group(1) if found else text)
+            replies.append(emulator.read_reply(answer.status, text) or text)
     finally:
         connection.close()
     return replies
@@ -139,13 +138,13 @@ def send_all(port: int, requests: list[tuple[str, bytes]]) -> list[str]:
 class Messages:
     """Requests of each kind, every check-in from a member who has not checked in yet."""
 
-    def __init__(self, city: dict, members: int) -> None:
+    def __init__(self, city: dict, members: int, safe: bool) -> None:
         self.city = city
         self.members = members
         self.next_member = 1
         self.next_msg_id = int(time.time()) * 1000
         self.emulator = Emulator(app_id=DemoDefaults.app_id, app_secret=DemoDefaults.app_secret,
-                                 token=DemoDefaults.token, aes_key="")
+                                 token=DemoDefaults.token, aes_key=DemoDefaults.aes_key if safe else "")
 
     def take(self, kind: str, count: int) -> list[tuple[str, bytes]]:
         requests = []
@@ -174,11 +173,11 @@ def count_kinds(server: Callgrind, port: int, messages: Messages, count: int, *,
     counted.idle_per_second = server.read() / QUIET_SECONDS
     for kind in (("bare",) if bare else KINDS):
         source = "我的" if bare else kind
-        send_all(port, messages.take(source, WARM_UP))
+        send_all(port, messages.take(source, WARM_UP), messages.emulator)
         requests = messages.take(source, count)
         server.start_counting()
         started = time.monotonic()
-        replies = send_all(port, requests)
+        replies = send_all(port, requests, messages.emulator)
         executed = server.read() - counted.idle_per_second * (time.monotonic() - started)
         counted.instructions[kind] = executed / count
         counted.replies[kind] = replies[-1]
@@ -203,7 +202,7 @@ def wait_for_content(server: Callgrind, log: Path) -> None:
         time.sleep(0.5)
 
 
-def measure(tree: Path, work: Path, count: int, database_url: str | None) -> Counted:
+def measure(tree: Path, work: Path, count: int, database_url: str | None, safe: bool) -> Counted:
     """The full server of tree: a city's database, the server under callgrind, each kind counted."""
     data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
     url = database_url or f"sqlite+aiosqlite:///{data}/bench.db"
@@ -211,7 +210,7 @@ def measure(tree: Path, work: Path, count: int, database_url: str | None) -> Cou
         from storage.db import reset_postgres_schema
 
         asyncio.run(reset_postgres_schema(url))
-    env = server_env(url, data, api_base=CLOSED_API, extra={
+    env = server_env(url, data, api_base=CLOSED_API, safe=safe, extra={
         "PYTHONPATH": str(tree), "ZHIBU_CACHE_DIR": str(work / f"cache-{tree.name}"),
         "ZHIBU_CONTENT_DIR": str(tree / "content"),
         "ZHIBU_QUIET_HOURS_START": "00:00", "ZHIBU_QUIET_HOURS_END": "00:00"})
@@ -227,38 +226,39 @@ def measure(tree: Path, work: Path, count: int, database_url: str | None) -> Cou
         print(f"  {tree.name}: starting under valgrind (minutes) …", file=sys.stderr, flush=True)
         asyncio.run(wait_healthy(port, server.process, seconds=START_TIMEOUT))
         wait_for_content(server, data / "server.log")
-        counted = count_kinds(server, port, Messages(city, members), count)
+        counted = count_kinds(server, port, Messages(city, members, safe), count)
     finally:
         server.stop()
     return counted
 
 
-def measure_bare(work: Path, count: int) -> float:
+def measure_bare(work: Path, count: int, safe: bool) -> float:
     data = Path(tempfile.mkdtemp(prefix="bare-", dir=work))
     port = free_port()
     server = Callgrind([sys.executable, str(ROOT / "bench" / "webhook.py"), "--serve-bare", "--port", str(port)],
                        {**server_env("sqlite://", data, api_base=CLOSED_API)}, data)
     try:
         asyncio.run(wait_healthy(port, server.process, seconds=START_TIMEOUT))
-        messages = Messages({"codes": [], "member_branch": []}, 2 * (WARM_UP + count))
+        messages = Messages({"codes": [], "member_branch": []}, 2 * (WARM_UP + count), safe)
         return count_kinds(server, port, messages, count, bare=True).instructions["bare"]
     finally:
         server.stop()
 
 
-def main(count: int, baseline: str | None, baseline_dir: Path | None, database_url: str | None) -> None:
+def main(count: int, baseline: str | None, baseline_dir: Path | None, database_url: str | None,
+         safe: bool) -> None:
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed (Debian package valgrind)")
     with tempfile.TemporaryDirectory(prefix="zhibu-instructions-") as folder:
         work = Path(folder)
-        bare = measure_bare(work, count)
+        bare = measure_bare(work, count, safe)
         trees = []
         if baseline or baseline_dir:
             trees.append((f"before ({baseline or baseline_dir.name})",
                           baseline_dir.resolve() if baseline_dir else baseline_tree(baseline, work)))
         trees.append(("this tree", ROOT))
-        results = [(name, measure(tree, work, count, database_url)) for name, tree in trees]
-    report(count, bare, results, "PostgreSQL" if database_url else "SQLite")
+        results = [(name, measure(tree, work, count, database_url, safe)) for name, tree in trees]
+    report(count, bare, results, ("PostgreSQL" if database_url else "SQLite") + (", safe mode" if safe else ""))
 
 
 def report(count: int, bare: float, results: list[tuple[str, Counted]], engine: str) -> None:
@@ -288,5 +288,6 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-dir", type=Path, help="or a source tree to measure as the before")
     parser.add_argument("--database-url", help="a PostgreSQL database to use instead of a fresh SQLite file "
                                                "(wiped first; its server's own work is not counted)")
+    parser.add_argument("--safe", action="store_true", help="safe mode: every request encrypted, every reply too")
     options = parser.parse_args()
-    main(options.messages, options.baseline, options.baseline_dir, options.database_url)
+    main(options.messages, options.baseline, options.baseline_dir, options.database_url, options.safe)
