@@ -192,10 +192,11 @@ def _unexpected(kind: str, reply: str) -> bool:
     return not (reply.startswith("签到成功") if kind.startswith("签到") else "姓名" in reply)
 
 
-def wait_for_content(server: Callgrind, log: Path) -> None:
+def wait_for_content(server: Callgrind) -> None:
     """Until the Q&A index is loaded: the server answers before it is (built in a child process, or read from the
     cache), and loading it would stall the messages being counted."""
     deadline = time.monotonic() + START_TIMEOUT
+    log = server.log_path
     while LOADED not in log.read_text(encoding="utf-8", errors="replace"):
         if server.process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the server did not load its content:\n" + log.read_text(errors="replace")[-2000:])
@@ -225,7 +226,7 @@ def measure(tree: Path, work: Path, count: int, database_url: str | None, safe: 
     try:
         print(f"  {tree.name}: starting under valgrind (minutes) …", file=sys.stderr, flush=True)
         asyncio.run(wait_healthy(port, server.process, seconds=START_TIMEOUT))
-        wait_for_content(server, data / "server.log")
+        wait_for_content(server)
         counted = count_kinds(server, port, Messages(city, members, safe), count)
     finally:
         server.stop()
@@ -236,10 +237,10 @@ def measure_bare(work: Path, count: int, safe: bool) -> float:
     data = Path(tempfile.mkdtemp(prefix="bare-", dir=work))
     port = free_port()
     server = Callgrind([sys.executable, str(ROOT / "bench" / "webhook.py"), "--serve-bare", "--port", str(port)],
-                       {**server_env("sqlite://", data, api_base=CLOSED_API)}, data)
+                       server_env("sqlite://", data, api_base=CLOSED_API), data)
     try:
         asyncio.run(wait_healthy(port, server.process, seconds=START_TIMEOUT))
-        messages = Messages({"codes": [], "member_branch": []}, 2 * (WARM_UP + count), safe)
+        messages = Messages({"codes": [], "member_branch": []}, WARM_UP + count, safe)
         return count_kinds(server, port, messages, count, bare=True).instructions["bare"]
     finally:
         server.stop()
