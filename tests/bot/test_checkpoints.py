@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 from sqlalchemy import text
 
@@ -74,13 +75,43 @@ def test_a_long_log_is_started_again_once_no_reader_holds_it(tmp_path, monkeypat
     writer.execute(BIG_WRITE.replace("2000", "300"))
     try:
         # The reader needs pages the checkpoint would overwrite: the round waits its 0.1 s and reports the log.
-        assert storage.db._checkpoint(path) > 2_000
-        assert storage.db._checkpoint(path) > 2_000  # and again, while the reader stays
+        assert storage.db._checkpoint(path).pages > 2_000
+        assert storage.db._checkpoint(path).pages > 2_000  # and again, while the reader stays
         reader.execute("COMMIT")
-        assert storage.db._checkpoint(path) == 0  # copied and restarted
+        assert storage.db._checkpoint(path) == (0, True)  # copied and restarted
         writer.execute("INSERT INTO scratch VALUES (x'00')")
         assert pages_in_log(f"sqlite:///{path}") < 10  # the log began again from its first page
         assert writer.execute("SELECT count(*) FROM scratch").fetchone() == (2301,)
     finally:
         reader.close()
+        writer.close()
+
+
+def test_a_round_with_nothing_written_since_is_skipped(tmp_path):
+    """An idle server's rounds open no connection (storage.db.CheckpointRounds): once a round has found the log all
+    copied back, the next ones see its file unchanged and do nothing, and the first write makes them work again."""
+    path = tmp_path / "idle.db"
+    writer = sqlite3.connect(str(path), isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE scratch (x BLOB)")
+    writer.execute(BIG_WRITE.replace("2000", "50"))
+    rounds = storage.db.CheckpointRounds(path)
+    try:
+        assert rounds.run() > 50 and rounds.skipped == 0  # written just now: copied, but not taken as quiet yet
+        time.sleep(storage.db.QUIET_NS / 1e9 + 0.05)
+        assert rounds.run() > 50 and rounds.skipped == 0  # quiet now, and all copied: remembered
+        assert rounds.run() == 0 and rounds.skipped == 1
+        assert rounds.run() == 0 and rounds.skipped == 2
+        writer.execute("INSERT INTO scratch VALUES (x'00')")  # starts the log again from its beginning
+        assert rounds.run() >= 1 and rounds.skipped == 2
+        time.sleep(storage.db.QUIET_NS / 1e9 + 0.05)
+        rounds.run()
+        assert rounds.run() == 0 and rounds.skipped == 3
+        # Pages it did not skip are all in the database file: read without the log, they are there.
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())
+        with sqlite3.connect(str(copy)) as alone:
+            assert alone.execute("SELECT count(*) FROM scratch").fetchone() == (51,)
+    finally:
         writer.close()
