@@ -185,3 +185,58 @@ def supports_workers() -> bool:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     help_text = subprocess.run([ZHIBU, "serve", "--help"], capture_output=True, text=True, env=env).stdout
     return "--workers" in help_text
+
+
+# ---------------------------------------------------------------- cores of a given speed (cgroups)
+
+
+class CpuCaps:
+    """Processes each put in a control group of their own that may use at most `share` of one core (a CFS quota
+    per period): so many small cores, simulated. On a machine with few cores the workers, the database and the
+    load client take turns on the same ones, and whether throughput grows with the workers cannot be seen; capped,
+    N workers need N × share, and the rest is left for the others (bench/scaling.py). Needs root and the cpu
+    controller (cgroup v1's cpu hierarchy or v2's cpu.max)."""
+
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, share: float, *, period_us: int = 20_000, prefix: str = "zhibu-bench") -> None:
+        # A short period: a capped process waits at most period × (1 - share) once its quota is spent.
+        self.share, self.period_us, self.prefix = share, period_us, f"{prefix}-{os.getpid()}"
+        controllers = self.V2 / "cgroup.controllers"  # cgroup v2 only
+        if (self.V1 / "cpu.cfs_quota_us").exists():
+            self._version = 1
+        elif controllers.exists() and "cpu" in controllers.read_text().split():
+            self._version = 2
+        else:
+            raise RuntimeError("no cgroup cpu controller here (neither /sys/fs/cgroup/cpu nor cgroup v2's cpu)")
+        self._groups: list[Path] = []
+
+    def cap(self, pid: int) -> None:
+        """pid (all its threads) limited to share of a core from now on."""
+        quota = max(1_000, int(self.share * self.period_us))
+        root = self.V1 if self._version == 1 else self.V2
+        group = root / f"{self.prefix}-{len(self._groups)}"
+        try:
+            group.mkdir()
+            if self._version == 1:
+                (group / "cpu.cfs_period_us").write_text(str(self.period_us))
+                (group / "cpu.cfs_quota_us").write_text(str(quota))
+            else:
+                (group / "cpu.max").write_text(f"{quota} {self.period_us}")
+            (group / "cgroup.procs").write_text(str(pid))
+        except PermissionError as error:
+            raise RuntimeError(f"cannot make a cgroup at {group} (run as root): {error}") from error
+        self._groups.append(group)
+
+    def release(self) -> None:
+        """Remove the groups (their processes must have ended; a live one is moved back to the root first)."""
+        root = self.V1 if self._version == 1 else self.V2
+        for group in self._groups:
+            try:
+                for pid in (group / "cgroup.procs").read_text().split():
+                    (root / "cgroup.procs").write_text(pid)
+                group.rmdir()
+            except OSError:
+                pass
+        self._groups.clear()

@@ -231,6 +231,36 @@ def reload_on_signal(settings: Settings, *, write_pid_file: bool = True):
     return signal_context
 
 
+def stop_on_signals(*signums: int):
+    """For `zhibu serve`: the first of signums starts an orderly stop (aiohttp's GracefulExit: no new requests,
+    those in hand answered, messages being handled finished, then the cleanup); any that come after it are noted
+    and ignored. aiohttp's own handlers would raise GracefulExit again on a second signal, in the middle of that
+    cleanup, and its run_app then cancels every task left: messages half-handled, their transactions cut off. A
+    second SIGTERM is what every worker of `--workers N` gets when the service is stopped as systemd stops one
+    (a signal to each of its processes) and the supervisor passes its own on. Registered first, so that it is
+    cleaned up last: the handlers stay until everything else has stopped."""
+    async def signal_context(app: web.Application):
+        loop = asyncio.get_running_loop()
+        stopping: list[int] = []
+
+        def stop(signum: int) -> None:
+            name = signal.Signals(signum).name
+            if stopping:
+                log.info("%s while already stopping: finishing what is in hand first", name)
+                return
+            stopping.append(signum)
+            log.info("%s: stopping (finishing what is in hand first)", name)
+            raise web.GracefulExit()
+
+        for signum in signums:
+            loop.add_signal_handler(signum, stop, signum)
+        yield
+        for signum in signums:
+            loop.remove_signal_handler(signum)
+
+    return signal_context
+
+
 async def _recover_orphans_forever(dispatcher: Dispatcher, interval: float) -> None:
     """Look for messages a dead process left half-handled every interval. A round that fails (the database
     locked by an import, say) is logged in one line and tried again after a short pause, never longer than

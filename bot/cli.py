@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,9 +111,13 @@ def serve(context: click.Context, host: str | None, port: int | None, workers: i
     if missing:
         raise click.ClickException("缺少配置：" + "、".join(missing) + "（见 README 的“接入公众号”）")
     _require_database(settings)
+    from storage.db import is_sqlite
+
+    if not is_sqlite(settings.effective_database_url):
+        _fit_connection_pool(settings, workers)
     host, port = host or settings.host, port or settings.port
     if workers == 1:
-        _serve(host, port, reuse_port=False, own_pid_file=True)
+        _serve(host, port, reuse_port=False, own_pid_file=True, stop_signals=(signal.SIGINT, signal.SIGTERM))
         return
     from bot.app import pid_file
     from bot.workers import Supervisor
@@ -121,15 +127,44 @@ def serve(context: click.Context, host: str | None, port: int | None, workers: i
     sys.exit(supervisor.run())
 
 
+# Connections a server process holds besides its pool: the intake's (bot.app.INTAKE_POOL_SIZE), and at times the
+# scheduler leader's lock and the job store's.
+CONNECTIONS_BESIDE_POOL = 5
+# Left for the `zhibu` commands run beside the server (an import, a content check) and for psql.
+CONNECTIONS_FOR_COMMANDS = 5
+
+
+def _fit_connection_pool(settings: Settings, workers: int) -> None:
+    """On PostgreSQL: every process holds its pool open, and once the server refuses a connection, messages fail
+    (at the busiest moment, when the pools fill). The pool is made to fit: when workers × (pool + the rest) is
+    more than the server allows, each process's pool is made smaller, and said so; when not even a pool of 2
+    fits, the server is not started."""
+    from storage.db import postgres_connections_allowed
+
+    allowed = asyncio.run(postgres_connections_allowed(settings.effective_database_url))
+    fits = (allowed - CONNECTIONS_FOR_COMMANDS) // workers - CONNECTIONS_BESIDE_POOL
+    if fits >= settings.database_pool_size:
+        return
+    if fits < 2:
+        raise click.ClickException(
+            f"PostgreSQL 只允许 {allowed} 个连接，不够 {workers} 个服务进程用（每个进程至少要 "
+            f"{2 + CONNECTIONS_BESIDE_POOL} 个，另留 {CONNECTIONS_FOR_COMMANDS} 个给命令行）：少开几个进程，或调大 "
+            "PostgreSQL 的 max_connections")
+    log.warning("PostgreSQL allows %d connections: the pool of each of %d process(es) is %d, not %d "
+                "(ZHIBU_DATABASE_POOL_SIZE)", allowed, workers, fits, settings.database_pool_size)
+    click.echo(f"PostgreSQL 只允许 {allowed} 个连接：{workers} 个服务进程每个的连接池用 {fits} 个"
+               f"（ZHIBU_DATABASE_POOL_SIZE 是 {settings.database_pool_size}）", err=True)
+    # Read by _settings() in this process and in every worker it spawns.
+    os.environ["ZHIBU_DATABASE_POOL_SIZE"] = str(fits)
+
+
 def _serve_worker(host: str, port: int, verbose: bool, slot: int) -> None:
     """One of `serve --workers N`'s processes (started by bot.workers.Supervisor)."""
-    import signal
-
     # The supervisor stops its workers with SIGTERM; Ctrl+C in the terminal reaches it and them alike,
     # and one orderly stop is enough.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _logging(verbose)
-    _serve(host, port, reuse_port=True, own_pid_file=False)
+    _serve(host, port, reuse_port=True, own_pid_file=False, stop_signals=(signal.SIGTERM,))
 
 
 # The collector's youngest generation is examined after this many new objects (Python's default is 700). Under
@@ -139,10 +174,10 @@ def _serve_worker(host: str, port: int, verbose: bool, slot: int) -> None:
 SERVER_GC_THRESHOLD = 3_000
 
 
-def _serve(host: str, port: int, *, reuse_port: bool, own_pid_file: bool) -> None:
+def _serve(host: str, port: int, *, reuse_port: bool, own_pid_file: bool, stop_signals: tuple[int, ...]) -> None:
     import gc
 
-    from bot.app import ENGINE, build_app, reload_on_signal
+    from bot.app import ENGINE, build_app, reload_on_signal, stop_on_signals
     from storage.db import schema_is_current
 
     _, older, oldest = gc.get_threshold()
@@ -158,10 +193,12 @@ def _serve(host: str, port: int, *, reuse_port: bool, own_pid_file: bool) -> Non
     # `zhibu content reload` finds the server through the pid file and sends SIGHUP (to the supervisor,
     # which passes it on, when there are several workers).
     app.cleanup_ctx.append(reload_on_signal(settings, write_pid_file=own_pid_file))
+    # A stop signal stops the server once, however often it comes (instead of aiohttp's handle_signals).
+    app.cleanup_ctx.insert(0, stop_on_signals(*stop_signals))
     # handler_cancellation: a request WeChat hung up on stops there (a message not yet claimed comes again with
     # WeChat's retry; one being handled is finished and its reply pushed), instead of piling up under load.
     web.run_app(app, host=host, port=port, access_log=None, reuse_port=reuse_port or None, handler_cancellation=True,
-                print=(lambda text: click.echo(text)) if own_pid_file else None)
+                handle_signals=False, print=(lambda text: click.echo(text)) if own_pid_file else None)
 
 
 @main.command()

@@ -16,6 +16,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from storage.sqlite_driver import LoopConnection
 
@@ -354,6 +355,21 @@ async def schema_is_current(engine: AsyncEngine) -> bool:
             return False
         versions = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
     return versions == [SCHEMA_HEAD]
+
+
+async def postgres_connections_allowed(url: str) -> int:
+    """How many connections the PostgreSQL server at url lets ordinary clients open: max_connections less the
+    slots it keeps for superusers (and, from PostgreSQL 16, for roles granted pg_use_reserved_connections)."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            settings = dict((await connection.exec_driver_sql(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('max_connections', 'superuser_reserved_connections', 'reserved_connections')")).all())
+    finally:
+        await engine.dispose()
+    return int(settings["max_connections"]) - sum(int(settings.get(name, 0)) for name in
+                                                  ("superuser_reserved_connections", "reserved_connections"))
 
 
 async def reset_postgres_schema(url: str) -> None:

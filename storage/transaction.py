@@ -98,8 +98,9 @@ class MessageTransaction:
         if self._session is None:
             await self._begun.give_back()
             return
-        if self._postgres:
-            self._begun.pooled.dbapi_connection.autocommit = False
+        pooled = self._begun.pooled
+        if self._postgres and pooled.dbapi_connection is not None:  # None: invalidated (closed under us)
+            pooled.dbapi_connection.autocommit = False
         session, connection = self._session, self._session.bind
         await session.close()
         await connection.close()

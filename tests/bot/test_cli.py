@@ -20,6 +20,7 @@ from bot.cli import main
 from bot.clock import Clock
 from bot.config import DemoDefaults
 from bot.wechat.emulator import Emulator
+from conftest import POSTGRES_URL
 
 ROSTER = """姓名,手机号,所属组织,职务,出生日期,入党日期,党员类别,困难党员,流动党员
 李建国,13800000001,示范县委/城关镇党委/红旗村党支部,书记,1968-05-12,1995-07-01,正式党员,否,否
@@ -236,3 +237,34 @@ def test_the_terminal_chat_explains_scan_and_click_without_their_argument():
     assert "/扫码 meeting:1" in parse_command("/扫码")
     assert "/点击 HELP" in parse_command("/点击")
     assert parse_command("/扫码 meeting:3")["EventKey"] == "meeting:3"
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs PostgreSQL (ZHIBU_TEST_POSTGRES_URL; CI sets it)")
+def test_serve_fits_every_workers_pool_into_what_postgresql_allows(monkeypatch, capsys):
+    """`zhibu serve --workers N` on PostgreSQL: N processes each holding a pool of ZHIBU_DATABASE_POOL_SIZE must not
+    ask for more connections than the server allows, or messages fail at the busiest moment. The pool is made
+    smaller, and the operator told; when not even the smallest fits, the server refuses to start."""
+    import click
+
+    from bot.cli import CONNECTIONS_BESIDE_POOL, CONNECTIONS_FOR_COMMANDS, _fit_connection_pool
+    from bot.config import Settings
+    from storage.db import postgres_connections_allowed
+
+    monkeypatch.setenv("ZHIBU_DATABASE_POOL_SIZE", "30")  # put back after the test
+    allowed = asyncio.run(postgres_connections_allowed(POSTGRES_URL))
+    settings = Settings(database_url=POSTGRES_URL, database_pool_size=30)
+    one_process = 30 + CONNECTIONS_BESIDE_POOL + CONNECTIONS_FOR_COMMANDS
+    assert allowed >= one_process  # a stock server (max_connections 100) takes one process as configured
+    _fit_connection_pool(settings, 1)
+    assert os.environ["ZHIBU_DATABASE_POOL_SIZE"] == "30" and capsys.readouterr().err == ""
+
+    workers = allowed // (30 + CONNECTIONS_BESIDE_POOL) + 1  # more than fit with pools of 30
+    _fit_connection_pool(settings, workers)
+    fitted = int(os.environ["ZHIBU_DATABASE_POOL_SIZE"])
+    assert 2 <= fitted < 30
+    assert workers * (fitted + CONNECTIONS_BESIDE_POOL) + CONNECTIONS_FOR_COMMANDS <= allowed
+    assert f"每个的连接池用 {fitted} 个" in capsys.readouterr().err
+
+    with pytest.raises(click.ClickException) as refused:
+        _fit_connection_pool(settings, allowed)
+    assert "max_connections" in refused.value.message

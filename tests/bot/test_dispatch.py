@@ -989,3 +989,21 @@ async def test_messages_that_need_no_session_are_handled_without_one(service, mo
     async with service.sessions() as session:
         identity = await session.get(WeChatIdentity, "w1")
         assert identity.subscribed is False and identity.member_id == member_id
+
+
+async def test_a_handling_whose_connection_was_closed_under_it_fails_with_that_and_the_next_one_connects(make_service):
+    """A connection closed in the middle of a handling (the database restarted, or the process stopping) ends its
+    transaction with the database's error, not one of the handing back (storage.transaction.MessageTransaction); the
+    pool drops it and the next message is answered on a new one."""
+    from sqlalchemy import text
+    from sqlalchemy.util import greenlet_spawn
+
+    service = await make_service()
+    before = await service.say("u1", "帮助")
+    with pytest.raises(Exception) as raised:
+        async with MessageTransaction(service.sessions) as transaction:
+            await transaction.session.execute(text("SELECT 1"))
+            await greenlet_spawn(transaction._begun.pooled.invalidate)
+            await transaction.session.execute(text("SELECT 1"))
+    assert not isinstance(raised.value, AttributeError), raised.value
+    assert before and await service.say("u1", "帮助") == before

@@ -96,19 +96,22 @@ def zhibu(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 class Server:
     """`zhibu serve` in a child process; its log goes to a file so a full pipe can never block it."""
 
-    def __init__(self, env: dict, cwd: Path, *options: str) -> None:
+    def __init__(self, env: dict, cwd: Path, *options: str, own_group: bool = False) -> None:
+        """own_group: the server and its workers in a process group of their own, which can be signalled whole
+        (os.killpg), as systemd signals every process of a service."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / "serve.log"
         with self.log_path.open("w", encoding="utf-8") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port), *options],
-                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    async def wait_until_healthy(self, seconds: float = 20) -> None:
+    async def wait_until_healthy(self, seconds: float = 90) -> None:
+        # A first start builds the Q&A index (about 10 s on a calm machine, several times that on a busy one).
         deadline = time.monotonic() + seconds
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:

@@ -105,3 +105,41 @@ async def test_two_workers_share_the_port_the_database_and_one_scheduler(env, tm
     assert server.process.returncode == 0, log
     assert "lost the scheduler lock" not in log and "Traceback" not in log
     assert not (tmp_path / "data" / "zhibu.pid").exists()
+
+
+async def test_a_stop_signalled_to_every_process_lets_the_message_in_hand_finish(env, tmp_path):
+    """systemd stops a service by signalling each of its processes (KillMode=control-group), and the supervisor
+    passes its own SIGTERM on: every worker gets two. The second must not cut short the orderly stop the first
+    began: a message that was waiting for the database when the stop came is handled, answered and recorded, and
+    nothing is logged as failed (before, the second signal made aiohttp cancel every task mid-transaction)."""
+    assert zhibu(env, tmp_path, "init").returncode == 0
+    server = Server(env, tmp_path, "--workers", "2", own_group=True)
+    try:
+        await server.wait_until_healthy(seconds=60)
+        await _wait(lambda: server.log().count("content loaded from") == 2, "both workers loading", server)
+        # Something else holds the database's write lock (an import, say): the message waits for it.
+        holder = sqlite3.connect(tmp_path / "data" / "zhibu.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            asking = asyncio.create_task(ask(server, "你好", openid="stop-test", msg_id=9090))
+            await asyncio.sleep(1.0)
+            assert not asking.done()
+            os.killpg(server.process.pid, signal.SIGTERM)
+            await server.wait_for_log("stopping 2 worker(s)")  # and the supervisor sends its own SIGTERM to each
+            await asyncio.sleep(1.0)
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        reply = await asyncio.wait_for(asking, 30)
+        assert "您好！您现在可以" in reply
+        server.process.wait(timeout=40)
+    finally:
+        server.stop()
+    log = server.log()
+    assert server.process.returncode == 0, log
+    assert "Traceback" not in log and "handler failed" not in log, log
+    assert log.count("SIGTERM while already stopping") == 2
+    with sqlite3.connect(tmp_path / "data" / "zhibu.db") as database:
+        status, reply = database.execute(
+            "SELECT status, reply FROM inbound_message WHERE dedup_key LIKE '%9090%'").fetchone()
+    assert status == "done" and "您好！您现在可以" in reply
