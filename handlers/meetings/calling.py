@@ -246,7 +246,7 @@ async def _pick_upcoming(ctx: Context, dialog: Dialog, member: Member, name: str
     """Start the dialog on the branch's one upcoming meeting, or ask which (a Refusal). kept is what 取消
     typed in the dialog answers: the meeting stays as it was, and "已取消。" would read as if it had been
     cancelled."""
-    upcoming = await store.upcoming_meetings(ctx.session, member.org_id, ctx.now)
+    upcoming = await store.upcoming_meetings(ctx.driver, member.org_id, ctx.now)
     if not upcoming:
         raise Refusal(NO_UPCOMING_BRANCH)
     if len(upcoming) == 1:
@@ -406,7 +406,7 @@ NO_MEETING_FOR_QR = "本支部近期没有会议。先发 开会 召集会议。
 async def meeting_qr_code(ctx: Context, member: Member) -> str:
     before, after = _window(ctx.settings)
     # The meeting open now, else the next one: a code printed ahead of time is the common case.
-    meetings = await store.upcoming_meetings(ctx.session, member.org_id, ctx.now - after)
+    meetings = await store.upcoming_meetings(ctx.driver, member.org_id, ctx.now - after)
     if not meetings:
         return NO_MEETING_FOR_QR
     meeting = meetings[0]

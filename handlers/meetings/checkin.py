@@ -101,7 +101,7 @@ async def _open_for(ctx: Context, member: Member) -> list[Meeting]:
 
 
 async def _none_open(ctx: Context, member: Member) -> str:
-    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.sent_at)
+    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.driver, member.org_id, ctx.sent_at)
                 if store.expects(meeting, member)]
     if not upcoming:
         return NONE_OPEN

@@ -64,7 +64,7 @@ async def _leave_for(ctx: Context, dialog: Dialog, member: Member, reason: str) 
     if len(reason) > MAX_REASON:
         return TOO_LONG.format(limit=MAX_REASON)
     # Asked before the meeting began is in time, however late the server got to the message.
-    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.sent_at)
+    upcoming = [meeting for meeting in await store.upcoming_meetings(ctx.driver, member.org_id, ctx.sent_at)
                 if store.expects(meeting, member)]
     if not upcoming:
         return NO_UPCOMING

@@ -81,7 +81,7 @@ async def next_meetings(ctx: Context, member: Member) -> str:
     whose check-in is open still counts: someone asking at 15:05 needs to hear it is on now."""
     leader = Role(member.role) in BRANCH_LEADERS
     _, after = _window(ctx.settings)
-    ahead = [meeting for meeting in await store.upcoming_meetings(ctx.session, member.org_id, ctx.now - after)
+    ahead = [meeting for meeting in await store.upcoming_meetings(ctx.driver, member.org_id, ctx.now - after)
              if leader or store.expects(meeting, member)]
     if not ahead:
         return UPCOMING_NONE

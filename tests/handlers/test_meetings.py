@@ -194,14 +194,20 @@ async def test_concurrent_check_ins_leave_one_row_each_and_no_error(service):
 
 async def test_checking_in_by_code_tap_typed_word_or_scan_opens_no_orm_session(service, monkeypatch):
     """A check-in is the message a whole county sends within minutes: its reads and its insert run on the message's
-    driver (storage.meetings), and the ORM session, which cost more than the statements, is never opened. What
-    each path writes is the same row the sheet reads."""
+    driver (storage.meetings), and the ORM session, which cost more than the statements, is never opened — nor for
+    the early 签到 and the 近期会议 tap of the same morning. What each path writes is the same row the sheet reads."""
     people = await hongqi_branch(service)
     _, meeting = await call(service, people["李建国"])
     opened: list[str] = []
     session_of = MessageTransaction.session.fget
     monkeypatch.setattr(MessageTransaction, "session",
                         property(lambda transaction: opened.append("session") or session_of(transaction)))
+    # Too early: 签到 and the 近期会议 tap say when the meeting is and when its check-in opens.
+    at(service, 11, 25, 12, 0)
+    assert await service.say(people["刘小梅"], "签到") == \
+        "现在没有可以签到的会议。\n下一次会议：11月25日（周三）15:00，支部党员大会。开会前 30 分钟起可以签到。"
+    listed = (await service.emulator.click(people["刘小梅"], "MEETINGS")).reply
+    assert listed.startswith("下次会议：支部党员大会") and "议题：学习党的二十届四中全会精神" in listed
     at(service, 11, 25, 14, 40)
     assert await service.say(people["王秀英"], f"签到 {meeting.checkin_code}") == \
         "签到成功！支部党员大会“学习党的二十届四中全会精神”，签到时间 14:40。"
