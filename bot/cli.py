@@ -139,9 +139,13 @@ def _fit_connection_pool(settings: Settings, workers: int) -> None:
     (at the busiest moment, when the pools fill). The pool is made to fit: when workers × (pool + the rest) is
     more than the server allows, each process's pool is made smaller, and said so; when not even a pool of 2
     fits, the server is not started."""
-    from storage.db import postgres_connections_allowed
+    from storage.db import postgres_connections_allowed, short_error
 
-    allowed = asyncio.run(postgres_connections_allowed(settings.effective_database_url))
+    try:
+        allowed = asyncio.run(postgres_connections_allowed(settings.effective_database_url))
+    except Exception as error:  # the server would fail its first statement the same way: say it plainly now
+        raise click.ClickException(f"连不上 PostgreSQL（{short_error(error)}）：检查 ZHIBU_DATABASE_URL，"
+                                   "以及数据库是否在运行") from error
     fits = (allowed - CONNECTIONS_FOR_COMMANDS) // workers - CONNECTIONS_BESIDE_POOL
     if fits >= settings.database_pool_size:
         return

@@ -268,3 +268,12 @@ def test_serve_fits_every_workers_pool_into_what_postgresql_allows(monkeypatch, 
     with pytest.raises(click.ClickException) as refused:
         _fit_connection_pool(settings, allowed)
     assert "max_connections" in refused.value.message
+
+
+def test_serve_says_plainly_when_postgresql_cannot_be_reached(env):
+    """The first thing `zhibu serve` asks PostgreSQL is how many connections it allows: a server that is down or a
+    wrong address is a one-line refusal naming the setting, not a traceback."""
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
+    result = CliRunner().invoke(main, ["serve"], env={**env, "ZHIBU_DATABASE_URL": url})
+    assert result.exit_code == 1 and "连不上 PostgreSQL" in result.output and "ZHIBU_DATABASE_URL" in result.output
+    assert "Traceback" not in result.output
