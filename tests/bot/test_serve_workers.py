@@ -116,7 +116,9 @@ async def test_a_stop_signalled_to_every_process_lets_the_message_in_hand_finish
     server = Server(env, tmp_path, "--workers", "2", own_group=True)
     try:
         await server.wait_until_healthy(seconds=60)
-        await _wait(lambda: server.log().count("content loaded from") == 2, "both workers loading", server)
+        # Both workers all the way up (the scheduler's turn comes last in a start), so that the stop finds them serving.
+        await server.wait_for_log("this process runs the scheduler", seconds=60)
+        await server.wait_for_log("another process runs the scheduler", seconds=60)
         # Something else holds the database's write lock (an import, say): the message waits for it.
         holder = sqlite3.connect(tmp_path / "data" / "zhibu.db", isolation_level=None)
         try:
