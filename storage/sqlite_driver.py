@@ -18,6 +18,7 @@ end_on_loop): nothing in them can wait, so they are plain calls, not coroutines.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sqlite3
 import time
 from collections.abc import Callable
@@ -56,6 +57,10 @@ class LoopConnection:
         self._lock_wait = lock_wait
         self.on_loop = False
         self._timeout_ms = busy_round_ms  # the busy timeout set on the connection now
+        # The call last sent to the thread. A caller cancelled while it ran (a browser hanging up on a console page,
+        # a stop during start-up) no longer waits for it, but the thread still runs it: whatever uses the connection
+        # next waits for it to end first (thread_idle), or sqlite3 refuses ("Recursive use of cursors").
+        self._in_thread_now: concurrent.futures.Future | None = None
 
     # -- the switch
 
@@ -70,9 +75,22 @@ class LoopConnection:
 
     async def run(self, function: Callable[[], T]) -> T:
         if self.on_loop:
+            if self.thread_busy:
+                await self.thread_idle()
             self._set_timeout(0)
             return function()
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_thread, function)
+        self._in_thread_now = self._thread.submit(self._in_thread, function)
+        return await asyncio.wrap_future(self._in_thread_now)
+
+    @property
+    def thread_busy(self) -> bool:
+        return self._in_thread_now is not None and not self._in_thread_now.done()
+
+    async def thread_idle(self) -> None:
+        """Wait until the thread has finished what it was last given (its outcome is its caller's)."""
+        running = self._in_thread_now
+        if running is not None and not running.done():
+            await asyncio.wait([asyncio.wrap_future(running)])
 
     def _in_thread(self, function: Callable[[], T]) -> T:
         self._set_timeout(self._busy_round_ms)
@@ -95,6 +113,8 @@ class LoopConnection:
     async def begin_immediate(self, cursor: sqlite3.Cursor | None = None) -> None:
         """BEGIN IMMEDIATE on the loop: sleep on the loop while another connection holds the write lock."""
         deadline = None
+        if self.thread_busy:
+            await self.thread_idle()
         self._set_timeout(0)
         while True:
             try:
@@ -210,6 +230,8 @@ class LoopCursor:
         return await self._owner.run(self._cursor.fetchall)
 
     async def close(self) -> None:
+        if self._owner.thread_busy:  # perhaps still running this cursor's statement for a cancelled caller
+            await self._owner.thread_idle()
         self._cursor.close()
 
 
