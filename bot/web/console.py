@@ -247,11 +247,17 @@ def may_use_console(member: Member | None) -> bool:
 
 async def begin_login(session: AsyncSession, cookie: Session, member: Member, *, method: str, client: str,
                       now: datetime) -> ConsoleLogin:
-    """Sign this browser in as member: a new login row, and a cookie that holds only its token (whatever the
-    browser held before, the scan request and the form token included, is dropped)."""
+    """Sign this browser in as member: a new login row, and a cookie that holds only its token and the page it
+    asked for (whatever else the browser held before, the scan request and the form token included, is dropped).
+    The page stays because the sign-in page refreshes itself: when its own refresh and another one (a tap, the
+    browser's) cross, the one that signs in may be abandoned by the browser after its cookie was kept, and the
+    other, already signed in, must still send the browser where it wanted to go, not to the console's home."""
     login, token = await store.start_login(session, member_id=member.id, method=method, client=client, now=now)
+    asked_for = next_page(cookie)
     cookie.invalidate()
     cookie[_LOGIN] = token
+    if asked_for != HOME_PAGE:
+        cookie[_NEXT] = asked_for
     return login
 
 

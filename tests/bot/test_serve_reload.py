@@ -177,8 +177,9 @@ async def ask(server: Server, text: str, openid: str = "follower-1", msg_id: int
     return xmltodict.parse(reply)["xml"]["Content"]
 
 
-async def ask_until(server: Server, text: str, expected: str, seconds: float = 15) -> str:
-    """Ask again until the reply contains expected: a SIGHUP reload finishes a moment after the signal."""
+async def ask_until(server: Server, text: str, expected: str, seconds: float = 90) -> str:
+    """Ask again until the reply contains expected: a SIGHUP reload finishes a moment after the signal (it builds the
+    new index in a child process: about 10 s on a calm machine, twice that on a busy one)."""
     deadline = time.monotonic() + seconds
     while True:
         reply = await ask(server, text)

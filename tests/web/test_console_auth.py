@@ -179,6 +179,24 @@ async def test_a_secretary_scans_the_code_and_that_browser_is_signed_in_once(mak
     assert actions == [("李建国", "sign_in_scan")]
 
 
+async def test_two_refreshes_crossing_as_the_scan_signs_in_still_reach_the_page_asked_for(make_service, browsers):
+    """The sign-in page refreshes itself every 3 s; a tap can refresh it at the same moment. The refresh that signs
+    in may be the one the browser abandons, after keeping its cookie; the other one, signed in by then, still sends
+    the browser to the page it first asked for (before, to the console's home)."""
+    service, people = await console_service(make_service)
+    browser = browsers(service)
+    status, _, response = await browser.get("/console/overview")
+    assert status == 303 and location(response) == "/console/login"
+    status, page, _ = await browser.get("/console/login")
+    assert (await service.emulator.scan(people["李建国"], scene_of(page))).reply == SCAN_CONFIRMED
+    status, _, response = await browser.get("/console/login?wait=1")  # signs in (the answer the browser drops)
+    assert status == 303 and location(response) == "/console/overview"
+    status, _, response = await browser.get("/console/login?wait=1")  # the crossing refresh, signed in already
+    assert status == 303 and location(response) == "/console/overview"
+    status, page, _ = await browser.get("/console/overview")
+    assert status == 200 and "李建国" in page
+
+
 async def test_an_expired_code_is_refused_in_chat_and_the_page_offers_a_new_one(make_service, browsers):
     service, people = await console_service(make_service)
     browser = browsers(service)
