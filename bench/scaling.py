@@ -101,7 +101,7 @@ async def main(args) -> None:
             # One at a time: the first builds the content cache the others then load.
             await all_workers_ready(folder / f"server-{count}.log", count, servers[count][1], port)
         servers = {count: servers[count] for count in args.workers}  # measured in the order given
-        for count, (port, process) in servers.items():
+        for _, process in servers.values():
             for pid in process_tree(process.pid):
                 caps.cap(pid)
         ids = MessageIds()
@@ -158,6 +158,9 @@ def report(runs: dict[int, list[dict]], logs: dict[int, Path], args, engine: str
             print(f"\nThe server with {count} workers logged {errors} ERROR lines and {tracebacks} tracebacks ({log}).")
         else:
             log.unlink()
+    for folder in {log.parent for log in logs.values()}:
+        if not any(folder.iterdir()):
+            folder.rmdir()  # nothing worth keeping
 
 
 if __name__ == "__main__":
